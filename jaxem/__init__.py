@@ -1,0 +1,7 @@
+"""jaxem: Expectation–Maximization and Gaussian mixture models in JAX."""
+
+from jaxem import gmm
+from jaxem.em import EMResult, em, iterate
+
+__all__ = ["EMResult", "em", "gmm", "iterate"]
+__version__ = "0.1.0"

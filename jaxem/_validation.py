@@ -1,0 +1,102 @@
+"""Input checks at the Python boundary.
+
+Inside compiled code nothing raises (DESIGN.md, "failure is data"). These helpers
+run before tracing: shapes, dtypes and static values are always checked; values
+of arrays are checked only when they are concrete (not JAX tracers).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def concrete(value: ArrayLike) -> np.ndarray | None:
+    """``value`` as a NumPy array if it is concrete, ``None`` under tracing."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_static_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """A static integer argument (``max_iter``, ``n_init``, ``n_components``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a Python int (it is static: it sets array shapes or loop bounds); "
+            f"got {type(value).__name__} {value!r}"
+        )
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def check_scalar(name: str, value: ArrayLike, *, minimum: float = 0.0) -> None:
+    """A traced non-negative scalar hyperparameter (``tol``, ``reg_covar``).
+
+    Checked for shape and dtype always, for finiteness and sign when concrete.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    shape = jnp.shape(value)
+    if shape != ():
+        raise ValueError(f"{name} must be a scalar; got an array of shape {shape}")
+    if not jnp.issubdtype(jnp.result_type(value), jnp.number) or jnp.issubdtype(
+        jnp.result_type(value), jnp.complexfloating
+    ):
+        raise TypeError(f"{name} must be a real number; got dtype {jnp.result_type(value)}")
+    v = concrete(value)
+    if v is not None and not (np.isfinite(v) and v >= minimum):
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {v.item()!r}")
+
+
+def dtype_of(name: str, value: object) -> np.dtype:
+    """The dtype JAX would give ``value``; a ``TypeError`` naming ``name`` if none."""
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    try:
+        return jax.dtypes.canonicalize_dtype(jnp.result_type(value))
+    except TypeError:
+        dtype = getattr(value, "dtype", type(value).__name__)
+        raise TypeError(f"{name} must be a real numeric array; got {dtype}") from None
+
+
+def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Array:
+    """Validate and convert data to a floating (N, D) JAX array.
+
+    Integer and boolean data are converted to JAX's default float dtype (float32,
+    or float64 with ``jax_enable_x64``), as scikit-learn converts to float64.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of shape (n_samples, n_features); got {x!r}")
+    dtype = dtype_of(name, x)
+    shape = jnp.shape(x)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must be 2-D, of shape (n_samples, n_features); got shape {shape}"
+            + (" (reshape 1-D data with x[:, None])" if len(shape) == 1 else "")
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name} must have at least one sample and one feature; got shape {shape}")
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name} must be real; got dtype {dtype}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+            raise TypeError(f"{name} must hold numbers; got dtype {dtype}")
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
+    x = jnp.asarray(x, dtype)
+    if not allow_nan:
+        v = concrete(x)
+        if v is not None and not np.all(np.isfinite(v)):
+            n_bad = int(np.sum(~np.isfinite(v)))
+            raise ValueError(
+                f"{name} contains {n_bad} NaN or infinite value(s); jaxem needs finite data"
+            )
+    return x

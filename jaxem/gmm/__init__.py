@@ -1,0 +1,31 @@
+"""Gaussian mixture models on the generic EM loop.
+
+Parameters are :class:`GMMParams` pytrees; every function is pure and works
+under ``jit``, ``vmap`` and ``grad``.
+"""
+
+from jaxem.gmm.covariances import COVARIANCE_TYPES
+from jaxem.gmm.criteria import aic, bic, n_parameters
+from jaxem.gmm.density import log_prob, predict, predict_proba, sample
+from jaxem.gmm.interop import from_sklearn
+from jaxem.gmm.params import GMMParams, make_params
+from jaxem.gmm.steps import SuffStats, e_step, m_step, maximize, suff_stats
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "GMMParams",
+    "SuffStats",
+    "aic",
+    "bic",
+    "e_step",
+    "from_sklearn",
+    "log_prob",
+    "m_step",
+    "make_params",
+    "maximize",
+    "n_parameters",
+    "predict",
+    "predict_proba",
+    "sample",
+    "suff_stats",
+]

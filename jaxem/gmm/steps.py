@@ -1,0 +1,190 @@
+"""The E-step and M-step of a Gaussian mixture, through sufficient statistics.
+
+``m_step = maximize ∘ suff_stats``: the statistics are additive over samples, so
+chunked, out-of-core, online and multi-device EM sum them before maximizing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxem._validation import check_scalar
+from jaxem.gmm import covariances as cov_lib
+from jaxem.gmm.density import weighted_log_prob
+from jaxem.gmm.params import GMMParams, from_covariances
+
+__all__ = ["SuffStats", "e_step", "m_step", "maximize", "suff_stats"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SuffStats:
+    """Additive sufficient statistics of a Gaussian mixture.
+
+    Sums are taken about a per-component ``shift`` (K, D) for accuracy: second
+    moments about a point near the component mean do not suffer the cancellation
+    of ``E[xxᵀ] − μμᵀ``. Statistics with the same ``shift`` add with :meth:`add`.
+
+    Attributes:
+        nk: (K,) ``Σ_n r_nk`` (weighted when sample weights are given).
+        sum_x: (K, D) ``Σ_n r_nk (x_n − s_k)``.
+        sum_xx: second moments about ``shift``: ``full`` (K, D, D), ``tied``
+            (D, D) (summed over components), ``diag`` (K, D), ``spherical`` (K,).
+        shift: (K, D) the point ``s_k`` the sums are taken about.
+        covariance_type: static.
+    """
+
+    nk: jax.Array
+    sum_x: jax.Array
+    sum_xx: jax.Array
+    shift: jax.Array
+    covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
+
+    def add(self, other: SuffStats) -> SuffStats:
+        """Statistics of the union of two sample sets (both about the same shift)."""
+        return dataclasses.replace(
+            self,
+            nk=self.nk + other.nk,
+            sum_x=self.sum_x + other.sum_x,
+            sum_xx=self.sum_xx + other.sum_xx,
+        )
+
+
+def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Expectation step: responsibilities and the mean log-likelihood.
+
+    ``r_nk = π_k N(x_n | μ_k, Σ_k) / Σ_j π_j N(x_n | μ_j, Σ_j)``, computed in log
+    space with ``logsumexp``.
+
+    Args:
+        params: current parameters.
+        x: (N, D) data.
+
+    Returns:
+        ``(resp, log_likelihood)``: (N, K) responsibilities and the mean
+        per-sample log-likelihood ``(1/N) Σ_n log p(x_n)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]),
+        ...                     jnp.ones((2, 1, 1)))
+        >>> resp, ll = gmm.e_step(p, jnp.array([[0.0], [2.0]]))
+        >>> resp.shape
+        (2, 2)
+    """
+    x = jnp.asarray(x)
+    wlp = weighted_log_prob(params, x)
+    log_norm = jax.nn.logsumexp(wlp, axis=-1, keepdims=True)
+    resp = jnp.exp(wlp - log_norm)
+    return resp, jnp.mean(log_norm)
+
+
+def suff_stats(
+    resp: ArrayLike,
+    x: ArrayLike,
+    *,
+    covariance_type: str = "full",
+    shift: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+) -> SuffStats:
+    """Sufficient statistics of data ``x`` weighted by responsibilities.
+
+    Args:
+        resp: (N, K) responsibilities.
+        x: (N, D) data.
+        covariance_type: which second moments to keep (static).
+        shift: (K, D) point to take the sums about; by default the weighted
+            means (two passes over ``x``, the most accurate). Pass the current
+            means when statistics of several chunks must add up.
+        sample_weight: optional (N,) non-negative sample weights.
+
+    Returns:
+        :class:`SuffStats`.
+    """
+    module = cov_lib.get(covariance_type)
+    resp = jnp.asarray(resp)
+    x = jnp.asarray(x)
+    if sample_weight is not None:
+        resp = resp * jnp.asarray(sample_weight, resp.dtype)[:, None]
+    nk = jnp.sum(resp, axis=0)
+    if shift is None:
+        shift = (resp.T @ x) / _safe_count(nk)[:, None]
+    shift = jnp.asarray(shift, x.dtype)
+    sum_x = resp.T @ x - nk[:, None] * shift
+    return SuffStats(
+        nk=nk,
+        sum_x=sum_x,
+        sum_xx=module.second_moments(resp, x, shift),
+        shift=shift,
+        covariance_type=covariance_type,
+    )
+
+
+def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
+    """Maximization from sufficient statistics.
+
+    ``π_k = n_k / Σ_j n_j``, ``μ_k = s_k + δ_k`` with ``δ_k = Σ_n r_nk (x_n − s_k) / n_k``,
+    and the covariance of the statistics' type plus ``reg_covar`` on the diagonal.
+    A component with ``n_k = 0`` keeps weight 0 (it stays inactive), its mean is
+    the shift and its covariance ``reg_covar·I``.
+
+    Args:
+        stats: :class:`SuffStats`.
+        reg_covar: non-negative regularization added to the covariance diagonal
+            (traced: changing it does not recompile).
+
+    Returns:
+        :class:`GMMParams`.
+    """
+    check_scalar("reg_covar", reg_covar)
+    module = cov_lib.get(stats.covariance_type)
+    dtype = stats.sum_x.dtype
+    nk = stats.nk
+    nk_safe = _safe_count(nk)
+    delta = stats.sum_x / nk_safe[:, None]
+    means = stats.shift + delta
+    covariances = module.covariances(stats.sum_xx, nk_safe, delta, jnp.asarray(reg_covar, dtype))
+    weights = nk / jnp.sum(nk)
+    return from_covariances(weights, means, covariances, stats.covariance_type)
+
+
+def m_step(
+    resp: ArrayLike,
+    x: ArrayLike,
+    *,
+    covariance_type: str = "full",
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+) -> GMMParams:
+    """Maximization step: ``maximize(suff_stats(resp, x), reg_covar)``.
+
+    Args:
+        resp: (N, K) responsibilities.
+        x: (N, D) data.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"`` (static).
+        reg_covar: added to the covariance diagonal (traced).
+        sample_weight: optional (N,) sample weights.
+
+    Returns:
+        :class:`GMMParams`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> resp = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        >>> gmm.m_step(resp, x, covariance_type="diag").means.tolist()
+        [[0.5], [10.5]]
+    """
+    stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
+    return maximize(stats, reg_covar=reg_covar)
+
+
+def _safe_count(nk: jax.Array) -> jax.Array:
+    """``n_k + 10 ε`` (scikit-learn's guard against dividing by an empty component)."""
+    return nk + 10 * jnp.finfo(nk.dtype).eps

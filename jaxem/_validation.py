@@ -100,3 +100,30 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
                 f"{name} contains {n_bad} NaN or infinite value(s); jaxem needs finite data"
             )
     return x
+
+
+def check_key(key: object, name: str = "key") -> None:
+    """A JAX PRNG key: a typed key (``jax.random.key``) or a legacy uint32 (2,) key."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if jnp.shape(key) != ():
+            raise ValueError(f"{name} must be a single PRNG key; got a batch of shape {key.shape}")
+        return
+    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
+        return
+    raise TypeError(
+        f"{name} must be a JAX PRNG key (jax.random.key(seed)); got "
+        f"{type(key).__name__}" + (f" of dtype {dtype} and shape {jnp.shape(key)}" if dtype else "")
+    )
+
+
+def check_n_active(n_active: ArrayLike | None, n_components: int) -> jax.Array:
+    """The traced number of active components, in ``[1, n_components]``."""
+    if n_active is None:
+        return jnp.asarray(n_components, jnp.int32)
+    if jnp.shape(n_active) != () or not jnp.issubdtype(dtype_of("n_active", n_active), jnp.integer):
+        raise TypeError(f"n_active must be an integer scalar; got {n_active!r}")
+    v = concrete(n_active)
+    if v is not None and not 1 <= int(v) <= n_components:
+        raise ValueError(f"n_active must be in [1, n_components={n_components}]; got {int(v)}")
+    return jnp.clip(jnp.asarray(n_active, jnp.int32), 1, n_components)

@@ -26,8 +26,9 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
 
 def weighted_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """(N, K) ``log π_k + log N(x_n | μ_k, Σ_k)``; ``-inf`` for inactive components."""
-    log_weights = jnp.where(params.weights > 0, jnp.log(params.weights), -jnp.inf)
-    return component_log_prob(params, x) + log_weights
+    active = params.weights > 0
+    log_weights = jnp.log(jnp.where(active, params.weights, 1))  # no NaN gradient at 0
+    return jnp.where(active, component_log_prob(params, x) + log_weights, -jnp.inf)
 
 
 def _check(params: GMMParams, x: ArrayLike) -> jax.Array:

@@ -131,7 +131,7 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
     ``π_k = n_k / Σ_j n_j``, ``μ_k = s_k + δ_k`` with ``δ_k = Σ_n r_nk (x_n − s_k) / n_k``,
     and the covariance of the statistics' type plus ``reg_covar`` on the diagonal.
     A component with ``n_k = 0`` keeps weight 0 (it stays inactive), its mean is
-    the shift and its covariance ``reg_covar·I``.
+    the shift and its covariance the identity (a finite placeholder).
 
     Args:
         stats: :class:`SuffStats`.
@@ -149,6 +149,14 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
     delta = stats.sum_x / nk_safe[:, None]
     means = stats.shift + delta
     covariances = module.covariances(stats.sum_xx, nk_safe, delta, jnp.asarray(reg_covar, dtype))
+    if stats.covariance_type != "tied":
+        # An empty component (weight 0, inactive) gets a unit covariance: finite
+        # factors whatever reg_covar is, so inactive components never produce NaN.
+        unit = module.covariances(
+            jnp.zeros_like(stats.sum_xx), jnp.ones_like(nk), jnp.zeros_like(delta), 1
+        )
+        empty = (nk == 0).reshape(nk.shape + (1,) * (covariances.ndim - 1))
+        covariances = jnp.where(empty, unit, covariances)
     weights = nk / jnp.sum(nk)
     return from_covariances(weights, means, covariances, stats.covariance_type)
 

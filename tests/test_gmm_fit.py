@@ -1,0 +1,143 @@
+"""One-call fitting: restarts, vmap over keys/hyperparameters/datasets, traced K."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import blobs
+
+import jaxem
+from jaxem import gmm
+from jaxem.gmm.fit import fit_from
+
+
+def _assert_trees_close(a, b, rtol=1e-9, atol=1e-12):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("init", gmm.INIT_METHODS)
+def test_restarts_return_the_best_of_a_python_loop(init):
+    x = blobs(seed=0, n=200, d=2, k=3)
+    key = jax.random.key(1)
+    result = gmm.fit(key, x, 3, init=init, n_init=4, covariance_type="diag", tol=1e-4)
+    loop = []
+    for k in jax.random.split(key, 4):
+        start = gmm.init(k, x, 3, method=init, covariance_type="diag")
+        loop.append(fit_from(start, jnp.asarray(x), tol=1e-4, reg_covar=1e-6, max_iter=100))
+    lls = np.array([float(r.log_likelihood) for r in loop])
+    np.testing.assert_allclose(result.restart_log_likelihoods, lls, rtol=1e-10)
+    best = int(np.argmax(lls))
+    assert int(result.best_restart) == best
+    _assert_trees_close(result.params, loop[best].params)
+    assert int(result.n_iter) == int(loop[best].n_iter)
+    # The EM inside fit is the generic loop with the standard steps.
+    reference = jaxem.em(
+        gmm.e_step,
+        lambda r, x: gmm.m_step(r, x, covariance_type="diag"),
+        gmm.init(jax.random.split(key, 4)[best], x, 3, method=init, covariance_type="diag"),
+        x,
+        tol=1e-4,
+    )
+    _assert_trees_close(result.params, reference.params, rtol=1e-8, atol=1e-10)
+
+
+def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
+    x = blobs(seed=1, n=100, d=2, k=2)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(key, x, tol, reg_covar):
+        return gmm.fit(key, x, 2, tol=tol, reg_covar=reg_covar, n_init=2)
+
+    chex.clear_trace_counter()
+    run(jax.random.key(0), x, 1e-3, 1e-6)
+    run(jax.random.key(1), x + 1.0, 1e-4, 1e-2)
+    # Outside a user's jit, fit's own compiled program is reused for new data.
+    gmm.fit(jax.random.key(0), x, 2, n_init=2)
+    before = gmm.fit.__wrapped__ if hasattr(gmm.fit, "__wrapped__") else None
+    assert before is None
+    from jaxem.gmm.fit import _fit
+
+    size = _fit._cache_size()
+    gmm.fit(jax.random.key(3), x * 2.0, 2, n_init=2, tol=1e-5)
+    assert _fit._cache_size() == size
+
+
+def test_vmap_over_keys_equals_loop():
+    x = blobs(seed=2, n=120, d=2, k=3)
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.vmap(lambda k: gmm.fit(k, x, 3, init="random_from_data"))(keys)
+    for i, k in enumerate(keys):
+        _assert_trees_close(
+            jax.tree.map(lambda a, i=i: a[i], batched), gmm.fit(k, x, 3, init="random_from_data")
+        )
+
+
+def test_vmap_over_reg_covar_and_tol_equals_loop():
+    x = blobs(seed=3, n=120, d=2, k=3)
+    regs = jnp.array([1e-6, 1e-2, 1.0])
+    tols = jnp.array([1e-2, 1e-4, 1e-6])
+    key = jax.random.key(2)
+    batched = jax.vmap(lambda r, t: gmm.fit(key, x, 3, reg_covar=r, tol=t))(regs, tols)
+    for i in range(3):
+        single = gmm.fit(key, x, 3, reg_covar=float(regs[i]), tol=float(tols[i]))
+        _assert_trees_close(jax.tree.map(lambda a, i=i: a[i], batched), single)
+    assert len(set(np.asarray(batched.n_iter).tolist())) > 1
+
+
+def test_vmap_over_datasets_equals_loop():
+    xs = np.stack([blobs(seed=s, n=90, d=2, k=2) for s in range(3)])
+    key = jax.random.key(3)
+    batched = jax.vmap(lambda x: gmm.fit(key, x, 2, covariance_type="tied"))(xs)
+    for i in range(3):
+        _assert_trees_close(
+            jax.tree.map(lambda a, i=i: a[i], batched),
+            gmm.fit(key, xs[i], 2, covariance_type="tied"),
+        )
+
+
+@pytest.mark.parametrize("covariance_type", gmm.COVARIANCE_TYPES)
+def test_n_active_equals_plain_fit_from_same_start(covariance_type):
+    x = blobs(seed=4, n=150, d=2, k=3)
+    key = jax.random.key(4)
+    for k in (1, 2, 3):
+        nested = gmm.fit(key, x, 6, n_active=k, covariance_type=covariance_type, n_init=2)
+        plain = gmm.fit(key, x, k, covariance_type=covariance_type, n_init=2)
+        w = np.asarray(nested.params.weights)
+        np.testing.assert_array_equal(w[k:], 0.0)
+        np.testing.assert_allclose(w[:k], plain.params.weights, rtol=1e-9)
+        np.testing.assert_allclose(nested.params.means[:k], plain.params.means, rtol=1e-9)
+        cov = nested.params.covariances
+        cov = cov if covariance_type == "tied" else cov[:k]
+        np.testing.assert_allclose(cov, plain.params.covariances, rtol=1e-9)
+        np.testing.assert_allclose(nested.log_likelihood, plain.log_likelihood, rtol=1e-12)
+        assert int(nested.n_iter) == int(plain.n_iter)
+
+
+def test_vmap_over_n_active():
+    x = blobs(seed=5, n=150, d=2, k=3)
+    key = jax.random.key(5)
+    batched = jax.vmap(lambda k: gmm.fit(key, x, 4, n_active=k))(jnp.arange(1, 5))
+    for i, k in enumerate(range(1, 5)):
+        single = gmm.fit(key, x, 4, n_active=k)
+        _assert_trees_close(jax.tree.map(lambda a, i=i: a[i], batched), single)
+        assert int(gmm.n_parameters(single.params)) == int(
+            gmm.n_parameters(gmm.fit(key, x, k).params)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        (dict(n_init=0), ValueError, "n_init must be >= 1"),
+        (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
+        (dict(tol=float("inf")), ValueError, "tol must be a finite number"),
+        (dict(init="kmeans++"), ValueError, "init method must be one of"),
+        (dict(covariance_type="full "), ValueError, "covariance_type must be one of"),
+    ],
+)
+def test_fit_rejects_bad_arguments(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        gmm.fit(jax.random.key(0), blobs(n=30, d=2, k=2), 2, **kwargs)

@@ -1,0 +1,108 @@
+"""Initialisation methods follow scikit-learn's semantics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import COVARIANCE_TYPES, blobs
+
+from jaxem import gmm, kmeans
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_random_from_data_means_are_data_rows(covariance_type):
+    x = blobs(seed=0, n=100, d=3, k=3)
+    params = gmm.init(
+        jax.random.key(0),
+        x,
+        4,
+        method="random_from_data",
+        covariance_type=covariance_type,
+        reg_covar=1e-6,
+    )
+    means = np.asarray(params.means)
+    rows = [np.flatnonzero(np.all(np.isclose(x, m, rtol=1e-12), axis=1)) for m in means]
+    assert all(len(r) == 1 for r in rows) and len({int(r[0]) for r in rows}) == 4
+    np.testing.assert_allclose(params.weights, 0.25)
+    # One point per component: covariance is reg_covar alone.
+    expected = {
+        "full": 1e-6 * np.eye(3),
+        "tied": 1e-6 * np.eye(3),
+        "diag": 1e-6,
+        "spherical": 1e-6,
+    }[covariance_type]
+    np.testing.assert_allclose(
+        np.broadcast_to(params.covariances, params.covariances.shape),
+        np.broadcast_to(expected, params.covariances.shape),
+        rtol=1e-6,
+        atol=1e-14,
+    )
+
+
+def test_kmeans_plusplus_means_are_the_seeds():
+    x = blobs(seed=1, n=120, d=2, k=3)
+    key = jax.random.key(4)
+    params = gmm.init(key, x, 3, method="k-means++")
+    seeds = np.asarray(kmeans.kmeans_plusplus(key, x, 3))
+    np.testing.assert_allclose(params.means, x[seeds], rtol=1e-12)
+
+
+def test_kmeans_init_is_m_step_on_kmeans_labels():
+    x = blobs(seed=2, n=150, d=2, k=3)
+    key = jax.random.key(5)
+    params = gmm.init(key, x, 3, method="kmeans", covariance_type="diag", reg_covar=1e-3)
+    labels = kmeans.kmeans(key, x, 3, tol=0.0).labels
+    for j in range(3):
+        xj = x[np.asarray(labels) == j]
+        np.testing.assert_allclose(params.weights[j], len(xj) / len(x), rtol=1e-12)
+        np.testing.assert_allclose(params.means[j], xj.mean(0), rtol=1e-10)
+        np.testing.assert_allclose(params.covariances[j], xj.var(0) + 1e-3, rtol=1e-8)
+
+
+def test_random_init_is_m_step_on_normalised_uniform_resp():
+    x = blobs(seed=3, n=80, d=2, k=2)
+    key = jax.random.key(6)
+    params = gmm.init(key, x, 3, method="random")
+    resp = jax.random.uniform(key, (80, 3), jnp.float64)
+    expected = gmm.m_step(resp / resp.sum(1, keepdims=True), x)
+    np.testing.assert_allclose(params.means, expected.means, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", gmm.INIT_METHODS)
+def test_init_is_jittable_and_vmappable_over_keys(method):
+    x = blobs(seed=4, n=60, d=2, k=2)
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.jit(jax.vmap(lambda k: gmm.init(k, x, 2, method=method)))(keys)
+    for i in range(3):
+        single = gmm.init(keys[i], x, 2, method=method)
+        np.testing.assert_allclose(batched.means[i], single.means, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", gmm.INIT_METHODS)
+def test_n_active_leaves_extra_components_inactive(method):
+    x = blobs(seed=5, n=60, d=2, k=2)
+    params = gmm.init(jax.random.key(1), x, 5, method=method, n_active=2)
+    np.testing.assert_array_equal(np.asarray(params.weights)[2:], 0.0)
+    assert np.isclose(float(params.weights.sum()), 1.0)
+    for leaf in jax.tree.leaves(params):
+        assert np.all(np.isfinite(leaf))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        (dict(method="kmeans++"), ValueError, "init method must be one of"),
+        (dict(covariance_type="ful"), ValueError, "covariance_type must be one of"),
+        (dict(n_components=0), ValueError, "n_components must be >= 1"),
+        (dict(n_components=500), ValueError, "must be <= the number of samples"),
+        (dict(reg_covar=-1.0), ValueError, "reg_covar must be a finite number >= 0"),
+        (dict(n_active=4), ValueError, r"n_active must be in \[1, n_components=3\]"),
+        (dict(key=0), TypeError, "key must be a JAX PRNG key"),
+    ],
+)
+def test_init_rejects_bad_arguments(kwargs, error, fragment):
+    x = blobs(seed=6, n=50, d=2, k=2)
+    args = dict(key=jax.random.key(0), n_components=3) | kwargs
+    key, k = args.pop("key"), args.pop("n_components")
+    with pytest.raises(error, match=fragment):
+        gmm.init(key, x, k, **args)

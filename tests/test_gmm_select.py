@@ -1,0 +1,62 @@
+"""Model selection by BIC/AIC."""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from helpers import blobs
+
+from jaxem import gmm
+
+FAITHFUL = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "data" / "faithful.csv"
+
+
+def test_scores_equal_criteria_of_the_fits():
+    x = blobs(seed=0, n=200, d=2, k=3)
+    key = jax.random.key(0)
+    r = gmm.select(
+        key,
+        x,
+        n_components=[1, 2, 3, 4],
+        covariance_types=["full", "diag"],
+        n_init=2,
+        criterion="aic",
+    )
+    assert r.scores.shape == (2, 4)
+    for t, ct in enumerate(["full", "diag"]):
+        for m, k in enumerate([1, 2, 3, 4]):
+            single = gmm.fit(key, x, 4, n_active=k, covariance_type=ct, n_init=2)
+            np.testing.assert_allclose(r.scores[t, m], gmm.aic(single.params, x), rtol=1e-9)
+    t, m = np.unravel_index(np.argmin(r.scores), r.scores.shape)
+    assert r.best_covariance_type == ["full", "diag"][t]
+    assert r.best_n_components == [1, 2, 3, 4][m] == r.params.n_components
+    np.testing.assert_allclose(gmm.aic(r.params, x), r.scores.min(), rtol=1e-9)
+
+
+def test_one_compiled_program_per_covariance_type():
+    from jaxem.gmm.select import _select_type
+
+    x = blobs(seed=1, n=100, d=2, k=2)
+    before = _select_type._cache_size()
+    gmm.select(jax.random.key(0), x, n_components=range(1, 6), covariance_types=["spherical"])
+    assert _select_type._cache_size() == before + 1
+
+
+@pytest.mark.skipif(not FAITHFUL.exists(), reason="bundled Old Faithful data missing")
+def test_old_faithful_selects_tied_three_as_mclust():
+    """R's mclust: EEE (tied), G = 3, BIC -2314.316 in its sign convention."""
+    x = np.loadtxt(FAITHFUL, delimiter=",", skiprows=1)
+    r = gmm.select(jax.random.key(0), x, n_components=range(1, 10), n_init=10, tol=1e-6)
+    assert (r.best_covariance_type, r.best_n_components) == ("tied", 3)
+    np.testing.assert_allclose(r.scores.min(), 2314.316, atol=0.05)
+
+
+def test_select_rejects_bad_arguments():
+    x = blobs(n=30, d=2, k=2)
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        gmm.select(jax.random.key(0), x, criterion="icl")
+    with pytest.raises(ValueError, match="n_components must name"):
+        gmm.select(jax.random.key(0), x, n_components=[])
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        gmm.select(jax.random.key(0), x, covariance_types=["full", "banded"])

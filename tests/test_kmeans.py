@@ -1,0 +1,53 @@
+"""k-means++ seeding and Lloyd iterations against scikit-learn."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from helpers import blobs
+from sklearn.cluster import KMeans
+
+from jaxem import kmeans as km
+
+
+def test_lloyd_reaches_fixed_point_close_to_sklearn_best_of_10():
+    x = blobs(seed=0, n=600, d=3, k=5, spread=5.0)
+    keys = jax.random.split(jax.random.key(0), 10)
+    runs = jax.jit(jax.vmap(lambda k: km.kmeans(k, x, 5, tol=0.0)))(keys)
+    best = int(jnp.argmin(runs.inertia))
+    centers, labels = np.asarray(runs.centers[best]), np.asarray(runs.labels[best])
+    # Fixed point: each centre is the mean of its points and each point is nearest its centre.
+    for j in range(5):
+        np.testing.assert_allclose(centers[j], x[labels == j].mean(0), rtol=1e-8, atol=1e-10)
+    d2 = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, d2.argmin(1))
+    np.testing.assert_allclose(runs.inertia[best], d2.min(1).sum(), rtol=1e-8)
+    reference = KMeans(5, n_init=10, random_state=0).fit(x).inertia_
+    assert float(runs.inertia[best]) <= 1.01 * reference
+
+
+def test_kmeans_plusplus_picks_distinct_spread_rows():
+    x = blobs(seed=1, n=300, d=2, k=4, spread=20.0)
+    idx = np.asarray(km.kmeans_plusplus(jax.random.key(3), x, 4))
+    assert len(set(idx.tolist())) == 4
+    centres = x[idx]
+    assert np.min(np.linalg.norm(centres[:, None] - centres[None], axis=-1) + 1e9 * np.eye(4)) > 5
+
+
+def test_n_active_seeds_are_a_prefix():
+    x = blobs(seed=2, n=200, d=2, k=3)
+    key = jax.random.key(7)
+    for k in (1, 2, 3, 5):
+        small = np.asarray(km.kmeans_plusplus(key, x, k))
+        nested = np.asarray(km.kmeans_plusplus(key, x, 8, n_active=k))
+        np.testing.assert_array_equal(small, nested[:k])
+        a = km.kmeans(key, x, k)
+        b = km.kmeans(key, x, 8, n_active=k)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.centers, b.centers[:k], rtol=1e-12)
+
+
+def test_fewer_distinct_points_than_clusters_stays_finite():
+    x = np.repeat(np.array([[0.0, 1.0], [5.0, 5.0]]), 10, axis=0)
+    result = km.kmeans(jax.random.key(0), x, 4)
+    assert np.all(np.isfinite(result.centers))
+    assert float(result.inertia) == 0.0

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxem._chunking import chunk_rows, chunked_map
 from jaxem._validation import as_data, check_static_int
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.params import GMMParams
@@ -19,7 +20,10 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """(N, K) ``log N(x_n | μ_k, Σ_k)``, through the precision Cholesky factors."""
     module = cov_lib.get(params.covariance_type)
     n_features = x.shape[-1]
-    maha = module.mahalanobis(x, params.means, params.precisions_cholesky)
+    # Centre at the mixture mean first: the distances are invariant to it, and
+    # float32 keeps its digits for data far from the origin.
+    center = jax.lax.stop_gradient(params.weights @ params.means)
+    maha = module.mahalanobis(x - center, params.means - center, params.precisions_cholesky)
     log_det = module.log_det_cholesky(params.precisions_cholesky, n_features)
     return -0.5 * (n_features * math.log(2 * math.pi) + maha) + log_det
 
@@ -29,6 +33,17 @@ def weighted_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     active = params.weights > 0
     log_weights = jnp.log(jnp.where(active, params.weights, 1))  # no NaN gradient at 0
     return jnp.where(active, component_log_prob(params, x) + log_weights, -jnp.inf)
+
+
+def density_chunk_rows(params: GMMParams, x: jax.Array) -> int:
+    """Rows per chunk that bound the (rows, K, D) intermediates of the densities."""
+    return chunk_rows(x.shape[0], params.n_components * params.n_features)
+
+
+def _rowwise(params: GMMParams, x: jax.Array, fn) -> jax.Array:
+    """``fn(weighted_log_prob)`` row by row, in chunks of rows."""
+    rows = density_chunk_rows(params, x)
+    return chunked_map(lambda xb: fn(weighted_log_prob(params, xb)), x, rows)
 
 
 def _check(params: GMMParams, x: ArrayLike) -> jax.Array:
@@ -64,7 +79,7 @@ def log_prob(params: GMMParams, x: ArrayLike) -> jax.Array:
         [-0.9189]
     """
     x = _check(params, x)
-    return jax.nn.logsumexp(weighted_log_prob(params, x), axis=-1)
+    return _rowwise(params, x, lambda wlp: jax.nn.logsumexp(wlp, axis=-1))
 
 
 def predict_proba(params: GMMParams, x: ArrayLike) -> jax.Array:
@@ -79,7 +94,7 @@ def predict_proba(params: GMMParams, x: ArrayLike) -> jax.Array:
         [[0.5, 0.5]]
     """
     x = _check(params, x)
-    return jax.nn.softmax(weighted_log_prob(params, x), axis=-1)
+    return _rowwise(params, x, lambda wlp: jax.nn.softmax(wlp, axis=-1))
 
 
 def predict(params: GMMParams, x: ArrayLike) -> jax.Array:
@@ -94,7 +109,7 @@ def predict(params: GMMParams, x: ArrayLike) -> jax.Array:
         [0, 1]
     """
     x = _check(params, x)
-    return jnp.argmax(weighted_log_prob(params, x), axis=-1)
+    return _rowwise(params, x, lambda wlp: jnp.argmax(wlp, axis=-1))
 
 
 def sample(key: jax.Array, params: GMMParams, n_samples: int) -> tuple[jax.Array, jax.Array]:

@@ -13,8 +13,10 @@ from jaxem._validation import as_data, check_key, check_n_active, check_scalar, 
 from jaxem.em import iterate
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.init import check_method, init_resp
+from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
-from jaxem.gmm.steps import e_step, m_step, maximize, suff_stats
+from jaxem.gmm.passes import direct_pass, moment_pass
+from jaxem.gmm.steps import m_step, maximize
 
 __all__ = ["FitResult", "fit"]
 
@@ -32,6 +34,8 @@ class FitResult:
         converged: () whether it converged within ``max_iter``.
         restart_log_likelihoods: (n_init,) final mean log-likelihood of every restart.
         best_restart: () index of the chosen restart.
+        fast_path: () whether EM ran on the moment formulation
+            (:mod:`jaxem.gmm.moments`) rather than the direct one.
     """
 
     params: GMMParams
@@ -41,40 +45,129 @@ class FitResult:
     converged: jax.Array
     restart_log_likelihoods: jax.Array
     best_restart: jax.Array
+    fast_path: jax.Array
 
 
-def em_step(params: GMMParams, x: jax.Array, reg_covar: jax.Array) -> tuple[GMMParams, jax.Array]:
-    """One EM iteration; statistics are taken about the current means (one pass)."""
-    resp, ll = e_step(params, x)
-    stats = suff_stats(resp, x, covariance_type=params.covariance_type, shift=params.means)
-    return maximize(stats, reg_covar=reg_covar), ll
+FORMULATIONS = ("auto", "moments", "direct")
 
 
-def fit_from(
-    params: GMMParams, x: jax.Array, *, tol: ArrayLike, reg_covar: ArrayLike, max_iter: int
+def _run(pass_fn, params, *, tol, reg_covar, max_iter):
+    def step(p):
+        stats, ll = pass_fn(p)
+        return maximize(stats, reg_covar=reg_covar), ll
+
+    return iterate(step, lambda p: pass_fn(p)[1], params, tol=tol, max_iter=max_iter)
+
+
+def run_batch(
+    starts: GMMParams,
+    x: jax.Array,
+    *,
+    tol: ArrayLike,
+    reg_covar: ArrayLike,
+    max_iter: int,
+    sample_weight: jax.Array | None = None,
+    formulation: str = "auto",
 ):
-    """EM from ``params`` (traceable, no validation)."""
-    return iterate(
-        lambda p: em_step(p, x, reg_covar),
-        lambda p: e_step(p, x)[1],
-        params,
-        tol=tol,
-        max_iter=max_iter,
+    """EM from a batch of starting parameters (leading axis), traceable, no validation.
+
+    ``formulation`` picks how each pass is computed (:mod:`jaxem.gmm.passes`):
+    ``"moments"`` (fast), ``"direct"`` (accurate in any regime) or ``"auto"``:
+    moments in float64; in float32 moments while every restart passes
+    :func:`jaxem.gmm.moments.is_accurate` at its start and at its end, else the
+    whole batch is run again with the direct formulation.
+
+    Returns:
+        ``(EMResult batched over starts, whether the moment formulation was used)``.
+    """
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    center = jnp.sum(x * w[:, None], axis=0) / jnp.sum(w)
+    kwargs = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter)
+
+    def fast():
+        return jax.vmap(lambda p: _run(lambda q: moment_pass(q, x, w, center), p, **kwargs))(starts)
+
+    def direct():
+        return jax.vmap(lambda p: _run(lambda q: direct_pass(q, x, w), p, **kwargs))(starts)
+
+    if formulation == "direct":
+        return direct(), jnp.asarray(False)
+    if formulation == "moments" or x.dtype == jnp.float64:
+        return fast(), jnp.asarray(True)
+
+    def all_accurate(params):
+        return jnp.all(jax.vmap(lambda p: is_accurate(p, center))(params))
+
+    def fast_then_check():
+        results = fast()
+        return jax.lax.cond(
+            all_accurate(results.params),
+            lambda: (results, jnp.asarray(True)),
+            lambda: (direct(), jnp.asarray(False)),
+        )
+
+    return jax.lax.cond(
+        all_accurate(starts), fast_then_check, lambda: (direct(), jnp.asarray(False))
     )
 
 
+def fit_from(
+    params: GMMParams,
+    x: jax.Array,
+    *,
+    tol: ArrayLike,
+    reg_covar: ArrayLike,
+    max_iter: int,
+    sample_weight: jax.Array | None = None,
+    formulation: str = "auto",
+):
+    """EM from one start with the fast fused passes (traceable, no validation)."""
+    batch = jax.tree.map(lambda a: a[None], params)
+    results, _ = run_batch(
+        batch,
+        x,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        sample_weight=sample_weight,
+        formulation=formulation,
+    )
+    return jax.tree.map(lambda a: a[0], results)
+
+
 @functools.partial(
-    jax.jit, static_argnames=("n_components", "covariance_type", "init", "n_init", "max_iter")
+    jax.jit,
+    static_argnames=(
+        "n_components",
+        "covariance_type",
+        "init",
+        "n_init",
+        "max_iter",
+        "formulation",
+    ),
 )
 def _fit(
-    key, x, n_active, tol, reg_covar, *, n_components, covariance_type, init, n_init, max_iter
+    key,
+    x,
+    n_active,
+    tol,
+    reg_covar,
+    *,
+    n_components,
+    covariance_type,
+    init,
+    n_init,
+    max_iter,
+    formulation="auto",
 ):
-    def one(k):
+    def start(k):
         resp = init_resp(k, x, n_components, init, n_active)
-        start = m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar)
-        return fit_from(start, x, tol=tol, reg_covar=reg_covar, max_iter=max_iter)
+        return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar)
 
-    results = jax.vmap(one)(jax.random.split(key, n_init))
+    starts = jax.vmap(start)(jax.random.split(key, n_init))
+    results, fast_path = run_batch(
+        starts, x, tol=tol, reg_covar=reg_covar, max_iter=max_iter, formulation=formulation
+    )
     lls = results.log_likelihood
     best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
     chosen = jax.tree.map(lambda a: a[best], results)
@@ -86,6 +179,7 @@ def _fit(
         converged=chosen.converged,
         restart_log_likelihoods=lls,
         best_restart=best,
+        fast_path=fast_path,
     )
 
 
@@ -101,6 +195,7 @@ def fit(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     n_active: ArrayLike | None = None,
+    formulation: str = "auto",
 ) -> FitResult:
     """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -123,6 +218,9 @@ def fit(
         reg_covar: added to the covariance diagonal.
         n_active: fit a mixture of ``n_active ≤ K`` components (traced); the
             other components have weight 0. One compiled program covers every K.
+        formulation: ``"auto"`` (default), ``"moments"`` or ``"direct"``: how each
+            EM pass is computed (see :func:`run_batch`); ``"auto"`` is fast and
+            falls back to ``"direct"`` where float32 would lose accuracy.
 
     Returns:
         :class:`FitResult`.
@@ -149,6 +247,8 @@ def fit(
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
     n_active = check_n_active(n_active, n_components)
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
     return _fit(
         key,
         x,
@@ -160,4 +260,5 @@ def fit(
         init=init,
         n_init=n_init,
         max_iter=max_iter,
+        formulation=formulation,
     )

@@ -12,9 +12,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
 from jaxem._validation import check_scalar
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.density import weighted_log_prob
+from jaxem.gmm.density import density_chunk_rows, weighted_log_prob
 from jaxem.gmm.params import GMMParams, from_covariances
 
 __all__ = ["SuffStats", "e_step", "m_step", "maximize", "suff_stats"]
@@ -78,9 +79,13 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         (2, 2)
     """
     x = jnp.asarray(x)
-    wlp = weighted_log_prob(params, x)
-    log_norm = jax.nn.logsumexp(wlp, axis=-1, keepdims=True)
-    resp = jnp.exp(wlp - log_norm)
+
+    def chunk(xb):
+        wlp = weighted_log_prob(params, xb)
+        log_norm = jax.nn.logsumexp(wlp, axis=1, keepdims=True)
+        return jnp.exp(wlp - log_norm), log_norm[:, 0]
+
+    resp, log_norm = chunked_map(chunk, x, density_chunk_rows(params, x))
     return resp, jnp.mean(log_norm)
 
 
@@ -93,6 +98,8 @@ def suff_stats(
     sample_weight: ArrayLike | None = None,
 ) -> SuffStats:
     """Sufficient statistics of data ``x`` weighted by responsibilities.
+
+    Computed in chunks of rows, so no (N, K, D) intermediate is materialised.
 
     Args:
         resp: (N, K) responsibilities.
@@ -115,14 +122,13 @@ def suff_stats(
     if shift is None:
         shift = (resp.T @ x) / _safe_count(nk)[:, None]
     shift = jnp.asarray(shift, x.dtype)
-    sum_x = resp.T @ x - nk[:, None] * shift
-    return SuffStats(
-        nk=nk,
-        sum_x=sum_x,
-        sum_xx=module.second_moments(resp, x, shift),
-        shift=shift,
-        covariance_type=covariance_type,
-    )
+
+    def chunk(r, xb):
+        return shifted_sum(r, xb, shift), module.second_moments(r, xb, shift)
+
+    rows = chunk_rows(x.shape[0], resp.shape[1] * x.shape[1])
+    sum_x, sum_xx = chunked_sum(chunk, (resp, x), rows)
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
 
 
 def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
@@ -191,6 +197,12 @@ def m_step(
     """
     stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
     return maximize(stats, reg_covar=reg_covar)
+
+
+def shifted_sum(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk (x_n − s_k)``, summed as differences (no cancellation of
+    ``Σ r x − n_k s_k`` far from the origin)."""
+    return jnp.einsum("nk,nkd->kd", resp, x[:, None, :] - shift[None, :, :])
 
 
 def _safe_count(nk: jax.Array) -> jax.Array:

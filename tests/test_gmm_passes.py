@@ -1,0 +1,94 @@
+"""The fused, chunked EM passes: equal to the plain steps; float32 accuracy."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import COVARIANCE_TYPES, blobs, random_params
+
+from jaxem import gmm
+from jaxem.gmm.fit import run_batch
+from jaxem.gmm.passes import direct_pass, moment_pass
+
+
+def _plain_m_step(params, x):
+    resp, ll = gmm.e_step(params, x)
+    return gmm.m_step(resp, x, covariance_type=params.covariance_type), ll
+
+
+def _assert_params_close(a, b, rtol):
+    """Each parameter array agrees to ``rtol`` relative to its largest entry."""
+    for name in ("weights", "means", "covariances"):
+        u, v = np.asarray(getattr(a, name), np.float64), np.asarray(getattr(b, name), np.float64)
+        error = np.max(np.abs(u - v)) / np.max(np.abs(v))
+        assert error <= rtol, f"{name}: relative error {error:.2e} > {rtol:.0e}"
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("rows", [None, 64, 97])
+def test_passes_equal_plain_steps_chunked_or_not(covariance_type, rows):
+    x = blobs(seed=0, n=500, d=3, k=3) + 50.0
+    params = gmm.make_params(*random_params(1, 3, 3, covariance_type, x), covariance_type)
+    expected, ll = _plain_m_step(params, x)
+    w = jnp.ones(len(x))
+    for stats, pass_ll in (
+        direct_pass(params, x, w, rows=rows),
+        moment_pass(params, x, w, jnp.mean(x, 0), rows=rows),
+    ):
+        np.testing.assert_allclose(pass_ll, ll, rtol=1e-12)
+        _assert_params_close(gmm.maximize(stats, reg_covar=1e-6), expected, rtol=1e-10)
+
+
+def _tight_clusters(dtype, sigma, offset):
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.5], [0.0, 1.0, -0.5]])
+    labels = rng.integers(3, size=3000)
+    x = offset + centers[labels] + sigma * rng.normal(size=(3000, 3))
+    return x.astype(dtype), centers + offset
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(
+    ("sigma", "offset", "expect_fast"),
+    [(0.3, 1e3, True), (1e-3, 0.0, False), (1e-3, 1e3, False)],
+    ids=["offset-1e3", "tight", "tight-offset-1e3"],
+)
+def test_float32_fit_agrees_with_float64(covariance_type, sigma, offset, expect_fast):
+    x32, centers = _tight_clusters(np.float32, sigma, offset)
+    x64 = x32.astype(np.float64)  # the same data: float32 rounding of x is not at issue
+    # Start both from the same (float64-exact) parameters near the truth.
+    weights = np.full(3, 1 / 3)
+    means = centers + 0.1 * sigma
+    cov = {
+        "full": np.stack([np.eye(3)] * 3),
+        "tied": np.eye(3),
+        "diag": np.ones((3, 3)),
+        "spherical": np.ones(3),
+    }[covariance_type] * (2 * sigma) ** 2
+    start64 = gmm.make_params(weights, means, cov, covariance_type)
+    start32 = jax.tree.map(lambda a: a.astype(jnp.float32), start64)
+    run = jax.jit(
+        functools.partial(run_batch, tol=0.0, reg_covar=0.0, max_iter=15),
+        static_argnames="formulation",
+    )
+    r64, _ = run(_batch(start64), jnp.asarray(x64), formulation="direct")
+    r32, fast = run(_batch(start32), jnp.asarray(x32), formulation="auto")
+    assert bool(fast) == expect_fast
+    _assert_params_close(_first(r32.params), _first(r64.params), rtol=1e-4)
+    for leaf in jax.tree.leaves(r32.params):
+        assert np.all(np.isfinite(leaf))
+    if not expect_fast:
+        # The moment formulation would indeed have lost accuracy here.
+        forced, _ = run(_batch(start32), jnp.asarray(x32), formulation="moments")
+        with pytest.raises(AssertionError):
+            _assert_params_close(_first(forced.params), _first(r64.params), rtol=1e-4)
+
+
+def _batch(tree):
+    return jax.tree.map(lambda a: a[None], tree)
+
+
+def _first(tree):
+    return jax.tree.map(lambda a: a[0], tree)

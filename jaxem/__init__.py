@@ -2,6 +2,7 @@
 
 from jaxem import gmm, kmeans
 from jaxem.em import EMResult, em, iterate
+from jaxem.gradient import fit_gradient
 
-__all__ = ["EMResult", "em", "gmm", "iterate", "kmeans"]
+__all__ = ["EMResult", "em", "fit_gradient", "gmm", "iterate", "kmeans"]
 __version__ = "0.1.0"

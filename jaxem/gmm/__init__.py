@@ -4,10 +4,12 @@ Parameters are :class:`GMMParams` pytrees; every function is pure and works
 under ``jit``, ``vmap`` and ``grad``.
 """
 
+from jaxem.gmm import unconstrained
 from jaxem.gmm.covariances import COVARIANCE_TYPES
 from jaxem.gmm.criteria import aic, bic, n_parameters
 from jaxem.gmm.density import log_prob, predict, predict_proba, sample
 from jaxem.gmm.fit import FitResult, fit
+from jaxem.gmm.gradient import fit_gradient
 from jaxem.gmm.init import INIT_METHODS, init
 from jaxem.gmm.interop import from_sklearn
 from jaxem.gmm.params import GMMParams, make_params
@@ -25,6 +27,7 @@ __all__ = [
     "bic",
     "e_step",
     "fit",
+    "fit_gradient",
     "from_sklearn",
     "init",
     "log_prob",
@@ -37,4 +40,5 @@ __all__ = [
     "sample",
     "select",
     "suff_stats",
+    "unconstrained",
 ]

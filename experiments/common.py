@@ -1,0 +1,72 @@
+"""Small helpers shared by the EM-versus-gradient experiments: timing, progress, tables."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "first_within",
+    "markdown_table",
+    "progress",
+    "time_compiled",
+    "write_markdown",
+]
+
+_START = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """Print a progress line with the seconds since the script started."""
+    print(f"[{time.perf_counter() - _START:7.1f} s] {message}", flush=True)
+
+
+def time_compiled(fn: Callable[..., Any], *args: Any, repeats: int = 1) -> tuple[Any, float]:
+    """Run ``fn(*args)`` once to compile, then time ``repeats`` more calls.
+
+    Returns:
+        ``(result, seconds)``: the last result and the best wall-clock time of one
+        call, compile excluded, measured to :func:`jax.block_until_ready`.
+    """
+    result = jax.block_until_ready(fn(*args))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def first_within(history: np.ndarray, final: np.ndarray, n_iter: np.ndarray, target, gap):
+    """Iterations until the log-likelihood first comes within ``gap`` of ``target``.
+
+    ``history[..., i]`` is the log-likelihood after ``i`` updates and ``final`` the
+    one after ``n_iter`` updates (EMResult's convention).
+
+    Returns:
+        A float array over the leading axes: the smallest ``i`` with
+        ``|ll_i − target| < gap``, or ``inf`` where the run never got there.
+    """
+    history = np.asarray(history, np.float64)
+    close = np.abs(history - np.asarray(target)[..., None]) < gap
+    first = np.where(close.any(-1), close.argmax(-1), np.inf).astype(np.float64)
+    final_close = np.abs(np.asarray(final) - np.asarray(target)) < gap
+    return np.where(np.isinf(first) & final_close, np.asarray(n_iter, np.float64), first)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table from a header and rows of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(path: pathlib.Path, title: str, body: str, command: str) -> None:
+    """Write ``# title``, the command that produced it, then ``body`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {title}\n\nProduced by `{command}`.\n\n{body}\n")

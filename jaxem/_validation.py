@@ -127,3 +127,20 @@ def check_n_active(n_active: ArrayLike | None, n_components: int) -> jax.Array:
     if v is not None and not 1 <= int(v) <= n_components:
         raise ValueError(f"n_active must be in [1, n_components={n_components}]; got {int(v)}")
     return jnp.clip(jnp.asarray(n_active, jnp.int32), 1, n_components)
+
+
+def check_sample_weight(sample_weight: ArrayLike | None, x: jax.Array) -> jax.Array | None:
+    """Optional (N,) sample weights: finite, non-negative, not all zero (when concrete)."""
+    if sample_weight is None:
+        return None
+    dtype_of("sample_weight", sample_weight)
+    if jnp.shape(sample_weight) != (x.shape[0],):
+        raise ValueError(
+            f"sample_weight must have shape (n_samples,) = ({x.shape[0]},); "
+            f"got {jnp.shape(sample_weight)}"
+        )
+    w = jnp.asarray(sample_weight, x.dtype)
+    v = concrete(w)
+    if v is not None and (not np.all(np.isfinite(v)) or np.any(v < 0) or not np.any(v > 0)):
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return w

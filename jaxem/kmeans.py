@@ -52,7 +52,11 @@ def _sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
 
 
 def kmeans_plusplus(
-    key: jax.Array, x: jax.Array, n_clusters: int, n_active: ArrayLike | None = None
+    key: jax.Array,
+    x: jax.Array,
+    n_clusters: int,
+    n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> jax.Array:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
 
@@ -69,6 +73,8 @@ def kmeans_plusplus(
         n_clusters: K, static.
         n_active: number of seeds to choose (traced); the remaining indices repeat
             the first seed. Defaults to ``n_clusters``.
+        sample_weight: optional (N,) weights: a point of weight w counts as w
+            copies (in the draws and the potential).
 
     Returns:
         (K,) int32 row indices of the seeds.
@@ -86,19 +92,23 @@ def kmeans_plusplus(
     n_active = n_clusters if n_active is None else n_active
     max_trials = 2 + int(math.log(n_clusters))
     n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
+    w = jnp.ones(n_samples, x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
     key_first, key_rest = jax.random.split(key)
-    first = jax.random.randint(key_first, (), 0, n_samples)
+    if sample_weight is None:
+        first = jax.random.randint(key_first, (), 0, n_samples)
+    else:
+        first = jax.random.categorical(key_first, jnp.log(w))
     closest = jnp.sum((x - x[first]) ** 2, axis=1)
     indices = jnp.full((n_clusters,), first, jnp.int32)
 
     def body(c, carry):
         indices, closest = carry
         key_c = jax.random.fold_in(key_rest, c)
-        potential = jnp.sum(closest)
+        potential = jnp.sum(w * closest)
         u = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key_c, t)))(
             jnp.arange(max_trials)
         )
-        cumulative = jnp.cumsum(closest)
+        cumulative = jnp.cumsum(w * closest)
         candidates = jnp.searchsorted(cumulative, u * potential, side="left")
         # All points coincide with a seed (fewer distinct points than clusters):
         # fall back to uniform candidates.
@@ -107,7 +117,7 @@ def kmeans_plusplus(
         candidates = jnp.clip(candidates, 0, n_samples - 1)
         dist = jnp.sum((x[None, :, :] - x[candidates][:, None, :]) ** 2, axis=2)
         dist = jnp.minimum(closest[None, :], dist)
-        potentials = jnp.where(jnp.arange(max_trials) < n_trials, jnp.sum(dist, axis=1), jnp.inf)
+        potentials = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
         best = jnp.argmin(potentials)
         chosen = c < n_active
         indices = indices.at[c].set(jnp.where(chosen, candidates[best], indices[c]))
@@ -125,6 +135,7 @@ def lloyd(
     n_active: ArrayLike | None = None,
     tol: ArrayLike = 1e-4,
     max_iter: int = 300,
+    sample_weight: ArrayLike | None = None,
 ) -> KMeansResult:
     """Lloyd's algorithm from ``centers`` until the labels stop changing or the
     centres move less than ``tol · mean(var(x))`` in total squared distance
@@ -136,6 +147,7 @@ def lloyd(
         n_active: clusters ``n_active..K-1`` are ignored (traced).
         tol: relative tolerance (traced).
         max_iter: maximum iterations (static).
+        sample_weight: optional (N,) weights of the points.
 
     Returns:
         :class:`KMeansResult`, with labels of the final centres.
@@ -143,16 +155,17 @@ def lloyd(
     x = jnp.asarray(x)
     n_clusters = centers.shape[0]
     active = _active_mask(n_clusters, n_active)
-    offset = jnp.mean(x, axis=0)
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    offset = w @ x / jnp.sum(w)
     xc = x - offset
-    threshold = tol * jnp.mean(jnp.var(x, axis=0))
+    threshold = tol * jnp.mean(w @ (xc * xc) / jnp.sum(w))
 
     def assign(c):
         d2 = jnp.where(active[None, :], _sq_distances(xc, c), jnp.inf)
         return jnp.argmin(d2, axis=1).astype(jnp.int32), jnp.min(d2, axis=1)
 
     def update(labels, c):
-        one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype)
+        one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype) * w[:, None]
         counts = jnp.sum(one_hot, axis=0)
         sums = one_hot.T @ xc
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], c)
@@ -175,7 +188,7 @@ def lloyd(
     init = (jnp.asarray(0, jnp.int32), c0, jnp.full(x.shape[0], -1, jnp.int32), jnp.asarray(False))
     n_iter, c, _, _ = jax.lax.while_loop(cond, body, init)
     labels, d2 = assign(c)
-    return KMeansResult(centers=c + offset, labels=labels, inertia=jnp.sum(d2), n_iter=n_iter)
+    return KMeansResult(centers=c + offset, labels=labels, inertia=d2 @ w, n_iter=n_iter)
 
 
 def kmeans(
@@ -186,6 +199,7 @@ def kmeans(
     n_active: ArrayLike | None = None,
     tol: ArrayLike = 1e-4,
     max_iter: int = 300,
+    sample_weight: ArrayLike | None = None,
 ) -> KMeansResult:
     """k-means: :func:`kmeans_plusplus` seeding, then :func:`lloyd` (one run).
 
@@ -198,5 +212,7 @@ def kmeans(
         [0.1, 10.1]
     """
     x = jnp.asarray(x)
-    seeds = kmeans_plusplus(key, x, n_clusters, n_active)
-    return lloyd(x, x[seeds], n_active=n_active, tol=tol, max_iter=max_iter)
+    seeds = kmeans_plusplus(key, x, n_clusters, n_active, sample_weight)
+    return lloyd(
+        x, x[seeds], n_active=n_active, tol=tol, max_iter=max_iter, sample_weight=sample_weight
+    )

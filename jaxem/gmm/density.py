@@ -46,7 +46,8 @@ def _rowwise(params: GMMParams, x: jax.Array, fn) -> jax.Array:
     return chunked_map(lambda xb: fn(weighted_log_prob(params, xb)), x, rows)
 
 
-def _check(params: GMMParams, x: ArrayLike) -> jax.Array:
+def check_data_for(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """Validate ``params`` and data ``x`` (N, D) against each other."""
     if not isinstance(params, GMMParams):
         raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
     x = as_data(x)
@@ -78,7 +79,7 @@ def log_prob(params: GMMParams, x: ArrayLike) -> jax.Array:
         >>> gmm.log_prob(p, jnp.zeros((1, 1))).round(4).tolist()  # log(1 / sqrt(2 pi))
         [-0.9189]
     """
-    x = _check(params, x)
+    x = check_data_for(params, x)
     return _rowwise(params, x, lambda wlp: jax.nn.logsumexp(wlp, axis=-1))
 
 
@@ -93,7 +94,7 @@ def predict_proba(params: GMMParams, x: ArrayLike) -> jax.Array:
         >>> gmm.predict_proba(p, jnp.zeros((1, 1))).tolist()
         [[0.5, 0.5]]
     """
-    x = _check(params, x)
+    x = check_data_for(params, x)
     return _rowwise(params, x, lambda wlp: jax.nn.softmax(wlp, axis=-1))
 
 
@@ -108,7 +109,7 @@ def predict(params: GMMParams, x: ArrayLike) -> jax.Array:
         >>> gmm.predict(p, jnp.array([[-3.0], [2.0]])).tolist()
         [0, 1]
     """
-    x = _check(params, x)
+    x = check_data_for(params, x)
     return _rowwise(params, x, lambda wlp: jnp.argmax(wlp, axis=-1))
 
 

@@ -9,7 +9,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxem._validation import as_data, check_key, check_n_active, check_scalar, check_static_int
+from jaxem._validation import (
+    as_data,
+    check_key,
+    check_n_active,
+    check_sample_weight,
+    check_scalar,
+    check_static_int,
+)
 from jaxem.em import iterate
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.init import check_method, init_resp
@@ -73,9 +80,13 @@ def run_batch(
 
     ``formulation`` picks how each pass is computed (:mod:`jaxem.gmm.passes`):
     ``"moments"`` (fast), ``"direct"`` (accurate in any regime) or ``"auto"``:
-    moments in float64; in float32 moments while every restart passes
-    :func:`jaxem.gmm.moments.is_accurate` at its start and at its end, else the
-    whole batch is run again with the direct formulation.
+    moments while every restart passes :func:`jaxem.gmm.moments.is_accurate` at
+    its start and at its end (always, in practice, in float64; in float32 unless
+    components are very tight relative to their distance from the data mean),
+    else the whole batch is run again with the direct formulation. The choice is
+    a ``lax.cond`` outside the vmap over restarts; under a user's own ``vmap``
+    it becomes a select that computes both, so pass ``"moments"`` or
+    ``"direct"`` explicitly there if speed matters.
 
     Returns:
         ``(EMResult batched over starts, whether the moment formulation was used)``.
@@ -92,7 +103,7 @@ def run_batch(
 
     if formulation == "direct":
         return direct(), jnp.asarray(False)
-    if formulation == "moments" or x.dtype == jnp.float64:
+    if formulation == "moments":
         return fast(), jnp.asarray(True)
 
     def all_accurate(params):
@@ -152,6 +163,7 @@ def _fit(
     n_active,
     tol,
     reg_covar,
+    sample_weight=None,
     *,
     n_components,
     covariance_type,
@@ -161,12 +173,24 @@ def _fit(
     formulation="auto",
 ):
     def start(k):
-        resp = init_resp(k, x, n_components, init, n_active)
-        return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar)
+        resp = init_resp(k, x, n_components, init, n_active, sample_weight)
+        return m_step(
+            resp,
+            x,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            sample_weight=sample_weight,
+        )
 
     starts = jax.vmap(start)(jax.random.split(key, n_init))
     results, fast_path = run_batch(
-        starts, x, tol=tol, reg_covar=reg_covar, max_iter=max_iter, formulation=formulation
+        starts,
+        x,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        sample_weight=sample_weight,
+        formulation=formulation,
     )
     lls = results.log_likelihood
     best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
@@ -195,6 +219,7 @@ def fit(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     formulation: str = "auto",
 ) -> FitResult:
     """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
@@ -218,6 +243,9 @@ def fit(
         reg_covar: added to the covariance diagonal.
         n_active: fit a mixture of ``n_active ≤ K`` components (traced); the
             other components have weight 0. One compiled program covers every K.
+        sample_weight: optional (N,) non-negative weights; integer weights give
+            the fit of the data with rows repeated (traced: vmap over weights
+            gives bootstrap fits in one call).
         formulation: ``"auto"`` (default), ``"moments"`` or ``"direct"``: how each
             EM pass is computed (see :func:`run_batch`); ``"auto"`` is fast and
             falls back to ``"direct"`` where float32 would lose accuracy.
@@ -247,6 +275,7 @@ def fit(
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
     n_active = check_n_active(n_active, n_components)
+    sample_weight = check_sample_weight(sample_weight, x)
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
     return _fit(
@@ -255,6 +284,7 @@ def fit(
         n_active,
         jnp.asarray(tol, x.dtype),
         jnp.asarray(reg_covar, x.dtype),
+        sample_weight,
         n_components=n_components,
         covariance_type=covariance_type,
         init=init,

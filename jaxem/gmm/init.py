@@ -21,7 +21,14 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem import kmeans as kmeans_lib
-from jaxem._validation import as_data, check_key, check_n_active, check_scalar, check_static_int
+from jaxem._validation import (
+    as_data,
+    check_key,
+    check_n_active,
+    check_sample_weight,
+    check_scalar,
+    check_static_int,
+)
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.steps import m_step
@@ -38,7 +45,12 @@ def check_method(method: object) -> str:
 
 
 def init_resp(
-    key: jax.Array, x: jax.Array, n_components: int, method: str, n_active: ArrayLike
+    key: jax.Array,
+    x: jax.Array,
+    n_components: int,
+    method: str,
+    n_active: ArrayLike,
+    sample_weight: jax.Array | None = None,
 ) -> jax.Array:
     """(N, K) initial responsibilities; columns ``n_active..K-1`` are zero."""
     n_samples = x.shape[0]
@@ -48,10 +60,12 @@ def init_resp(
         return resp / jnp.sum(resp, axis=1, keepdims=True)
     if method == "kmeans":
         # tol=0: run Lloyd to a fixed point (labels consistent with their means).
-        labels = kmeans_lib.kmeans(key, x, n_components, n_active=n_active, tol=0.0).labels
+        labels = kmeans_lib.kmeans(
+            key, x, n_components, n_active=n_active, tol=0.0, sample_weight=sample_weight
+        ).labels
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if method == "k-means++":
-        seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active)
+        seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: the first K of a random permutation (nested in K)
         seeds = jax.random.permutation(key, n_samples)[:n_components]
     resp = jnp.zeros((n_samples, n_components), x.dtype)
@@ -67,6 +81,7 @@ def init(
     method: str = "kmeans",
     reg_covar: ArrayLike = 1e-6,
     n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> GMMParams:
     """Initial mixture parameters by one of scikit-learn's four methods.
 
@@ -79,6 +94,8 @@ def init(
         reg_covar: added to the covariance diagonal in the M-step (traced).
         n_active: number of active components (traced, ``1 ≤ n_active ≤ K``);
             components ``n_active..K-1`` get weight 0 and stay inactive.
+        sample_weight: optional (N,) non-negative weights (k-means and k-means++
+            count a point of weight w as w points; the M-step is weighted).
 
     Returns:
         :class:`GMMParams` with K components.
@@ -101,5 +118,8 @@ def init(
     check_method(method)
     check_scalar("reg_covar", reg_covar)
     n_active = check_n_active(n_active, n_components)
-    resp = init_resp(key, x, n_components, method, n_active)
-    return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar)
+    sample_weight = check_sample_weight(sample_weight, x)
+    resp = init_resp(key, x, n_components, method, n_active, sample_weight)
+    return m_step(
+        resp, x, covariance_type=covariance_type, reg_covar=reg_covar, sample_weight=sample_weight
+    )

@@ -151,7 +151,7 @@ def accuracy_ratio(params: GMMParams, center: jax.Array) -> jax.Array:
     """() ``max_k ρ_k``, ``ρ_k = ‖(μ_k − c) P_k‖²`` over active components."""
     module = cov_lib.get(params.covariance_type)
     rho = module.mahalanobis(center[None, :], params.means, params.precisions_cholesky)[0]
-    return jnp.max(jnp.where(params.weights > 0, rho, 0))
+    return jnp.max(jnp.where(params.weights != 0, rho, 0))  # NaN weights count: NaN ratio
 
 
 def is_accurate(params: GMMParams, center: jax.Array) -> jax.Array:

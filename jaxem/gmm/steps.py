@@ -13,9 +13,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
-from jaxem._validation import check_scalar
+from jaxem._validation import as_data, check_scalar
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.density import density_chunk_rows, weighted_log_prob
+from jaxem.gmm.density import check_data_for, density_chunk_rows, weighted_log_prob
 from jaxem.gmm.params import GMMParams, from_covariances
 
 __all__ = ["SuffStats", "e_step", "m_step", "maximize", "suff_stats"]
@@ -78,7 +78,7 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         >>> resp.shape
         (2, 2)
     """
-    x = jnp.asarray(x)
+    x = check_data_for(params, x)
 
     def chunk(xb):
         wlp = weighted_log_prob(params, xb)
@@ -114,8 +114,18 @@ def suff_stats(
         :class:`SuffStats`.
     """
     module = cov_lib.get(covariance_type)
-    resp = jnp.asarray(resp)
-    x = jnp.asarray(x)
+    x = as_data(x)
+    resp = jnp.asarray(resp, x.dtype)
+    if resp.ndim != 2 or resp.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"resp must have shape (n_samples, n_components) = ({x.shape[0]}, K) to match x "
+            f"{x.shape}; got {resp.shape}"
+        )
+    if shift is not None and jnp.shape(shift) != (resp.shape[1], x.shape[1]):
+        raise ValueError(
+            f"shift must have shape (n_components, n_features) = {(resp.shape[1], x.shape[1])}; "
+            f"got {jnp.shape(shift)}"
+        )
     if sample_weight is not None:
         resp = resp * jnp.asarray(sample_weight, resp.dtype)[:, None]
     nk = jnp.sum(resp, axis=0)
@@ -137,7 +147,11 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
     ``π_k = n_k / Σ_j n_j``, ``μ_k = s_k + δ_k`` with ``δ_k = Σ_n r_nk (x_n − s_k) / n_k``,
     and the covariance of the statistics' type plus ``reg_covar`` on the diagonal.
     A component with ``n_k = 0`` keeps weight 0 (it stays inactive), its mean is
-    the shift and its covariance the identity (a finite placeholder).
+    the shift and its covariance the identity (a finite placeholder). A
+    covariance that is singular even after ``reg_covar`` (possible only with
+    ``reg_covar=0``) gets the smallest ridge that makes it factorisable
+    (:func:`~jaxem.gmm.covariances.full.ensure_positive_definite`), so the
+    parameters are always finite.
 
     Args:
         stats: :class:`SuffStats`.
@@ -163,6 +177,7 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
         )
         empty = (nk == 0).reshape(nk.shape + (1,) * (covariances.ndim - 1))
         covariances = jnp.where(empty, unit, covariances)
+    covariances = module.ensure_positive_definite(covariances)
     weights = nk / jnp.sum(nk)
     return from_covariances(weights, means, covariances, stats.covariance_type)
 

@@ -9,6 +9,8 @@ static ``covariance_type`` at trace time:
 * ``second_moments(resp, x, shift)``: the additive second-order statistic about a
   per-component ``shift`` (K, D);
 * ``covariances(sxx, nk, delta, reg_covar)``: the M-step for that type;
+* ``ensure_positive_definite(covariances)``: a ridge only where a factorisation
+  would fail (singular data with ``reg_covar=0``);
 * ``n_parameters(K, D)`` and ``scale_noise(z, covariances, labels)`` (sampling).
 """
 

@@ -37,6 +37,14 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return jnp.maximum(sxx / nk[:, None] - delta * delta, 0) + reg_covar
 
 
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """Floor zero variances at ``10·ε·max_d σ²_kd`` (``tiny^¼`` if all are zero)."""
+    finfo = jnp.finfo(covariances.dtype)
+    scale = jnp.max(covariances, axis=-1, keepdims=True)
+    floor = jnp.where(scale > 0, 10 * finfo.eps * scale, finfo.tiny**0.25)
+    return jnp.where(covariances > 0, covariances, floor)
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components * n_features
 

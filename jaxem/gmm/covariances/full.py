@@ -42,6 +42,30 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """Add a ridge to the matrices whose Cholesky factorisation fails.
+
+    A singular covariance (a constant or duplicated feature, a component on one
+    point, with ``reg_covar=0``) gets ``10·D·ε·max(diag)`` on its diagonal; if
+    that still fails (a matrix that is only rounding noise), ``D·max|Σ| + tiny^¼``,
+    which makes it diagonally dominant. Positive definite matrices are unchanged.
+    """
+    d = covariances.shape[-1]
+    finfo = jnp.finfo(covariances.dtype)
+    eye = jnp.eye(d, dtype=covariances.dtype)
+
+    def fails(ridge):
+        chol = jnp.linalg.cholesky(covariances + ridge[..., None, None] * eye)
+        return ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
+
+    scale = jnp.max(jnp.abs(jnp.diagonal(covariances, axis1=-2, axis2=-1)), axis=-1)
+    small = 10 * d * finfo.eps * scale
+    large = d * jnp.max(jnp.abs(covariances), axis=(-2, -1)) + finfo.tiny**0.25
+    zero = jnp.zeros_like(scale)
+    ridge = jnp.where(fails(zero), jnp.where(fails(small), large, small), zero)
+    return covariances + ridge[..., None, None] * eye
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components * n_features * (n_features + 1) // 2
 

@@ -39,6 +39,11 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return jnp.maximum(var, 0) + reg_covar
 
 
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """Floor zero variances at ``tiny^¼``."""
+    return jnp.where(covariances > 0, covariances, jnp.finfo(covariances.dtype).tiny ** 0.25)
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components
 

@@ -41,6 +41,11 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """As :func:`jaxem.gmm.covariances.full.ensure_positive_definite`."""
+    return full.ensure_positive_definite(covariances)
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return jnp.asarray(n_features * (n_features + 1) // 2)
 

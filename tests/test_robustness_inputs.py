@@ -1,0 +1,138 @@
+"""Every bad input gets a clear error at the Python boundary, naming the argument."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxem import gmm
+
+X = np.random.default_rng(0).normal(size=(20, 2))
+PARAMS = gmm.make_params(np.ones(2) / 2, np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
+KEY = jax.random.key(0)
+
+
+def _fit(**kwargs):
+    args = dict(key=KEY, x=X, n_components=2) | kwargs
+    return gmm.fit(args.pop("key"), args.pop("x"), args.pop("n_components"), **args)
+
+
+CASES = [
+    # (name, call, error, message fragment)
+    ("x 1-D", lambda: _fit(x=np.zeros(5)), ValueError, "x must be 2-D"),
+    ("x 3-D", lambda: _fit(x=np.zeros((2, 2, 2))), ValueError, "x must be 2-D"),
+    ("x empty", lambda: _fit(x=np.zeros((0, 2))), ValueError, "at least one sample"),
+    ("x no features", lambda: _fit(x=np.zeros((5, 0))), ValueError, "at least one sample and one"),
+    ("x NaN", lambda: _fit(x=np.where(X > 1, np.nan, X)), ValueError, "NaN or infinite"),
+    ("x inf", lambda: _fit(x=np.where(X > 1, np.inf, X)), ValueError, "NaN or infinite"),
+    ("x strings", lambda: _fit(x=np.array([["a", "b"]])), TypeError, "x must be a real numeric"),
+    ("x complex", lambda: _fit(x=X + 1j), TypeError, "x must be real"),
+    ("x None", lambda: _fit(x=None), TypeError, "x must be an array"),
+    ("K < 1", lambda: _fit(n_components=0), ValueError, "n_components must be >= 1"),
+    ("K > N", lambda: _fit(n_components=21), ValueError, "must be <= the number of samples"),
+    ("K float", lambda: _fit(n_components=2.0), TypeError, "n_components must be a Python int"),
+    (
+        "covariance_type",
+        lambda: _fit(covariance_type="dense"),
+        ValueError,
+        "covariance_type must be one of",
+    ),
+    ("init", lambda: _fit(init="kmeans++"), ValueError, "init method must be one of"),
+    (
+        "criterion",
+        lambda: gmm.select(KEY, X, criterion="icl"),
+        ValueError,
+        "criterion must be one of",
+    ),
+    ("tol < 0", lambda: _fit(tol=-1e-3), ValueError, "tol must be a finite number >= 0"),
+    ("tol NaN", lambda: _fit(tol=np.nan), ValueError, "tol must be a finite number"),
+    ("reg_covar < 0", lambda: _fit(reg_covar=-1.0), ValueError, "reg_covar must be a finite"),
+    ("reg_covar inf", lambda: _fit(reg_covar=np.inf), ValueError, "reg_covar must be a finite"),
+    ("reg_covar str", lambda: _fit(reg_covar="1e-6"), TypeError, "reg_covar must be a real"),
+    ("max_iter 0", lambda: _fit(max_iter=0), ValueError, "max_iter must be >= 1"),
+    ("n_init 0", lambda: _fit(n_init=0), ValueError, "n_init must be >= 1"),
+    ("key int", lambda: _fit(key=0), TypeError, "key must be a JAX PRNG key"),
+    (
+        "key batch",
+        lambda: _fit(key=jax.random.split(KEY, 2)),
+        ValueError,
+        "key must be a single PRNG key",
+    ),
+    (
+        "params vs x",
+        lambda: gmm.e_step(PARAMS, np.zeros((5, 3))),
+        ValueError,
+        "x has 3 features but params have 2",
+    ),
+    (
+        "resp vs x",
+        lambda: gmm.m_step(np.ones((4, 2)) / 2, X),
+        ValueError,
+        r"resp must have shape \(n_samples, n_components\) = \(20, K\)",
+    ),
+    (
+        "weights shape",
+        lambda: gmm.make_params(np.ones(3) / 3, np.zeros((2, 2)), np.ones(2), "spherical"),
+        ValueError,
+        "weights must have shape",
+    ),
+    (
+        "weights negative",
+        lambda: gmm.make_params([1.5, -0.5], np.zeros((2, 2)), np.ones(2), "spherical"),
+        ValueError,
+        "non-negative",
+    ),
+    (
+        "weights sum",
+        lambda: gmm.make_params([0.5, 0.6], np.zeros((2, 2)), np.ones(2), "spherical"),
+        ValueError,
+        "weights must sum to 1",
+    ),
+    (
+        "covariance not SPD",
+        lambda: gmm.make_params(
+            [0.5, 0.5], np.zeros((2, 2)), [np.eye(2), [[1.0, 2.0], [2.0, 1.0]]]
+        ),
+        ValueError,
+        "positive definite",
+    ),
+    (
+        "covariance not symmetric",
+        lambda: gmm.make_params(
+            [0.5, 0.5], np.zeros((2, 2)), [np.eye(2), [[1.0, 0.5], [0.0, 1.0]]]
+        ),
+        ValueError,
+        "symmetric",
+    ),
+    (
+        "params type",
+        lambda: gmm.log_prob({"weights": 1}, X),
+        TypeError,
+        "params must be a GMMParams",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "error", "fragment"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_clear_error(name, call, error, fragment):
+    with pytest.raises(error, match=fragment):
+        call()
+
+
+def test_integer_and_boolean_data_are_converted_to_float():
+    xi = np.random.default_rng(1).integers(0, 10, size=(30, 2))
+    a = gmm.fit(KEY, xi, 2)
+    b = gmm.fit(KEY, xi.astype(float), 2)
+    np.testing.assert_allclose(a.params.means, b.params.means)
+    assert gmm.log_prob(PARAMS, np.array([[True, False]])).dtype == jnp.float64
+
+
+def test_static_checks_still_apply_under_jit():
+    @jax.jit
+    def bad(x):
+        return gmm.e_step(PARAMS, x)
+
+    with pytest.raises(ValueError, match="x has 3 features but params have 2"):
+        bad(jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        jax.jit(lambda x: gmm.fit(KEY, x, 2, covariance_type="dense"))(X)

@@ -12,8 +12,11 @@ from jaxem.gmm.fit import FitResult, fit
 from jaxem.gmm.gradient import fit_gradient
 from jaxem.gmm.init import INIT_METHODS, init
 from jaxem.gmm.interop import from_sklearn
+from jaxem.gmm.online import OnlineResult, add_prior, fit_online, reshift, stepwise_update
+from jaxem.gmm.outofcore import array_chunks, fit_chunks, print_progress
 from jaxem.gmm.params import GMMParams, make_params
 from jaxem.gmm.select import SelectionResult, select
+from jaxem.gmm.sharded import fit_sharded, fit_sharded_from, shard_rows
 from jaxem.gmm.steps import SuffStats, e_step, m_step, maximize, suff_stats
 
 __all__ = [
@@ -21,13 +24,20 @@ __all__ = [
     "INIT_METHODS",
     "FitResult",
     "GMMParams",
+    "OnlineResult",
     "SelectionResult",
     "SuffStats",
+    "add_prior",
     "aic",
+    "array_chunks",
     "bic",
     "e_step",
     "fit",
+    "fit_chunks",
     "fit_gradient",
+    "fit_online",
+    "fit_sharded",
+    "fit_sharded_from",
     "from_sklearn",
     "init",
     "log_prob",
@@ -37,8 +47,12 @@ __all__ = [
     "n_parameters",
     "predict",
     "predict_proba",
+    "print_progress",
+    "reshift",
     "sample",
     "select",
+    "shard_rows",
+    "stepwise_update",
     "suff_stats",
     "unconstrained",
 ]

@@ -1,0 +1,228 @@
+"""Out-of-core (fit_chunks), online (fit_online) and sharded (fit_sharded) EM."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxem import gmm
+from jaxem.gmm.fit import fit_from
+from jaxem.gmm.passes import direct_pass
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _data(n=600, seed=0, offset=10.0):
+    rng = np.random.default_rng(seed)
+    parts = [
+        rng.normal([-3, 0], 1.0, (n // 3, 2)),
+        rng.normal([2, 1], 0.5, (n // 3, 2)),
+        rng.normal([0, 5], 1.0, (n - 2 * (n // 3), 2)),
+    ]
+    x = np.concatenate(parts) + offset
+    rng.shuffle(x)
+    return x
+
+
+def _assert_same_result(res, ref, rtol=1e-9, atol=1e-10):
+    np.testing.assert_array_equal(int(res.n_iter), int(ref.n_iter))
+    np.testing.assert_array_equal(bool(res.converged), bool(ref.converged))
+    np.testing.assert_allclose(res.history, ref.history, rtol=rtol, atol=atol)  # NaN at same places
+    np.testing.assert_allclose(res.log_likelihood, ref.log_likelihood, rtol=rtol, atol=atol)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_allclose(
+            getattr(res.params, name), getattr(ref.params, name), rtol=1e-7, atol=1e-9, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_fit_chunks_equals_in_memory_em(covariance_type):
+    x = _data()
+    start = gmm.init(
+        jax.random.key(0), x, 3, covariance_type=covariance_type, method="random_from_data"
+    )
+    ref = fit_from(start, jnp.asarray(x), tol=1e-6, reg_covar=1e-6, max_iter=50)
+    # uneven chunks: the last is padded with zero weights, the sums are unchanged
+    chunks = [x[:250], x[250:500], x[500:]]
+    res = gmm.fit_chunks(start, chunks, tol=1e-6, reg_covar=1e-6, max_iter=50)
+    assert bool(res.converged)
+    _assert_same_result(res, ref)
+
+
+def test_fit_chunks_from_memmap_and_callable_and_stops_at_max_iter(tmp_path):
+    x = _data()
+    path = tmp_path / "x.f64"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    mm = np.memmap(path, dtype=np.float64, mode="r", shape=x.shape)
+    start = gmm.init(jax.random.key(1), x, 3, covariance_type="diag", method="random_from_data")
+    ref = fit_from(start, jnp.asarray(x), tol=0.0, reg_covar=1e-6, max_iter=7)
+    passes = []
+    res = gmm.fit_chunks(start, mm, chunk_size=128, tol=0.0, max_iter=7, callback=passes.append)
+    _assert_same_result(res, ref)
+    assert not bool(res.converged) and int(res.n_iter) == 7
+    assert [p.iteration for p in passes] == [1, 2, 3, 4, 5, 6, 7, 0]
+    assert passes[0].n_chunks == 5 and passes[0].n_samples == 600
+    assert passes[0].formulation == "direct" and passes[1].formulation == "moments"
+    res2 = gmm.fit_chunks(
+        start, lambda: (x[i : i + 200] for i in range(0, 600, 200)), tol=0.0, max_iter=7
+    )
+    _assert_same_result(res2, ref)
+
+
+def test_fit_chunks_with_sample_weights_and_prior():
+    x = _data()
+    w = np.random.default_rng(3).uniform(0.5, 2.0, x.shape[0])
+    start = gmm.init(jax.random.key(2), x, 3, method="random_from_data")
+    ref = fit_from(
+        start, jnp.asarray(x), tol=1e-6, reg_covar=1e-6, max_iter=50, sample_weight=jnp.asarray(w)
+    )
+    res = gmm.fit_chunks(start, gmm.array_chunks(x, 200, w), tol=1e-6, max_iter=50)
+    _assert_same_result(res, ref)
+    # a prior adds pseudo-statistics before every M-step
+    prior = gmm.SuffStats(
+        jnp.full(3, 5.0), jnp.zeros((3, 2)), jnp.stack([5.0 * jnp.eye(2)] * 3), start.means, "full"
+    )
+    one = gmm.fit_chunks(start, [x], max_iter=1, prior=prior)
+    stats, _ = direct_pass(start, jnp.asarray(x), jnp.ones(x.shape[0]))
+    expected = gmm.maximize(gmm.add_prior(stats, prior), reg_covar=1e-6)
+    np.testing.assert_allclose(one.params.covariances, expected.covariances, rtol=1e-10)
+
+
+def test_fit_chunks_float32_matches_float64():
+    x = _data(offset=1000.0)  # far from the origin: moments need the accuracy check
+    start = gmm.init(jax.random.key(0), x, 3, method="random_from_data")
+    ref = gmm.fit_chunks(start, x, chunk_size=256, tol=1e-8, max_iter=30)
+    start32 = jax.tree.map(lambda a: a.astype(jnp.float32), start)
+    res = gmm.fit_chunks(start32, x.astype(np.float32), chunk_size=256, tol=1e-8, max_iter=30)
+    assert res.params.dtype == jnp.float32
+    np.testing.assert_allclose(res.log_likelihood, ref.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(res.params.means, ref.params.means, rtol=1e-5)
+
+
+def test_fit_chunks_rejects_bad_input():
+    x = _data()
+    start = gmm.init(jax.random.key(0), x, 3)
+    with pytest.raises(TypeError, match="re-iterable"):
+        gmm.fit_chunks(start, iter([x]))
+    with pytest.raises(ValueError, match="shape"):
+        gmm.fit_chunks(start, [x[:, :1]])
+    with pytest.raises(ValueError, match="formulation"):
+        gmm.fit_chunks(start, [x], formulation="fast")
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_reshift_is_exact(covariance_type):
+    x = jnp.asarray(_data(60))
+    resp = jax.nn.softmax(jax.random.normal(jax.random.key(0), (60, 3)), axis=1)
+    a = jax.random.normal(jax.random.key(1), (3, 2))
+    b = jax.random.normal(jax.random.key(2), (3, 2)) + 10
+    about_a = gmm.suff_stats(resp, x, covariance_type=covariance_type, shift=a)
+    about_b = gmm.suff_stats(resp, x, covariance_type=covariance_type, shift=b)
+    moved = gmm.reshift(about_a, b)
+    np.testing.assert_allclose(moved.sum_x, about_b.sum_x, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(moved.sum_xx, about_b.sum_xx, rtol=1e-10, atol=1e-8)
+
+
+def _stream(true, n_batches, batch, seed):
+    keys = jax.random.split(jax.random.key(seed), n_batches)
+    return [np.asarray(gmm.sample(k, true, batch)[0]) for k in keys]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_online_em_reaches_batch_maximum_likelihood(covariance_type):
+    true = gmm.make_params(
+        jnp.array([0.3, 0.5, 0.2]),
+        jnp.array([[-3.0, 0.0], [2.0, 1.0], [0.0, 5.0]]),
+        jnp.stack([jnp.eye(2), jnp.array([[1.0, 0.5], [0.5, 1.0]]), 0.5 * jnp.eye(2)]),
+    )
+    batches = _stream(true, 120, 500, seed=0)
+    x = np.concatenate(batches)
+    start = gmm.init(jax.random.key(1), batches[0], 3, covariance_type=covariance_type)
+    batch_em = fit_from(start, jnp.asarray(x), tol=1e-9, reg_covar=1e-6, max_iter=300)
+    online = gmm.fit_online(start, iter(batches), polyak=True, polyak_start=30)
+    gap = float(batch_em.log_likelihood) - float(gmm.e_step(online.params, x)[1])
+    assert -1e-9 < gap < 1e-3
+    assert online.samples_seen[-1] == 60_000 and online.n_updates == 120 - 5
+    assert online.batch_log_likelihood.shape == (120,)
+    # the last iterate alone is close too, averaging helps
+    gap_last = float(batch_em.log_likelihood) - float(gmm.e_step(online.last_params, x)[1])
+    assert gap < gap_last < 5e-3
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "diag"])
+def test_online_em_weights_and_prior(covariance_type):
+    x = _data(400)
+    batches = [x[i : i + 100] for i in range(0, 400, 100)] * 5
+    start = gmm.init(jax.random.key(0), x, 3, covariance_type=covariance_type)
+    plain = gmm.fit_online(start, batches, warmup=2)
+    # constant weights change nothing (statistics are normalised per batch)
+    weighted = gmm.fit_online(start, [(b, np.full(100, 3.0)) for b in batches], warmup=2)
+    np.testing.assert_allclose(weighted.params.means, plain.params.means, rtol=1e-10)
+    assert weighted.samples_seen[-1] == 3 * plain.samples_seen[-1]
+    # a prior pulls the covariances towards its scatter, and fades with the data seen
+    prior = gmm.SuffStats(
+        jnp.full(3, 50.0),
+        jnp.zeros((3, 2)),
+        plain.stats.sum_xx * 0 + 50.0 * (jnp.eye(2) if covariance_type == "tied" else 1.0),
+        start.means,
+        covariance_type,
+    )
+    with_prior = gmm.fit_online(start, batches, warmup=2, prior=prior)
+    assert np.all(np.isfinite(with_prior.params.covariances))
+    assert not np.allclose(with_prior.params.covariances, plain.params.covariances)
+
+
+def test_online_em_validates():
+    start = gmm.init(jax.random.key(0), _data(), 3)
+    with pytest.raises(ValueError, match="alpha"):
+        gmm.fit_online(start, [_data()], alpha=0.5)
+    with pytest.raises(ValueError, match="no batches"):
+        gmm.fit_online(start, [])
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    from jaxem import gmm
+    from jaxem.gmm.sharded import fit_sharded
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, (301, 2)), rng.normal(2, 0.5, (400, 2)),
+                        rng.normal([0, 5], 1, (300, 2))]) + 10  # 1001 rows: padded to 1004
+    mesh = jax.make_mesh((4,), ("data",))
+    for ct in ("full",):
+        ref = gmm.fit(jax.random.key(0), x, 3, covariance_type=ct, n_init=2, tol=1e-8)
+        res = fit_sharded(jax.random.key(0), x, 3, mesh, covariance_type=ct, n_init=2, tol=1e-8)
+        assert int(res.n_iter) == int(ref.n_iter) and bool(res.converged)
+        np.testing.assert_allclose(res.restart_log_likelihoods, ref.restart_log_likelihoods,
+                                   rtol=1e-10)
+        np.testing.assert_allclose(res.params.means, ref.params.means, rtol=1e-9)
+        np.testing.assert_allclose(res.params.covariances, ref.params.covariances, rtol=1e-8,
+                                   atol=1e-10)
+        np.testing.assert_allclose(res.history, ref.history, rtol=1e-10)
+    # initialisation on a random subset of rows gathered from the shards
+    sub = fit_sharded(jax.random.key(0), x, 3, mesh, n_init=2, tol=1e-8, init_size=200)
+    assert bool(sub.converged)
+    np.testing.assert_allclose(sub.log_likelihood, ref.log_likelihood, rtol=1e-6)
+    print("OK")
+    """
+)
+
+
+def test_sharded_fit_equals_single_device_fit():
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OK" in done.stdout

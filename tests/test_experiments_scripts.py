@@ -1,0 +1,93 @@
+"""Smoke tests: every experiment script runs end to end on tiny arguments.
+
+Each test calls the script's ``main(argv)`` with a problem small enough to run in
+seconds (most of the time is compilation) and checks that it wrote its figure
+and its markdown table to ``tmp_path``. The numbers are not checked: these are
+tests that the scripts still work with the library, not of their findings.
+``test_em_vs_gradient_overlap`` is marked slow (run it with ``-m slow``).
+"""
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")  # in the "experiments" extra
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+if str(EXPERIMENTS) not in sys.path:
+    sys.path.insert(0, str(EXPERIMENTS))
+
+
+def check_outputs(tmp_path: pathlib.Path, stem: str) -> str:
+    png, md = tmp_path / f"{stem}.png", tmp_path / f"{stem}.md"
+    assert png.is_file() and png.stat().st_size > 0
+    assert md.is_file()
+    text = md.read_text()
+    assert text.startswith("# ")
+    assert f"![figure]({png.name})" in text
+    return text
+
+
+@pytest.mark.slow  # seven compiled programs (L-BFGS, a Jacobian): 20-45 s even when tiny
+def test_em_vs_gradient_overlap(tmp_path):
+    import em_vs_gradient_overlap
+
+    rows = em_vs_gradient_overlap.main(
+        [
+            "--seeds", "2", "--n", "40", "--separations", "3",
+            "--max-iter-em", "30", "--max-iter-adam", "30", "--max-iter-lbfgs", "10",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert [r["delta"] for r in rows] == [3.0]
+    assert rows[0]["ll_star"].shape == (2,)
+    check_outputs(tmp_path, "em_vs_gradient_overlap")
+
+
+def test_real_data_curves(tmp_path):
+    import real_data_curves
+
+    problems = real_data_curves.main(
+        [
+            "--starts", "2", "--datasets", "faithful",
+            "--max-iter-em", "10", "--max-iter-adam", "10", "--max-iter-lbfgs", "5",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert [p["name"] for p in problems] == ["faithful"]
+    assert problems[0]["EM"]["final"].shape == (2,)
+    check_outputs(tmp_path, "real_data_curves")
+
+
+def test_sweep_reg_covar_k(tmp_path):
+    import sweep_reg_covar_k
+
+    results = sweep_reg_covar_k.main(
+        [
+            "--n-init", "1", "--max-k", "2", "--reg-covars", "1e-3,1e-1",
+            "--covariance-types", "diag", "--max-iter", "10", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert results["diag"]["bic"].shape == (2, 2)
+    check_outputs(tmp_path, "sweep_reg_covar_k")
+
+
+def test_local_optima(tmp_path):
+    import local_optima
+
+    rows = local_optima.main(
+        [
+            "--ks", "3", "--restarts", "4", "--n-per-component", "10",
+            "--em-max-iter", "20", "--adam-max-iter", "20", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    (row,) = rows
+    assert row["k"] == 3 and row["n"] == 30
+    assert row["seeded"].shape == (2, 4)  # two init methods x 4 restarts
+    for method in ("EM", "Adam"):
+        assert row[method]["final"].shape == (2, 4)
+        assert np.all(np.isfinite(row[method]["final"]))
+    text = check_outputs(tmp_path, "local_optima")
+    assert "random_from_data" in text and "k-means++" in text

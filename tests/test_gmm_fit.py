@@ -17,7 +17,18 @@ def _assert_trees_close(a, b, rtol=1e-9, atol=1e-12):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("init", gmm.INIT_METHODS)
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        "kmeans",
+        "random_from_data",
+        pytest.param("k-means++", marks=SLOW),
+        pytest.param("random", marks=SLOW),
+    ],
+)
 def test_restarts_return_the_best_of_a_python_loop(init):
     x = blobs(seed=0, n=200, d=2, k=3)
     key = jax.random.key(1)
@@ -98,7 +109,10 @@ def test_vmap_over_datasets_equals_loop():
         )
 
 
-@pytest.mark.parametrize("covariance_type", gmm.COVARIANCE_TYPES)
+@pytest.mark.parametrize(
+    "covariance_type",
+    ["full", "diag", pytest.param("tied", marks=SLOW), pytest.param("spherical", marks=SLOW)],
+)
 def test_n_active_equals_plain_fit_from_same_start(covariance_type):
     x = blobs(seed=4, n=150, d=2, k=3)
     key = jax.random.key(4)

@@ -4,7 +4,7 @@ Parameters are :class:`GMMParams` pytrees; every function is pure and works
 under ``jit``, ``vmap`` and ``grad``.
 """
 
-from jaxem.gmm import unconstrained
+from jaxem.gmm import missing, unconstrained
 from jaxem.gmm.covariances import COVARIANCE_TYPES
 from jaxem.gmm.criteria import aic, bic, n_parameters
 from jaxem.gmm.density import log_prob, predict, predict_proba, sample
@@ -12,6 +12,7 @@ from jaxem.gmm.fit import FitResult, fit
 from jaxem.gmm.gradient import fit_gradient
 from jaxem.gmm.init import INIT_METHODS, init
 from jaxem.gmm.interop import from_sklearn
+from jaxem.gmm.missing import impute
 from jaxem.gmm.online import OnlineResult, add_prior, fit_online, reshift, stepwise_update
 from jaxem.gmm.outofcore import array_chunks, fit_chunks, print_progress
 from jaxem.gmm.params import GMMParams, make_params
@@ -39,11 +40,13 @@ __all__ = [
     "fit_sharded",
     "fit_sharded_from",
     "from_sklearn",
+    "impute",
     "init",
     "log_prob",
     "m_step",
     "make_params",
     "maximize",
+    "missing",
     "n_parameters",
     "predict",
     "predict_proba",

@@ -1,0 +1,590 @@
+"""EM for Gaussian mixtures on data with missing entries (NaN marks a missing entry).
+
+Ghahramani & Jordan (1994), "Supervised learning from incomplete data via an EM
+approach". Row ``n`` observes the coordinates ``o`` and misses ``m`` (any subset,
+a different one per row). For each component ``k``:
+
+* the E-step uses the marginal density of the observed coordinates,
+  ``r_nk ∝ π_k N(x_o | μ_ko, Σ_k,oo)``;
+* the missing coordinates are completed by their conditional mean
+  ``x̂_nk,m = μ_km + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_ko)`` (``x̂_nk,o = x_o``), with
+  conditional covariance ``C_nk = Σ_k,mm − Σ_k,mo Σ_k,oo⁻¹ Σ_k,om`` on the missing
+  block (zero elsewhere);
+* the M-step is the ordinary one (:func:`jaxem.gmm.maximize`) on the completed
+  statistics ``Σ_n r_nk x̂_nk`` and ``Σ_n r_nk (x̂_nk x̂_nkᵀ + C_nk)`` (about a
+  shift). Without ``C_nk`` (imputing conditional means alone) the covariances
+  would be biased towards zero.
+
+Shapes stay fixed (masks, not ragged arrays), so everything works under
+``jit`` and ``vmap``. For ``full`` and ``tied`` covariances each row uses the
+"observed-masked" matrix ``Σ̃ = M Σ M + (I − M)``, ``M = diag(observed)``: the
+missing coordinates become a decoupled identity block, so the Cholesky factor
+of ``Σ̃`` gives ``log det Σ_oo`` and the Mahalanobis distance over the observed
+coordinates (with ``x − μ`` zeroed on missing ones), and ``Σ Σ̃⁻¹ M (x − μ)``
+is the regression term of the conditional mean. These (rows, K, D, D) factors
+(rows, D, D for ``tied``) are built one chunk of rows at a time. For ``diag``
+and ``spherical`` covariances the missing coordinates simply drop out.
+
+A row that misses every feature carries no information: its responsibilities in
+:func:`e_step` are zero, it adds nothing to the statistics and is left out of
+the mean log-likelihood. Its marginal density is 1 (:func:`log_prob` gives 0),
+:func:`predict_proba` gives the mixing weights and :func:`impute` the mixture
+mean.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
+from jaxem._validation import as_data, check_scalar, check_static_int, concrete
+from jaxem.em import EMResult, iterate
+from jaxem.gmm import covariances as cov_lib
+from jaxem.gmm.params import GMMParams
+from jaxem.gmm.steps import SuffStats, maximize
+
+__all__ = [
+    "e_step",
+    "fit_from",
+    "impute",
+    "log_prob",
+    "m_step",
+    "predict",
+    "predict_proba",
+    "suff_stats",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """Validate ``params`` and data ``x`` (N, D) that may hold NaN (but not ±inf)."""
+    if not isinstance(params, GMMParams):
+        raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
+    x = as_data(x, allow_nan=True)
+    if x.shape[1] != params.n_features:
+        raise ValueError(
+            f"x has {x.shape[1]} features but params have {params.n_features} "
+            f"(means shape {params.means.shape})"
+        )
+    v = concrete(x)
+    if v is not None and np.any(np.isinf(v)):
+        raise ValueError(
+            f"x contains {int(np.sum(np.isinf(v)))} infinite value(s); NaN marks a missing "
+            "entry, but observed entries must be finite"
+        )
+    return jnp.asarray(x, jnp.result_type(x, params.dtype))
+
+
+def _check_resp(resp: ArrayLike, x: jax.Array, params: GMMParams) -> jax.Array:
+    resp = jnp.asarray(resp, x.dtype)
+    expected = (x.shape[0], params.n_components)
+    if resp.shape != expected:
+        raise ValueError(
+            f"resp must have shape (n_samples, n_components) = {expected} to match x "
+            f"{x.shape} and params; got {resp.shape}"
+        )
+    return resp
+
+
+def _row_weights(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
+    """(N,) weight of each row: 0 for rows that miss every feature."""
+    w = jnp.any(~jnp.isnan(x), axis=1).astype(x.dtype)
+    if sample_weight is not None:
+        if jnp.shape(sample_weight) != (x.shape[0],):
+            raise ValueError(
+                f"sample_weight must have shape (n_samples,) = ({x.shape[0]},); "
+                f"got {jnp.shape(sample_weight)}"
+            )
+        w = w * jnp.asarray(sample_weight, x.dtype)
+    return w
+
+
+# ------------------------------------------------------------------ per-chunk algebra
+
+
+def _rows_per_chunk(params: GMMParams, n_samples: int) -> int:
+    k, d = params.means.shape
+    per_row = {"full": k * d * d, "tied": d * d + k * d}.get(params.covariance_type, k * d)
+    return chunk_rows(n_samples, per_row)
+
+
+def _conditionals(
+    params: GMMParams, x: jax.Array, *, mean: bool = False, covariance: bool = False
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """Observed-marginal densities and conditional moments of a chunk of rows.
+
+    Args:
+        params: the mixture.
+        x: (R, D) rows, NaN where missing.
+        mean: also return the completed rows ``x̂``.
+        covariance: also return the conditional covariances.
+
+    Returns:
+        ``(log_dens, x_hat, cond_cov)``: (R, K) ``log N(x_o | μ_ko, Σ_k,oo)``
+        (0 for a row with nothing observed); (R, K, D) ``x̂_nk`` (observed
+        entries, missing ones filled by the conditional means) or ``None``;
+        the conditional covariances or ``None``, in the shape of the
+        covariance type: ``full`` (R, K, D, D), ``tied`` (R, D, D) (the same for
+        every component), ``diag`` and ``spherical`` (R, K, D) (the diagonal;
+        the conditional covariance is diagonal there).
+    """
+    covariance_type = params.covariance_type
+    means = params.means
+    observed = ~jnp.isnan(x)
+    obs = observed.astype(x.dtype)  # (R, D)
+    x0 = jnp.where(observed, x, 0)
+    diff = obs[:, None, :] * (x0[:, None, :] - means[None, :, :])  # (R, K, D)
+    const = jnp.sum(obs, axis=1) * math.log(2 * math.pi)  # (R,)
+    x_hat = cond_cov = None
+
+    if covariance_type in ("diag", "spherical"):
+        prec = params.precisions_cholesky  # (K, D) or (K,)
+        var = params.covariances
+        if covariance_type == "spherical":
+            prec = jnp.broadcast_to(prec[:, None], means.shape)
+            var = jnp.broadcast_to(var[:, None], means.shape)
+        y = diff * prec[None]
+        maha = jnp.sum(y * y, axis=-1)
+        log_det = obs @ jnp.log(prec).T  # (R, K): Σ_{d observed} log p_kd
+        log_dens = -0.5 * (const[:, None] + maha) + log_det
+        if mean:
+            x_hat = jnp.where(observed[:, None, :], x0[:, None, :], means[None])
+        if covariance:
+            cond_cov = (1 - obs)[:, None, :] * var[None]
+        return log_dens, x_hat, cond_cov
+
+    cov = params.covariances  # full (K, D, D), tied (D, D)
+    eye = jnp.eye(x.shape[1], dtype=x.dtype)
+    missing_block = (1 - obs)[:, :, None] * eye  # (R, D, D)
+    if covariance_type == "full":
+        masked = obs[:, None, :, None] * cov[None] * obs[:, None, None, :]
+        chol = jnp.linalg.cholesky(masked + missing_block[:, None])  # (R, K, D, D)
+        z = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (R, K)
+    else:
+        masked = obs[:, :, None] * cov[None] * obs[:, None, :]
+        chol = jnp.linalg.cholesky(masked + missing_block)  # (R, D, D)
+        z = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)
+        z = jnp.swapaxes(z, 1, 2)  # (R, K, D)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)[:, None]
+    maha = jnp.sum(z * z, axis=-1)
+    log_dens = -0.5 * (const[:, None] + maha) - log_det
+
+    if mean:
+        if covariance_type == "full":
+            alpha = jax.scipy.linalg.solve_triangular(chol, z[..., None], lower=True, trans=1)
+            regression = jnp.einsum("kde,rke->rkd", cov, alpha[..., 0])
+        else:
+            alpha = jax.scipy.linalg.solve_triangular(
+                chol, jnp.swapaxes(z, 1, 2), lower=True, trans=1
+            )  # (R, D, K)
+            regression = jnp.einsum("de,rek->rkd", cov, alpha)
+        x_hat = jnp.where(observed[:, None, :], x0[:, None, :], means[None] + regression)
+    if covariance:
+        missing = 1 - obs
+        if covariance_type == "full":
+            w = jax.scipy.linalg.solve_triangular(
+                chol, obs[:, None, :, None] * cov[None], lower=True
+            )
+            explained = jnp.einsum("rkij,rkil->rkjl", w, w)  # Σ_mo Σ_oo⁻¹ Σ_om on the m block
+            cond_cov = (
+                missing[:, None, :, None] * (cov[None] - explained) * missing[:, None, None, :]
+            )
+        else:
+            w = jax.scipy.linalg.solve_triangular(chol, obs[:, :, None] * cov[None], lower=True)
+            explained = jnp.einsum("rij,ril->rjl", w, w)
+            cond_cov = missing[:, :, None] * (cov[None] - explained) * missing[:, None, :]
+    return log_dens, x_hat, cond_cov
+
+
+def _weighted(params: GMMParams, log_dens: jax.Array) -> jax.Array:
+    """(R, K) ``log π_k + log_dens``; ``-inf`` for inactive components."""
+    active = params.weights > 0
+    log_weights = jnp.log(jnp.where(active, params.weights, 1))  # no NaN gradient at 0
+    return jnp.where(active, log_dens + log_weights, -jnp.inf)
+
+
+def _moments(
+    resp: jax.Array,
+    x_hat: jax.Array,
+    cond_cov: jax.Array,
+    shift: jax.Array,
+    source_type: str,
+    target_type: str,
+) -> tuple[jax.Array, jax.Array]:
+    """``Σ_n r_nk (x̂_nk − s_k)`` and the completed second moments of ``target_type``.
+
+    ``cond_cov`` is in the layout :func:`_conditionals` gives for ``source_type``
+    (the covariance type of the parameters that completed the data).
+    """
+    dx = x_hat - shift[None]  # (R, K, D)
+    sum_x = jnp.einsum("nk,nkd->kd", resp, dx)
+    if target_type in ("diag", "spherical"):
+        if source_type in ("diag", "spherical"):
+            cond = jnp.einsum("nk,nkd->kd", resp, cond_cov)
+        elif source_type == "full":
+            cond = jnp.einsum("nk,nkd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+        else:
+            cond = jnp.einsum("nk,nd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+        sxx = jnp.einsum("nk,nkd->kd", resp, dx * dx) + cond
+        return sum_x, sxx if target_type == "diag" else jnp.sum(sxx, axis=-1)
+    if source_type == "tied" and target_type == "tied":
+        cond = jnp.einsum("n,nde->de", jnp.sum(resp, axis=1), cond_cov)
+        return sum_x, jnp.einsum("nk,nkd,nke->de", resp, dx, dx) + cond
+    if source_type in ("diag", "spherical"):
+        v = jnp.einsum("nk,nkd->kd", resp, cond_cov)
+        cond = v[:, :, None] * jnp.eye(v.shape[-1], dtype=v.dtype)
+    elif source_type == "full":
+        cond = jnp.einsum("nk,nkde->kde", resp, cond_cov)
+    else:
+        cond = jnp.einsum("nk,nde->kde", resp, cond_cov)
+    sxx = jnp.einsum("nk,nkd,nke->kde", resp, dx, dx) + cond
+    return sum_x, sxx if target_type == "full" else jnp.sum(sxx, axis=0)
+
+
+def _default_shift(resp: jax.Array, x: jax.Array, means: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk x̃_nk / n_k`` with ``x̃`` the rows filled by the component means
+    (equal to :func:`jaxem.gmm.suff_stats`' default shift when nothing is missing)."""
+    observed = ~jnp.isnan(x)
+    filled = resp.T @ jnp.where(observed, x, 0) + (resp.T @ (~observed).astype(x.dtype)) * means
+    return filled / (nk + 10 * jnp.finfo(nk.dtype).eps)[:, None]
+
+
+# ---------------------------------------------------------------------- public API
+
+
+def log_prob(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """Log marginal density of the observed entries of each row.
+
+    ``log p(x_n,o) = logsumexp_k (log π_k + log N(x_o | μ_ko, Σ_k,oo))``; 0 for
+    a row with nothing observed. Differentiable in ``params``.
+
+    Args:
+        params: the mixture.
+        x: (N, D) points, NaN where missing.
+
+    Returns:
+        (N,) log-densities.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.ones(1), jnp.zeros((1, 2)), jnp.ones((1, 2)), "diag")
+        >>> log_p = gmm.missing.log_prob(p, jnp.array([[0.0, jnp.nan]]))
+        >>> round(float(log_p[0]), 4)  # log N(0 | 0, 1), the missing feature drops out
+        -0.9189
+    """
+    x = _check(params, x)
+
+    def chunk(xb):
+        log_dens, _, _ = _conditionals(params, xb)
+        return jax.nn.logsumexp(_weighted(params, log_dens), axis=-1)
+
+    return chunked_map(chunk, x, _rows_per_chunk(params, x.shape[0]))
+
+
+def predict_proba(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """(N, K) posterior probabilities of the components given the observed entries.
+
+    A row with nothing observed gets the mixing weights.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]),
+        ...                     jnp.ones(2), covariance_type="spherical")
+        >>> gmm.missing.predict_proba(p, jnp.array([[jnp.nan, 5.0]])).tolist()
+        [[0.5, 0.5]]
+    """
+    x = _check(params, x)
+
+    def chunk(xb):
+        log_dens, _, _ = _conditionals(params, xb)
+        return jax.nn.softmax(_weighted(params, log_dens), axis=-1)
+
+    return chunked_map(chunk, x, _rows_per_chunk(params, x.shape[0]))
+
+
+def predict(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """(N,) index of the most probable component given the observed entries.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]),
+        ...                     jnp.ones(2), covariance_type="spherical")
+        >>> gmm.missing.predict(p, jnp.array([[-3.0, jnp.nan], [2.0, jnp.nan]])).tolist()
+        [0, 1]
+    """
+    x = _check(params, x)
+
+    def chunk(xb):
+        log_dens, _, _ = _conditionals(params, xb)
+        return jnp.argmax(_weighted(params, log_dens), axis=-1)
+
+    return chunked_map(chunk, x, _rows_per_chunk(params, x.shape[0]))
+
+
+def impute(params: GMMParams, x: ArrayLike) -> jax.Array:
+    """Fill the missing entries with their conditional expectation under the mixture.
+
+    ``E[x_m | x_o] = Σ_k r_nk (μ_km + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_ko))`` with ``r_nk``
+    the posterior of component ``k`` given the observed entries; observed entries
+    are returned unchanged. A row with nothing observed gets the mixture mean
+    ``Σ_k π_k μ_k``.
+
+    Args:
+        params: the mixture.
+        x: (N, D) data, NaN where missing.
+
+    Returns:
+        (N, D) data without NaN.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.ones(1), jnp.zeros((1, 2)),
+        ...                     jnp.array([[[1.0, 0.8], [0.8, 1.0]]]))
+        >>> filled = gmm.missing.impute(p, jnp.array([[1.0, jnp.nan]]))
+        >>> [round(v, 4) for v in filled[0].tolist()]
+        [1.0, 0.8]
+    """
+    x = _check(params, x)
+
+    def chunk(xb):
+        log_dens, x_hat, _ = _conditionals(params, xb, mean=True)
+        resp = jax.nn.softmax(_weighted(params, log_dens), axis=-1)
+        return jnp.where(jnp.isnan(xb), jnp.einsum("nk,nkd->nd", resp, x_hat), xb)
+
+    return chunked_map(chunk, x, _rows_per_chunk(params, x.shape[0]))
+
+
+def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Expectation step on data with missing entries.
+
+    ``r_nk ∝ π_k N(x_n,o | μ_k,o, Σ_k,oo)``: responsibilities from the marginal
+    density of each row's observed coordinates. A row with nothing observed gets
+    zero responsibilities (it carries no information, so EM ignores it).
+
+    Args:
+        params: current parameters.
+        x: (N, D) data, NaN where missing.
+
+    Returns:
+        ``(resp, log_likelihood)``: (N, K) responsibilities and the mean
+        observed-data log-likelihood over the rows with at least one observed
+        entry (0 if there is none).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]),
+        ...                     jnp.ones((2, 2, 2)) * jnp.eye(2))
+        >>> resp, ll = gmm.missing.e_step(p, jnp.array([[-2.0, jnp.nan], [jnp.nan, jnp.nan]]))
+        >>> resp.sum(axis=1).round().tolist()  # the all-missing row gets no responsibility
+        [1.0, 0.0]
+    """
+    x = _check(params, x)
+    has_obs = jnp.any(~jnp.isnan(x), axis=1)
+
+    def chunk(xb):
+        log_dens, _, _ = _conditionals(params, xb)
+        wlp = _weighted(params, log_dens)
+        log_norm = jax.nn.logsumexp(wlp, axis=1, keepdims=True)
+        keep = jnp.any(~jnp.isnan(xb), axis=1, keepdims=True)
+        return jnp.where(keep, jnp.exp(wlp - log_norm), 0), log_norm[:, 0]
+
+    resp, log_norm = chunked_map(chunk, x, _rows_per_chunk(params, x.shape[0]))
+    count = jnp.sum(has_obs)
+    ll = jnp.sum(jnp.where(has_obs, log_norm, 0)) / jnp.maximum(count, 1)
+    return resp, ll
+
+
+def suff_stats(
+    resp: ArrayLike,
+    x: ArrayLike,
+    params: GMMParams,
+    *,
+    covariance_type: str | None = None,
+    shift: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+) -> SuffStats:
+    """Completed sufficient statistics of data with missing entries.
+
+    With ``x̂_nk`` the row completed by component ``k``'s conditional means and
+    ``C_nk`` its conditional covariance (both under ``params``):
+    ``n_k = Σ_n r_nk``, ``sum_x = Σ_n r_nk (x̂_nk − s_k)`` and second moments
+    ``Σ_n r_nk ((x̂_nk − s_k)(x̂_nk − s_k)ᵀ + C_nk)``, reduced to the covariance
+    type (``tied``: summed over components, ``diag``: the diagonal,
+    ``spherical``: the trace). :func:`jaxem.gmm.maximize` turns them into
+    parameters. Rows that miss every feature contribute nothing, whatever their
+    ``resp``. The statistics add over disjoint sets of rows (same ``shift``).
+
+    Args:
+        resp: (N, K) responsibilities (from :func:`e_step`).
+        x: (N, D) data, NaN where missing.
+        params: the parameters that complete the data (those of the E-step).
+        covariance_type: the covariance type of the statistics (static); by
+            default that of ``params``.
+        shift: (K, D) the point the sums are taken about; by default the
+            responsibility-weighted means of the rows filled by the component
+            means (plain :func:`jaxem.gmm.suff_stats`' shift when nothing is
+            missing). Pass the same shift for every chunk when summing chunks.
+        sample_weight: optional (N,) non-negative sample weights.
+
+    Returns:
+        :class:`jaxem.gmm.SuffStats`.
+    """
+    x = _check(params, x)
+    source_type = params.covariance_type
+    target_type = cov_lib.check_covariance_type(
+        source_type if covariance_type is None else covariance_type
+    )
+    resp = _check_resp(resp, x, params) * _row_weights(x, sample_weight)[:, None]
+    nk = jnp.sum(resp, axis=0)
+    if shift is None:
+        shift = _default_shift(resp, x, params.means, nk)
+    elif jnp.shape(shift) != params.means.shape:
+        raise ValueError(
+            f"shift must have shape (n_components, n_features) = {params.means.shape}; "
+            f"got {jnp.shape(shift)}"
+        )
+    shift = jnp.asarray(shift, x.dtype)
+
+    def chunk(r, xb):
+        _, x_hat, cond_cov = _conditionals(params, xb, mean=True, covariance=True)
+        return _moments(r, x_hat, cond_cov, shift, source_type, target_type)
+
+    sum_x, sum_xx = chunked_sum(chunk, (resp, x), _rows_per_chunk(params, x.shape[0]))
+    return SuffStats(nk, sum_x, sum_xx, shift, target_type)
+
+
+def m_step(
+    resp: ArrayLike,
+    x: ArrayLike,
+    params: GMMParams,
+    *,
+    covariance_type: str | None = None,
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+) -> GMMParams:
+    """Maximization step on data with missing entries:
+    ``maximize(suff_stats(resp, x, params), reg_covar)``.
+
+    Args:
+        resp: (N, K) responsibilities (from :func:`e_step` at ``params``).
+        x: (N, D) data, NaN where missing.
+        params: the parameters of the E-step (they complete the data).
+        covariance_type: of the new parameters (static); by default that of ``params``.
+        reg_covar: added to the covariance diagonal (traced).
+        sample_weight: optional (N,) sample weights.
+
+    Returns:
+        :class:`jaxem.gmm.GMMParams`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jnp.array([[0.0, 1.0], [2.0, jnp.nan], [1.0, 2.0]])
+        >>> p = gmm.make_params(jnp.ones(1), jnp.zeros((1, 2)), jnp.ones((1, 2)), "diag")
+        >>> resp, _ = gmm.missing.e_step(p, x)
+        >>> gmm.missing.m_step(resp, x, p).means.tolist()  # the missing entry is filled by 0
+        [[1.0, 1.0]]
+    """
+    stats = suff_stats(
+        resp, x, params, covariance_type=covariance_type, sample_weight=sample_weight
+    )
+    return maximize(stats, reg_covar=reg_covar)
+
+
+def _pass(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[SuffStats, jax.Array]:
+    """Fused E-step and completed statistics about the current means, chunk by chunk."""
+    covariance_type = params.covariance_type
+    shift = params.means
+
+    def chunk(wb, xb):
+        log_dens, x_hat, cond_cov = _conditionals(params, xb, mean=True, covariance=True)
+        wlp = _weighted(params, log_dens)
+        log_norm = jax.nn.logsumexp(wlp, axis=1)
+        resp = jnp.exp(wlp - log_norm[:, None]) * wb[:, None]
+        sum_x, sum_xx = _moments(resp, x_hat, cond_cov, shift, covariance_type, covariance_type)
+        return jnp.sum(resp, axis=0), sum_x, sum_xx, jnp.sum(wb * log_norm)
+
+    nk, sum_x, sum_xx, ll = chunked_sum(chunk, (w, x), _rows_per_chunk(params, x.shape[0]))
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type), ll / jnp.sum(w)
+
+
+def _mean_log_likelihood(params: GMMParams, x: jax.Array, w: jax.Array) -> jax.Array:
+    def chunk(wb, xb):
+        log_dens, _, _ = _conditionals(params, xb)
+        return jnp.sum(wb * jax.nn.logsumexp(_weighted(params, log_dens), axis=1))
+
+    return chunked_sum(chunk, (w, x), _rows_per_chunk(params, x.shape[0])) / jnp.sum(w)
+
+
+def fit_from(
+    params: GMMParams,
+    x: ArrayLike,
+    *,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+) -> EMResult:
+    """EM on data with missing entries, from ``params``, in one ``while_loop``.
+
+    Each iteration computes the responsibilities and the completed statistics
+    in one pass over ``x`` (about the current means) and maximizes them
+    (:func:`jaxem.gmm.maximize`). Stops as :func:`jaxem.iterate` does; the
+    log-likelihoods are observed-data ones (mean over rows with at least one
+    observed entry, weighted by ``sample_weight``). Works under ``jit`` and
+    ``vmap``.
+
+    Args:
+        params: starting parameters; their covariance type is kept.
+        x: (N, D) data, NaN where missing; at least one entry observed.
+        tol: tolerance on the change of the mean log-likelihood (traced).
+        max_iter: maximum number of iterations (static).
+        reg_covar: added to the covariance diagonal (traced).
+        sample_weight: optional (N,) non-negative sample weights.
+
+    Returns:
+        :class:`jaxem.EMResult`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+        >>> x = x.at[::3, 1].set(jnp.nan)
+        >>> start = gmm.make_params(jnp.ones(1), jnp.ones((1, 2)), jnp.eye(2)[None])
+        >>> result = gmm.missing.fit_from(start, x, tol=1e-6)
+        >>> bool(result.converged)
+        True
+    """
+    x = _check(params, x)
+    check_scalar("reg_covar", reg_covar)
+    max_iter = check_static_int("max_iter", max_iter, minimum=1)
+    v = concrete(x)
+    if v is not None and np.all(np.isnan(v)):
+        raise ValueError("x must have at least one observed (non-NaN) entry; every entry is NaN")
+    w = _row_weights(x, sample_weight)
+
+    def step(p):
+        stats, ll = _pass(p, x, w)
+        return maximize(stats, reg_covar=reg_covar), ll
+
+    return iterate(
+        step,
+        functools.partial(_mean_log_likelihood, x=x, w=w),
+        params,
+        tol=tol,
+        max_iter=max_iter,
+    )

@@ -164,6 +164,7 @@ from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 rows; float32 arrays stay float32
 
@@ -998,8 +999,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: list[Row] = []
     for config in configs:
         progress(f"{config.name}: generating {config.n:,} × {config.d} data, K = {config.k}")
-        x64_np = make_data(config, args.seed)
-        start = make_start(x64_np, config, args.seed)
+        # One BLAS thread while generating: threaded OpenBLAS QR/inversions of
+        # 64 x 64 matrices hung here (every thread in a futex wait) after JAX
+        # had started its thread pools.
+        with threadpool_limits(limits=1):
+            x64_np = make_data(config, args.seed)
+            start = make_start(x64_np, config, args.seed)
         x64 = jnp.asarray(x64_np)
         for dtype in dtypes:
             rows += run_cell(config, dtype, x64_np, x64, start, available, settings)

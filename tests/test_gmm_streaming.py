@@ -135,7 +135,9 @@ def _stream(true, n_batches, batch, seed):
     return [np.asarray(gmm.sample(k, true, batch)[0]) for k in keys]
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+@pytest.mark.parametrize(
+    "covariance_type", ["spherical", pytest.param("full", marks=pytest.mark.slow)]
+)
 def test_online_em_reaches_batch_maximum_likelihood(covariance_type):
     true = gmm.make_params(
         jnp.array([0.3, 0.5, 0.2]),

@@ -63,7 +63,7 @@ def test_generic_fit_stops_at_max_iter_unconverged():
 
 # full/tied share the packed-Cholesky code and diag/spherical the log-scale one;
 # tied is fitted in test_jit_equals_eager and spherical in test_vmap_over_starts.
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("covariance_type", ["full", pytest.param("diag", marks=pytest.mark.slow)])
 def test_lbfgs_reaches_em_optimum(covariance_type):
     """L-BFGS and EM (no regularisation) agree on the maximum likelihood.
 

@@ -50,8 +50,15 @@ def _assert_monotone(history, rtol):
     assert np.all(drops <= rtol * (1 + np.abs(h[1:]))), h
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "dtype"),
+    [(t, np.float64) for t in COVARIANCE_TYPES]
+    + [("full", np.float32), ("diag", np.float32)]
+    + [pytest.param(t, np.float32, marks=SLOW) for t in ("tied", "spherical")],
+)
 def test_degenerate_data_gives_finite_fits(covariance_type, dtype):
     fit = jax.jit(
         lambda x, reg: gmm.fit(

@@ -13,8 +13,9 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxem import gradient as gradient_lib
-from jaxem._validation import as_data, check_scalar, check_static_int
+from jaxem._validation import check_scalar, check_static_int
 from jaxem.em import EMResult
+from jaxem.gmm.density import check_data_for
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.unconstrained import from_unconstrained, log_likelihood, to_unconstrained
 
@@ -72,14 +73,7 @@ def fit_gradient(
         >>> bool(jnp.abs(by_em.log_likelihood - by_lbfgs.log_likelihood) < 1e-5)
         True
     """
-    if not isinstance(params, GMMParams):
-        raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
-    x = as_data(x)
-    if x.shape[1] != params.n_features:
-        raise ValueError(
-            f"x has {x.shape[1]} features but params have {params.n_features} "
-            f"(means shape {params.means.shape})"
-        )
+    x = check_data_for(params, x)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     covariance_type = params.covariance_type

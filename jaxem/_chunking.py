@@ -28,36 +28,32 @@ def chunk_rows(n_samples: int, elements_per_row: int, target: int | None = None)
     return n_samples if n_samples <= rows else rows
 
 
-def _split(arrays: tuple[jax.Array, ...], rows: int) -> tuple[jax.Array, ...]:
-    """Zero-pad the leading axis to a multiple of ``rows`` and split it into chunks."""
-    n = arrays[0].shape[0]
-    n_chunks = -(-n // rows)
-    pad = n_chunks * rows - n
-
-    def split(a):
-        if pad:
-            a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)])
-        return a.reshape(n_chunks, rows, *a.shape[1:])
-
-    return tuple(split(a) for a in arrays)
+def _chunk(arrays: tuple[jax.Array, ...], start: Any, rows: int) -> tuple[jax.Array, ...]:
+    """Rows ``start : start + rows`` of every array (a slice read in place, no copy
+    of the whole array)."""
+    return tuple(jax.lax.dynamic_slice_in_dim(a, start, rows) for a in arrays)
 
 
 def chunked_sum(fn: Callable[..., Any], arrays: tuple[jax.Array, ...], rows: int) -> Any:
     """``Σ_chunks fn(*chunks)`` over the leading (sample) axis of ``arrays``.
 
-    The last chunk is padded with zero rows, so ``fn`` must return a pytree of
-    sums to which a row that is zero in a weighting array (sample weights,
-    responsibilities) contributes nothing.
+    Full chunks of ``rows`` rows are sliced in place inside a ``lax.scan``; the
+    remaining ``N mod rows`` rows are one more, smaller call. Nothing is padded or
+    copied, so the arrays are never duplicated in memory.
     """
-    if rows >= arrays[0].shape[0]:
+    n = arrays[0].shape[0]
+    if rows >= n:
         return fn(*arrays)
-    chunks = _split(arrays, rows)
-    first = fn(*(c[0] for c in chunks))
+    n_full, rest = divmod(n, rows)
+    total = fn(*_chunk(arrays, 0, rows))
+    if n_full > 1:
 
-    def body(acc, chunk):
-        return jax.tree.map(jnp.add, acc, fn(*chunk)), None
+        def body(acc, i):
+            return jax.tree.map(jnp.add, acc, fn(*_chunk(arrays, i * rows, rows))), None
 
-    total, _ = jax.lax.scan(body, first, tuple(c[1:] for c in chunks))
+        total, _ = jax.lax.scan(body, total, jnp.arange(1, n_full))
+    if rest:
+        total = jax.tree.map(jnp.add, total, fn(*(a[n_full * rows :] for a in arrays)))
     return total
 
 
@@ -66,6 +62,12 @@ def chunked_map(fn: Callable[[jax.Array], Any], x: jax.Array, rows: int) -> Any:
     n = x.shape[0]
     if rows >= n:
         return fn(x)
-    (xs,) = _split((x,), rows)
-    out = jax.lax.map(fn, xs)
-    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+    n_full, rest = divmod(n, rows)
+    out = jax.lax.map(
+        lambda i: fn(jax.lax.dynamic_slice_in_dim(x, i * rows, rows)), jnp.arange(n_full)
+    )
+    out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
+    if rest:
+        tail = fn(x[n_full * rows :])
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail)
+    return out

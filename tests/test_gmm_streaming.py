@@ -85,13 +85,11 @@ def test_fit_chunks_with_sample_weights_and_prior():
     )
     res = gmm.fit_chunks(start, gmm.array_chunks(x, 200, w), tol=1e-6, max_iter=50)
     _assert_same_result(res, ref)
-    # a prior adds pseudo-statistics before every M-step
-    prior = gmm.SuffStats(
-        jnp.full(3, 5.0), jnp.zeros((3, 2)), jnp.stack([5.0 * jnp.eye(2)] * 3), start.means, "full"
-    )
+    # with a prior, every M-step is the MAP step
+    prior = gmm.default_prior(x, 3, "full", shrinkage=5.0)
     one = gmm.fit_chunks(start, [x], max_iter=1, prior=prior)
     stats, _ = direct_pass(start, jnp.asarray(x), jnp.ones(x.shape[0]))
-    expected = gmm.maximize(gmm.add_prior(stats, prior), reg_covar=1e-6)
+    expected = gmm.maximize(stats, reg_covar=1e-6, prior=prior)
     np.testing.assert_allclose(one.params.covariances, expected.covariances, rtol=1e-10)
 
 
@@ -168,14 +166,8 @@ def test_online_em_weights_and_prior(covariance_type):
     weighted = gmm.fit_online(start, [(b, np.full(100, 3.0)) for b in batches], warmup=2)
     np.testing.assert_allclose(weighted.params.means, plain.params.means, rtol=1e-10)
     assert weighted.samples_seen[-1] == 3 * plain.samples_seen[-1]
-    # a prior pulls the covariances towards its scatter, and fades with the data seen
-    prior = gmm.SuffStats(
-        jnp.full(3, 50.0),
-        jnp.zeros((3, 2)),
-        plain.stats.sum_xx * 0 + 50.0 * (jnp.eye(2) if covariance_type == "tied" else 1.0),
-        start.means,
-        covariance_type,
-    )
+    # a prior pulls the fit towards its mean and scale, and fades with the data seen
+    prior = gmm.default_prior(x, 3, covariance_type, shrinkage=50.0, dof=50.0)
     with_prior = gmm.fit_online(start, batches, warmup=2, prior=prior)
     assert np.all(np.isfinite(with_prior.params.covariances))
     assert not np.allclose(with_prior.params.covariances, plain.params.covariances)

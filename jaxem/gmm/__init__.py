@@ -13,12 +13,13 @@ from jaxem.gmm.gradient import fit_gradient
 from jaxem.gmm.init import INIT_METHODS, init
 from jaxem.gmm.interop import from_sklearn
 from jaxem.gmm.missing import impute
-from jaxem.gmm.online import OnlineResult, add_prior, fit_online, reshift, stepwise_update
+from jaxem.gmm.online import OnlineResult, fit_online, stepwise_update
 from jaxem.gmm.outofcore import array_chunks, fit_chunks, print_progress
 from jaxem.gmm.params import GMMParams, make_params
+from jaxem.gmm.prior import Prior, default_prior, log_prior
 from jaxem.gmm.select import SelectionResult, select
 from jaxem.gmm.sharded import fit_sharded, fit_sharded_from, shard_rows
-from jaxem.gmm.steps import SuffStats, e_step, m_step, maximize, suff_stats
+from jaxem.gmm.steps import SuffStats, e_step, m_step, maximize, reshift, suff_stats
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -26,12 +27,13 @@ __all__ = [
     "FitResult",
     "GMMParams",
     "OnlineResult",
+    "Prior",
     "SelectionResult",
     "SuffStats",
-    "add_prior",
     "aic",
     "array_chunks",
     "bic",
+    "default_prior",
     "e_step",
     "fit",
     "fit_chunks",
@@ -42,6 +44,7 @@ __all__ = [
     "from_sklearn",
     "impute",
     "init",
+    "log_prior",
     "log_prob",
     "m_step",
     "make_params",

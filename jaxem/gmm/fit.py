@@ -23,6 +23,7 @@ from jaxem.gmm.init import check_method, init_resp
 from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.passes import direct_pass, moment_pass
+from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
 from jaxem.gmm.steps import m_step, maximize
 
 __all__ = ["FitResult", "fit"]
@@ -58,12 +59,21 @@ class FitResult:
 FORMULATIONS = ("auto", "moments", "direct")
 
 
-def _run(pass_fn, params, *, tol, reg_covar, max_iter):
+def _run(pass_fn, params, *, tol, reg_covar, max_iter, prior=None):
+    """EM with ``pass_fn(params) -> (stats, mean ll)``; with a prior the objective
+    is the mean log posterior ``ll + log p(θ) / Σ w``."""
+
+    def objective(p, stats, ll):
+        return ll if prior is None else ll + log_prior(p, prior) / jnp.sum(stats.nk)
+
     def step(p):
         stats, ll = pass_fn(p)
-        return maximize(stats, reg_covar=reg_covar), ll
+        return maximize(stats, reg_covar=reg_covar, prior=prior), objective(p, stats, ll)
 
-    return iterate(step, lambda p: pass_fn(p)[1], params, tol=tol, max_iter=max_iter)
+    def value(p):
+        return objective(p, *pass_fn(p))
+
+    return iterate(step, value, params, tol=tol, max_iter=max_iter)
 
 
 def run_batch(
@@ -75,6 +85,7 @@ def run_batch(
     max_iter: int,
     sample_weight: jax.Array | None = None,
     formulation: str = "auto",
+    prior: Prior | None = None,
 ):
     """EM from a batch of starting parameters (leading axis), traceable, no validation.
 
@@ -93,7 +104,7 @@ def run_batch(
     """
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
     center = jnp.sum(x * w[:, None], axis=0) / jnp.sum(w)
-    kwargs = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter)
+    kwargs = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
 
     def fast():
         return jax.vmap(lambda p: _run(lambda q: moment_pass(q, x, w, center), p, **kwargs))(starts)
@@ -131,6 +142,7 @@ def fit_from(
     max_iter: int,
     sample_weight: jax.Array | None = None,
     formulation: str = "auto",
+    prior: Prior | None = None,
 ):
     """EM from one start with the fast fused passes (traceable, no validation)."""
     batch = jax.tree.map(lambda a: a[None], params)
@@ -142,6 +154,7 @@ def fit_from(
         max_iter=max_iter,
         sample_weight=sample_weight,
         formulation=formulation,
+        prior=prior,
     )
     return jax.tree.map(lambda a: a[0], results)
 
@@ -155,6 +168,7 @@ def fit_from(
         "n_init",
         "max_iter",
         "formulation",
+        "prior_default",
     ),
 )
 def _fit(
@@ -164,6 +178,7 @@ def _fit(
     tol,
     reg_covar,
     sample_weight=None,
+    prior=None,
     *,
     n_components,
     covariance_type,
@@ -171,7 +186,12 @@ def _fit(
     n_init,
     max_iter,
     formulation="auto",
+    prior_default=False,
 ):
+    if prior_default:
+        k = n_components if n_active is None else n_active
+        prior = default_prior(x, k, covariance_type, sample_weight=sample_weight)
+
     def start(k):
         resp = init_resp(k, x, n_components, init, n_active, sample_weight)
         return m_step(
@@ -180,6 +200,7 @@ def _fit(
             covariance_type=covariance_type,
             reg_covar=reg_covar,
             sample_weight=sample_weight,
+            prior=prior,
         )
 
     starts = jax.vmap(start)(jax.random.split(key, n_init))
@@ -191,6 +212,7 @@ def _fit(
         max_iter=max_iter,
         sample_weight=sample_weight,
         formulation=formulation,
+        prior=prior,
     )
     lls = results.log_likelihood
     best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
@@ -221,6 +243,7 @@ def fit(
     n_active: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
     formulation: str = "auto",
+    prior: Prior | str | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -249,6 +272,11 @@ def fit(
         formulation: ``"auto"`` (default), ``"moments"`` or ``"direct"``: how each
             EM pass is computed (see :func:`run_batch`); ``"auto"`` is fast and
             falls back to ``"direct"`` where float32 would lose accuracy.
+        prior: MAP EM under a conjugate prior (:mod:`jaxem.gmm.prior`): a
+            :class:`~jaxem.gmm.prior.Prior`, or ``"default"`` for R mclust's
+            default (:func:`~jaxem.gmm.prior.default_prior` with K = ``n_active``
+            or ``n_components``). The log-likelihoods reported (and the stopping
+            rule) are then the mean log posterior ``(Σ log p(x_n) + log p(θ)) / N``.
 
     Returns:
         :class:`FitResult`.
@@ -278,6 +306,11 @@ def fit(
     sample_weight = check_sample_weight(sample_weight, x)
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
+    prior_default = isinstance(prior, str)
+    if prior_default and prior != "default":
+        raise ValueError(f"prior must be a gmm.Prior, 'default' or None; got {prior!r}")
+    if not prior_default:
+        check_prior(prior, covariance_type, x.shape[1])
     return _fit(
         key,
         x,
@@ -285,10 +318,12 @@ def fit(
         jnp.asarray(tol, x.dtype),
         jnp.asarray(reg_covar, x.dtype),
         sample_weight,
+        None if prior_default else prior,
         n_components=n_components,
         covariance_type=covariance_type,
         init=init,
         n_init=n_init,
         max_iter=max_iter,
         formulation=formulation,
+        prior_default=prior_default,
     )

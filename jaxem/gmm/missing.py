@@ -43,14 +43,19 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
-from jaxem._validation import as_data, check_scalar, check_static_int, concrete
+from jaxem._validation import as_data, check_key, check_scalar, check_static_int, concrete
 from jaxem.em import EMResult, iterate
 from jaxem.gmm import covariances as cov_lib
+from jaxem.gmm.fit import FitResult
+from jaxem.gmm.init import check_method, init_resp
 from jaxem.gmm.params import GMMParams
+from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
 from jaxem.gmm.steps import SuffStats, maximize
+from jaxem.gmm.steps import m_step as gmm_m_step
 
 __all__ = [
     "e_step",
+    "fit",
     "fit_from",
     "impute",
     "log_prob",
@@ -538,6 +543,7 @@ def fit_from(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     sample_weight: ArrayLike | None = None,
+    prior: Prior | None = None,
 ) -> EMResult:
     """EM on data with missing entries, from ``params``, in one ``while_loop``.
 
@@ -555,6 +561,8 @@ def fit_from(
         max_iter: maximum number of iterations (static).
         reg_covar: added to the covariance diagonal (traced).
         sample_weight: optional (N,) non-negative sample weights.
+        prior: optional conjugate prior (:mod:`jaxem.gmm.prior`): MAP EM, and the
+            log-likelihoods become the mean log posterior.
 
     Returns:
         :class:`jaxem.EMResult`.
@@ -571,20 +579,165 @@ def fit_from(
     """
     x = _check(params, x)
     check_scalar("reg_covar", reg_covar)
+    check_prior(prior, params.covariance_type, params.n_features)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     v = concrete(x)
     if v is not None and np.all(np.isnan(v)):
         raise ValueError("x must have at least one observed (non-NaN) entry; every entry is NaN")
     w = _row_weights(x, sample_weight)
+    return _run(params, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
+
+
+def _run(params, x, w, *, tol, reg_covar, max_iter, prior):
+    """The loop of :func:`fit_from` (traceable, no validation)."""
+
+    def objective(p, ll):
+        return ll if prior is None else ll + log_prior(p, prior) / jnp.sum(w)
 
     def step(p):
         stats, ll = _pass(p, x, w)
-        return maximize(stats, reg_covar=reg_covar), ll
+        return maximize(stats, reg_covar=reg_covar, prior=prior), objective(p, ll)
 
-    return iterate(
-        step,
-        functools.partial(_mean_log_likelihood, x=x, w=w),
-        params,
-        tol=tol,
+    def value(p):
+        return objective(p, _mean_log_likelihood(p, x, w))
+
+    return iterate(step, value, params, tol=tol, max_iter=max_iter)
+
+
+def fit(
+    key: jax.Array,
+    x: ArrayLike,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    init: str = "kmeans",
+    n_init: int = 1,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+    prior: Prior | str | None = None,
+) -> FitResult:
+    """Fit a mixture to data with missing entries: initialisation and restarts in one call.
+
+    Each restart starts from :func:`jaxem.gmm.init`'s method run on the data with
+    every missing entry replaced by its column's observed mean (rows that miss
+    everything get weight 0), followed by an ordinary M-step; then EM on the
+    incomplete data (:func:`fit_from`). The restarts run as one ``vmap``; the
+    highest final log-likelihood wins. Arguments as in :func:`jaxem.gmm.fit`
+    (``prior="default"`` computes mclust's default prior from the mean-imputed
+    data).
+
+    Returns:
+        :class:`jaxem.gmm.FitResult` (``fast_path`` is always False).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (300, 2)).at[::4, 0].set(jnp.nan)
+        >>> result = gmm.missing.fit(jax.random.key(1), x, 2, n_init=2)
+        >>> result.params.means.shape
+        (2, 2)
+    """
+    x = as_data(x, allow_nan=True)
+    check_key(key)
+    n_components = check_static_int("n_components", n_components, minimum=1)
+    cov_lib.check_covariance_type(covariance_type)
+    check_method(init)
+    n_init = check_static_int("n_init", n_init, minimum=1)
+    max_iter = check_static_int("max_iter", max_iter, minimum=1)
+    check_scalar("tol", tol)
+    check_scalar("reg_covar", reg_covar)
+    v = concrete(x)
+    if v is not None and np.all(np.isnan(v)):
+        raise ValueError("x must have at least one observed (non-NaN) entry; every entry is NaN")
+    if v is not None and np.any(np.all(np.isnan(v), axis=0)):
+        raise ValueError("every feature must be observed in at least one row")
+    w = _row_weights(x, sample_weight)
+    if v is not None and n_components > int(np.sum(np.asarray(w) > 0)):
+        raise ValueError(
+            f"n_components={n_components} must be <= the number of rows with an observed "
+            f"entry ({int(np.sum(np.asarray(w) > 0))})"
+        )
+    prior_default = isinstance(prior, str)
+    if prior_default and prior != "default":
+        raise ValueError(f"prior must be a gmm.Prior, 'default' or None; got {prior!r}")
+    if not prior_default:
+        check_prior(prior, covariance_type, x.shape[1])
+    return _fit(
+        key,
+        x,
+        w,
+        jnp.asarray(tol, x.dtype),
+        jnp.asarray(reg_covar, x.dtype),
+        None if prior_default else prior,
+        n_components=n_components,
+        covariance_type=covariance_type,
+        init=init,
+        n_init=n_init,
         max_iter=max_iter,
+        prior_default=prior_default,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "n_components",
+        "covariance_type",
+        "init",
+        "n_init",
+        "max_iter",
+        "prior_default",
+    ),
+)
+def _fit(
+    key,
+    x,
+    w,
+    tol,
+    reg_covar,
+    prior,
+    *,
+    n_components,
+    covariance_type,
+    init,
+    n_init,
+    max_iter,
+    prior_default,
+):
+    observed = ~jnp.isnan(x)
+    counts = jnp.sum(observed * w[:, None], axis=0)
+    column_means = jnp.sum(jnp.where(observed, x, 0) * w[:, None], axis=0) / counts
+    filled = jnp.where(observed, x, column_means)
+    if prior_default:
+        prior = default_prior(filled, n_components, covariance_type, sample_weight=w)
+
+    def start(k):
+        resp = init_resp(k, filled, n_components, init, n_components, w)
+        return gmm_m_step(
+            resp,
+            filled,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            sample_weight=w,
+            prior=prior,
+        )
+
+    def run(p):
+        return _run(p, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
+
+    results = jax.vmap(lambda k: run(start(k)))(jax.random.split(key, n_init))
+    lls = results.log_likelihood
+    best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
+    chosen = jax.tree.map(lambda a: a[best], results)
+    return FitResult(
+        params=chosen.params,
+        log_likelihood=chosen.log_likelihood,
+        history=chosen.history,
+        n_iter=chosen.n_iter,
+        converged=chosen.converged,
+        restart_log_likelihoods=lls,
+        best_restart=best,
+        fast_path=jnp.asarray(False),
     )

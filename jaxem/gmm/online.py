@@ -40,92 +40,16 @@ from jaxem._validation import check_scalar, check_static_int
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.params import GMMParams, from_covariances
 from jaxem.gmm.passes import direct_pass
-from jaxem.gmm.steps import SuffStats, maximize
+from jaxem.gmm.prior import Prior, check_prior
+from jaxem.gmm.steps import SuffStats, maximize, reshift
 
 __all__ = [
     "BatchInfo",
     "OnlineResult",
-    "add_prior",
     "fit_online",
-    "reshift",
     "step_size",
     "stepwise_update",
 ]
-
-
-def reshift(stats: SuffStats, shift: ArrayLike) -> SuffStats:
-    """The same statistics re-expressed about another shift (exact algebra).
-
-    Args:
-        stats: :class:`SuffStats` about ``stats.shift`` (K, D).
-        shift: (K, D) or (D,) the new shift ``s'``.
-
-    Returns:
-        :class:`SuffStats` about ``s'``: ``Σ r (x − s')`` and the second moments
-        about ``s'``, of the same covariance type.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxem import gmm
-        >>> x = jnp.array([[0.0], [2.0]])
-        >>> s = gmm.suff_stats(jnp.ones((2, 1)), x, covariance_type="diag")
-        >>> gmm.reshift(s, jnp.zeros((1, 1))).sum_xx.tolist()
-        [[4.0]]
-    """
-    new = jnp.broadcast_to(jnp.asarray(shift, stats.shift.dtype), stats.shift.shape)
-    delta = stats.shift - new
-    nk, sx, sxx = stats.nk, stats.sum_x, stats.sum_xx
-    cross = jnp.einsum("kd,ke->kde", sx, delta)
-    if stats.covariance_type == "full":
-        extra = (
-            cross
-            + jnp.swapaxes(cross, -1, -2)
-            + nk[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
-        )
-    elif stats.covariance_type == "tied":
-        extra = jnp.sum(cross + jnp.swapaxes(cross, -1, -2), axis=0) + jnp.einsum(
-            "k,kd,ke->de", nk, delta, delta
-        )
-    elif stats.covariance_type == "diag":
-        extra = 2 * sx * delta + nk[:, None] * delta * delta
-    else:
-        extra = jnp.sum(2 * sx * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
-    return dataclasses.replace(stats, sum_x=sx + nk[:, None] * delta, sum_xx=sxx + extra, shift=new)
-
-
-def _scale(stats: SuffStats, c: ArrayLike) -> SuffStats:
-    return dataclasses.replace(
-        stats, nk=stats.nk * c, sum_x=stats.sum_x * c, sum_xx=stats.sum_xx * c
-    )
-
-
-def add_prior(stats: SuffStats, prior: SuffStats, scale: ArrayLike = 1.0) -> SuffStats:
-    """``stats + scale · prior``: pseudo-statistics of a conjugate prior (MAP EM).
-
-    A prior enters EM as pseudo-observations added to the statistics before
-    :func:`maximize` (DESIGN.md). For example ``SuffStats(nk=κ·1, sum_x=0,
-    sum_xx=κ·Σ₀ (per type), shift=μ₀)`` is worth ``κ`` observations per
-    component, centred at ``μ₀`` with scatter ``Σ₀``: a Dirichlet(κ+1) prior on
-    the weights and a Normal–inverse-Wishart-like prior on means and
-    covariances. The prior may use any shift; it is re-expressed about
-    ``stats.shift`` (:func:`reshift`).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxem import gmm
-        >>> s = gmm.suff_stats(jnp.ones((2, 1)), jnp.array([[0.0], [2.0]]),
-        ...                    covariance_type="diag")
-        >>> prior = gmm.SuffStats(jnp.array([2.0]), jnp.zeros((1, 1)), jnp.array([[2.0]]),
-        ...                       jnp.array([[5.0]]), "diag")
-        >>> round(float(gmm.maximize(gmm.add_prior(s, prior)).means[0, 0]), 4)
-        3.0
-    """
-    if prior.covariance_type != stats.covariance_type:
-        raise ValueError(
-            f"prior has covariance_type {prior.covariance_type!r}, the statistics "
-            f"{stats.covariance_type!r}"
-        )
-    return stats.add(_scale(reshift(prior, stats.shift), scale))
 
 
 def step_size(t: ArrayLike, *, alpha: ArrayLike = 0.6, t0: ArrayLike = 2) -> jax.Array:
@@ -137,7 +61,7 @@ def _batch_stats(params: GMMParams, x: jax.Array, w: jax.Array):
     """Per-sample statistics of a batch (about the current means), its mean ll, weight."""
     stats, ll = direct_pass(params, x, w)
     total = jnp.sum(w)
-    return _scale(stats, 1 / total), ll, total
+    return stats.scale(1 / total), ll, total
 
 
 def stepwise_update(
@@ -149,8 +73,8 @@ def stepwise_update(
 ) -> tuple[SuffStats, jax.Array]:
     """One stepwise interpolation ``s ← (1 − γ) s + γ s̄(batch; params)`` (pure).
 
-    No M-step: call :func:`maximize` on the result (optionally with
-    :func:`add_prior`). Traceable, so a whole stream can run in ``lax.scan``.
+    No M-step: call :func:`maximize` on the result. Traceable, so a whole stream
+    can run in ``lax.scan``.
 
     Args:
         stats: running per-sample statistics (any shift).
@@ -193,10 +117,10 @@ def _update(stats, params, x, w, gamma):
 
 
 @jax.jit
-def _maximize(stats, reg_covar, prior, prior_scale):
-    if prior is not None:
-        stats = add_prior(stats, prior, prior_scale)
-    return maximize(stats, reg_covar=reg_covar)
+def _maximize(stats, reg_covar, prior, seen):
+    if prior is not None:  # MAP: the prior weighs against the samples seen so far
+        stats = stats.scale(seen)
+    return maximize(stats, reg_covar=reg_covar, prior=prior)
 
 
 @jax.jit
@@ -262,7 +186,7 @@ def fit_online(
     t0: float = 2.0,
     warmup: int = 5,
     reg_covar: ArrayLike = 1e-6,
-    prior: SuffStats | None = None,
+    prior: Prior | None = None,
     polyak: bool = False,
     polyak_start: int = 50,
     max_batches: int | None = None,
@@ -285,9 +209,10 @@ def fit_online(
         t0: step-size offset ``t₀ ≥ 0`` (larger: smaller early steps).
         warmup: batches averaged before the first M-step (≥ 1).
         reg_covar: added to the covariance diagonal in every M-step.
-        prior: optional pseudo-statistics (:func:`add_prior`), in absolute units:
-            each M-step maximises ``n·s_t + prior`` with ``n`` the sample weight
-            seen so far, so its influence fades as ``1/n`` as in batch MAP EM.
+        prior: optional conjugate prior (:class:`~jaxem.gmm.prior.Prior`): each
+            M-step is the MAP step for the statistics ``n·s_t`` with ``n`` the
+            sample weight seen so far, so the prior's influence fades as ``1/n``
+            as in batch MAP EM.
         polyak: return the average of the parameter iterates after
             ``polyak_start`` M-steps (``last_params`` keeps the last iterate).
         polyak_start: M-steps before the averaging starts.
@@ -319,6 +244,7 @@ def fit_online(
     if max_batches is not None:
         max_batches = check_static_int("max_batches", max_batches, minimum=1)
     check_scalar("reg_covar", reg_covar)
+    check_prior(prior, params.covariance_type, params.n_features)
     dtype = params.dtype
     d = params.n_features
     reg = jnp.asarray(reg_covar, dtype)
@@ -345,8 +271,7 @@ def fit_online(
         stats, ll, weight = _update(stats, params, xb, wb, jnp.asarray(gamma, dtype))
         seen_total += float(weight)
         if index + 1 >= warmup:
-            scale = None if prior is None else jnp.asarray(1 / seen_total, dtype)
-            params = _maximize(stats, reg, prior, scale)
+            params = _maximize(stats, reg, prior, jnp.asarray(seen_total, dtype))
             if polyak and n_updates >= polyak_start:
                 n_avg += 1
                 avg = params if avg is None else _average(avg, params, jnp.asarray(n_avg, dtype))
@@ -358,8 +283,7 @@ def fit_online(
     if not seen:
         raise ValueError("the stream yielded no batches")
     if len(seen) < warmup:  # shorter than the warm-up: one M-step on what was seen
-        scale = None if prior is None else jnp.asarray(1 / seen_total, dtype)
-        params = _maximize(stats, reg, prior, scale)
+        params = _maximize(stats, reg, prior, jnp.asarray(seen_total, dtype))
     return OnlineResult(
         params=params if avg is None else _finalize(avg),
         last_params=params,

@@ -36,9 +36,9 @@ from jax.typing import ArrayLike
 from jaxem._validation import check_scalar, check_static_int
 from jaxem.em import EMResult
 from jaxem.gmm.moments import is_accurate
-from jaxem.gmm.online import add_prior
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.passes import direct_pass, moment_pass
+from jaxem.gmm.prior import Prior, check_prior, log_prior
 from jaxem.gmm.steps import SuffStats, maximize
 
 __all__ = ["PassInfo", "array_chunks", "fit_chunks", "print_progress"]
@@ -212,9 +212,10 @@ def _finish(sums, params, center, reg_covar, prior, *, formulation):
     else:
         shift = jnp.broadcast_to(center, params.means.shape)
     stats = SuffStats(nk, sum_x, sum_xx, shift, params.covariance_type)
+    objective = ll_sum / total
     if prior is not None:
-        stats = add_prior(stats, prior)
-    return maximize(stats, reg_covar=reg_covar), ll_sum / total
+        objective = objective + log_prior(params, prior) / total
+    return maximize(stats, reg_covar=reg_covar, prior=prior), objective
 
 
 def _one_pass(source, params, center, formulation, dtype, prefetch):
@@ -257,7 +258,7 @@ def fit_chunks(
     reg_covar: ArrayLike = 1e-6,
     chunk_size: int | None = None,
     formulation: str = "auto",
-    prior: SuffStats | None = None,
+    prior: Prior | None = None,
     callback: Callable[[PassInfo], Any] | None = None,
     prefetch: int = 2,
 ) -> EMResult:
@@ -294,8 +295,9 @@ def fit_chunks(
         chunk_size: rows per chunk for an array-like source; by default about
             4M elements.
         formulation: ``"auto"``, ``"moments"`` or ``"direct"``.
-        prior: optional pseudo-statistics added before every M-step (MAP EM),
-            see :func:`jaxem.gmm.online.add_prior`.
+        prior: optional conjugate prior (:class:`~jaxem.gmm.prior.Prior`): MAP
+            EM, and the log-likelihoods reported become the mean log posterior
+            ``(Σ_n w_n log p(x_n) + log p(θ)) / Σ_n w_n``.
         callback: called on the host with a :class:`PassInfo` after every pass
             (for example :func:`print_progress`); its return value is ignored.
         prefetch: chunks in flight on the device while the host reads the next.
@@ -319,6 +321,7 @@ def fit_chunks(
     prefetch = check_static_int("prefetch", prefetch, minimum=1)
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
+    check_prior(prior, params.covariance_type, params.n_features)
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
     source = _as_source(chunks, chunk_size)

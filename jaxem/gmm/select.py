@@ -18,6 +18,7 @@ from jaxem.gmm.criteria import n_parameters
 from jaxem.gmm.fit import _fit
 from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
+from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
 
 __all__ = ["CRITERIA", "SelectionResult", "select"]
 
@@ -68,32 +69,65 @@ def criterion_score(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("k_max", "covariance_type", "init", "n_init", "max_iter", "criterion"),
+    static_argnames=(
+        "k_max",
+        "covariance_type",
+        "init",
+        "n_init",
+        "max_iter",
+        "criterion",
+        "prior_default",
+    ),
 )
 def _select_type(
-    key, x, ks, tol, reg_covar, *, k_max, covariance_type, init, n_init, max_iter, criterion
+    key,
+    x,
+    ks,
+    tol,
+    reg_covar,
+    prior=None,
+    *,
+    k_max,
+    covariance_type,
+    init,
+    n_init,
+    max_iter,
+    criterion,
+    prior_default=False,
 ):
-    """Every K in ``ks`` for one covariance type: one program, vmapped over ``n_active``."""
+    """Every K in ``ks`` for one covariance type: one program, vmapped over ``n_active``.
+
+    Returns the fits, their criteria and their mean log-likelihoods (without the
+    log prior, which MAP fits include in ``log_likelihood``)."""
 
     def one(k):
-        return _fit(
+        result = _fit(
             key,
             x,
             k,
             tol,
             reg_covar,
+            None,
+            prior,
             n_components=k_max,
             covariance_type=covariance_type,
             init=init,
             n_init=n_init,
             max_iter=max_iter,
+            prior_default=prior_default,
         )
+        ll = result.log_likelihood
+        if prior_default:
+            ll = ll - log_prior(result.params, default_prior(x, k, covariance_type)) / x.shape[0]
+        elif prior is not None:
+            ll = ll - log_prior(result.params, prior) / x.shape[0]
+        return result, ll
 
-    results = jax.vmap(one)(ks)
+    results, lls = jax.vmap(one)(ks)
     scores = jax.vmap(lambda p, ll: criterion_score(criterion, p, ll, x.shape[0]))(
-        results.params, results.log_likelihood
+        results.params, lls
     )
-    return results, scores
+    return results, scores, lls
 
 
 def trim(params: GMMParams) -> GMMParams:
@@ -123,6 +157,7 @@ def select(
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
+    prior: Prior | str | None = None,
 ) -> SelectionResult:
     """Fit every (covariance type, K) and pick the lowest BIC (or AIC).
 
@@ -138,6 +173,10 @@ def select(
         covariance_types: the covariance types to try.
         criterion: ``"bic"`` or ``"aic"``; lower is better.
         n_init, init, tol, max_iter, reg_covar: as in :func:`fit`.
+        prior: ``None``, ``"default"`` (mclust's default prior for each K and
+            covariance type, as mclust's ``priorControl()``) or a
+            :class:`~jaxem.gmm.prior.Prior` (for a single covariance type). The
+            criteria use the log-likelihood at the MAP estimate, as mclust does.
 
     Returns:
         :class:`SelectionResult`.
@@ -169,15 +208,23 @@ def select(
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
+    prior_default = isinstance(prior, str)
+    if prior_default and prior != "default":
+        raise ValueError(f"prior must be a gmm.Prior, 'default' or None; got {prior!r}")
+    if not prior_default:
+        for covariance_type in types:
+            check_prior(prior, covariance_type, x.shape[1])
 
     scores, lls, fits = [], [], []
     for covariance_type in types:
-        results, s = _select_type(
+        results, s, ll = _select_type(
             key,
             x,
             jnp.asarray(ks, jnp.int32),
             jnp.asarray(tol, x.dtype),
             jnp.asarray(reg_covar, x.dtype),
+            None if prior_default else prior,
+            prior_default=prior_default,
             k_max=max(ks),
             covariance_type=covariance_type,
             init=init,
@@ -186,7 +233,7 @@ def select(
             criterion=criterion,
         )
         scores.append(np.asarray(s))
-        lls.append(np.asarray(results.log_likelihood))
+        lls.append(np.asarray(ll))
         fits.append(results)
     scores, lls = np.stack(scores), np.stack(lls)
     t, m = np.unravel_index(np.nanargmin(scores), scores.shape)
@@ -200,5 +247,5 @@ def select(
         best_covariance_type=types[t],
         best_n_components=ks[m],
         params=trim(best.params),
-        log_likelihood=float(best.log_likelihood),
+        log_likelihood=float(lls[t, m]),
     )

@@ -17,8 +17,9 @@ from jaxem._validation import as_data, check_scalar
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.density import check_data_for, density_chunk_rows, weighted_log_prob
 from jaxem.gmm.params import GMMParams, from_covariances
+from jaxem.gmm.prior import Prior, check_prior, posterior_covariances, posterior_weights
 
-__all__ = ["SuffStats", "e_step", "m_step", "maximize", "suff_stats"]
+__all__ = ["SuffStats", "e_step", "m_step", "maximize", "reshift", "suff_stats"]
 
 
 @jax.tree_util.register_dataclass
@@ -52,6 +53,12 @@ class SuffStats:
             nk=self.nk + other.nk,
             sum_x=self.sum_x + other.sum_x,
             sum_xx=self.sum_xx + other.sum_xx,
+        )
+
+    def scale(self, c: ArrayLike) -> SuffStats:
+        """The statistics of every sample's weight multiplied by ``c``."""
+        return dataclasses.replace(
+            self, nk=self.nk * c, sum_x=self.sum_x * c, sum_xx=self.sum_xx * c
         )
 
 
@@ -141,7 +148,9 @@ def suff_stats(
     return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
 
 
-def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
+def maximize(
+    stats: SuffStats, *, reg_covar: ArrayLike = 1e-6, prior: Prior | None = None
+) -> GMMParams:
     """Maximization from sufficient statistics.
 
     ``π_k = n_k / Σ_j n_j``, ``μ_k = s_k + δ_k`` with ``δ_k = Σ_n r_nk (x_n − s_k) / n_k``,
@@ -153,10 +162,16 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
     (:func:`~jaxem.gmm.covariances.full.ensure_positive_definite`), so the
     parameters are always finite.
 
+    With a ``prior`` (:class:`~jaxem.gmm.prior.Prior`) it is the MAP M-step:
+    the posterior mode of :mod:`jaxem.gmm.prior` (``reg_covar`` is still added;
+    pass 0 for the pure posterior mode). Statistics must then be in absolute
+    units (counts, not per-sample averages).
+
     Args:
         stats: :class:`SuffStats`.
         reg_covar: non-negative regularization added to the covariance diagonal
             (traced: changing it does not recompile).
+        prior: optional conjugate prior (traced; its type must match).
 
     Returns:
         :class:`GMMParams`.
@@ -164,22 +179,96 @@ def maximize(stats: SuffStats, *, reg_covar: ArrayLike = 1e-6) -> GMMParams:
     check_scalar("reg_covar", reg_covar)
     module = cov_lib.get(stats.covariance_type)
     dtype = stats.sum_x.dtype
+    reg = jnp.asarray(reg_covar, dtype)
     nk = stats.nk
+    if prior is not None:
+        check_prior(prior, stats.covariance_type, stats.shift.shape[1])
+        return _maximize_map(stats, prior, reg)
     nk_safe = _safe_count(nk)
     delta = stats.sum_x / nk_safe[:, None]
     means = stats.shift + delta
-    covariances = module.covariances(stats.sum_xx, nk_safe, delta, jnp.asarray(reg_covar, dtype))
+    covariances = module.covariances(stats.sum_xx, nk_safe, delta, reg)
     if stats.covariance_type != "tied":
         # An empty component (weight 0, inactive) gets a unit covariance: finite
         # factors whatever reg_covar is, so inactive components never produce NaN.
-        unit = module.covariances(
-            jnp.zeros_like(stats.sum_xx), jnp.ones_like(nk), jnp.zeros_like(delta), 1
-        )
         empty = (nk == 0).reshape(nk.shape + (1,) * (covariances.ndim - 1))
-        covariances = jnp.where(empty, unit, covariances)
+        covariances = jnp.where(empty, _ridge(stats, 1), covariances)
     covariances = module.ensure_positive_definite(covariances)
     weights = nk / jnp.sum(nk)
     return from_covariances(weights, means, covariances, stats.covariance_type)
+
+
+def _maximize_map(stats: SuffStats, prior: Prior, reg: jax.Array) -> GMMParams:
+    """The posterior mode (:mod:`jaxem.gmm.prior`): ``κ`` pseudo-observations at
+    ``μ_P`` give the shrunk means and the scatter ``S_k``; the prior scale and
+    degrees of freedom then give the covariances."""
+    module = cov_lib.get(stats.covariance_type)
+    k, d = stats.shift.shape
+    dtype = stats.sum_x.dtype
+    pseudo = SuffStats(
+        nk=jnp.full((k,), prior.shrinkage, dtype),
+        sum_x=jnp.zeros((k, d), dtype),
+        sum_xx=jnp.zeros_like(stats.sum_xx),
+        shift=jnp.broadcast_to(jnp.asarray(prior.mean, dtype), (k, d)),
+        covariance_type=stats.covariance_type,
+    )
+    augmented = stats.add(reshift(pseudo, stats.shift))
+    n_aug = _safe_count(augmented.nk)
+    delta = augmented.sum_x / n_aug[:, None]
+    scatter = module.covariances(augmented.sum_xx, n_aug, delta, jnp.zeros((), dtype))
+    covariances = posterior_covariances(prior, scatter, n_aug, stats.nk) + _ridge(stats, reg)
+    covariances = module.ensure_positive_definite(covariances)
+    weights = posterior_weights(prior, stats.nk)
+    return from_covariances(
+        weights, augmented.shift + delta, covariances.astype(dtype), stats.covariance_type
+    )
+
+
+def _ridge(stats: SuffStats, value: ArrayLike) -> jax.Array:
+    """``value · I`` in the shape of the statistics' covariances."""
+    module = cov_lib.get(stats.covariance_type)
+    nk = jnp.ones_like(stats.nk)
+    return module.covariances(jnp.zeros_like(stats.sum_xx), nk, jnp.zeros_like(stats.sum_x), value)
+
+
+def reshift(stats: SuffStats, shift: ArrayLike) -> SuffStats:
+    """The same statistics re-expressed about another shift (exact algebra).
+
+    Args:
+        stats: :class:`SuffStats` about ``stats.shift`` (K, D).
+        shift: (K, D) or (D,) the new shift ``s'``.
+
+    Returns:
+        :class:`SuffStats` about ``s'``: ``Σ r (x − s')`` and the second moments
+        about ``s'``, of the same covariance type.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jnp.array([[0.0], [2.0]])
+        >>> s = gmm.suff_stats(jnp.ones((2, 1)), x, covariance_type="diag")
+        >>> gmm.reshift(s, jnp.zeros((1, 1))).sum_xx.tolist()
+        [[4.0]]
+    """
+    new = jnp.broadcast_to(jnp.asarray(shift, stats.shift.dtype), stats.shift.shape)
+    delta = stats.shift - new
+    nk, sx, sxx = stats.nk, stats.sum_x, stats.sum_xx
+    cross = jnp.einsum("kd,ke->kde", sx, delta)
+    if stats.covariance_type == "full":
+        extra = (
+            cross
+            + jnp.swapaxes(cross, -1, -2)
+            + nk[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
+        )
+    elif stats.covariance_type == "tied":
+        extra = jnp.sum(cross + jnp.swapaxes(cross, -1, -2), axis=0) + jnp.einsum(
+            "k,kd,ke->de", nk, delta, delta
+        )
+    elif stats.covariance_type == "diag":
+        extra = 2 * sx * delta + nk[:, None] * delta * delta
+    else:
+        extra = jnp.sum(2 * sx * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
+    return dataclasses.replace(stats, sum_x=sx + nk[:, None] * delta, sum_xx=sxx + extra, shift=new)
 
 
 def m_step(
@@ -189,8 +278,9 @@ def m_step(
     covariance_type: str = "full",
     reg_covar: ArrayLike = 1e-6,
     sample_weight: ArrayLike | None = None,
+    prior: Prior | None = None,
 ) -> GMMParams:
-    """Maximization step: ``maximize(suff_stats(resp, x), reg_covar)``.
+    """Maximization step: ``maximize(suff_stats(resp, x), reg_covar, prior)``.
 
     Args:
         resp: (N, K) responsibilities.
@@ -198,6 +288,7 @@ def m_step(
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"`` (static).
         reg_covar: added to the covariance diagonal (traced).
         sample_weight: optional (N,) sample weights.
+        prior: optional conjugate prior (MAP M-step, :mod:`jaxem.gmm.prior`).
 
     Returns:
         :class:`GMMParams`.
@@ -211,7 +302,7 @@ def m_step(
         [[0.5], [10.5]]
     """
     stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
-    return maximize(stats, reg_covar=reg_covar)
+    return maximize(stats, reg_covar=reg_covar, prior=prior)
 
 
 def shifted_sum(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

@@ -7,7 +7,18 @@ scikit-learn does:
   to a fixed point, at most 300);
 * ``"k-means++"``: one-hot responsibilities on the k-means++ seeds;
 * ``"random"``: uniformly random responsibilities, normalised per row;
-* ``"random_from_data"``: one-hot responsibilities on random distinct rows.
+* ``"random_from_data"``: one-hot responsibilities on random distinct rows;
+
+and two that look at the data's shape rather than its raw coordinates, for data
+whose features have different scales (as R mclust does):
+
+* ``"standardized_kmeans"``: ``"kmeans"`` run on the standardised data (each
+  feature centred and scaled to unit variance), its partition used on ``x``;
+* ``"hc"``: model-based hierarchical agglomeration (:mod:`jaxem.hierarchical`,
+  Ward's criterion, the classification likelihood of mclust's ``EII`` model) of
+  the standardised data, on a random subset of at most :data:`HC_MAX_SAMPLES`
+  rows (all rows when N is smaller: then it does not depend on the key), cut
+  into K clusters; the M-step uses the subset's partition, as mclust does.
 
 Unlike scikit-learn, which leaves the initial weights of the two one-point
 methods summing to K/N, weights are always normalised to sum to 1; the
@@ -20,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxem import hierarchical
 from jaxem import kmeans as kmeans_lib
 from jaxem._validation import (
     as_data,
@@ -33,15 +45,42 @@ from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.steps import m_step
 
-__all__ = ["INIT_METHODS", "init"]
+__all__ = ["HC_MAX_SAMPLES", "INIT_METHODS", "init"]
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "standardized_kmeans", "hc")
+# Rows agglomerated by "hc": O(m²) memory, about 0.1 s for m = 1000 on a CPU core.
+HC_MAX_SAMPLES = 1000
 
 
-def check_method(method: object) -> str:
-    if not isinstance(method, str) or method not in INIT_METHODS:
-        raise ValueError(f"init method must be one of {INIT_METHODS}; got {method!r}")
+def check_method(method: object, *, allow_auto: bool = False) -> str:
+    allowed = (*INIT_METHODS, "auto") if allow_auto else INIT_METHODS
+    if not isinstance(method, str) or method not in allowed:
+        raise ValueError(f"init method must be one of {allowed}; got {method!r}")
     return method
+
+
+def standardize(x: jax.Array, sample_weight: jax.Array | None = None) -> jax.Array:
+    """Each feature centred and scaled to unit (weighted) variance; constant features
+    are only centred."""
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    total = jnp.sum(w)
+    mean = jnp.sum(w[:, None] * x, axis=0) / total
+    std = jnp.sqrt(jnp.sum(w[:, None] * (x - mean) ** 2, axis=0) / total)
+    return (x - mean) / jnp.where(std > 0, std, 1)
+
+
+def _hc_resp(key, x, n_components, n_active, sample_weight):
+    n_samples = x.shape[0]
+    z = standardize(x, sample_weight)
+    w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
+    if n_samples > HC_MAX_SAMPLES:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
+        gumbel = jax.random.gumbel(key, (n_samples,), x.dtype)
+        rows = jax.lax.top_k(jnp.log(w) + gumbel, HC_MAX_SAMPLES)[1]
+    else:
+        rows = jnp.arange(n_samples)
+    labels = hierarchical.cut(hierarchical.ward_tree(z[rows], w[rows]), n_active)
+    resp = jnp.zeros((n_samples, n_components), x.dtype)
+    return resp.at[rows].set(jax.nn.one_hot(labels, n_components, dtype=x.dtype))
 
 
 def init_resp(
@@ -58,12 +97,15 @@ def init_resp(
     if method == "random":
         resp = jax.random.uniform(key, (n_samples, n_components), x.dtype) * active
         return resp / jnp.sum(resp, axis=1, keepdims=True)
-    if method == "kmeans":
+    if method in ("kmeans", "standardized_kmeans"):
+        z = x if method == "kmeans" else standardize(x, sample_weight)
         # tol=0: run Lloyd to a fixed point (labels consistent with their means).
         labels = kmeans_lib.kmeans(
-            key, x, n_components, n_active=n_active, tol=0.0, sample_weight=sample_weight
+            key, z, n_components, n_active=n_active, tol=0.0, sample_weight=sample_weight
         ).labels
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
+    if method == "hc":
+        return _hc_resp(key, x, n_components, n_active, sample_weight)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: the first K of a random permutation (nested in K)
@@ -83,14 +125,15 @@ def init(
     n_active: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
 ) -> GMMParams:
-    """Initial mixture parameters by one of scikit-learn's four methods.
+    """Initial mixture parameters by one of scikit-learn's four methods or two more.
 
     Args:
         key: JAX PRNG key.
         x: (N, D) data.
         n_components: K, static.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
-        method: ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``.
+        method: ``"kmeans"``, ``"k-means++"``, ``"random"``, ``"random_from_data"``
+            (scikit-learn's), ``"standardized_kmeans"`` or ``"hc"`` (module docstring).
         reg_covar: added to the covariance diagonal in the M-step (traced).
         n_active: number of active components (traced, ``1 ≤ n_active ≤ K``);
             components ``n_active..K-1`` get weight 0 and stay inactive.

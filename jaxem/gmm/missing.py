@@ -46,12 +46,11 @@ from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
 from jaxem._validation import as_data, check_key, check_scalar, check_static_int, concrete
 from jaxem.em import EMResult, iterate
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.fit import FitResult
-from jaxem.gmm.init import check_method, init_resp
+from jaxem.gmm.fit import FitResult, best_of, initial_params
+from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
 from jaxem.gmm.steps import SuffStats, maximize
-from jaxem.gmm.steps import m_step as gmm_m_step
 
 __all__ = [
     "e_step",
@@ -610,7 +609,7 @@ def fit(
     n_components: int,
     *,
     covariance_type: str = "full",
-    init: str = "kmeans",
+    init: str = "auto",
     n_init: int = 1,
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
@@ -643,7 +642,7 @@ def fit(
     check_key(key)
     n_components = check_static_int("n_components", n_components, minimum=1)
     cov_lib.check_covariance_type(covariance_type)
-    check_method(init)
+    check_method(init, allow_auto=True)
     n_init = check_static_int("n_init", n_init, minimum=1)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
@@ -713,31 +712,19 @@ def _fit(
     if prior_default:
         prior = default_prior(filled, n_components, covariance_type, sample_weight=w)
 
-    def start(k):
-        resp = init_resp(k, filled, n_components, init, n_components, w)
-        return gmm_m_step(
-            resp,
-            filled,
-            covariance_type=covariance_type,
-            reg_covar=reg_covar,
-            sample_weight=w,
-            prior=prior,
-        )
-
-    def run(p):
-        return _run(p, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
-
-    results = jax.vmap(lambda k: run(start(k)))(jax.random.split(key, n_init))
-    lls = results.log_likelihood
-    best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
-    chosen = jax.tree.map(lambda a: a[best], results)
-    return FitResult(
-        params=chosen.params,
-        log_likelihood=chosen.log_likelihood,
-        history=chosen.history,
-        n_iter=chosen.n_iter,
-        converged=chosen.converged,
-        restart_log_likelihoods=lls,
-        best_restart=best,
-        fast_path=jnp.asarray(False),
+    starts, codes = initial_params(
+        key,
+        filled,
+        n_components=n_components,
+        covariance_type=covariance_type,
+        init=init,
+        n_init=n_init,
+        n_active=n_components,
+        reg_covar=reg_covar,
+        sample_weight=w,
+        prior=prior,
     )
+    results = jax.vmap(
+        lambda p: _run(p, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
+    )(starts)
+    return best_of(results, jnp.asarray(False), codes, filled, reg_covar, w)

@@ -153,7 +153,7 @@ def select(
     covariance_types: Iterable[str] = cov_lib.COVARIANCE_TYPES,
     criterion: str = "bic",
     n_init: int = 1,
-    init: str = "kmeans",
+    init: str = "auto",
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
@@ -203,7 +203,7 @@ def select(
         raise ValueError("covariance_types must name at least one covariance type")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
-    check_method(init)
+    check_method(init, allow_auto=True)
     n_init = check_static_int("n_init", n_init, minimum=1)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)

@@ -35,12 +35,12 @@ from jax.typing import ArrayLike
 from jaxem._validation import check_key, check_n_active, check_scalar, check_static_int
 from jaxem.em import iterate
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.fit import FORMULATIONS, FitResult
-from jaxem.gmm.init import check_method, init_resp
+from jaxem.gmm.fit import FORMULATIONS, FitResult, best_of, initial_params
+from jaxem.gmm.init import check_method
 from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.passes import direct_pass, moment_pass
-from jaxem.gmm.steps import SuffStats, m_step, maximize
+from jaxem.gmm.steps import SuffStats, maximize
 
 __all__ = ["fit_sharded", "fit_sharded_from", "shard_rows", "sharded_pass"]
 
@@ -144,7 +144,7 @@ def _run_batch(starts, x, w, mesh, axis_name, *, tol, reg_covar, max_iter, formu
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "axis_name", "max_iter", "formulation"))
-def _em(starts, x, w, tol, reg_covar, *, mesh, axis_name, max_iter, formulation):
+def _em(starts, codes, x, w, tol, reg_covar, *, mesh, axis_name, max_iter, formulation):
     results, fast_path = _run_batch(
         starts,
         x,
@@ -156,19 +156,7 @@ def _em(starts, x, w, tol, reg_covar, *, mesh, axis_name, max_iter, formulation)
         max_iter=max_iter,
         formulation=formulation,
     )
-    lls = results.log_likelihood
-    best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
-    chosen = jax.tree.map(lambda a: a[best], results)
-    return FitResult(
-        params=chosen.params,
-        log_likelihood=chosen.log_likelihood,
-        history=chosen.history,
-        n_iter=chosen.n_iter,
-        converged=chosen.converged,
-        restart_log_likelihoods=lls,
-        best_restart=best,
-        fast_path=fast_path,
-    )
+    return best_of(results, fast_path, codes, x, reg_covar, w)
 
 
 @functools.partial(
@@ -177,12 +165,17 @@ def _em(starts, x, w, tol, reg_covar, *, mesh, axis_name, max_iter, formulation)
 def _starts(
     key, x, n_active, reg_covar, *, n_components, covariance_type, init, n_init, out_sharding
 ):
-    def start(k):
-        resp = init_resp(k, x, n_components, init, n_active)
-        return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar)
-
-    starts = jax.vmap(start)(jax.random.split(key, n_init))
-    return jax.lax.with_sharding_constraint(starts, out_sharding)
+    starts, codes = initial_params(
+        key,
+        x,
+        n_components=n_components,
+        covariance_type=covariance_type,
+        init=init,
+        n_init=n_init,
+        n_active=n_active,
+        reg_covar=reg_covar,
+    )
+    return jax.lax.with_sharding_constraint(starts, out_sharding), codes
 
 
 def _axis(mesh: Mesh, axis_name: str | None) -> str:
@@ -235,6 +228,7 @@ def fit_sharded_from(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     formulation: str = "auto",
+    _codes: jax.Array | None = None,
 ) -> FitResult:
     """EM from given starting parameters on data sharded over ``mesh``.
 
@@ -262,8 +256,10 @@ def fit_sharded_from(
     xs, ws, _ = _placed(x, sample_weight, mesh, axis_name)
     starts = params if params.means.ndim == 3 else jax.tree.map(lambda a: a[None], params)
     starts = jax.tree.map(lambda a: jnp.asarray(a, xs.dtype), starts)
+    codes = jnp.full(starts.weights.shape[0], -1, jnp.int32) if _codes is None else _codes
     return _em(
         jax.device_put(starts, NamedSharding(mesh, P())),
+        jax.device_put(codes, NamedSharding(mesh, P())),
         xs,
         ws,
         jnp.asarray(tol, xs.dtype),
@@ -283,7 +279,7 @@ def fit_sharded(
     *,
     axis_name: str | None = None,
     covariance_type: str = "full",
-    init: str = "kmeans",
+    init: str = "auto",
     n_init: int = 1,
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
@@ -325,7 +321,7 @@ def fit_sharded(
     check_key(key)
     n_components = check_static_int("n_components", n_components, minimum=1)
     cov_lib.check_covariance_type(covariance_type)
-    check_method(init)
+    check_method(init, allow_auto=True)
     n_init = check_static_int("n_init", n_init, minimum=1)
     check_scalar("reg_covar", reg_covar)
     n_active = check_n_active(n_active, n_components)
@@ -346,7 +342,7 @@ def fit_sharded(
             f"n_components={n_components} must be <= the number of samples used to "
             f"initialise ({x_init.shape[0]})"
         )
-    starts = _starts(
+    starts, codes = _starts(
         init_key,
         x_init,
         n_active,
@@ -367,6 +363,7 @@ def fit_sharded(
         max_iter=max_iter,
         reg_covar=reg_covar,
         formulation=formulation,
+        _codes=codes,
     )
 
 

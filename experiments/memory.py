@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     x = jax.block_until_ready(x)
     del labels
     data = peak_rss_mb()
+    print(f"data made: peak RSS {data:.0f} MB", flush=True)
     out = {}
     for label in ("first call (compile + run)", "second call (run)"):
         start = time.perf_counter()
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         jax.block_until_ready(result)
         out[label] = time.perf_counter() - start
+        print(f"{label}: {out[label]:.1f} s, peak RSS {peak_rss_mb():.0f} MB", flush=True)
     print(
         f"N={args.n} D={args.d} K={args.k} float32 full, init={args.init}, "
         f"{args.max_iter} EM iterations, fast path: {bool(result.fast_path)}"

@@ -4,10 +4,14 @@ Each test calls the script's ``main(argv)`` with a problem small enough to run i
 seconds (most of the time is compilation) and checks that it wrote its figure
 and its markdown table to ``tmp_path``. The numbers are not checked: these are
 tests that the scripts still work with the library, not of their findings.
+``test_missing_data`` and ``test_initialisation`` run their scripts' ``--quick`` mode
+in a subprocess instead.
 ``test_em_vs_gradient_overlap`` is marked slow (run it with ``-m slow``).
 """
 
+import json
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -91,3 +95,32 @@ def test_local_optima(tmp_path):
         assert np.all(np.isfinite(row[method]["final"]))
     text = check_outputs(tmp_path, "local_optima")
     assert "random_from_data" in text and "k-means++" in text
+
+
+def test_missing_data(tmp_path):
+    # In a subprocess: the script turns on jax_enable_x64, which must not leak into
+    # the other tests of this process.
+    pytest.importorskip("sklearn")  # iris comes from scikit-learn's bundled copy
+    script = EXPERIMENTS / "missing_data.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = check_outputs(tmp_path, "missing_data_quick")
+    assert "missing EM, full" in text and "mean imputation + EM" in text
+    assert "| iris | 0.5 |" in text
+
+
+def test_initialisation(tmp_path):
+    # In a subprocess, like test_missing_data: the script turns on jax_enable_x64.
+    script = EXPERIMENTS / "initialisation.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = check_outputs(tmp_path, "initialisation_quick")
+    assert "standardized_kmeans" in text and "| faithful | full (VVV) | 4 |" in text
+    reference = json.loads((tmp_path / "initialisation_quick_reference.json").read_text())
+    assert set(reference["faithful"]["full"]) == {"1", "2", "3", "4"}

@@ -50,6 +50,7 @@ def test_em_vs_gradient_overlap(tmp_path):
     check_outputs(tmp_path, "em_vs_gradient_overlap")
 
 
+@pytest.mark.slow  # ~12 s
 def test_real_data_curves(tmp_path):
     import real_data_curves
 
@@ -97,6 +98,7 @@ def test_local_optima(tmp_path):
     assert "random_from_data" in text and "k-means++" in text
 
 
+@pytest.mark.slow  # ~21 s
 def test_missing_data(tmp_path):
     # In a subprocess: the script turns on jax_enable_x64, which must not leak into
     # the other tests of this process.
@@ -112,6 +114,7 @@ def test_missing_data(tmp_path):
     assert "| iris | 0.5 |" in text
 
 
+@pytest.mark.slow  # ~55 s, compilation of 6 initialisers x 4 types
 def test_initialisation(tmp_path):
     # In a subprocess, like test_missing_data: the script turns on jax_enable_x64.
     script = EXPERIMENTS / "initialisation.py"

@@ -23,7 +23,7 @@ SLOW = pytest.mark.slow
 @pytest.mark.parametrize(
     "init",
     [
-        "kmeans",
+        pytest.param("kmeans", marks=SLOW),
         "random_from_data",
         pytest.param("k-means++", marks=SLOW),
         pytest.param("random", marks=SLOW),
@@ -111,7 +111,12 @@ def test_vmap_over_datasets_equals_loop():
 
 @pytest.mark.parametrize(
     "covariance_type",
-    ["full", "diag", pytest.param("tied", marks=SLOW), pytest.param("spherical", marks=SLOW)],
+    [
+        "full",
+        pytest.param("diag", marks=SLOW),
+        pytest.param("tied", marks=SLOW),
+        pytest.param("spherical", marks=SLOW),
+    ],
 )
 def test_n_active_equals_plain_fit_from_same_start(covariance_type):
     x = blobs(seed=4, n=150, d=2, k=3)
@@ -130,6 +135,7 @@ def test_n_active_equals_plain_fit_from_same_start(covariance_type):
         assert int(nested.n_iter) == int(plain.n_iter)
 
 
+@pytest.mark.slow  # ~30 s; gmm.select runs the same vmap over n_active in test_gmm_select
 def test_vmap_over_n_active():
     x = blobs(seed=5, n=150, d=2, k=3)
     key = jax.random.key(5)

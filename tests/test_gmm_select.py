@@ -43,6 +43,7 @@ def test_one_compiled_program_per_covariance_type():
     assert _select_type._cache_size() == before + 1
 
 
+@pytest.mark.slow  # ~45 s; tests/test_experiments_demo.py checks the same choice with n_init=2
 @pytest.mark.skipif(not FAITHFUL.exists(), reason="bundled Old Faithful data missing")
 def test_old_faithful_selects_tied_three_as_mclust():
     """R's mclust: EEE (tied), G = 3, BIC -2314.316 in its sign convention."""

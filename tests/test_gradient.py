@@ -34,7 +34,9 @@ def _quadratic_ll(params):
 
 
 @pytest.mark.parametrize(
-    "optimizer", [optax.adam(0.1), optax.sgd(0.1, momentum=0.9), optax.lbfgs()], ids=str
+    "optimizer",
+    [optax.adam(0.1), optax.sgd(0.1, momentum=0.9), optax.lbfgs()],
+    ids=["adam", "sgd-momentum", "lbfgs"],
 )
 def test_generic_fit_reaches_maximum_with_em_stopping_rule(optimizer):
     start = {"a": jnp.array(3.0), "b": jnp.array(0.0)}

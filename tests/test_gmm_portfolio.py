@@ -131,8 +131,8 @@ MCLUST = {("tied", 3): -1126.361, ("full", 4): -1111.28}
 
 @pytest.mark.parametrize(("covariance_type", "k"), sorted(MCLUST))
 def test_default_fit_beats_mclusts_documented_values(covariance_type, k):
+    """Default arguments but n_init=20 (tol 1e-3, max_iter 100, init="auto")."""
     x = load_faithful()
-    result = gmm.fit(
-        jax.random.key(0), x, k, covariance_type=covariance_type, n_init=20, tol=1e-8, max_iter=2000
-    )
-    assert float(result.log_likelihood) * len(x) >= MCLUST[covariance_type, k] - 1e-3
+    result = gmm.fit(jax.random.key(0), x, k, covariance_type=covariance_type, n_init=20)
+    assert float(result.log_likelihood) * len(x) >= MCLUST[covariance_type, k]
+    assert not bool(result.degenerate)

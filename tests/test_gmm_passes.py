@@ -1,5 +1,6 @@
 """The fused, chunked EM passes: equal to the plain steps; float32 accuracy."""
 
+import dataclasses
 import functools
 
 import jax
@@ -9,8 +10,9 @@ import pytest
 from helpers import COVARIANCE_TYPES, blobs, random_params
 
 from jaxem import gmm
+from jaxem.gmm import passes
 from jaxem.gmm.fit import run_batch
-from jaxem.gmm.passes import direct_pass, moment_pass
+from jaxem.gmm.passes import cached_moment_pass, direct_pass, feature_cache, moment_pass
 
 
 def _plain_m_step(params, x):
@@ -39,6 +41,57 @@ def test_passes_equal_plain_steps_chunked_or_not(covariance_type, rows):
     ):
         np.testing.assert_allclose(pass_ll, ll, rtol=1e-12)
         _assert_params_close(gmm.maximize(stats, reg_covar=1e-6), expected, rtol=1e-10)
+
+
+def _stats_close(a, b):
+    (sa, lla), (sb, llb) = a, b
+    np.testing.assert_allclose(lla, llb, rtol=1e-12)
+    for u, v in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-10 * np.max(np.abs(v)))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("rows", [None, 97])
+def test_cached_features_pass_equals_moment_pass_alone_or_batched(covariance_type, rows):
+    """One restart, restarts batched into wide products, and a vmap over weights
+    (the general fallback) all give moment_pass's statistics."""
+    x = blobs(seed=1, n=400, d=3, k=3) + 20.0
+    w = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, len(x)))
+    center = jnp.mean(x, 0)
+    cache = feature_cache(x, w, center, covariance_type)
+    starts = [
+        gmm.make_params(*random_params(seed, 3, 3, covariance_type, x), covariance_type)
+        for seed in range(3)
+    ]
+    starts[2] = dataclasses.replace(starts[2], weights=starts[2].weights.at[1].set(0.0))  # inactive
+    expected = [moment_pass(p, x, w, center, rows=rows) for p in starts]
+    _stats_close(cached_moment_pass(starts[0], cache, w, rows=rows), expected[0])
+    for batch in (starts[:1], starts):
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *batch)
+        wide = jax.jit(jax.vmap(lambda p: cached_moment_pass(p, cache, w, rows=rows)))(stacked)
+        for i in range(len(batch)):
+            _stats_close(jax.tree.map(lambda a, i=i: a[i], wide), expected[i])
+    ws = jnp.stack([w, 2 * w])
+    per_weight = jax.vmap(lambda v: cached_moment_pass(starts[0], cache, v, rows=rows))(ws)
+    _stats_close(jax.tree.map(lambda a: a[0], per_weight), expected[0])
+    np.testing.assert_allclose(per_weight[0].nk[1], 2 * expected[0][0].nk, rtol=1e-12)
+
+
+def test_fit_is_the_same_with_or_without_the_feature_cache(monkeypatch):
+    x = blobs(seed=2, n=300, d=3, k=3)
+    params = gmm.make_params(*random_params(0, 3, 3, "full", x), "full")
+    shifted = dataclasses.replace(params, means=params.means + 0.1)
+    starts = jax.tree.map(lambda *a: jnp.stack(a), params, shifted)
+
+    def run():
+        em = functools.partial(run_batch, tol=0.0, reg_covar=1e-6, max_iter=5)
+        return jax.jit(em, static_argnames="formulation")(starts, x, formulation="moments")[0]
+
+    cached = run()
+    monkeypatch.setattr(passes, "FEATURE_CACHE_BYTES", 0)
+    rebuilt = run()
+    for u, v in zip(jax.tree.leaves(cached), jax.tree.leaves(rebuilt), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
 
 
 def _tight_clusters(dtype, sigma, offset):

@@ -103,27 +103,59 @@ def natural_weights(params: GMMParams, center: jax.Array) -> jax.Array:
     return jnp.concatenate(columns, axis=1).T
 
 
+def feature_sums(params: GMMParams, weights_matrix: jax.Array):
+    """The chunk function over precomputed features: ``(Φ, w) -> (Rᵀ Φ, Σ w log p(x))``.
+
+    For a tied covariance the shared quadratic term is read from the centred data
+    in the first ``D`` columns of ``Φ``.
+    """
+    covariance_type = params.covariance_type
+    active = params.weights > 0
+    d = params.n_features
+
+    def chunk(phi, w):
+        logits = phi @ weights_matrix
+        if covariance_type == "tied":
+            y = phi[:, :d] @ params.precisions_cholesky
+            logits = logits - 0.5 * jnp.sum(y * y, axis=1, keepdims=True)
+        resp, log_norm = weighted_softmax(jnp.where(active, logits, -jnp.inf), w, axis=1)
+        return resp.T @ phi, jnp.sum(w * log_norm)
+
+    return chunk
+
+
+def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
+    """``(w · softmax(logits), logsumexp(logits))`` along ``axis`` (``w`` broadcasts
+    against the log-normaliser), with one exponential per entry: XLA:CPU runs this
+    about 10% faster than ``logsumexp`` followed by ``exp``."""
+    top = jax.lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
+    e = jnp.exp(logits - top)
+    total = jnp.sum(e, axis=axis, keepdims=True)
+    log_norm = jnp.squeeze(jnp.log(total) + top, axis)
+    return e * (jnp.expand_dims(w, axis) / total), log_norm
+
+
+def tied_second_moment(xc: jax.Array, w: jax.Array) -> jax.Array:
+    """(D, D) ``Σ_n w_n x̃_n x̃_nᵀ``: a tied covariance's statistic, independent of
+    the parameters."""
+    return (xc * w[:, None]).T @ xc
+
+
 def pass_sums(params: GMMParams, center: jax.Array, weights_matrix: jax.Array):
-    """The chunk function of the fast pass: ``(x, w) -> (Rᵀ Φ, extra, Σ w log p(x))``.
+    """The chunk function of the fast pass: ``(x, w) -> (Rᵀ Φ, extra, Σ w log p(x))``,
+    the features built chunk by chunk.
 
     ``extra`` is ``Σ_n w_n x̃_n x̃_nᵀ`` for a tied covariance and 0 otherwise.
     """
     covariance_type = params.covariance_type
-    active = params.weights > 0
+    sums = feature_sums(params, weights_matrix)
 
     def chunk(x, w):
         xc = x - center
-        phi = features(xc, covariance_type)
-        logits = phi @ weights_matrix
-        if covariance_type == "tied":
-            y = xc @ params.precisions_cholesky
-            logits = logits - 0.5 * jnp.sum(y * y, axis=1, keepdims=True)
-        logits = jnp.where(active, logits, -jnp.inf)
-        log_norm = jax.nn.logsumexp(logits, axis=1)
-        resp = jnp.exp(logits - log_norm[:, None]) * w[:, None]
-        moments = resp.T @ phi
-        extra = (xc * w[:, None]).T @ xc if covariance_type == "tied" else jnp.zeros((), x.dtype)
-        return moments, extra, jnp.sum(w * log_norm)
+        moments, ll = sums(features(xc, covariance_type), w)
+        tied = covariance_type == "tied"
+        extra = tied_second_moment(xc, w) if tied else jnp.zeros((), x.dtype)
+        return moments, extra, ll
 
     return chunk
 

@@ -8,9 +8,16 @@ log-likelihood)`` and both bounded in memory by chunking over samples:
 * :func:`moment_pass`: one matrix product each way over moment features
   (:mod:`jaxem.gmm.moments`); several times faster, exact in float64, and in
   float32 while :func:`jaxem.gmm.moments.is_accurate` holds.
+
+The moment features do not depend on the parameters, so a fit whose features fit
+in :data:`FEATURE_CACHE_BYTES` builds them once (:func:`feature_cache`) and
+every pass is then only the two matrix products (:func:`cached_moment_pass`);
+building the features costs more than both products together on a CPU.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +28,22 @@ from jaxem.gmm.covariances import get as get_covariance
 from jaxem.gmm.density import weighted_log_prob
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.steps import SuffStats, shifted_sum
+
+#: Largest (N, F) moment-feature array, in bytes, that a fit keeps in memory for
+#: all its passes instead of rebuilding it chunk by chunk in every pass. Above it
+#: memory stays bounded by the chunk (N = 10⁶, D = 32, full: F = 561, 2.2 GB in
+#: float32, is rebuilt per chunk). Set it to 0 to never cache.
+FEATURE_CACHE_BYTES = 1 << 30
+
+# Elements of (rows, F + K) per chunk when the features are built chunk by chunk:
+# 8M (32 MB in float32) measured fastest for full covariances on a 2-core x86
+# machine (100k × 16, K = 16: 13 ms per pass against 37 ms at 600k elements;
+# 200k × 32, K = 32: 232 against 278 ms).
+MOMENT_CHUNK_ELEMENTS = 8_000_000
+
+# Rows per chunk over cached features: the products stream the features from
+# memory, so chunks only bound the (rows, K) temporaries.
+CACHED_CHUNK_ELEMENTS = 4_000_000
 
 
 def direct_pass(
@@ -71,7 +94,8 @@ def moment_pass(
         x: (N, D) data.
         sample_weight: (N,) non-negative weights.
         center: (D,) the centre ``c`` of the features (the data mean is best).
-        rows: rows per chunk (static); by default about 600k elements of (B, F).
+        rows: rows per chunk (static); by default :data:`MOMENT_CHUNK_ELEMENTS`
+            elements of (B, F + K).
 
     Returns:
         ``(stats, mean log-likelihood)``; statistics are about ``center``.
@@ -80,8 +104,116 @@ def moment_pass(
     k, d = params.means.shape
     width = moments.n_features_of(covariance_type, d)
     chunk = moments.pass_sums(params, center, moments.natural_weights(params, center))
-    rows = rows or chunk_rows(x.shape[0], width + k)
+    rows = rows or chunk_rows(x.shape[0], width + k, target=MOMENT_CHUNK_ELEMENTS)
     summed, extra, ll = chunked_sum(chunk, (x, sample_weight), rows)
     nk, sum_x, sum_xx = moments.moments_to_stats(summed, extra, covariance_type, d)
     shift = jnp.broadcast_to(center, (k, d))
     return SuffStats(nk, sum_x, sum_xx, shift, covariance_type), ll / jnp.sum(sample_weight)
+
+
+class FeatureCache(NamedTuple):
+    """Moment features of the data, built once per fit (:func:`feature_cache`)."""
+
+    features: jax.Array  # (N, F)
+    center: jax.Array  # (D,)
+    extra: jax.Array  # (D, D) Σ w x̃x̃ᵀ for a tied covariance, else ()
+
+
+def caches_features(x_shape: tuple[int, int], dtype, covariance_type: str) -> bool:
+    """Whether a fit on data of this shape keeps its moment features (static)."""
+    n, d = x_shape
+    size = n * moments.n_features_of(covariance_type, d) * jnp.dtype(dtype).itemsize
+    return size <= FEATURE_CACHE_BYTES
+
+
+def feature_cache(
+    x: jax.Array, sample_weight: jax.Array, center: jax.Array, covariance_type: str
+) -> FeatureCache:
+    """The (N, F) moment features of ``x − center`` and, for a tied covariance,
+    its weighted second moment."""
+    xc = x - center
+    phi = moments.features(xc, covariance_type)
+    if covariance_type == "tied":
+        extra = moments.tied_second_moment(xc, sample_weight)
+    else:
+        extra = jnp.zeros((), x.dtype)
+    return FeatureCache(phi, center, extra)
+
+
+def cached_moment_pass(
+    params: GMMParams, cache: FeatureCache, sample_weight: jax.Array, *, rows: int | None = None
+) -> tuple[SuffStats, jax.Array]:
+    """:func:`moment_pass` over features built once: two matrix products.
+
+    Under ``vmap`` over the parameters only (restarts sharing the data), the
+    restarts are computed together as one product of width ``R·K`` each way
+    (about 1.5× faster per restart than ``R`` products of width ``K``); a batch
+    of one runs unbatched.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def run(params, cache, w):
+        return _cached_pass(params, cache, w, rows)
+
+    @run.def_vmap
+    def rule(axis_size, in_batched, params, cache, w):
+        params_batched, cache_batched, w_batched = in_batched
+        out_batched = None
+        if all(jax.tree.leaves(params_batched)) and not any(jax.tree.leaves(cache_batched)):
+            if not w_batched:
+                out = _wide_pass(params, cache, w, rows, axis_size)
+                out_batched = True
+        if out_batched is None:
+            in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
+            out = jax.vmap(lambda p, c, ww: _cached_pass(p, c, ww, rows), in_axes=in_axes)(
+                params, cache, w
+            )
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(params, cache, sample_weight)
+
+
+def _stats_of(moments_sum, cache, covariance_type, k, d):
+    nk, sum_x, sum_xx = moments.moments_to_stats(moments_sum, cache.extra, covariance_type, d)
+    shift = jnp.broadcast_to(cache.center, (k, d))
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
+
+
+def _cached_pass(params, cache, sample_weight, rows):
+    k, d = params.means.shape
+    phi = cache.features
+    chunk = moments.feature_sums(params, moments.natural_weights(params, cache.center))
+    rows = rows or chunk_rows(phi.shape[0], k, target=CACHED_CHUNK_ELEMENTS)
+    summed, ll = chunked_sum(chunk, (phi, sample_weight), rows)
+    stats = _stats_of(summed, cache, params.covariance_type, k, d)
+    return stats, ll / jnp.sum(sample_weight)
+
+
+def _wide_pass(params, cache, sample_weight, rows, n_batch):
+    """:func:`_cached_pass` for a batch of parameters (leading axis)."""
+    if n_batch == 1:
+        out = _cached_pass(jax.tree.map(lambda a: a[0], params), cache, sample_weight, rows)
+        return jax.tree.map(lambda a: a[None], out)
+    covariance_type = params.covariance_type
+    k, d = params.means.shape[1:]
+    phi = cache.features
+    weights_matrix = jax.vmap(moments.natural_weights, in_axes=(0, None))(params, cache.center)
+    wide = jnp.moveaxis(weights_matrix, 0, 1).reshape(phi.shape[1], n_batch * k)
+    active = params.weights > 0  # (R, K)
+    pc = params.precisions_cholesky
+
+    def chunk(phi_b, w_b):
+        b = phi_b.shape[0]
+        logits = (phi_b @ wide).reshape(b, n_batch, k)
+        if covariance_type == "tied":
+            y = jnp.einsum("nd,rde->nre", phi_b[:, :d], pc)
+            logits = logits - 0.5 * jnp.sum(y * y, axis=2, keepdims=True)
+        logits = jnp.where(active, logits, -jnp.inf)
+        resp, log_norm = moments.weighted_softmax(logits, w_b[:, None], axis=2)  # (b, R)
+        return resp.reshape(b, n_batch * k).T @ phi_b, w_b @ log_norm
+
+    rows = rows or chunk_rows(phi.shape[0], n_batch * k, target=CACHED_CHUNK_ELEMENTS)
+    summed, ll = chunked_sum(chunk, (phi, sample_weight), rows)
+    summed = summed.reshape(n_batch, k, -1)
+    stats = jax.vmap(lambda m: _stats_of(m, cache, covariance_type, k, d))(summed)
+    return stats, ll / jnp.sum(sample_weight)

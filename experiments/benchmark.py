@@ -113,7 +113,11 @@ rate over JAX's measured rate for a large square matrix product of the same
 dtype (numpy's is printed too). ``% bw`` is ``N·D·itemsize`` bytes (the data,
 read once per iteration) per iteration time over the measured read bandwidth
 (a jitted ``jnp.sum`` of a large array); it is the bound that matters where the
-arithmetic intensity is low (diag, spherical, small K).
+arithmetic intensity is low (diag, spherical, small K). jaxem's moment formulation
+reads more than the data: where its (N, F) features fit in
+``jaxem.gmm.passes.FEATURE_CACHE_BYTES`` it builds them once per fit (outside the
+timed iterations' difference, inside the compile-and-first-iteration time) and reads
+them twice per iteration, ``2·N·F·itemsize`` bytes.
 
 BLAS
 ----

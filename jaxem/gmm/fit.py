@@ -23,13 +23,7 @@ from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.init import HC_MAX_SAMPLES, INIT_METHODS, check_method, init_resp
 from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
-from jaxem.gmm.passes import (
-    cached_moment_pass,
-    caches_features,
-    direct_pass,
-    feature_cache,
-    moment_pass,
-)
+from jaxem.gmm.passes import direct_pass, moment_pass_for
 from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
 from jaxem.gmm.steps import m_step, maximize
 
@@ -133,16 +127,7 @@ def run_batch(
     kwargs = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
 
     def fast():
-        if caches_features(x.shape, x.dtype, starts.covariance_type):
-            cache = feature_cache(x, w, center, starts.covariance_type)  # shared by restarts
-
-            def moment_fn(q):
-                return cached_moment_pass(q, cache, w)
-        else:
-
-            def moment_fn(q):
-                return moment_pass(q, x, w, center)
-
+        moment_fn = moment_pass_for(x, w, center, starts.covariance_type)  # shared by restarts
         return jax.vmap(lambda p: _run(moment_fn, p, **kwargs))(starts)
 
     def direct():

@@ -106,9 +106,30 @@ def moment_pass(
     chunk = moments.pass_sums(params, center, moments.natural_weights(params, center))
     rows = rows or chunk_rows(x.shape[0], width + k, target=MOMENT_CHUNK_ELEMENTS)
     summed, extra, ll = chunked_sum(chunk, (x, sample_weight), rows)
+    stats = _stats_of(summed, extra, center, covariance_type)
+    return stats, ll / jnp.sum(sample_weight)
+
+
+def _stats_of(summed, extra, center, covariance_type):
+    """SuffStats about ``center`` from ``Rᵀ Φ`` (K, F) and the tied ``extra``."""
+    k, d = summed.shape[0], center.shape[0]
     nk, sum_x, sum_xx = moments.moments_to_stats(summed, extra, covariance_type, d)
-    shift = jnp.broadcast_to(center, (k, d))
-    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type), ll / jnp.sum(sample_weight)
+    return SuffStats(nk, sum_x, sum_xx, jnp.broadcast_to(center, (k, d)), covariance_type)
+
+
+def moment_pass_for(
+    x: jax.Array, sample_weight: jax.Array, center: jax.Array, covariance_type: str
+):
+    """The moment pass of a fit as a function of the parameters alone.
+
+    Over features built here once (:func:`feature_cache`, shared by restarts under
+    ``vmap``) when they fit in :data:`FEATURE_CACHE_BYTES`, else :func:`moment_pass`
+    rebuilding them chunk by chunk in every pass.
+    """
+    if caches_features(x, covariance_type):
+        cache = feature_cache(x, sample_weight, center, covariance_type)
+        return lambda params: cached_moment_pass(params, cache, sample_weight)
+    return lambda params: moment_pass(params, x, sample_weight, center)
 
 
 class FeatureCache(NamedTuple):
@@ -119,10 +140,10 @@ class FeatureCache(NamedTuple):
     extra: jax.Array  # (D, D) Σ w x̃x̃ᵀ for a tied covariance, else ()
 
 
-def caches_features(x_shape: tuple[int, int], dtype, covariance_type: str) -> bool:
-    """Whether a fit on data of this shape keeps its moment features (static)."""
-    n, d = x_shape
-    size = n * moments.n_features_of(covariance_type, d) * jnp.dtype(dtype).itemsize
+def caches_features(x: jax.Array, covariance_type: str) -> bool:
+    """Whether a fit on ``x`` keeps its moment features (static: shape and dtype)."""
+    n, d = x.shape
+    size = n * moments.n_features_of(covariance_type, d) * jnp.dtype(x.dtype).itemsize
     return size <= FEATURE_CACHE_BYTES
 
 
@@ -158,12 +179,12 @@ def cached_moment_pass(
     @run.def_vmap
     def rule(axis_size, in_batched, params, cache, w):
         params_batched, cache_batched, w_batched = in_batched
-        out_batched = None
-        if all(jax.tree.leaves(params_batched)) and not any(jax.tree.leaves(cache_batched)):
-            if not w_batched:
-                out = _wide_pass(params, cache, w, rows, axis_size)
-                out_batched = True
-        if out_batched is None:
+        only_params = all(jax.tree.leaves(params_batched)) and not any(
+            jax.tree.leaves((cache_batched, w_batched))
+        )
+        if only_params:
+            out = _wide_pass(params, cache, w, rows, axis_size)
+        else:
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             out = jax.vmap(lambda p, c, ww: _cached_pass(p, c, ww, rows), in_axes=in_axes)(
                 params, cache, w
@@ -173,19 +194,12 @@ def cached_moment_pass(
     return run(params, cache, sample_weight)
 
 
-def _stats_of(moments_sum, cache, covariance_type, k, d):
-    nk, sum_x, sum_xx = moments.moments_to_stats(moments_sum, cache.extra, covariance_type, d)
-    shift = jnp.broadcast_to(cache.center, (k, d))
-    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
-
-
 def _cached_pass(params, cache, sample_weight, rows):
-    k, d = params.means.shape
     phi = cache.features
     chunk = moments.feature_sums(params, moments.natural_weights(params, cache.center))
-    rows = rows or chunk_rows(phi.shape[0], k, target=CACHED_CHUNK_ELEMENTS)
+    rows = rows or chunk_rows(phi.shape[0], params.n_components, target=CACHED_CHUNK_ELEMENTS)
     summed, ll = chunked_sum(chunk, (phi, sample_weight), rows)
-    stats = _stats_of(summed, cache, params.covariance_type, k, d)
+    stats = _stats_of(summed, cache.extra, cache.center, params.covariance_type)
     return stats, ll / jnp.sum(sample_weight)
 
 
@@ -215,5 +229,5 @@ def _wide_pass(params, cache, sample_weight, rows, n_batch):
     rows = rows or chunk_rows(phi.shape[0], n_batch * k, target=CACHED_CHUNK_ELEMENTS)
     summed, ll = chunked_sum(chunk, (phi, sample_weight), rows)
     summed = summed.reshape(n_batch, k, -1)
-    stats = jax.vmap(lambda m: _stats_of(m, cache, covariance_type, k, d))(summed)
+    stats = jax.vmap(lambda m: _stats_of(m, cache.extra, cache.center, covariance_type))(summed)
     return stats, ll / jnp.sum(sample_weight)

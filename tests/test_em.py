@@ -110,9 +110,60 @@ def test_nan_log_likelihood_stops_and_is_reported():
     assert int(result.n_iter) == 3 and not bool(result.converged)
 
 
+def _geometric(rate, criterion, tol, max_iter=2000):
+    """A loop whose log-likelihood climbs to 0 as ``-rate**i`` (EM's linear
+    convergence at ``rate``)."""
+    return jaxem.iterate(
+        lambda g: (g * rate, -g),
+        lambda g: -g,
+        jnp.asarray(1.0),
+        tol=tol,
+        max_iter=max_iter,
+        criterion=criterion,
+    )
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.9, 0.99])
+def test_aitken_rule_stops_when_the_gain_still_to_come_is_under_tol(rate):
+    tol = 1e-6
+    result = _geometric(rate, "aitken", tol)
+    n = int(result.n_iter)
+    assert bool(result.converged) and n < 2000
+    # Stopped at the first iteration whose predecessor is within tol of the
+    # limit (Aitken's extrapolation is exact on a geometric sequence).
+    left = -np.asarray(result.history)[:n]
+    assert left[n - 2] < tol * (1 + 1e-9) and left[n - 3] >= tol
+    change = _geometric(rate, "change", tol)
+    # The change rule stops with at least rate³ / (1 - rate) * tol still to gain.
+    assert -float(change.log_likelihood) >= tol * rate**3 / (1 - rate) * (1 - 1e-9)
+
+
+def test_aitken_rule_stops_at_a_fixed_point_and_not_while_steps_grow():
+    fixed = jaxem.iterate(
+        lambda p: (p, -1.0),
+        lambda p: -1.0,
+        jnp.asarray(0.0),
+        tol=0.0,
+        max_iter=50,
+        criterion="aitken",
+    )
+    assert int(fixed.n_iter) == 2 and bool(fixed.converged)
+    # increments doubling each step: the extrapolation is meaningless, keep going
+    growing = jaxem.iterate(
+        lambda g: (2 * g, g),
+        lambda g: g,
+        jnp.asarray(1.0),
+        tol=1e3,
+        max_iter=20,
+        criterion="aitken",
+    )
+    assert int(growing.n_iter) == 20 and not bool(growing.converged)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
+        (dict(criterion="relative"), ValueError, "criterion must be one of"),
         (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
         (dict(max_iter=2.5), TypeError, "max_iter must be a Python int"),
         (dict(tol=-1.0), ValueError, "tol must be a finite number >= 0"),

@@ -1,5 +1,6 @@
 """Initialisers beyond scikit-learn's, the default portfolio and degenerate restarts (#7)."""
 
+import json
 import pathlib
 import sys
 
@@ -16,7 +17,9 @@ from jaxem.gmm.init import HC_MAX_SAMPLES, standardize
 from jaxem.hierarchical import cut, ward_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-from datasets import load_faithful
+from datasets import DATASETS, load_faithful
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _ward_tree():
@@ -122,11 +125,12 @@ def test_fit_prefers_a_non_degenerate_restart_on_old_faithful():
     assert float(result.log_likelihood) == lls[~bad].max() < lls[bad].max()
 
 
-# The two values of R mclust on Old Faithful available offline: EEE K=3 −1126.361
-# (mclust's documented summary(Mclust(faithful))) and VVV K=4 −1111.28 (quoted in
-# issue #7). The comparison with the best known optimum of every (type, K) on Old
-# Faithful, iris and wine is experiments/initialisation.py.
-MCLUST = {("tied", 3): -1126.361, ("full", 4): -1111.28}
+# The values of R mclust on Old Faithful available offline: EEE K=3 −1126.361
+# (mclust's documented summary(Mclust(faithful))), VVV K=4 −1111.28 (quoted in
+# issue #7) and EEE K=4 −1120.863 (BIC −2320.207 in mclust 5.2.3's
+# summary(mclustBIC(faithful, G=1:5)), course notes cited in
+# experiments/initialisation.py; ll = (BIC + 14 log 272) / 2).
+MCLUST = {("tied", 3): -1126.361, ("tied", 4): -1120.863, ("full", 4): -1111.28}
 
 
 @pytest.mark.parametrize(("covariance_type", "k"), sorted(MCLUST))
@@ -136,3 +140,50 @@ def test_default_fit_beats_mclusts_documented_values(covariance_type, k):
     result = gmm.fit(jax.random.key(0), x, k, covariance_type=covariance_type, n_init=20)
     assert float(result.log_likelihood) * len(x) >= MCLUST[covariance_type, k]
     assert not bool(result.degenerate)
+
+
+# The best known optimum of every (data set, covariance type, K): the best
+# non-degenerate total log-likelihood over ~320 restarts of every initialiser at
+# tol 1e-8 (python experiments/initialisation.py). It bounds mclust's value for
+# the same model from above.
+REFERENCE = json.loads((EXPERIMENTS / "results" / "initialisation_reference.json").read_text())
+# Cells whose best known optimum is rare: found by at most a few of the 50
+# restarts of any one initialiser (initialisation.md, "The cells auto-20
+# misses"); 20 restarts of the default portfolio do not find it.
+RARE = {
+    ("faithful", "diag", 6),
+    ("faithful", "tied", 6),
+    ("faithful", "full", 5),
+    ("faithful", "full", 6),
+    ("iris", "full", 4),
+    ("wine", "tied", 2),
+    ("wine", "tied", 3),
+    ("wine", "tied", 4),
+    ("wine", "full", 2),
+    ("wine", "full", 4),
+}
+CELLS = [
+    pytest.param(
+        name,
+        ctype,
+        int(k),
+        marks=[pytest.mark.xfail(strict=True, reason="rare optimum")]
+        if (name, ctype, int(k)) in RARE
+        else [],
+    )
+    for name, types in REFERENCE.items()
+    for ctype, ks in types.items()
+    for k in ks
+]
+
+
+@pytest.mark.slow  # 56 compiled fits, ~6 minutes
+@pytest.mark.parametrize(("name", "covariance_type", "k"), CELLS)
+def test_default_fit_reaches_the_best_known_optimum(name, covariance_type, k):
+    """The default call with n_init=20 is within 1e-3 (total) of the best known
+    optimum of Old Faithful (K = 1..6), iris and wine (K = 1..4)."""
+    x = DATASETS[name]()
+    result = gmm.fit(jax.random.key(0), x, k, covariance_type=covariance_type, n_init=20)
+    jax.clear_caches()  # 56 compiled programs at once crash LLVM (segfault) on this machine
+    assert not bool(result.degenerate)
+    assert REFERENCE[name][covariance_type][str(k)] - float(result.log_likelihood) * len(x) < 1e-3

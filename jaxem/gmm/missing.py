@@ -46,7 +46,16 @@ from jaxem._chunking import chunk_rows, chunked_map, chunked_sum
 from jaxem._validation import as_data, check_key, check_scalar, check_static_int, concrete
 from jaxem.em import EMResult, iterate
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.fit import FitResult, best_of, initial_params
+from jaxem.gmm.fit import (
+    REFINE_MAX_ITER,
+    REFINE_TOL,
+    FitResult,
+    best_of,
+    check_refine,
+    degenerate_restarts,
+    initial_params,
+    refine,
+)
 from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
@@ -587,7 +596,7 @@ def fit_from(
     return _run(params, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
 
 
-def _run(params, x, w, *, tol, reg_covar, max_iter, prior):
+def _run(params, x, w, *, tol, reg_covar, max_iter, prior, criterion="change"):
     """The loop of :func:`fit_from` (traceable, no validation)."""
 
     def objective(p, ll):
@@ -600,7 +609,7 @@ def _run(params, x, w, *, tol, reg_covar, max_iter, prior):
     def value(p):
         return objective(p, _mean_log_likelihood(p, x, w))
 
-    return iterate(step, value, params, tol=tol, max_iter=max_iter)
+    return iterate(step, value, params, tol=tol, max_iter=max_iter, criterion=criterion)
 
 
 def fit(
@@ -616,14 +625,18 @@ def fit(
     reg_covar: ArrayLike = 1e-6,
     sample_weight: ArrayLike | None = None,
     prior: Prior | str | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
 ) -> FitResult:
     """Fit a mixture to data with missing entries: initialisation and restarts in one call.
 
     Each restart starts from :func:`jaxem.gmm.init`'s method run on the data with
     every missing entry replaced by its column's observed mean (rows that miss
     everything get weight 0), followed by an ordinary M-step; then EM on the
-    incomplete data (:func:`fit_from`). The restarts run as one ``vmap``; the
-    highest final log-likelihood wins. Arguments as in :func:`jaxem.gmm.fit`
+    incomplete data (:func:`fit_from`). The restarts run as one ``vmap``, the
+    best are refined as in :func:`jaxem.gmm.fit`, and the highest final
+    log-likelihood wins. Arguments as in :func:`jaxem.gmm.fit`
     (``prior="default"`` computes mclust's default prior from the mean-imputed
     data).
 
@@ -647,6 +660,7 @@ def fit(
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
+    n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     v = concrete(x)
     if v is not None and np.all(np.isnan(v)):
         raise ValueError("x must have at least one observed (non-NaN) entry; every entry is NaN")
@@ -670,12 +684,15 @@ def fit(
         jnp.asarray(tol, x.dtype),
         jnp.asarray(reg_covar, x.dtype),
         None if prior_default else prior,
+        jnp.asarray(refine_tol, x.dtype),
         n_components=n_components,
         covariance_type=covariance_type,
         init=init,
         n_init=n_init,
         max_iter=max_iter,
         prior_default=prior_default,
+        n_refine=n_refine,
+        refine_max_iter=refine_max_iter,
     )
 
 
@@ -688,6 +705,8 @@ def fit(
         "n_init",
         "max_iter",
         "prior_default",
+        "n_refine",
+        "refine_max_iter",
     ),
 )
 def _fit(
@@ -697,6 +716,7 @@ def _fit(
     tol,
     reg_covar,
     prior,
+    refine_tol,
     *,
     n_components,
     covariance_type,
@@ -704,6 +724,8 @@ def _fit(
     n_init,
     max_iter,
     prior_default,
+    n_refine,
+    refine_max_iter,
 ):
     observed = ~jnp.isnan(x)
     counts = jnp.sum(observed * w[:, None], axis=0)
@@ -724,7 +746,16 @@ def _fit(
         sample_weight=w,
         prior=prior,
     )
-    results = jax.vmap(
-        lambda p: _run(p, x, w, tol=tol, reg_covar=reg_covar, max_iter=max_iter, prior=prior)
-    )(starts)
-    return best_of(results, jnp.asarray(False), codes, filled, reg_covar, w)
+
+    def run(starts, **kwargs):
+        return jax.vmap(lambda p: _run(p, x, w, reg_covar=reg_covar, prior=prior, **kwargs))(
+            starts
+        ), jnp.asarray(False)
+
+    results, _ = run(starts, tol=tol, max_iter=max_iter)
+    refined = None
+    if n_refine:
+        more = functools.partial(run, tol=refine_tol, max_iter=refine_max_iter, criterion="aitken")
+        bad = degenerate_restarts(results, filled, reg_covar, w)
+        results, refined, _ = refine(results, bad, more, n_refine)
+    return best_of(results, jnp.asarray(False), codes, filled, reg_covar, w, refined)

@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 from jaxem._validation import as_data, check_key, check_scalar, check_static_int
 from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.criteria import n_parameters
-from jaxem.gmm.fit import _fit
+from jaxem.gmm.fit import REFINE_MAX_ITER, REFINE_TOL, _fit, check_refine
 from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.prior import Prior, check_prior, default_prior, log_prior
@@ -77,6 +77,8 @@ def criterion_score(
         "max_iter",
         "criterion",
         "prior_default",
+        "n_refine",
+        "refine_max_iter",
     ),
 )
 def _select_type(
@@ -86,6 +88,7 @@ def _select_type(
     tol,
     reg_covar,
     prior=None,
+    refine_tol=None,
     *,
     k_max,
     covariance_type,
@@ -94,6 +97,8 @@ def _select_type(
     max_iter,
     criterion,
     prior_default=False,
+    n_refine=0,
+    refine_max_iter=1,
 ):
     """Every K in ``ks`` for one covariance type: one program, vmapped over ``n_active``.
 
@@ -109,12 +114,15 @@ def _select_type(
             reg_covar,
             None,
             prior,
+            refine_tol,
             n_components=k_max,
             covariance_type=covariance_type,
             init=init,
             n_init=n_init,
             max_iter=max_iter,
             prior_default=prior_default,
+            n_refine=n_refine,
+            refine_max_iter=refine_max_iter,
         )
         ll = result.log_likelihood
         if prior_default:
@@ -158,6 +166,9 @@ def select(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     prior: Prior | str | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
 ) -> SelectionResult:
     """Fit every (covariance type, K) and pick the lowest BIC (or AIC).
 
@@ -173,6 +184,8 @@ def select(
         covariance_types: the covariance types to try.
         criterion: ``"bic"`` or ``"aic"``; lower is better.
         n_init, init, tol, max_iter, reg_covar: as in :func:`fit`.
+        n_refine, refine_tol, refine_max_iter: the refinement of the best
+            restarts of each fit, as in :func:`fit`.
         prior: ``None``, ``"default"`` (mclust's default prior for each K and
             covariance type, as mclust's ``priorControl()``) or a
             :class:`~jaxem.gmm.prior.Prior` (for a single covariance type). The
@@ -208,6 +221,7 @@ def select(
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     check_scalar("reg_covar", reg_covar)
+    n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     prior_default = isinstance(prior, str)
     if prior_default and prior != "default":
         raise ValueError(f"prior must be a gmm.Prior, 'default' or None; got {prior!r}")
@@ -224,7 +238,10 @@ def select(
             jnp.asarray(tol, x.dtype),
             jnp.asarray(reg_covar, x.dtype),
             None if prior_default else prior,
+            jnp.asarray(refine_tol, x.dtype),
             prior_default=prior_default,
+            n_refine=n_refine,
+            refine_max_iter=refine_max_iter,
             k_max=max(ks),
             covariance_type=covariance_type,
             init=init,

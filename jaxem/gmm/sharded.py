@@ -35,7 +35,17 @@ from jax.typing import ArrayLike
 from jaxem._validation import check_key, check_n_active, check_scalar, check_static_int
 from jaxem.em import iterate
 from jaxem.gmm import covariances as cov_lib
-from jaxem.gmm.fit import FORMULATIONS, FitResult, best_of, initial_params
+from jaxem.gmm.fit import (
+    FORMULATIONS,
+    REFINE_MAX_ITER,
+    REFINE_TOL,
+    FitResult,
+    best_of,
+    check_refine,
+    degenerate_restarts,
+    initial_params,
+    refine,
+)
 from jaxem.gmm.init import check_method
 from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
@@ -103,7 +113,9 @@ def _weighted_mean(mesh, axis_name, x, w):
     return total_x / total_w
 
 
-def _run_batch(starts, x, w, mesh, axis_name, *, tol, reg_covar, max_iter, formulation):
+def _run_batch(
+    starts, x, w, mesh, axis_name, *, tol, reg_covar, max_iter, formulation, criterion="change"
+):
     """:func:`jaxem.gmm.fit.run_batch` with sharded passes (same ``auto`` rule)."""
     center = _weighted_mean(mesh, axis_name, x, w)
     direct_fn = sharded_pass(direct_pass, mesh, axis_name)
@@ -114,7 +126,9 @@ def _run_batch(starts, x, w, mesh, axis_name, *, tol, reg_covar, max_iter, formu
             stats, ll = pass_fn(p)
             return maximize(stats, reg_covar=reg_covar), ll
 
-        return iterate(step, lambda p: pass_fn(p)[1], params, tol=tol, max_iter=max_iter)
+        return iterate(
+            step, lambda p: pass_fn(p)[1], params, tol=tol, max_iter=max_iter, criterion=criterion
+        )
 
     def fast():
         return jax.vmap(lambda p: run(lambda q: moment_fn(q, x, w, center), p))(starts)
@@ -143,20 +157,45 @@ def _run_batch(starts, x, w, mesh, axis_name, *, tol, reg_covar, max_iter, formu
     )
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "axis_name", "max_iter", "formulation"))
-def _em(starts, codes, x, w, tol, reg_covar, *, mesh, axis_name, max_iter, formulation):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "mesh", "axis_name", "max_iter", "formulation", "n_refine", "refine_max_iter"
+    ),
+)  # fmt: skip
+def _em(
+    starts,
+    codes,
+    x,
+    w,
+    tol,
+    reg_covar,
+    refine_tol,
+    *,
+    mesh,
+    axis_name,
+    max_iter,
+    formulation,
+    n_refine,
+    refine_max_iter,
+):
+    kwargs = dict(reg_covar=reg_covar, formulation=formulation)
     results, fast_path = _run_batch(
-        starts,
-        x,
-        w,
-        mesh,
-        axis_name,
-        tol=tol,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        formulation=formulation,
+        starts, x, w, mesh, axis_name, tol=tol, max_iter=max_iter, **kwargs
     )
-    return best_of(results, fast_path, codes, x, reg_covar, w)
+    refined = None
+    if n_refine:
+
+        def run(params):
+            return _run_batch(
+                params, x, w, mesh, axis_name, tol=refine_tol, max_iter=refine_max_iter,
+                criterion="aitken", **kwargs,
+            )  # fmt: skip
+
+        bad = degenerate_restarts(results, x, reg_covar, w)
+        results, refined, refine_fast = refine(results, bad, run, n_refine)
+        fast_path = fast_path & refine_fast
+    return best_of(results, fast_path, codes, x, reg_covar, w, refined)
 
 
 @functools.partial(
@@ -228,6 +267,9 @@ def fit_sharded_from(
     max_iter: int = 100,
     reg_covar: ArrayLike = 1e-6,
     formulation: str = "auto",
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
     _codes: jax.Array | None = None,
 ) -> FitResult:
     """EM from given starting parameters on data sharded over ``mesh``.
@@ -242,7 +284,9 @@ def fit_sharded_from(
         mesh: the device mesh.
         axis_name: the mesh axis the samples are split over (default: the only one).
         sample_weight: optional (N,) weights.
-        tol, max_iter, reg_covar, formulation: as :func:`jaxem.gmm.fit`.
+        tol, max_iter, reg_covar, formulation, n_refine, refine_tol,
+            refine_max_iter: as :func:`jaxem.gmm.fit` (``n_refine``'s default
+            counts the restarts of ``params``).
 
     Returns:
         :class:`jaxem.gmm.FitResult` (replicated arrays).
@@ -255,6 +299,9 @@ def fit_sharded_from(
         raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
     xs, ws, _ = _placed(x, sample_weight, mesh, axis_name)
     starts = params if params.means.ndim == 3 else jax.tree.map(lambda a: a[None], params)
+    n_refine, refine_max_iter = check_refine(
+        n_refine, refine_tol, refine_max_iter, starts.weights.shape[0]
+    )
     starts = jax.tree.map(lambda a: jnp.asarray(a, xs.dtype), starts)
     codes = jnp.full(starts.weights.shape[0], -1, jnp.int32) if _codes is None else _codes
     return _em(
@@ -264,10 +311,13 @@ def fit_sharded_from(
         ws,
         jnp.asarray(tol, xs.dtype),
         jnp.asarray(reg_covar, xs.dtype),
+        jnp.asarray(refine_tol, xs.dtype),
         mesh=mesh,
         axis_name=axis_name,
         max_iter=max_iter,
         formulation=formulation,
+        n_refine=n_refine,
+        refine_max_iter=refine_max_iter,
     )
 
 
@@ -287,6 +337,9 @@ def fit_sharded(
     n_active: ArrayLike | None = None,
     formulation: str = "auto",
     init_size: int | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
 ) -> FitResult:
     """:func:`jaxem.gmm.fit` on data sharded by rows over the devices of ``mesh``.
 
@@ -299,7 +352,8 @@ def fit_sharded(
         key: PRNG key (restarts and, with ``init_size``, the subset drawn).
         x: (N, D) host data or a global :class:`jax.Array` sharded by rows.
         n_components, covariance_type, init, n_init, tol, max_iter, reg_covar,
-            n_active, formulation: as :func:`jaxem.gmm.fit`.
+            n_active, formulation, n_refine, refine_tol, refine_max_iter: as
+            :func:`jaxem.gmm.fit`.
         mesh: the device mesh; ``axis_name`` the axis the rows are split over.
         init_size: initialise on this many random rows (replicated on every
             device) instead of the whole data, which must otherwise fit on one
@@ -363,6 +417,9 @@ def fit_sharded(
         max_iter=max_iter,
         reg_covar=reg_covar,
         formulation=formulation,
+        n_refine=n_refine,
+        refine_tol=refine_tol,
+        refine_max_iter=refine_max_iter,
         _codes=codes,
     )
 

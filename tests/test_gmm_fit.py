@@ -122,7 +122,7 @@ def test_vmap_over_datasets_equals_loop():
 def test_n_active_equals_plain_fit_from_same_start(covariance_type):
     x = blobs(seed=4, n=150, d=2, k=3)
     key = jax.random.key(4)
-    for k in (1, 2, 3):
+    for k in (1, 3):
         nested = gmm.fit(key, x, 6, n_active=k, covariance_type=covariance_type, n_init=2)
         plain = gmm.fit(key, x, k, covariance_type=covariance_type, n_init=2)
         w = np.asarray(nested.params.weights)
@@ -141,26 +141,24 @@ def test_n_active_equals_plain_fit_from_same_start(covariance_type):
 def test_refinement_continues_the_best_screened_restarts_with_aitkens_rule():
     x = blobs(seed=6, n=240, d=2, k=4)
     key = jax.random.key(7)
-    kwargs = dict(init="random_from_data", n_init=6, covariance_type="full", tol=1e-2)
-    screened = gmm.fit(key, x, 4, n_refine=0, **kwargs)
-    result = gmm.fit(key, x, 4, n_refine=2, refine_tol=1e-7, refine_max_iter=300, **kwargs)
-    order = np.argsort(-np.asarray(screened.restart_log_likelihoods))
-    assert not np.any(screened.restart_degenerate)
+    result = gmm.fit(
+        key, x, 4, init="random_from_data", n_init=6, covariance_type="full", tol=1e-2,
+        n_refine=2, refine_tol=1e-7, refine_max_iter=300,
+    )  # fmt: skip
+    starts = [gmm.init(k, x, 4, method="random_from_data") for k in jax.random.split(key, 6)]
+    screened = [fit_from(s, jnp.asarray(x), tol=1e-2, reg_covar=1e-6, max_iter=100) for s in starts]
+    lls = np.array([float(r.log_likelihood) for r in screened])
+    order = np.argsort(-lls)
     np.testing.assert_array_equal(np.flatnonzero(result.restart_refined), np.sort(order[:2]))
-    lls = np.asarray(screened.restart_log_likelihoods).copy()
+    assert not np.any(result.restart_degenerate)
     for i in order[:2]:
-        start = gmm.init(jax.random.split(key, 6)[i], x, 4, method="random_from_data")
-        first = fit_from(start, jnp.asarray(x), tol=1e-2, reg_covar=1e-6, max_iter=100)
+        first = screened[i]
         more = fit_from(
-            first.params,
-            jnp.asarray(x),
-            tol=1e-7,
-            reg_covar=1e-6,
-            max_iter=300,
+            first.params, jnp.asarray(x), tol=1e-7, reg_covar=1e-6, max_iter=300,
             criterion="aitken",
-        )
+        )  # fmt: skip
+        assert float(more.log_likelihood) > lls[i]
         lls[i] = float(more.log_likelihood)
-        assert float(more.log_likelihood) > float(first.log_likelihood)
         if i == int(result.best_restart):
             n, m = int(first.n_iter), int(more.n_iter)
             assert int(result.n_iter) == n + m and bool(result.converged)

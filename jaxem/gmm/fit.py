@@ -157,19 +157,32 @@ def run_batch(
     if formulation == "moments":
         return fast(), jnp.asarray(True)
 
+    return auto_formulation(fast, direct, center, starts)
+
+
+def auto_formulation(fast, direct, center, starts):
+    """``formulation="auto"`` of :func:`run_batch`: ``fast()`` when every start
+    and every result passes :func:`~jaxem.gmm.moments.is_accurate` about
+    ``center``, else ``direct()``. Returns ``(results, whether fast was used)``.
+
+    Each formulation's loop is traced once: a second call site of ``direct()``
+    would be compiled a second time.
+    """
+
     def all_accurate(params):
         return jnp.all(jax.vmap(lambda p: is_accurate(p, center))(params))
 
     def fast_then_check():
         results = fast()
-        return jax.lax.cond(
-            all_accurate(results.params),
-            lambda: (results, jnp.asarray(True)),
-            lambda: (direct(), jnp.asarray(False)),
-        )
+        return results, all_accurate(results.params)
 
+    def skipped():
+        shapes = jax.eval_shape(fast)
+        return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes), jnp.asarray(False)
+
+    results, fast_ok = jax.lax.cond(all_accurate(starts), fast_then_check, skipped)
     return jax.lax.cond(
-        all_accurate(starts), fast_then_check, lambda: (direct(), jnp.asarray(False))
+        fast_ok, lambda: (results, jnp.asarray(True)), lambda: (direct(), jnp.asarray(False))
     )
 
 

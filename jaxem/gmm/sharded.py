@@ -40,6 +40,7 @@ from jaxem.gmm.fit import (
     REFINE_MAX_ITER,
     REFINE_TOL,
     FitResult,
+    auto_formulation,
     best_of,
     check_refine,
     degenerate_restarts,
@@ -47,7 +48,6 @@ from jaxem.gmm.fit import (
     refine,
 )
 from jaxem.gmm.init import check_method
-from jaxem.gmm.moments import is_accurate
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.passes import direct_pass, moment_pass
 from jaxem.gmm.steps import SuffStats, maximize
@@ -141,20 +141,7 @@ def _run_batch(
     if formulation == "moments":
         return fast(), jnp.asarray(True)
 
-    def all_accurate(params):
-        return jnp.all(jax.vmap(lambda p: is_accurate(p, center))(params))
-
-    def fast_then_check():
-        results = fast()
-        return jax.lax.cond(
-            all_accurate(results.params),
-            lambda: (results, jnp.asarray(True)),
-            lambda: (direct(), jnp.asarray(False)),
-        )
-
-    return jax.lax.cond(
-        all_accurate(starts), fast_then_check, lambda: (direct(), jnp.asarray(False))
-    )
+    return auto_formulation(fast, direct, center, starts)
 
 
 @functools.partial(

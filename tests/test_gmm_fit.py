@@ -80,11 +80,12 @@ def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
 def test_vmap_over_keys_equals_loop():
     x = blobs(seed=2, n=120, d=2, k=3)
     keys = jax.random.split(jax.random.key(0), 3)
-    batched = jax.vmap(lambda k: gmm.fit(k, x, 3, init="random_from_data"))(keys)
+    # four restarts: the best is refined, which must compose with vmap too
+    kwargs = dict(init="random_from_data", n_init=4)
+    batched = jax.vmap(lambda k: gmm.fit(k, x, 3, **kwargs))(keys)
+    assert np.all(np.sum(np.asarray(batched.restart_refined), axis=1) == 1)
     for i, k in enumerate(keys):
-        _assert_trees_close(
-            jax.tree.map(lambda a, i=i: a[i], batched), gmm.fit(k, x, 3, init="random_from_data")
-        )
+        _assert_trees_close(jax.tree.map(lambda a, i=i: a[i], batched), gmm.fit(k, x, 3, **kwargs))
 
 
 def test_vmap_over_reg_covar_and_tol_equals_loop():

@@ -325,36 +325,19 @@ def _fit(
         sample_weight=sample_weight,
         prior=prior,
     )
-    results, fast_path = run_batch(
-        starts,
-        x,
-        tol=tol,
+    batch = functools.partial(
+        run_batch,
+        x=x,
         reg_covar=reg_covar,
-        max_iter=max_iter,
         sample_weight=sample_weight,
         formulation=formulation,
         prior=prior,
     )
-    refined = None
-    if n_refine:
-
-        def run(params):
-            return run_batch(
-                params,
-                x,
-                tol=refine_tol,
-                reg_covar=reg_covar,
-                max_iter=refine_max_iter,
-                sample_weight=sample_weight,
-                formulation=formulation,
-                prior=prior,
-                criterion="aitken",
-            )
-
-        bad = degenerate_restarts(results, x, reg_covar, sample_weight)
-        results, refined, refine_fast = refine(results, bad, run, n_refine)
-        fast_path = fast_path & refine_fast
-    return best_of(results, fast_path, codes, x, reg_covar, sample_weight, refined)
+    results, fast_path = batch(starts, tol=tol, max_iter=max_iter)
+    run = functools.partial(batch, tol=refine_tol, max_iter=refine_max_iter, criterion="aitken")
+    return best_of(
+        results, fast_path, codes, x, reg_covar, sample_weight, n_refine=n_refine, run=run
+    )
 
 
 def initial_params(
@@ -484,10 +467,18 @@ def best_of(
     x: jax.Array,
     reg_covar: ArrayLike,
     sample_weight: jax.Array | None = None,
-    refined: jax.Array | None = None,
+    *,
+    n_refine: int = 0,
+    run: Callable[[GMMParams], tuple[EMResult, jax.Array]] | None = None,
 ) -> FitResult:
     """The :class:`FitResult` of the best restart: the highest final
-    log-likelihood among the non-degenerate restarts (among all if every one is)."""
+    log-likelihood among the non-degenerate restarts (among all if every one is),
+    after :func:`refine` continued the ``n_refine`` best with ``run``."""
+    refined = jnp.zeros(results.n_iter.shape, bool)
+    if n_refine:
+        bad = degenerate_restarts(results, x, reg_covar, sample_weight)
+        results, refined, refine_fast = refine(results, bad, run, n_refine)
+        fast_path = fast_path & refine_fast
     bad = degenerate_restarts(results, x, reg_covar, sample_weight)
     best = jnp.argmax(_selection_scores(results, bad))
     chosen = jax.tree.map(lambda a: a[best], results)
@@ -502,7 +493,7 @@ def best_of(
         fast_path=fast_path,
         restart_initializers=codes,
         restart_degenerate=bad,
-        restart_refined=jnp.zeros(bad.shape, bool) if refined is None else refined,
+        restart_refined=refined,
     )
 
 

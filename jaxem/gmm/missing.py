@@ -52,9 +52,7 @@ from jaxem.gmm.fit import (
     FitResult,
     best_of,
     check_refine,
-    degenerate_restarts,
     initial_params,
-    refine,
 )
 from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
@@ -753,9 +751,7 @@ def _fit(
         ), jnp.asarray(False)
 
     results, _ = run(starts, tol=tol, max_iter=max_iter)
-    refined = None
-    if n_refine:
-        more = functools.partial(run, tol=refine_tol, max_iter=refine_max_iter, criterion="aitken")
-        bad = degenerate_restarts(results, filled, reg_covar, w)
-        results, refined, _ = refine(results, bad, more, n_refine)
-    return best_of(results, jnp.asarray(False), codes, filled, reg_covar, w, refined)
+    more = functools.partial(run, tol=refine_tol, max_iter=refine_max_iter, criterion="aitken")
+    return best_of(
+        results, jnp.asarray(False), codes, filled, reg_covar, w, n_refine=n_refine, run=more
+    )

@@ -43,9 +43,7 @@ from jaxem.gmm.fit import (
     auto_formulation,
     best_of,
     check_refine,
-    degenerate_restarts,
     initial_params,
-    refine,
 )
 from jaxem.gmm.init import check_method
 from jaxem.gmm.params import GMMParams
@@ -170,19 +168,14 @@ def _em(
     results, fast_path = _run_batch(
         starts, x, w, mesh, axis_name, tol=tol, max_iter=max_iter, **kwargs
     )
-    refined = None
-    if n_refine:
 
-        def run(params):
-            return _run_batch(
-                params, x, w, mesh, axis_name, tol=refine_tol, max_iter=refine_max_iter,
-                criterion="aitken", **kwargs,
-            )  # fmt: skip
+    def run(params):  # the refinement (see jaxem.gmm.fit.refine)
+        return _run_batch(
+            params, x, w, mesh, axis_name, tol=refine_tol, max_iter=refine_max_iter,
+            criterion="aitken", **kwargs,
+        )  # fmt: skip
 
-        bad = degenerate_restarts(results, x, reg_covar, w)
-        results, refined, refine_fast = refine(results, bad, run, n_refine)
-        fast_path = fast_path & refine_fast
-    return best_of(results, fast_path, codes, x, reg_covar, w, refined)
+    return best_of(results, fast_path, codes, x, reg_covar, w, n_refine=n_refine, run=run)
 
 
 @functools.partial(

@@ -9,7 +9,7 @@ scikit-learn does:
 * ``"random"``: uniformly random responsibilities, normalised per row;
 * ``"random_from_data"``: one-hot responsibilities on random distinct rows;
 
-and two that look at the data's shape rather than its raw coordinates, for data
+and three that look at the data's shape rather than its raw coordinates, for data
 whose features have different scales (as R mclust does):
 
 * ``"standardized_kmeans"``: ``"kmeans"`` run on the standardised data (each
@@ -19,6 +19,12 @@ whose features have different scales (as R mclust does):
   the standardised data, on a random subset of at most :data:`HC_MAX_SAMPLES`
   rows (all rows when N is smaller: then it does not depend on the key), cut
   into K clusters; the M-step uses the subset's partition, as mclust does.
+* ``"hc_vvv"``: R mclust's default start: the agglomeration of its ``VVV``
+  model (:func:`jaxem.hierarchical.vvv_tree`, one unconstrained covariance per
+  cluster) of mclust's ``"SVD"`` transform of the data (:func:`svd_transform`),
+  on the same subset as ``"hc"``, cut into K clusters. mclust's ties are broken
+  in its own order, so on data with many equal distances the partition can
+  differ from mclust's.
 
 Unlike scikit-learn, which leaves the initial weights of the two one-point
 methods summing to K/N, weights are always normalised to sum to 1; the
@@ -45,10 +51,19 @@ from jaxem.gmm import covariances as cov_lib
 from jaxem.gmm.params import GMMParams
 from jaxem.gmm.steps import m_step
 
-__all__ = ["HC_MAX_SAMPLES", "INIT_METHODS", "init"]
+__all__ = ["HC_MAX_SAMPLES", "INIT_METHODS", "init", "svd_transform"]
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "standardized_kmeans", "hc")
-# Rows agglomerated by "hc": O(m²) memory, about 0.1 s for m = 1000 on a CPU core.
+INIT_METHODS = (
+    "kmeans",
+    "k-means++",
+    "random",
+    "random_from_data",
+    "standardized_kmeans",
+    "hc",
+    "hc_vvv",
+)
+# Rows agglomerated by "hc" and "hc_vvv": O(m²) memory, about 0.1 s for m = 1000
+# on a CPU core for "hc".
 HC_MAX_SAMPLES = 1000
 
 
@@ -69,16 +84,48 @@ def standardize(x: jax.Array, sample_weight: jax.Array | None = None) -> jax.Arr
     return (x - mean) / jnp.where(std > 0, std, 1)
 
 
-def _hc_resp(key, x, n_components, n_active, sample_weight):
+def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
+    """R mclust's ``"SVD"`` transform, the data its hierarchical start sees.
+
+    Each feature is centred and scaled to unit variance (with mclust's N − 1;
+    constant features are only centred), then ``Z = X_s V D^{-1/2}`` where
+    ``X_s = U D Vᵀ``: the principal axes, each scaled by the inverse square root
+    of its singular value (so ``Z = U D^{1/2}``; not whitened). A direction with
+    zero singular value is dropped (zero). With weights, a point of weight w
+    counts as w points.
+
+    Args:
+        x: (N, D) data.
+        sample_weight: optional (N,) non-negative weights.
+
+    Returns:
+        (N, D) transformed data.
+    """
+    x = jnp.asarray(x)
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    total = jnp.sum(w)
+    z = standardize(x, w) * jnp.sqrt(jnp.maximum(total - 1, 0) / total)
+    scatter = (w[:, None] * z).T @ z
+    eigvals, vectors = jnp.linalg.eigh(scatter)  # D² and V of the weighted SVD
+    singular = jnp.sqrt(jnp.maximum(eigvals, 0))
+    keep = singular > jnp.finfo(x.dtype).eps * jnp.maximum(jnp.max(singular), 1)
+    scale = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, singular, 1)), 0)
+    return z @ vectors * scale
+
+
+def _hc_resp(key, x, n_components, n_active, sample_weight, model):
     n_samples = x.shape[0]
-    z = standardize(x, sample_weight)
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
     if n_samples > HC_MAX_SAMPLES:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
         gumbel = jax.random.gumbel(key, (n_samples,), x.dtype)
         rows = jax.lax.top_k(jnp.log(w) + gumbel, HC_MAX_SAMPLES)[1]
     else:
         rows = jnp.arange(n_samples)
-    labels = hierarchical.cut(hierarchical.ward_tree(z[rows], w[rows]), n_active)
+    if model == "vvv":
+        tree = hierarchical.vvv_tree(svd_transform(x[rows], w[rows]), w[rows])
+    else:
+        tree = hierarchical.ward_tree(standardize(x, sample_weight)[rows], w[rows])
+    labels = hierarchical.cut(tree, n_active)
     resp = jnp.zeros((n_samples, n_components), x.dtype)
     return resp.at[rows].set(jax.nn.one_hot(labels, n_components, dtype=x.dtype))
 
@@ -104,8 +151,9 @@ def init_resp(
             key, z, n_components, n_active=n_active, tol=0.0, sample_weight=sample_weight
         ).labels
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
-    if method == "hc":
-        return _hc_resp(key, x, n_components, n_active, sample_weight)
+    if method in ("hc", "hc_vvv"):
+        model = "vvv" if method == "hc_vvv" else "ward"
+        return _hc_resp(key, x, n_components, n_active, sample_weight, model)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: the first K of a random permutation (nested in K)
@@ -125,7 +173,7 @@ def init(
     n_active: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
 ) -> GMMParams:
-    """Initial mixture parameters by one of scikit-learn's four methods or two more.
+    """Initial mixture parameters by one of scikit-learn's four methods or three more.
 
     Args:
         key: JAX PRNG key.
@@ -133,7 +181,8 @@ def init(
         n_components: K, static.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
         method: ``"kmeans"``, ``"k-means++"``, ``"random"``, ``"random_from_data"``
-            (scikit-learn's), ``"standardized_kmeans"`` or ``"hc"`` (module docstring).
+            (scikit-learn's), ``"standardized_kmeans"``, ``"hc"`` or ``"hc_vvv"``
+            (module docstring).
         reg_covar: added to the covariance diagonal in the M-step (traced).
         n_active: number of active components (traced, ``1 ≤ n_active ≤ K``);
             components ``n_active..K-1`` get weight 0 and stay inactive.

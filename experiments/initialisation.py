@@ -2,8 +2,8 @@
 
 **Question.** ``gmm.fit`` offers seven initialisation methods (``gmm.INIT_METHODS``)
 and a default portfolio, ``init="auto"`` (``jaxem.gmm.fit.portfolio``: k-means on
-standardised data, R mclust's hierarchical start, Ward agglomeration, k-means
-and random data points in turn). Which method reaches the best known EM optimum on real
+standardised data, Ward agglomeration, k-means and random data points in turn;
+``hc_vvv``, mclust's own start, is selectable by name). Which method reaches the best known EM optimum on real
 data, and does the default call with 20 restarts reach it (and R mclust's
 published log-likelihoods)?
 

@@ -24,7 +24,8 @@ whose features have different scales (as R mclust does):
   cluster) of mclust's ``"SVD"`` transform of the data (:func:`svd_transform`),
   on the same subset as ``"hc"``, cut into K clusters. mclust's ties are broken
   in its own order, so on data with many equal distances the partition can
-  differ from mclust's.
+  differ from mclust's. Sample weights are relative here (the mean positive
+  weight counts as one point), since the criterion counts points.
 
 Unlike scikit-learn, which leaves the initial weights of the two one-point
 methods summing to K/N, weights are always normalised to sum to 1; the
@@ -104,7 +105,8 @@ def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.A
     x = jnp.asarray(x)
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
     total = jnp.sum(w)
-    z = standardize(x, w) * jnp.sqrt(jnp.maximum(total - 1, 0) / total)
+    # mclust's sd divides by N − 1 (not when the total weight is at most 1)
+    z = standardize(x, w) * jnp.where(total > 1, jnp.sqrt((total - 1) / total), 1)
     scatter = (w[:, None] * z).T @ z
     eigvals, vectors = jnp.linalg.eigh(scatter)  # D² and V of the weighted SVD
     singular = jnp.sqrt(jnp.maximum(eigvals, 0))
@@ -122,7 +124,11 @@ def _hc_resp(key, x, n_components, n_active, sample_weight, model):
     else:
         rows = jnp.arange(n_samples)
     if model == "vvv":
-        tree = hierarchical.vvv_tree(svd_transform(x[rows], w[rows]), w[rows])
+        # The VVV criterion counts points (a cluster of at most D has no determinant
+        # term): weights are taken as relative, the mean positive weight counting 1.
+        sub = w[rows]
+        sub = sub * jnp.count_nonzero(sub > 0) / jnp.sum(sub)
+        tree = hierarchical.vvv_tree(svd_transform(x[rows], sub), sub)
     else:
         tree = hierarchical.ward_tree(standardize(x, sample_weight)[rows], w[rows])
     labels = hierarchical.cut(tree, n_active)

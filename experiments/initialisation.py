@@ -3,9 +3,9 @@
 **Question.** ``gmm.fit`` offers seven initialisation methods (``gmm.INIT_METHODS``)
 and a default portfolio, ``init="auto"`` (``jaxem.gmm.fit.portfolio``: k-means on
 standardised data, Ward agglomeration, k-means and random data points in turn;
-``hc_vvv``, mclust's own start, is selectable by name). Which method reaches the best known EM optimum on real
-data, and does the default call with 20 restarts reach it (and R mclust's
-published log-likelihoods)?
+``hc_vvv``, mclust's own start, is selectable by name). Which method reaches
+the best known EM optimum on real data, and does the default call with 20
+restarts reach it (and R mclust's log-likelihoods)?
 
 **Setup.** Old Faithful (272 × 2, K = 1..6), iris (150 × 4, K = 1..4) and wine
 (178 × 13, K = 1..4), raw features, float64; the four covariance types

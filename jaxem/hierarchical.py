@@ -221,14 +221,18 @@ def vvv_tree(
     costs = term(n, pair_logdet, trace) - single[:, None] - single[None, :]
     costs = jnp.where(jnp.eye(m, dtype=bool), jnp.inf, costs)
 
+    def logdet(w):
+        """log det of each scatter matrix in w; −inf when it is not positive definite."""
+        sign, value = jnp.linalg.slogdet(w)
+        return jnp.where(sign > 0, value, -jnp.inf)
+
     def merge(stats, i, j):
         centroid, size, scatter, terms = stats
         delta = centroid[i] - centroid[j]
         factor = _pair_factor(size[i], size[j])[1]
         w = scatter[i] + scatter[j] + factor * jnp.outer(delta, delta)
         centroid, size = _merge_means(centroid, size, i, j)
-        sign, logdet = jnp.linalg.slogdet(w)
-        t = term(size[i], jnp.where(sign > 0, logdet, -jnp.inf), jnp.trace(w))
+        t = term(size[i], logdet(w), jnp.trace(w))
         return centroid, size, scatter.at[i].set(w), terms.at[i].set(t)
 
     def row_costs(stats, i):
@@ -236,8 +240,7 @@ def vvv_tree(
         delta = centroid - centroid[i]
         n, factor = _pair_factor(size, size[i])
         w = scatter + scatter[i] + factor[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        sign, logdet = jnp.linalg.slogdet(w)
-        merged = term(n, jnp.where(sign > 0, logdet, -jnp.inf), jnp.trace(w, axis1=1, axis2=2))
+        merged = term(n, logdet(w), jnp.trace(w, axis1=1, axis2=2))
         return merged - terms - terms[i]
 
     scatter = jnp.zeros((m, d, d), x.dtype)

@@ -115,7 +115,7 @@ def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.A
     return z @ vectors * scale
 
 
-def _hc_resp(key, x, n_components, n_active, sample_weight, model):
+def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     n_samples = x.shape[0]
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
     if n_samples > HC_MAX_SAMPLES:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
@@ -123,7 +123,7 @@ def _hc_resp(key, x, n_components, n_active, sample_weight, model):
         rows = jax.lax.top_k(jnp.log(w) + gumbel, HC_MAX_SAMPLES)[1]
     else:
         rows = jnp.arange(n_samples)
-    if model == "vvv":
+    if method == "hc_vvv":
         # The VVV criterion counts points (a cluster of at most D has no determinant
         # term): weights are taken as relative, the mean positive weight counting 1.
         sub = w[rows]
@@ -158,8 +158,7 @@ def init_resp(
         ).labels
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if method in ("hc", "hc_vvv"):
-        model = "vvv" if method == "hc_vvv" else "ward"
-        return _hc_resp(key, x, n_components, n_active, sample_weight, model)
+        return _hc_resp(key, x, n_components, n_active, sample_weight, method)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: the first K of a random permutation (nested in K)

@@ -2,8 +2,8 @@
 
 **Question.** ``gmm.fit`` offers seven initialisation methods (``gmm.INIT_METHODS``)
 and a default portfolio, ``init="auto"`` (``jaxem.gmm.fit.portfolio``: k-means on
-standardised data, Ward agglomeration, k-means and random data points in turn;
-``hc_vvv``, mclust's own start, is selectable by name). Which method reaches
+standardised data, mclust's own start ``hc_vvv``, Ward agglomeration, then
+k-means, random data points and standardised k-means in turn). Which method reaches
 the best known EM optimum on real data, and does the default call with 20
 restarts reach it (and R mclust's log-likelihoods)?
 

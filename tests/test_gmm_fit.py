@@ -133,7 +133,10 @@ def test_n_active_equals_plain_fit_from_same_start(covariance_type):
         cov = nested.params.covariances
         cov = cov if covariance_type == "tied" else cov[:k]
         np.testing.assert_allclose(cov, plain.params.covariances, rtol=1e-9)
-        np.testing.assert_allclose(nested.log_likelihood, plain.log_likelihood, rtol=1e-12)
+        # A fit that stops short of the optimum has a log-likelihood first order
+        # in the parameters' differences (rounding, within 1e-9 above): the
+        # hc_vvv start with k=3 stops after 9 iterations 1.1e-12 apart.
+        np.testing.assert_allclose(nested.log_likelihood, plain.log_likelihood, rtol=1e-10)
         # The refinement stops once a change is within rounding of the
         # log-likelihood, which the two programs round differently.
         assert abs(int(nested.n_iter) - int(plain.n_iter)) <= 1

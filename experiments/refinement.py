@@ -40,13 +40,12 @@ if str(EXPERIMENTS_DIR) not in sys.path:
 
 import datasets  # noqa: E402
 from common import markdown_table, progress, write_markdown  # noqa: E402
+from initialisation import COVARIANCE_TYPES, MAX_K  # noqa: E402
 
 from jaxem import gmm  # noqa: E402
-from jaxem.gmm.fit import default_n_refine  # noqa: E402
+from jaxem.gmm.fit import default_n_refine, selection_scores  # noqa: E402
 
 RESULTS = EXPERIMENTS_DIR / "results"
-MAX_K = {"faithful": 6, "iris": 4, "wine": 4}
-COVARIANCE_TYPES = ("spherical", "diag", "tied", "full")
 N_INIT = 20
 COUNTS = (0, 1, 2, 3, 5, 8, 10, 15, 20)  # n_refine values reported
 TOL = 1e-3  # success: within this (total log-likelihood) of a target
@@ -54,16 +53,13 @@ TOL = 1e-3  # success: within this (total log-likelihood) of a target
 
 def simulate(screened: dict, refined: dict, n: int) -> float:
     """Total log-likelihood ``gmm.fit`` returns with ``n_refine=n``, from the
-    per-restart results of the unrefined and the all-refined call."""
-
-    def scores(ll, bad):
-        s = np.where(np.isnan(ll), -np.inf, ll)
-        return np.where(bad & ~bad.all(), -np.inf, s)
-
-    top = np.argsort(-scores(screened["ll"], screened["bad"]), kind="stable")[:n]
+    per-restart results of the unrefined and the all-refined call, ranked as
+    ``gmm.fit`` ranks them (:func:`~jaxem.gmm.fit.selection_scores`)."""
+    screened_scores = np.asarray(selection_scores(screened["ll"], screened["bad"]))
+    top = np.argsort(-screened_scores, kind="stable")[:n]
     ll, bad = screened["ll"].copy(), screened["bad"].copy()
     ll[top], bad[top] = refined["ll"][top], refined["bad"][top]
-    return float(ll[np.argmax(scores(ll, bad))])
+    return float(ll[np.argmax(np.asarray(selection_scores(ll, bad)))])
 
 
 def restarts(result, n_samples: int) -> dict:
@@ -141,10 +137,10 @@ def timings(counts: Sequence[int], repeats: int = 5) -> list[list[str]]:
                 start = time.perf_counter()
                 once()
                 seconds.append(time.perf_counter() - start)
-            iters = np.asarray(result.restart_refined).sum()
+            n_refined = np.asarray(result.restart_refined).sum()
             rows.append(
                 [label, n, f"{first:.1f}", f"{np.median(seconds):.3f}",
-                 f"{float(result.log_likelihood) * len(x):.3f}", int(iters)]
+                 f"{float(result.log_likelihood) * len(x):.3f}", int(n_refined)]
             )  # fmt: skip
             jax.clear_caches()
         progress(f"timed {label}")

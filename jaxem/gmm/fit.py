@@ -38,6 +38,7 @@ __all__ = [
     "fit",
     "portfolio",
     "refine",
+    "selection_scores",
 ]
 
 
@@ -390,11 +391,12 @@ def initial_params(
     return starts, codes
 
 
-def _selection_scores(results: EMResult, bad: jax.Array) -> jax.Array:
-    """Final log-likelihoods ranked for choosing: NaN and (unless every restart
-    is) degenerate restarts at −∞. A likelihood spike on a singular component is
-    an artefact of reg_covar, not a better optimum."""
-    score = jnp.where(jnp.isnan(results.log_likelihood), -jnp.inf, results.log_likelihood)
+def selection_scores(log_likelihood: ArrayLike, bad: ArrayLike) -> jax.Array:
+    """Restarts' final log-likelihoods ranked for choosing: NaN and (unless every
+    restart is) degenerate restarts at −∞. A likelihood spike on a singular
+    component is an artefact of reg_covar, not a better optimum."""
+    log_likelihood, bad = jnp.asarray(log_likelihood), jnp.asarray(bad)
+    score = jnp.where(jnp.isnan(log_likelihood), -jnp.inf, log_likelihood)
     return jnp.where(bad & ~jnp.all(bad), -jnp.inf, score)
 
 
@@ -436,17 +438,17 @@ def refine(
 ) -> tuple[EMResult, jax.Array, jax.Array]:
     """Continue the ``n_refine`` best restarts and merge them back (traceable).
 
-    The screened restarts are ranked as :func:`best_of` ranks them (``bad``:
-    which are degenerate); ``run(starts)`` continues the best ``n_refine`` from
-    where they stopped, as one batch, with Aitken's rule (:func:`jaxem.em.iterate`),
-    and returns ``(EMResult, whether it ran on the moment formulation)``. Their
-    results replace theirs in ``results``; each history continues after its own
-    last screening iteration.
+    The screened restarts are ranked by :func:`selection_scores` (``bad``: which
+    are degenerate), as :func:`best_of` ranks them; ``run(starts)`` continues
+    the best ``n_refine`` from where they stopped, as one batch, with Aitken's
+    rule (:func:`jaxem.em.iterate`), and returns ``(EMResult, whether it ran on
+    the moment formulation)``. Their results replace theirs in ``results``; each
+    history continues after its own last screening iteration.
 
     Returns:
         ``(merged results, which restarts were refined, the moment flag of ``run``)``.
     """
-    top = jax.lax.top_k(_selection_scores(results, bad), n_refine)[1]
+    top = jax.lax.top_k(selection_scores(results.log_likelihood, bad), n_refine)[1]
     more, fast_path = run(jax.tree.map(lambda a: a[top], results.params))
     history = jnp.pad(
         results.history, ((0, 0), (0, more.history.shape[1])), constant_values=jnp.nan
@@ -485,7 +487,7 @@ def best_of(
         results, refined, refine_fast = refine(results, bad, run, n_refine)
         fast_path = fast_path & refine_fast
     bad = degenerate_restarts(results, x, reg_covar, sample_weight)
-    best = jnp.argmax(_selection_scores(results, bad))
+    best = jnp.argmax(selection_scores(results.log_likelihood, bad))
     chosen = jax.tree.map(lambda a: a[best], results)
     return FitResult(
         params=chosen.params,

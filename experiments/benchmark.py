@@ -181,7 +181,7 @@ if str(EXPERIMENTS_DIR) not in sys.path:
 from common import markdown_table, progress, write_markdown  # noqa: E402
 
 from jaxem import gmm  # noqa: E402
-from jaxem.gmm.fit import run_batch  # noqa: E402
+from jaxem._src.gmm.fit import run_batch  # noqa: E402
 
 DEFAULT_OUT = EXPERIMENTS_DIR / "results" / "benchmark.md"
 LIBRARIES = ("jaxem", "sklearn", "gmmx", "pomegranate")

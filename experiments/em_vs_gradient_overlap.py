@@ -50,7 +50,7 @@ from common import (  # noqa: E402
 
 import jaxem  # noqa: E402
 from jaxem import gmm  # noqa: E402
-from jaxem.gmm.gradient import fit_gradient  # noqa: E402
+from jaxem.gmm import fit_gradient  # noqa: E402
 from jaxem.gmm.unconstrained import from_unconstrained, to_unconstrained  # noqa: E402
 
 DEFAULT_OUT = EXPERIMENTS_DIR / "results"

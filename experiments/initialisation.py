@@ -74,7 +74,7 @@ import datasets  # noqa: E402
 from common import markdown_table, progress, write_markdown  # noqa: E402
 
 from jaxem import gmm  # noqa: E402
-from jaxem.gmm.fit import default_n_refine  # noqa: E402
+from jaxem._src.engine import default_n_refine  # noqa: E402
 
 DEFAULT_OUT = EXPERIMENTS_DIR / "results"
 MAX_K = {"faithful": 6, "iris": 4, "wine": 4}

@@ -43,7 +43,7 @@ from common import markdown_table, progress, write_markdown  # noqa: E402
 from initialisation import COVARIANCE_TYPES, MAX_K  # noqa: E402
 
 from jaxem import gmm  # noqa: E402
-from jaxem.gmm.fit import default_n_refine, selection_scores  # noqa: E402
+from jaxem._src.engine import default_n_refine, selection_scores  # noqa: E402
 
 RESULTS = EXPERIMENTS_DIR / "results"
 N_INIT = 20

@@ -121,7 +121,7 @@ def measure(args) -> dict:
     import jax
 
     from jaxem import gmm
-    from jaxem.gmm.fit import fit_from
+    from jaxem.gmm import fit_from
 
     if args.measure == "baseline":
         return {"peak_rss_mb": peak_rss_mb()}
@@ -186,8 +186,8 @@ def online_experiment(args):
     import optax
 
     from jaxem import gmm
+    from jaxem._src.gmm.passes import direct_pass
     from jaxem.gmm import unconstrained
-    from jaxem.gmm.passes import direct_pass
 
     x = open_memmap(args.path, args.n, args.d)
     stream_rows = min(args.stream, args.n - args.eval)

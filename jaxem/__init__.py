@@ -1,12 +1,66 @@
-"""jaxem: Expectation–Maximization and Gaussian mixture models in JAX."""
+"""jaxem: Expectation–Maximization in JAX, with Gaussian mixtures as its first family.
 
-from jaxem import _xla_flags
+The public API, re-exported explicitly (everything under ``jaxem._src`` is private):
+
+* the generic loop: :func:`em`, :func:`iterate`, :class:`EMResult` and its status codes;
+* the engine for any model family: :func:`fit`, :func:`select`, :func:`fit_online`,
+  the data sources :func:`chunks` (out of core) and :func:`sharded` (several
+  devices), and the seam :class:`Family` / :class:`MixtureFamily`;
+* the families: :mod:`jaxem.gmm` (Gaussian mixtures), :mod:`jaxem.mixtures`
+  (Poisson, ...);
+* :func:`fit_gradient` (gradient-based maximum likelihood with optax) and
+  :mod:`jaxem.kmeans`, :mod:`jaxem.hierarchical`.
+"""
+
+from jaxem._src import xla_flags as _xla_flags
 
 _xla_flags.apply()
 
-from jaxem import gmm, kmeans  # noqa: E402
-from jaxem.em import EMResult, em, iterate  # noqa: E402
-from jaxem.gradient import fit_gradient  # noqa: E402
+from jaxem import gmm, hierarchical, kmeans, mixtures  # noqa: E402
+from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded  # noqa: E402
+from jaxem._src.engine import FitResult, SelectionResult  # noqa: E402
+from jaxem._src.family import Family, MixtureFamily  # noqa: E402
+from jaxem._src.gradient import fit_gradient  # noqa: E402
+from jaxem._src.loop import (  # noqa: E402
+    CONVERGED,
+    DEGENERATE,
+    MAX_ITER,
+    NONFINITE,
+    STATUS_NAMES,
+    EMResult,
+    em,
+    iterate,
+)
+from jaxem._src.online import BatchInfo, OnlineResult, fit_online  # noqa: E402
+from jaxem._src.sources import PassInfo  # noqa: E402
 
-__all__ = ["EMResult", "em", "fit_gradient", "gmm", "iterate", "kmeans"]
+__all__ = [
+    "CONVERGED",
+    "DEGENERATE",
+    "MAX_ITER",
+    "NONFINITE",
+    "STATUS_NAMES",
+    "BatchInfo",
+    "ChunkedData",
+    "EMResult",
+    "Family",
+    "FitResult",
+    "MixtureFamily",
+    "OnlineResult",
+    "PassInfo",
+    "SelectionResult",
+    "ShardedData",
+    "chunks",
+    "em",
+    "fit",
+    "fit_gradient",
+    "fit_online",
+    "gmm",
+    "hierarchical",
+    "iterate",
+    "kmeans",
+    "mixtures",
+    "select",
+    "sharded",
+]
 __version__ = "0.1.0"

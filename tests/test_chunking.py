@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from helpers import COVARIANCE_TYPES, blobs, random_params
 
-from jaxem import _chunking, gmm
-from jaxem.gmm.fit import fit_from
+from jaxem import gmm
+from jaxem._src import chunking as _chunking
+from jaxem.gmm import fit_from
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from helpers import blobs
 
 import jaxem
 from jaxem import gmm
-from jaxem.gmm.fit import fit_from
+from jaxem.gmm import fit_from
 
 
 def _assert_trees_close(a, b, rtol=1e-9, atol=1e-12):
@@ -70,7 +70,7 @@ def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
     gmm.fit(jax.random.key(0), x, 2, n_init=2)
     before = gmm.fit.__wrapped__ if hasattr(gmm.fit, "__wrapped__") else None
     assert before is None
-    from jaxem.gmm.fit import _fit
+    from jaxem._src.api import _fit_program as _fit
 
     size = _fit._cache_size()
     gmm.fit(jax.random.key(3), x * 2.0, 2, n_init=2, tol=1e-5)

@@ -8,7 +8,8 @@ from helpers import COVARIANCE_TYPES, blobs, random_params
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from jaxem import _chunking, gmm
+from jaxem import gmm
+from jaxem._src import chunking as _chunking
 from jaxem.gmm import missing
 from jaxem.gmm.unconstrained import from_unconstrained, to_unconstrained
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import COVARIANCE_TYPES, blobs, random_params
 
 from jaxem import gmm
-from jaxem.gmm import passes
-from jaxem.gmm.fit import run_batch
-from jaxem.gmm.passes import cached_moment_pass, direct_pass, feature_cache, moment_pass
+from jaxem._src import sources as passes
+from jaxem._src.gmm.fit import run_batch
+from jaxem._src.gmm.passes import cached_moment_pass, direct_pass, feature_cache, moment_pass
 
 
 def _plain_m_step(params, x):

@@ -13,8 +13,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
 from jaxem import gmm, kmeans
-from jaxem.gmm.fit import degenerate, portfolio
-from jaxem.gmm.init import HC_MAX_SAMPLES, standardize, svd_transform
+from jaxem._src.gmm.family import degenerate, portfolio
+from jaxem._src.init import HC_MAX_SAMPLES, standardize, svd_transform
 from jaxem.hierarchical import cut, vvv_tree, ward_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))

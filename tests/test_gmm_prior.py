@@ -7,7 +7,7 @@ import pytest
 from helpers import COVARIANCE_TYPES, blobs
 
 from jaxem import gmm
-from jaxem.gmm.density import weighted_log_prob
+from jaxem._src.gmm.density import weighted_log_prob
 
 
 def _resp(x, k, seed=0):

@@ -36,7 +36,7 @@ def test_scores_equal_criteria_of_the_fits():
 
 
 def test_one_compiled_program_per_covariance_type():
-    from jaxem.gmm.select import _select_type
+    from jaxem._src.api import _select_program as _select_type
 
     x = blobs(seed=1, n=100, d=2, k=2)
     before = _select_type._cache_size()

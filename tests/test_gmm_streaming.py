@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxem import gmm
-from jaxem.gmm.fit import fit_from
-from jaxem.gmm.passes import direct_pass
+from jaxem._src.gmm.passes import direct_pass
+from jaxem.gmm import fit_from
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -69,7 +69,9 @@ def test_fit_chunks_from_memmap_and_callable_and_stops_at_max_iter(tmp_path):
     assert not bool(res.converged) and int(res.n_iter) == 7
     assert [p.iteration for p in passes] == [1, 2, 3, 4, 5, 6, 7, 0]
     assert passes[0].n_chunks == 5 and passes[0].n_samples == 600
-    assert passes[0].formulation == "direct" and passes[1].formulation == "moments"
+    # the data's centre comes from a summary pass first, so every EM pass can
+    # use the moment formulation (its accuracy check holds here)
+    assert {p.formulation for p in passes} == {"moments"}
     res2 = gmm.fit_chunks(
         start, lambda: (x[i : i + 200] for i in range(0, 600, 200)), tol=0.0, max_iter=7
     )
@@ -186,7 +188,7 @@ _SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
     from jaxem import gmm
-    from jaxem.gmm.sharded import fit_sharded
+    from jaxem.gmm import fit_sharded
     assert jax.device_count() == 4, jax.devices()
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 1, (301, 2)), rng.normal(2, 0.5, (400, 2)),

@@ -7,7 +7,7 @@ import pytest
 from helpers import COVARIANCE_TYPES, blobs, random_params
 
 from jaxem import gmm, kmeans
-from jaxem.gmm.fit import fit_from
+from jaxem.gmm import fit_from
 
 X = blobs(seed=0, n=60, d=2, k=3)
 WEIGHTS = np.random.default_rng(1).integers(0, 4, size=60).astype(float)

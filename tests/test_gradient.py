@@ -11,7 +11,7 @@ import pytest
 
 import jaxem
 from jaxem import gmm
-from jaxem.gmm.gradient import fit_gradient as gmm_fit_gradient
+from jaxem._src.gmm.gradient import fit_gradient as gmm_fit_gradient
 
 
 def _easy_data(seed=0, n=300):

@@ -20,7 +20,7 @@ from helpers import COVARIANCE_TYPES
 
 import jaxem
 from jaxem import gmm
-from jaxem.gmm.fit import fit_from
+from jaxem.gmm import fit_from
 
 RNG = np.random.default_rng(0)
 BASE = RNG.normal(size=(40, 3))

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from jaxem import _xla_flags
+from jaxem._src import xla_flags as _xla_flags
 
 FIT = textwrap.dedent(
     """

@@ -1,32 +1,45 @@
-"""Gaussian mixture models on the generic EM loop.
+"""Gaussian mixture models: the first family of the engine.
 
 Parameters are :class:`GMMParams` pytrees; every function is pure and works
-under ``jit``, ``vmap`` and ``grad``.
+under ``jit``, ``vmap`` and ``grad``. :func:`fit`, :func:`select`,
+:func:`fit_chunks`, :func:`fit_online` and :func:`fit_sharded` are the engine
+(:func:`jaxem.fit` and friends) with the Gaussian family (:func:`family`).
 """
 
+from jaxem._src.engine import FitResult, SelectionResult
+from jaxem._src.gmm.covariances import COVARIANCE_TYPES
+from jaxem._src.gmm.criteria import aic, bic, n_parameters
+from jaxem._src.gmm.density import log_prob, predict, predict_proba, sample
+from jaxem._src.gmm.family import DEGENERATE_THRESHOLD, GaussianFamily, degenerate, portfolio
+from jaxem._src.gmm.fit import (
+    family,
+    fit,
+    fit_chunks,
+    fit_from,
+    fit_sharded,
+    fit_sharded_from,
+    select,
+)
+from jaxem._src.gmm.gradient import fit_gradient
+from jaxem._src.gmm.init import INIT_METHODS, init
+from jaxem._src.gmm.interop import from_sklearn
+from jaxem._src.gmm.missing import impute
+from jaxem._src.gmm.online import OnlineResult, fit_online, stepwise_update
+from jaxem._src.gmm.params import GMMParams, make_params
+from jaxem._src.gmm.prior import Prior, default_prior, log_prior
+from jaxem._src.gmm.steps import SuffStats, e_step, m_step, maximize, reshift, suff_stats
+from jaxem._src.sources import PassInfo, array_chunks, print_progress, shard_rows
 from jaxem.gmm import missing, unconstrained
-from jaxem.gmm.covariances import COVARIANCE_TYPES
-from jaxem.gmm.criteria import aic, bic, n_parameters
-from jaxem.gmm.density import log_prob, predict, predict_proba, sample
-from jaxem.gmm.fit import FitResult, fit
-from jaxem.gmm.gradient import fit_gradient
-from jaxem.gmm.init import INIT_METHODS, init
-from jaxem.gmm.interop import from_sklearn
-from jaxem.gmm.missing import impute
-from jaxem.gmm.online import OnlineResult, fit_online, stepwise_update
-from jaxem.gmm.outofcore import array_chunks, fit_chunks, print_progress
-from jaxem.gmm.params import GMMParams, make_params
-from jaxem.gmm.prior import Prior, default_prior, log_prior
-from jaxem.gmm.select import SelectionResult, select
-from jaxem.gmm.sharded import fit_sharded, fit_sharded_from, shard_rows
-from jaxem.gmm.steps import SuffStats, e_step, m_step, maximize, reshift, suff_stats
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "DEGENERATE_THRESHOLD",
     "INIT_METHODS",
     "FitResult",
     "GMMParams",
+    "GaussianFamily",
     "OnlineResult",
+    "PassInfo",
     "Prior",
     "SelectionResult",
     "SuffStats",
@@ -34,9 +47,12 @@ __all__ = [
     "array_chunks",
     "bic",
     "default_prior",
+    "degenerate",
     "e_step",
+    "family",
     "fit",
     "fit_chunks",
+    "fit_from",
     "fit_gradient",
     "fit_online",
     "fit_sharded",
@@ -51,6 +67,7 @@ __all__ = [
     "maximize",
     "missing",
     "n_parameters",
+    "portfolio",
     "predict",
     "predict_proba",
     "print_progress",

@@ -1,0 +1,525 @@
+"""Fitting any family: :func:`fit` and :func:`select`, on any data source.
+
+The data decide the source: an array (or any pytree of arrays with N leading
+rows) is fitted in memory in one compiled program; :func:`chunks` wraps data
+read chunk by chunk from the host (out of core); :func:`sharded` splits the
+rows over the devices of a mesh. The family, the options and the result are the
+same for all three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jax.typing import ArrayLike
+
+from jaxem._src import engine
+from jaxem._src.engine import (
+    REFINE_MAX_ITER,
+    REFINE_TOL,
+    FitConfig,
+    FitResult,
+    SelectionResult,
+    check_init,
+    check_refine,
+    init_methods_for,
+    pipeline,
+)
+from jaxem._src.family import Family
+from jaxem._src.loop import check_criterion
+from jaxem._src.sources import (
+    HostChunks,
+    InMemory,
+    PassInfo,
+    Sharded,
+    as_chunk_source,
+    shard_rows,
+)
+from jaxem._src.validation import (
+    check_key,
+    check_n_active,
+    check_sample_weight,
+    check_scalar,
+    check_static_int,
+)
+
+__all__ = ["ChunkedData", "ShardedData", "chunks", "fit", "select", "sharded"]
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedData:
+    """Data read chunk by chunk on the host (see :func:`chunks`)."""
+
+    source: Callable
+    init_size: int
+    prefetch: int
+    callback: Callable[[PassInfo], Any] | None
+
+
+def chunks(
+    data: Any,
+    chunk_size: int | None = None,
+    *,
+    init_size: int = 20_000,
+    prefetch: int = 2,
+    callback: Callable[[PassInfo], Any] | None = None,
+) -> ChunkedData:
+    """Mark data to be read chunk by chunk, once per EM iteration (out of core).
+
+    Args:
+        data: an (N, D) array-like read ``chunk_size`` rows at a time
+            (:class:`numpy.memmap`, ``numpy.load(..., mmap_mode="r")``, an h5py
+            dataset), a sequence of (rows, D) arrays, or a callable returning a
+            fresh iterator of them. Items may be ``(x, sample_weight)`` pairs.
+            Chunks shorter than the first are padded with zero weights (one
+            compilation).
+        chunk_size: rows per chunk of an array-like; by default about 4M elements.
+        init_size: the restarts are initialised on a uniform random sample of
+            at most this many rows (one pass of reservoir sampling).
+        prefetch: chunks in flight on the device while the host reads the next.
+        callback: called with a :class:`~jaxem.PassInfo` after every pass (for
+            example :func:`jaxem.gmm.print_progress`).
+
+    Returns:
+        A :class:`ChunkedData` to pass as the data of :func:`fit`.
+    """
+    if chunk_size is not None:
+        chunk_size = check_static_int("chunk_size", chunk_size, minimum=1)
+    init_size = check_static_int("init_size", init_size, minimum=1)
+    prefetch = check_static_int("prefetch", prefetch, minimum=1)
+    return ChunkedData(as_chunk_source(data, chunk_size), init_size, prefetch, callback)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedData:
+    """Data split by rows over the devices of a mesh (see :func:`sharded`)."""
+
+    x: Any
+    mesh: Mesh
+    axis_name: str | None
+    init_size: int | None
+
+
+def sharded(
+    x: Any, mesh: Mesh, axis_name: str | None = None, *, init_size: int | None = None
+) -> ShardedData:
+    """Mark data to be split by rows over the devices of ``mesh``.
+
+    Each EM pass runs inside :func:`jax.shard_map` on every device's rows and its
+    statistics are reduced with ``psum``; the EM loop stays outside, so every
+    device sees the same objective and stops at the same iteration.
+
+    Args:
+        x: (N, D) host data (padded with zero-weight rows and placed), or a
+            global :class:`jax.Array` whose rows are split over ``axis_name``
+            (for several hosts: ``jax.make_array_from_process_local_data``).
+        mesh: the device mesh.
+        axis_name: the mesh axis the rows are split over (default: the only one).
+        init_size: initialise on this many random rows (replicated on every
+            device) instead of the whole data, which must otherwise fit on one
+            device during initialisation.
+
+    Returns:
+        A :class:`ShardedData` to pass as the data of :func:`fit`.
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
+    if axis_name is None:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(
+                f"the mesh has axes {mesh.axis_names}; name the sample axis with axis_name="
+            )
+        axis_name = mesh.axis_names[0]
+    elif axis_name not in mesh.axis_names:
+        raise ValueError(f"axis_name {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
+    if init_size is not None:
+        init_size = check_static_int("init_size", init_size, minimum=1)
+    return ShardedData(x, mesh, axis_name, init_size)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _fit_program(family, source, key, n_active, tol, refine_tol, starts, *, config):
+    return pipeline(family, source, key, n_active, tol, refine_tol, config, starts)[0]
+
+
+def _batched_start(start: PyTree | None, family: Family) -> PyTree | None:
+    """A start as a batch of restarts (leading axis), or None."""
+    if start is None:
+        return None
+    return family.as_batch(start)
+
+
+def fit(
+    family: Family,
+    key: jax.Array | None,
+    x: Any,
+    n_components: int | None = None,
+    *,
+    init: str = "auto",
+    n_init: int = 1,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
+    start: PyTree | None = None,
+    criterion: str = "change",
+) -> FitResult:
+    """Fit a model of ``family`` by EM: initialisation and ``n_init`` restarts in one call.
+
+    The restarts run as one ``vmap`` until scikit-learn's rule stops each
+    (``tol``, ``max_iter``: the screening); then the ``n_refine`` best continue
+    until Aitken's rule says less than ``refine_tol`` is left to gain (the
+    refinement, Biernacki et al.'s "em-EM"), and the non-degenerate one with the
+    highest final objective is returned. In memory the whole fit is one compiled
+    program, compiled once per static configuration (``n_components``,
+    ``init``, ``n_init``, ``max_iter``, the refinement, the family's static
+    fields, the data's shape and dtype); ``key``, ``x``, ``tol``, ``n_active``,
+    the sample weights and the family's hyperparameters are traced, so ``fit``
+    can be vmapped over any of them.
+
+    Args:
+        family: the model family (:class:`~jaxem.Family`), e.g.
+            ``jaxem.gmm.family("full")`` or ``jaxem.mixtures.Poisson()``.
+        key: JAX PRNG key (restart ``i`` uses ``jax.random.split(key, n_init)[i]``);
+            unused with ``start``.
+        x: the data: an array (in memory), :func:`chunks` (read from the host
+            chunk by chunk) or :func:`sharded` (split over devices).
+        n_components: K, static: the number of components (or the maximum, with
+            ``n_active``); not needed with ``start``.
+        init: ``"auto"`` (the family's portfolio of methods) or one of
+            ``family.init_methods`` for every restart.
+        n_init: number of restarts (static).
+        tol: tolerance of the screening's change rule on the mean objective.
+        max_iter: maximum EM iterations of the screening (static).
+        n_active: fit ``n_active ≤ K`` components (traced); the others have
+            weight 0. One compiled program covers every K.
+        sample_weight: optional (N,) non-negative weights (in memory; a chunk
+            source carries its own, a sharded one takes them here too).
+        n_refine: how many of the best screened restarts to refine (static);
+            default :func:`~jaxem._src.engine.default_n_refine`.
+        refine_tol: the refinement stops when Aitken's extrapolation predicts a
+            gain in mean objective under this.
+        refine_max_iter: at most this many more iterations per refined restart.
+        start: starting parameters instead of initialisation: one set, or a
+            batch of restarts along a leading axis.
+        criterion: the screening's stopping rule, ``"change"`` (scikit-learn's)
+            or ``"aitken"`` (:func:`jaxem.iterate`), static.
+
+    Returns:
+        :class:`~jaxem.FitResult`.
+    """
+    if not isinstance(family, Family):
+        raise TypeError(
+            "fit(family, key, x, n_components, ...) takes a model family first "
+            f"(e.g. jaxem.gmm.family('full')); got {type(family).__name__}"
+        )
+    if start is None:
+        check_key(key)
+        if n_components is None:
+            raise TypeError("fit needs n_components (or start=)")
+        n_components = check_static_int("n_components", n_components, minimum=1)
+        check_init(family, init)
+        n_init = check_static_int("n_init", n_init, minimum=1)
+    else:
+        start = _batched_start(start, family)
+        n_init = jax.tree.leaves(start)[0].shape[0]
+        n_components = family.n_components_of(start)
+    max_iter = check_static_int("max_iter", max_iter, minimum=1)
+    check_scalar("tol", tol)
+    check_criterion(criterion)
+    n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
+    n_active = check_n_active(n_active, n_components)
+
+    if isinstance(x, ChunkedData):
+        if sample_weight is not None:
+            raise ValueError("chunked data carry their own sample weights as (x, w) chunks")
+        return _fit_chunks(
+            family, key, x, n_components, init, n_init, tol, max_iter, n_active,
+            n_refine, refine_tol, refine_max_iter, start, criterion,
+        )  # fmt: skip
+    if isinstance(x, ShardedData):
+        source, n_samples = _sharded_source(family, key, x, sample_weight, n_components, start)
+    else:
+        x = family.check_data(x)
+        n_samples = jax.tree.leaves(x)[0].shape[0]
+        w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
+        dtype = jax.tree.leaves(x)[0].dtype
+        source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w)
+    if start is None and n_components > n_samples:
+        raise ValueError(
+            f"n_components={n_components} must be <= the number of samples ({n_samples})"
+        )
+    dtype = source.w.dtype
+    config = FitConfig(
+        n_components=n_components,
+        methods=() if start is not None else init_methods_for(family, init, n_init, n_samples),
+        max_iter=max_iter,
+        n_refine=n_refine,
+        refine_max_iter=refine_max_iter,
+        criterion=criterion,
+    )
+    if start is not None:
+        start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
+    return _fit_program(
+        family,
+        source,
+        key if start is None else jax.random.key(0),
+        n_active,
+        jnp.asarray(tol, dtype),
+        jnp.asarray(refine_tol, dtype),
+        start,
+        config=config,
+    )
+
+
+def _floating(a) -> bool:
+    return jnp.issubdtype(jnp.result_type(a), jnp.floating)
+
+
+def _fit_chunks(
+    family, key, data, n_components, init, n_init, tol, max_iter, n_active,
+    n_refine, refine_tol, refine_max_iter, start, criterion,
+):  # fmt: skip
+    dtype = _chunk_dtype(data, start)
+    source = HostChunks(
+        data.source,
+        dtype,
+        init_size=data.init_size,
+        prefetch=data.prefetch,
+        callback=data.callback,
+    )
+    methods = () if start is not None else init_methods_for(family, init, n_init, data.init_size)
+    config = FitConfig(n_components, methods, max_iter, n_refine, refine_max_iter, criterion)
+    if start is not None:
+        start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
+    result, _, _ = pipeline(
+        family,
+        source,
+        key if start is None else jax.random.key(0),
+        n_active,
+        jnp.asarray(tol, dtype),
+        jnp.asarray(refine_tol, dtype),
+        config,
+        start,
+    )
+    return result
+
+
+def _chunk_dtype(data: ChunkedData, start) -> Any:
+    if start is not None:
+        return np.dtype(jax.tree.leaves(start)[0].dtype)
+    for item in data.source():
+        first = item[0] if isinstance(item, tuple) else item
+        dtype = np.asarray(first[:1]).dtype
+        return dtype if np.issubdtype(dtype, np.floating) else jax.dtypes.canonicalize_dtype(float)
+    raise ValueError("the chunk source yielded no chunks")
+
+
+def _sharded_source(family, key, data: ShardedData, sample_weight, n_components, start):
+    mesh, axis_name = data.mesh, data.axis_name
+    x = data.x
+    n_shards = mesh.shape[axis_name]
+    replicated = NamedSharding(mesh, P())
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and len(x.devices()) > 1:
+        if x.shape[0] % n_shards:
+            raise ValueError(
+                f"a global x must have a number of rows divisible by the mesh axis "
+                f"{axis_name!r} of size {n_shards}; got {x.shape[0]} (pass host data instead)"
+            )
+        sharding = NamedSharding(mesh, P(axis_name))
+        xs = jax.device_put(x, sharding)
+        w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+        ws = jax.device_put(jnp.asarray(w, x.dtype), sharding)
+        n_samples = x.shape[0]
+        host = None
+    else:
+        host = family.check_data(np.asarray(x))
+        n_samples = host.shape[0]
+        w = check_sample_weight(sample_weight, host)
+        w = jnp.ones(n_samples, host.dtype) if w is None else w
+        xs, ws = shard_rows(np.asarray(host), mesh, axis_name, np.asarray(w))
+    if (data.init_size is None or start is not None) and host is not None:
+        # the unpadded rows: initialisation then equals the in-memory fit's
+        init_rows, init_w = jax.device_put((host, w), replicated)
+    elif data.init_size is None or start is not None:
+        init_rows, init_w = _gather((xs, ws), replicated)
+    else:
+        size = min(data.init_size, n_samples)
+        if n_components > size:
+            raise ValueError(
+                f"n_components={n_components} must be <= the number of samples used to "
+                f"initialise ({size})"
+            )
+        rows = jax.random.choice(jax.random.fold_in(key, 1), n_samples, (size,), replace=False)
+        init_rows, init_w = _take((xs, ws), rows, mesh=mesh, axis_name=axis_name)
+    return Sharded(xs, ws, init_rows, init_w, mesh, axis_name), n_samples
+
+
+@functools.partial(jax.jit, static_argnames=("out_sharding",))
+def _gather(x, out_sharding):
+    return jax.lax.with_sharding_constraint(x, out_sharding)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "axis_name"))
+def _take(arrays, rows, *, mesh, axis_name):
+    """``a[rows]`` of each array, replicated on every device: each device
+    contributes the rows it holds and a ``psum`` assembles them (no gather of
+    the whole data)."""
+
+    def local(arrays, rows):
+        def pick(a):
+            n_local = a.shape[0]
+            offset = rows - jax.lax.axis_index(axis_name) * n_local
+            mine = (offset >= 0) & (offset < n_local)
+            picked = a[jnp.clip(offset, 0, n_local - 1)]
+            mask = mine.reshape(mine.shape + (1,) * (picked.ndim - 1))
+            return jax.lax.psum(jnp.where(mask, picked, 0), axis_name)
+
+        return jax.tree.map(pick, arrays)
+
+    fn = jax.shard_map(local, mesh=mesh, in_specs=(P(axis_name), P()), out_specs=P())
+    return fn(arrays, rows)
+
+
+# ------------------------------------------------------------------------ select
+
+
+@functools.partial(jax.jit, static_argnames=("config", "criterion"))
+def _select_program(family, source, key, ks, tol, refine_tol, *, config, criterion):
+    def one(k):
+        result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
+        ll = result.log_likelihood - bound.log_prior(result.params) / context_count(context)
+        return result, ll, bound.n_parameters(result.params)
+
+    results, lls, n_params = jax.vmap(one)(ks)
+    n = jnp.sum(source.w)
+    scores = jax.vmap(lambda p, ll: engine.criterion_score(criterion, p, ll, n))(n_params, lls)
+    return results, scores, lls
+
+
+def context_count(context) -> jax.Array:
+    """The total sample weight recorded in a family's context."""
+    if isinstance(context, dict):
+        return context["count"]
+    return context.count
+
+
+def select(
+    families: Family | Mapping[str, Family],
+    key: jax.Array,
+    x: Any,
+    *,
+    n_components: Iterable[int] = range(1, 10),
+    criterion: str = "bic",
+    init: str = "auto",
+    n_init: int = 1,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    sample_weight: ArrayLike | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
+) -> SelectionResult:
+    """Fit every (model, K) and pick the lowest BIC (or AIC).
+
+    One compiled program per model fits all K at once (a ``vmap`` of :func:`fit`
+    over the number of active components inside ``max(n_components)``), each
+    with ``n_init`` restarts from the same ``key``. Not traceable itself: it
+    returns the chosen model's name as a Python string.
+
+    Args:
+        families: one family, or a mapping from model names to families (for
+            example one Gaussian family per covariance type).
+        key: JAX PRNG key.
+        x: (N, D) data in memory.
+        n_components: the numbers of components to try.
+        criterion: ``"bic"`` (``−2 log L + p log N``) or ``"aic"`` (``−2 log L +
+            2p``), with ``N`` the total sample weight; lower is better.
+        init, n_init, tol, max_iter, sample_weight, n_refine, refine_tol,
+            refine_max_iter: as in :func:`fit`.
+
+    Returns:
+        :class:`~jaxem.SelectionResult`; with a prior, the criteria use the
+        log-likelihood at the MAP estimate (as R mclust does).
+    """
+    if isinstance(families, Family):
+        families = {type(families).__name__: families}
+    if not isinstance(families, Mapping) or not families:
+        raise TypeError("families must be a Family or a non-empty mapping of names to families")
+    check_key(key)
+    ks = tuple(check_static_int("n_components", k, minimum=1) for k in n_components)
+    if not ks:
+        raise ValueError("n_components must name at least one number of components")
+    engine.check_criterion(criterion)
+    n_init = check_static_int("n_init", n_init, minimum=1)
+    max_iter = check_static_int("max_iter", max_iter, minimum=1)
+    check_scalar("tol", tol)
+    n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
+    names = tuple(families)
+    first = families[names[0]]
+    x = first.check_data(x)
+    leaf = jax.tree.leaves(x)[0]
+    n_samples = leaf.shape[0]
+    if max(ks) > n_samples:
+        raise ValueError(
+            f"n_components up to {max(ks)} must be <= the number of samples ({n_samples})"
+        )
+    w = check_sample_weight(sample_weight, leaf)
+    source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w)
+    scores, lls, fits = [], [], []
+    for name in names:
+        family = families[name]
+        if not isinstance(family, Family):
+            raise TypeError(f"families[{name!r}] must be a Family; got {type(family).__name__}")
+        check_init(family, init)
+        config = FitConfig(
+            n_components=max(ks),
+            methods=init_methods_for(family, init, n_init, n_samples),
+            max_iter=max_iter,
+            n_refine=n_refine,
+            refine_max_iter=refine_max_iter,
+        )
+        results, s, ll = _select_program(
+            family,
+            source,
+            key,
+            jnp.asarray(ks, jnp.int32),
+            jnp.asarray(tol, leaf.dtype),
+            jnp.asarray(refine_tol, leaf.dtype),
+            config=config,
+            criterion=criterion,
+        )
+        scores.append(np.asarray(s))
+        lls.append(np.asarray(ll))
+        fits.append(results)
+    scores_array, lls_array = np.stack(scores), np.stack(lls)
+    t, m = np.unravel_index(np.nanargmin(scores_array), scores_array.shape)
+    best = jax.tree.map(lambda a: a[m], fits[t])
+    return SelectionResult(
+        scores=scores_array,
+        log_likelihoods=lls_array,
+        models=names,
+        n_components=ks,
+        criterion=criterion,
+        best_model=names[t],
+        best_n_components=ks[m],
+        params=families[names[t]].trim(best.params),
+        log_likelihood=float(lls_array[t, m]),
+        fits=tuple(fits),
+    )

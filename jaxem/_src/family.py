@@ -1,0 +1,279 @@
+"""The seam between a model family and the engine: additive sufficient statistics.
+
+A *family* is a frozen dataclass registered as a JAX pytree: its static
+configuration (a covariance type, a formulation) is pytree metadata, its numeric
+hyperparameters (``reg_covar``, a prior) are traced leaves, so ``vmap`` over a
+hyperparameter is ``vmap`` over the family. It is a handful of pure functions and
+never sees loops, chunks, restarts or devices:
+
+* :meth:`Family.pass_` ``(params, rows, weights, context) -> (stats, Σ w log p)``
+  over one chunk of rows. ``stats`` is a pytree whose every leaf adds over
+  chunks: ``pass(a ∪ b) = pass(a) + pass(b)``. This is the whole seam: a source
+  (in memory, chunks on disk, devices, a stream) only sums it.
+* :meth:`Family.maximize` ``(stats, params, context) -> params``: the M-step
+  from summed statistics (``params`` are those of the E-step, ``None`` in the
+  first M-step from initial responsibilities).
+* :meth:`Family.log_prior`, :meth:`Family.n_parameters` and, where it means
+  something, :meth:`Family.degenerate`.
+* initialisation: :meth:`Family.initial_stats` from a key, the data and K (by
+  default responsibilities from one of :data:`jaxem._src.init.INIT_METHODS`
+  on :meth:`Family.init_features`, then their statistics,
+  :meth:`Family.init_stats`; the loop's first M-step makes the parameters).
+* data: :meth:`Family.summarize` (an additive summary of the data: counts,
+  means, second moments) and :meth:`Family.context` (what the passes need of it,
+  e.g. the data's centre), :meth:`Family.featurize` (parameter-independent
+  per-row features a source may build once and keep), :meth:`Family.bind`
+  (hyperparameters that depend on the data and K, e.g. mclust's default prior).
+
+:class:`MixtureFamily` derives the pass, the E-step and the predictions of a
+finite mixture from three functions (:meth:`~MixtureFamily.log_components`,
+:meth:`~MixtureFamily.suff_stats`, :meth:`~MixtureFamily.maximize`); a new
+mixture needs only those and :meth:`~Family.n_parameters`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxem._src.chunking import chunk_rows
+from jaxem._src.init import INIT_METHODS, init_resp
+from jaxem._src.validation import as_data
+
+__all__ = ["Family", "MixtureFamily"]
+
+PyTree = Any
+
+
+class Family:
+    """Base class of model families (see the module docstring for the contract).
+
+    Subclasses are frozen dataclasses registered with
+    :func:`jax.tree_util.register_dataclass`; they override :meth:`pass_`,
+    :meth:`maximize`, :meth:`n_parameters` and :meth:`init_stats` (or, for a
+    mixture, derive from :class:`MixtureFamily`), and whatever else their
+    model needs.
+    """
+
+    #: Initialisation methods this family understands (``init=`` of a fit).
+    init_methods: ClassVar[tuple[str, ...]] = INIT_METHODS
+
+    # ------------------------------------------------------------------ data
+
+    def check_data(self, x: Any, *, name: str = "x") -> Any:
+        """Validate and convert data at the Python boundary (shapes always,
+        values when concrete). Default: a finite floating (N, D) array."""
+        return as_data(x, name=name)
+
+    def summarize(self, x: Any, w: jax.Array, ref: Any) -> PyTree:
+        """Additive summary of a chunk of rows ``x`` with weights ``w`` (N,).
+
+        ``ref`` is one row of the data, the same for every chunk: take sums
+        about it so that they keep their digits far from the origin. Default:
+        the total weight only.
+        """
+        return {"count": jnp.sum(w)}
+
+    def context(self, summary: PyTree, ref: Any) -> PyTree:
+        """What the passes need of the data, from the summed :meth:`summarize`."""
+        return summary
+
+    def bind(self, context: PyTree, n_active: ArrayLike) -> Family:
+        """This family with hyperparameters that depend on the data resolved."""
+        return self
+
+    def featurize(self, x: Any, context: PyTree) -> Any:
+        """Per-row features the pass reads instead of ``x`` (parameter
+        independent, so a source may build them once). Default: ``x`` itself."""
+        return x
+
+    #: Whether :meth:`featurize` does anything (a source then builds the
+    #: features once when they fit in memory, else chunk by chunk).
+    has_features: ClassVar[bool] = False
+
+    def chunk_rows(self, n_rows: int, params: PyTree, rows: Any, batch: int, mode: str) -> int:
+        """Rows per chunk of the pass (static). ``rows`` are the rows the pass
+        reads (features when ``mode`` is ``"cached"`` or ``"features"``, else the
+        data); ``batch`` restarts are computed together. Default: about 600k
+        elements of (rows, batch·K·width)."""
+        k = self.n_components_of(params)
+        width = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(rows))
+        return chunk_rows(n_rows, batch * k * max(width, 1))
+
+    # -------------------------------------------------------------------- EM
+
+    def pass_(self, params: PyTree, rows: Any, w: jax.Array, context: PyTree):
+        """``(stats, Σ_n w_n log p(x_n))`` of one chunk; ``stats`` add over chunks."""
+        raise NotImplementedError
+
+    def maximize(self, stats: PyTree, params: PyTree | None, context: PyTree) -> PyTree:
+        """The M-step from summed statistics (``params``: the E-step's, or None)."""
+        raise NotImplementedError
+
+    def log_prior(self, params: PyTree) -> jax.Array:
+        """``log p(θ)`` under the family's prior (0 without one)."""
+        return jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+
+    @property
+    def has_prior(self) -> bool:
+        """Whether :meth:`maximize` is a MAP step (statistics must then be in
+        absolute units, not per sample)."""
+        return False
+
+    def canonical(self, params: PyTree) -> PyTree:
+        """Parameters with derived fields recomputed from the primary ones (after
+        averaging iterates, say). Default: as they are."""
+        return params
+
+    def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:
+        """Statistics computed under ``old`` parameters re-expressed so that they
+        add to statistics computed under ``new`` ones (stepwise EM). Default: as
+        they are (statistics that do not depend on the parameters' frame)."""
+        return stats
+
+    # ----------------------------------------------------------------- model
+
+    def n_parameters(self, params: PyTree) -> jax.Array:
+        """Free parameters, counting active components only (for BIC/AIC)."""
+        raise NotImplementedError
+
+    def degenerate(self, params: PyTree, context: PyTree) -> jax.Array:
+        """Whether a fit ended on a degenerate optimum (a likelihood spike held up
+        only by regularisation); such restarts are not chosen. Default: never."""
+        return jnp.asarray(False)
+
+    def pass_name(self, fast: bool) -> str:
+        """How a pass was computed, for progress reports (``fast``: whether
+        :meth:`fast` held for every restart)."""
+        return ""
+
+    def fast(self, params: PyTree, context: PyTree) -> jax.Array:
+        """Whether the family's fast formulation is accurate at ``params``
+        (families with a single formulation: always)."""
+        return jnp.asarray(True)
+
+    def n_components_of(self, params: PyTree) -> int:
+        """K of (a batch of) parameters (static)."""
+        raise NotImplementedError
+
+    def as_batch(self, params: PyTree) -> PyTree:
+        """Parameters as a batch of restarts (a leading axis added if missing)."""
+        raise NotImplementedError
+
+    def trim(self, params: PyTree) -> PyTree:
+        """Concrete parameters without their inactive components (for display)."""
+        return params
+
+    # -------------------------------------------------------- initialisation
+
+    def portfolio(self, n_init: int, n_samples: int) -> tuple[str, ...]:
+        """The methods of ``n_init`` restarts for ``init="auto"`` (static)."""
+        cycle = ("kmeans", "random_from_data", "standardized_kmeans")
+        return tuple(cycle[i % len(cycle)] for i in range(n_init))
+
+    def init_features(self, x: Any, context: PyTree) -> jax.Array:
+        """The (N, D') continuous representation the initialisers cluster."""
+        return x
+
+    def initial_stats(
+        self,
+        key: jax.Array,
+        x: Any,
+        w: jax.Array,
+        n_components: int,
+        n_active: jax.Array,
+        method: str,
+        context: PyTree,
+    ) -> tuple[PyTree, PyTree]:
+        """Starting statistics: responsibilities from ``method`` on
+        :meth:`init_features`, then :meth:`init_stats`."""
+        resp = init_resp(key, self.init_features(x, context), n_components, method, n_active, w)
+        return self.init_stats(resp, x, w, context)
+
+    def init_stats(
+        self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree
+    ) -> tuple[PyTree, PyTree]:
+        """``(stats, frame)`` of rows ``x`` with responsibilities ``resp`` (N, K)
+        and weights ``w``: ``maximize(stats, frame, context)`` is the M-step on
+        them (``frame``: parameters-shaped, what :meth:`maximize` reads of the
+        E-step's parameters)."""
+        raise NotImplementedError
+
+
+class MixtureFamily(Family):
+    """A finite mixture ``p(x) = Σ_k π_k p(x | θ_k)`` whose parameters carry the
+    mixing weights as ``params.weights`` (K,); a component with weight exactly 0
+    is inactive (zero responsibility, stays inactive).
+
+    Subclasses give :meth:`log_components` ``(params, x) -> (N, K)``,
+    :meth:`suff_stats` ``(resp, x) -> stats`` (responsibilities already
+    multiplied by the sample weights; additive over rows), :meth:`maximize` and
+    :meth:`n_parameters`; the pass, the E-step, the densities and predictions
+    follow.
+    """
+
+    def log_components(self, params: PyTree, x: Any) -> jax.Array:
+        """(N, K) ``log p(x_n | θ_k)``."""
+        raise NotImplementedError
+
+    def n_components_of(self, params: PyTree) -> int:
+        return params.weights.shape[-1]
+
+    def as_batch(self, params: PyTree) -> PyTree:
+        if params.weights.ndim == 2:
+            return params
+        return jax.tree.map(lambda a: jnp.asarray(a)[None], params)
+
+    def trim(self, params: PyTree) -> PyTree:
+        """Drops inactive components from every leaf whose leading axis has K
+        entries; a family with parameters shared by all components overrides it."""
+        keep = np.asarray(params.weights) > 0
+        k = keep.shape[0]
+        return jax.tree.map(lambda a: a[keep] if jnp.ndim(a) and a.shape[0] == k else a, params)
+
+    def suff_stats(self, resp: jax.Array, x: Any) -> PyTree:
+        """Statistics of rows ``x`` with (weighted) responsibilities ``resp`` (N, K)."""
+        raise NotImplementedError
+
+    def log_joint(self, params: PyTree, x: Any) -> jax.Array:
+        """(N, K) ``log π_k + log p(x_n | θ_k)``; ``-inf`` for inactive components."""
+        weights = params.weights
+        active = weights > 0
+        log_weights = jnp.log(jnp.where(active, weights, 1))
+        return jnp.where(active, self.log_components(params, x) + log_weights, -jnp.inf)
+
+    def posterior(self, params: PyTree, x: Any) -> tuple[jax.Array, jax.Array]:
+        """``(resp (N, K), log p(x_n) (N,))``."""
+        joint = self.log_joint(params, x)
+        log_norm = jax.nn.logsumexp(joint, axis=1)
+        return jnp.exp(joint - log_norm[:, None]), log_norm
+
+    def pass_(self, params, rows, w, context):
+        resp, log_norm = self.posterior(params, rows)
+        return self.suff_stats(resp * w[:, None], rows), jnp.sum(w * log_norm)
+
+    def init_stats(self, resp, x, w, context):
+        stats = self.suff_stats(resp * w[:, None], x)
+        shapes = jax.eval_shape(lambda s: self.maximize(s, None, context), stats)
+        return stats, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+    def e_step(self, params: PyTree, x: Any) -> tuple[jax.Array, jax.Array]:
+        """``(resp, mean log-likelihood)``: the user-facing E-step."""
+        resp, log_norm = self.posterior(params, x)
+        return resp, jnp.mean(log_norm)
+
+    def log_prob(self, params: PyTree, x: Any) -> jax.Array:
+        """(N,) ``log p(x_n)``."""
+        return jax.nn.logsumexp(self.log_joint(params, x), axis=1)
+
+    def predict_proba(self, params: PyTree, x: Any) -> jax.Array:
+        """(N, K) posterior probabilities of the components."""
+        return jax.nn.softmax(self.log_joint(params, x), axis=1)
+
+    def predict(self, params: PyTree, x: Any) -> jax.Array:
+        """(N,) the most probable component of each row."""
+        return jnp.argmax(self.log_joint(params, x), axis=1)

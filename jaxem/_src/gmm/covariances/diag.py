@@ -1,0 +1,75 @@
+"""Diagonal covariances: one variance per component and feature, shape (K, D)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features)
+
+
+def precisions_cholesky(covariances: jax.Array) -> jax.Array:
+    """(K, D) ``1 / sqrt(σ²_kd)``."""
+    return jax.lax.rsqrt(covariances)
+
+
+def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
+    """(K,) ``Σ_d log p_kd``."""
+    return jnp.sum(jnp.log(precisions_cholesky), axis=-1)
+
+
+def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(N, K) ``Σ_d ((x_nd − μ_kd) p_kd)²``."""
+    y = (x[:, None, :] - means[None, :, :]) * precisions_cholesky[None, :, :]
+    return jnp.sum(y * y, axis=-1)
+
+
+def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk (x_nd − s_kd)²``."""
+    diff = x[:, None, :] - shift[None, :, :]
+    return jnp.einsum("nk,nkd->kd", resp, diff * diff)
+
+
+def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+    """(K, D) ``σ²_kd = S_kd / n_k − δ_kd² + reg``, floored at ``reg``."""
+    return jnp.maximum(sxx / nk[:, None] - delta * delta, 0) + reg_covar
+
+
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """Floor zero variances at ``10·ε·max_d σ²_kd`` (at least ``tiny/ε``;
+    ``tiny^¼`` if all are zero)."""
+    finfo = jnp.finfo(covariances.dtype)
+    scale = jnp.max(covariances, axis=-1, keepdims=True)
+    # tiny / eps keeps a floor under rounding noise (a one-point component of
+    # data at scale 1e-10 in float32) out of the subnormals, where 1/σ overflows.
+    relative = jnp.maximum(10 * finfo.eps * scale, finfo.tiny / finfo.eps)
+    floor = jnp.where(scale > 0, relative, finfo.tiny**0.25)
+    return jnp.where(covariances > 0, covariances, floor)
+
+
+def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
+    return n_components * n_features
+
+
+def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
+    return z * jnp.sqrt(covariances)[labels]
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """(D,) mclust's scalar ``tr(cov) / D`` repeated per feature."""
+    d = covariance.shape[-1]
+    return jnp.full((d,), jnp.trace(covariance) / d)
+
+
+def smallest_standardized_eigenvalue(
+    covariances: jax.Array, variances: jax.Array, reg_covar: jax.Array
+) -> jax.Array:
+    """(K,) ``min_d (σ²_kd − reg) / var_d``."""
+    return jnp.min((covariances - reg_covar) / variances, axis=-1)
+
+
+def unit(n_components: int, n_features: int, dtype) -> jax.Array:
+    """(K, D) ones."""
+    return jnp.ones(shape(n_components, n_features), dtype)

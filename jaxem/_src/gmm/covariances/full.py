@@ -1,0 +1,98 @@
+"""Full covariances: one (D, D) matrix per component, shape (K, D, D)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features, n_features)
+
+
+def precisions_cholesky(covariances: jax.Array) -> jax.Array:
+    """(K, D, D) upper-triangular ``P_k = L_k⁻ᵀ``, ``inv(Σ_k) = P_k P_kᵀ``, ``Σ_k = L_k L_kᵀ``."""
+    chol = jnp.linalg.cholesky(covariances)
+    eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
+    return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
+
+
+def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
+    """(K,) ``log det P_k = ½ log det Σ_k⁻¹``."""
+    return jnp.sum(jnp.log(jnp.diagonal(precisions_cholesky, axis1=-2, axis2=-1)), axis=-1)
+
+
+def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(N, K) squared Mahalanobis distances ``‖(x_n − μ_k) P_k‖²``."""
+    y = jnp.einsum("nd,kde->nke", x, precisions_cholesky)
+    y = y - jnp.einsum("kd,kde->ke", means, precisions_cholesky)
+    return jnp.sum(y * y, axis=-1)
+
+
+def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ``."""
+    diff = x[:, None, :] - shift[None, :, :]
+    return jnp.einsum("nk,nkd,nke->kde", resp, diff, diff)
+
+
+def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_k = S_k / n_k − δ_k δ_kᵀ + reg·I``, with ``δ_k = μ_k − s_k``."""
+    cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
+
+
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """Add a ridge to the matrices whose Cholesky factorisation fails.
+
+    A singular covariance (a constant or duplicated feature, a component on one
+    point, with ``reg_covar=0``) gets ``10·D·ε·max(diag)`` on its diagonal; if
+    that still fails (a matrix that is only rounding noise), ``D·max|Σ| + tiny^¼``,
+    which makes it diagonally dominant. Positive definite matrices are unchanged.
+    """
+    d = covariances.shape[-1]
+    finfo = jnp.finfo(covariances.dtype)
+    eye = jnp.eye(d, dtype=covariances.dtype)
+
+    def fails(ridge):
+        chol = jnp.linalg.cholesky(covariances + ridge[..., None, None] * eye)
+        return ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
+
+    scale = jnp.max(jnp.abs(jnp.diagonal(covariances, axis1=-2, axis2=-1)), axis=-1)
+    small = 10 * d * finfo.eps * scale
+    large = d * jnp.max(jnp.abs(covariances), axis=(-2, -1)) + finfo.tiny**0.25
+    zero = jnp.zeros_like(scale)
+    ridge = jnp.where(fails(zero), jnp.where(fails(small), large, small), zero)
+    return covariances + ridge[..., None, None] * eye
+
+
+def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
+    return n_components * n_features * (n_features + 1) // 2
+
+
+def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
+    """(n, D) ``L_{label} z`` for standard normal ``z`` (n, D): noise with covariance Σ."""
+    chol = jnp.linalg.cholesky(covariances)
+    return jnp.einsum("nde,ne->nd", chol[labels], z)
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """mclust's default prior scale from ``K^(−2/D)`` times the data covariance:
+    the matrix itself."""
+    return covariance
+
+
+def smallest_standardized_eigenvalue(
+    covariances: jax.Array, variances: jax.Array, reg_covar: jax.Array
+) -> jax.Array:
+    """(K,) smallest eigenvalue of ``D^(−½) (Σ_k − reg·I) D^(−½)``, ``D`` the data's
+    feature variances (the degeneracy check)."""
+    d = variances.shape[0]
+    scale = jax.lax.rsqrt(variances)
+    std = (covariances - reg_covar * jnp.eye(d, dtype=covariances.dtype)) * scale[:, None]
+    return jnp.linalg.eigvalsh(std * scale[None, :])[..., 0]
+
+
+def unit(n_components: int, n_features: int, dtype) -> jax.Array:
+    """(K, D, D) identity matrices (a placeholder covariance, its own precision factor)."""
+    return jnp.broadcast_to(jnp.eye(n_features, dtype=dtype), shape(n_components, n_features))

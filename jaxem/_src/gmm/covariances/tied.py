@@ -1,0 +1,72 @@
+"""Tied covariance: one (D, D) matrix shared by every component."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxem._src.gmm.covariances import full
+
+
+def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_features, n_features)
+
+
+def precisions_cholesky(covariances: jax.Array) -> jax.Array:
+    """(D, D) upper-triangular ``P`` with ``inv(Σ) = P Pᵀ``."""
+    return full.precisions_cholesky(covariances)
+
+
+def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
+    """() ``log det P``; broadcasts over components."""
+    return full.log_det_cholesky(precisions_cholesky, n_features)
+
+
+def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(N, K) ``‖(x_n − μ_k) P‖²``."""
+    y = x @ precisions_cholesky
+    mu = means @ precisions_cholesky
+    return jnp.sum((y[:, None, :] - mu[None, :, :]) ** 2, axis=-1)
+
+
+def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
+    """(D, D) ``Σ_k Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ``."""
+    return jnp.sum(full.second_moments(resp, x, shift), axis=0)
+
+
+def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+    """(D, D) ``Σ = (S − Σ_k n_k δ_k δ_kᵀ) / Σ_k n_k + reg·I``."""
+    cov = (sxx - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
+    cov = 0.5 * (cov + cov.T)
+    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
+
+
+def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
+    """As :func:`jaxem.gmm.covariances.full.ensure_positive_definite`."""
+    return full.ensure_positive_definite(covariances)
+
+
+def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
+    return jnp.asarray(n_features * (n_features + 1) // 2)
+
+
+def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
+    return z @ jnp.linalg.cholesky(covariances).T
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """As :func:`jaxem._src.gmm.covariances.full.prior_scale`."""
+    return covariance
+
+
+def smallest_standardized_eigenvalue(
+    covariances: jax.Array, variances: jax.Array, reg_covar: jax.Array
+) -> jax.Array:
+    """() as :func:`jaxem._src.gmm.covariances.full.smallest_standardized_eigenvalue`
+    (shared by every component)."""
+    return full.smallest_standardized_eigenvalue(covariances, variances, reg_covar)
+
+
+def unit(n_components: int, n_features: int, dtype) -> jax.Array:
+    """(D, D) identity."""
+    return jnp.eye(n_features, dtype=dtype)

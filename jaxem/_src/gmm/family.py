@@ -1,0 +1,235 @@
+"""The Gaussian mixture as a family of the engine (:mod:`jaxem._src.family`).
+
+Everything that depends on the covariance type lives in that type's module
+(:mod:`jaxem._src.gmm.covariances`); this module only wires the Gaussian
+passes (:mod:`jaxem._src.gmm.passes`), the M-step (:func:`maximize`), the
+conjugate prior and the degeneracy check into the seam.
+
+Statistics are :class:`Moments`: ``(n_k, Σ r (x − μ_k), second moments about
+μ_k)`` about the means of the E-step's parameters, whichever formulation
+computed them, so they add over chunks and devices and the M-step reads the
+shift from the parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxem._src.chunking import chunk_rows
+from jaxem._src.family import MixtureFamily
+from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import moments, passes
+from jaxem._src.gmm.criteria import n_parameters
+from jaxem._src.gmm.density import component_log_prob
+from jaxem._src.gmm.params import GMMParams, from_covariances
+from jaxem._src.gmm.prior import Prior, log_prior, prior_from_moments
+from jaxem._src.gmm.steps import SuffStats, maximize, reshift, suff_stats
+from jaxem._src.init import HC_MAX_SAMPLES
+
+__all__ = ["DEGENERATE_THRESHOLD", "FORMULATIONS", "GaussianContext", "GaussianFamily"]
+
+FORMULATIONS = ("auto", "moments", "direct")
+
+# A component is degenerate when its covariance, less reg_covar and in units of
+# the data's feature variances, has an eigenvalue below this: its points lie on
+# a lower-dimensional set (tied or discretised values) and its likelihood is
+# held finite only by reg_covar.
+DEGENERATE_THRESHOLD = 1e-6
+
+
+class GaussianContext(NamedTuple):
+    """What the Gaussian passes need of the data (weighted by the sample weights)."""
+
+    count: jax.Array  # () Σ w
+    center: jax.Array  # (D,) the weighted mean, the centre of the moment features
+    covariance: jax.Array  # (D, D) the weighted covariance (divided by Σ w)
+    variances: jax.Array  # (D,) its diagonal, 1 where a feature is constant
+
+
+def gaussian_summary(x: jax.Array, w: jax.Array, ref: jax.Array):
+    """``(Σ w, Σ w (x − r), Σ w (x − r)(x − r)ᵀ)`` about the row ``r``."""
+    xr = x - ref
+    return jnp.sum(w), w @ xr, (xr * w[:, None]).T @ xr
+
+
+def gaussian_context(summary, ref: jax.Array) -> GaussianContext:
+    count, s1, s2 = summary
+    delta = s1 / count
+    cov = s2 / count - jnp.outer(delta, delta)
+    cov = 0.5 * (cov + cov.T)
+    var = jnp.diagonal(cov)
+    return GaussianContext(count, ref + delta, cov, jnp.where(var > 0, var, 1))
+
+
+def degenerate(params: GMMParams, variances: jax.Array, reg_covar: ArrayLike) -> jax.Array:
+    """Whether an active component is singular but for ``reg_covar``.
+
+    The smallest eigenvalue of ``(Σ_k − reg_covar·I)`` standardised by the data's
+    feature variances (``D^(−½) (Σ_k − reg·I) D^(−½)``) below
+    :data:`DEGENERATE_THRESHOLD`: a spike of the likelihood on a few coincident
+    or collinear points (common on rounded data), which is not a meaningful
+    optimum. Traceable.
+    """
+    module = cov_lib.get(params.covariance_type)
+    low = module.smallest_standardized_eigenvalue(params.covariances, variances, reg_covar)
+    low = jnp.broadcast_to(low, params.weights.shape)
+    return jnp.any((params.weights > 0) & (low < DEGENERATE_THRESHOLD))
+
+
+def portfolio(n_init: int, n_samples: int) -> tuple[str, ...]:
+    """Initialisation methods of ``n_init`` restarts for ``init="auto"`` (static).
+
+    ``standardized_kmeans`` first, then R mclust's start ``hc_vvv`` and the Ward
+    agglomeration ``hc`` (each once when every row is agglomerated: they then
+    do not depend on the key), then ``kmeans``, ``random_from_data`` and
+    ``standardized_kmeans`` in turn (``hc_vvv`` and ``hc`` join the cycle when
+    they run on random subsets). Measured on Old Faithful, iris and wine
+    (experiments/initialisation.py): no single method reaches the best optimum
+    everywhere. With 20 restarts and key 0 the mix is below R mclust's fit in 1
+    of the 56 cells, and was in 3 without ``hc_vvv``, whose start leads to some
+    optima no other method finds (experiments/README.md, section 6).
+    """
+    cycle = ["kmeans", "random_from_data", "standardized_kmeans"]
+    if n_samples > HC_MAX_SAMPLES:
+        cycle += ["hc_vvv", "hc"]
+    methods = ["standardized_kmeans", "hc_vvv", "hc"]
+    while len(methods) < n_init:
+        methods.append(cycle[(len(methods) - 3) % len(cycle)])
+    return tuple(methods[:n_init])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GaussianFamily(MixtureFamily):
+    """Gaussian mixtures of one covariance type, as an engine family.
+
+    Attributes:
+        reg_covar: () added to the covariance diagonal in every M-step (traced).
+        prior: optional conjugate prior (:class:`~jaxem.gmm.Prior`, traced);
+            MAP EM.
+        covariance_type: static.
+        formulation: static, how each pass is computed: ``"moments"`` (two
+            matrix products over moment features built once per fit),
+            ``"direct"`` (scikit-learn's arithmetic, accurate in any regime) or
+            ``"auto"``: moments in every pass whose parameters pass
+            :func:`jaxem._src.gmm.moments.is_accurate`, else direct.
+        default_prior: static; True for R mclust's default prior computed from
+            the data and the number of active components (``prior`` is then
+            ignored).
+    """
+
+    reg_covar: jax.Array
+    prior: Prior | None = None
+    covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
+    formulation: str = dataclasses.field(default="auto", metadata=dict(static=True))
+    default_prior: bool = dataclasses.field(default=False, metadata=dict(static=True))
+
+    # ------------------------------------------------------------------ data
+
+    def summarize(self, x, w, ref):
+        return gaussian_summary(x, w, ref)
+
+    def context(self, summary, ref):
+        return gaussian_context(summary, ref)
+
+    def bind(self, context: GaussianContext, n_active):
+        if not self.default_prior:
+            return self
+        count = context.count
+        unbiased = context.covariance * count / jnp.maximum(count - 1, 1e-12)
+        prior = prior_from_moments(context.center, unbiased, n_active, self.covariance_type)
+        return dataclasses.replace(self, prior=prior, default_prior=False)
+
+    @property
+    def has_features(self) -> bool:  # type: ignore[override]
+        return self.formulation != "direct"
+
+    def featurize(self, x, context: GaussianContext):
+        return moments.features(x - context.center, self.covariance_type)
+
+    def chunk_rows(self, n_rows, params, rows, batch, mode):
+        k, d = params.means.shape[-2:]
+        if mode == "raw":
+            return chunk_rows(n_rows, batch * k * d)
+        if mode == "features":
+            width = moments.n_features_of(self.covariance_type, d)
+            return chunk_rows(n_rows, width + batch * k, target=passes.MOMENT_CHUNK_ELEMENTS)
+        return chunk_rows(n_rows, batch * k, target=passes.CACHED_CHUNK_ELEMENTS)
+
+    # -------------------------------------------------------------------- EM
+
+    def pass_(self, params, rows, w, context):
+        if self.formulation == "direct":
+            return passes.direct_chunk(params, rows, w)
+        return passes.feature_chunk(params, rows, w, context.center, self.formulation)
+
+    def maximize(self, stats, params, context):
+        shift = params.means
+        full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, shift, self.covariance_type)
+        return maximize(full, reg_covar=self.reg_covar, prior=self.prior)
+
+    @property
+    def has_prior(self) -> bool:  # type: ignore[override]
+        return self.prior is not None or self.default_prior
+
+    def canonical(self, params):
+        return from_covariances(
+            params.weights, params.means, params.covariances, params.covariance_type
+        )
+
+    def log_prior(self, params):
+        if self.prior is None:
+            return jnp.zeros((), params.dtype)
+        return log_prior(params, self.prior)
+
+    def reframe(self, stats, old, new):
+        full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, old.means, self.covariance_type)
+        moved = reshift(full, new.means)
+        return passes.Moments(moved.nk, moved.sum_x, moved.sum_xx)
+
+    # ----------------------------------------------------------------- model
+
+    def log_components(self, params, x):
+        return component_log_prob(params, x)
+
+    def suff_stats(self, resp, x):
+        raise NotImplementedError("the Gaussian family computes its statistics in pass_")
+
+    def n_parameters(self, params):
+        return n_parameters(params)
+
+    def degenerate(self, params, context):
+        return degenerate(params, context.variances, self.reg_covar)
+
+    def pass_name(self, fast):
+        return "moments" if self.formulation == "moments" or fast else "direct"
+
+    def fast(self, params, context):
+        if self.formulation == "direct":
+            return jnp.asarray(False)
+        return moments.is_accurate(params, context.center)
+
+    # -------------------------------------------------------- initialisation
+
+    def portfolio(self, n_init, n_samples):
+        return portfolio(n_init, n_samples)
+
+    def init_stats(self, resp, x, w, context):
+        """Statistics about the responsibility-weighted means (two passes: the
+        most accurate), and a frame whose means are those."""
+        stats = suff_stats(resp, x, covariance_type=self.covariance_type, sample_weight=w)
+        nk = stats.nk
+        unit = cov_lib.get(self.covariance_type).unit(nk.shape[0], x.shape[1], x.dtype)
+        frame = GMMParams(nk / jnp.sum(nk), stats.shift, unit, unit, self.covariance_type)
+        return passes.Moments(stats.nk, stats.sum_x, stats.sum_xx), frame
+
+
+def check_formulation(formulation: object) -> str:
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
+    return formulation

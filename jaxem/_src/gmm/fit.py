@@ -1,0 +1,489 @@
+"""Fitting Gaussian mixtures: the Gaussian family on the engine, with its defaults.
+
+Every function here builds a :class:`~jaxem._src.gmm.family.GaussianFamily`
+and calls the engine (:func:`jaxem.fit`, :func:`jaxem.select`); nothing here
+runs EM itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.typing import ArrayLike
+
+from jaxem._src import api
+from jaxem._src.engine import REFINE_MAX_ITER, REFINE_TOL, FitResult, SelectionResult
+from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm.family import GaussianFamily, check_formulation
+from jaxem._src.gmm.params import GMMParams
+from jaxem._src.gmm.prior import Prior, check_prior
+from jaxem._src.loop import EMResult
+from jaxem._src.sources import InMemory, PassInfo
+from jaxem._src.validation import as_data, check_scalar
+
+__all__ = [
+    "family",
+    "fit",
+    "fit_chunks",
+    "fit_from",
+    "fit_sharded",
+    "fit_sharded_from",
+    "run_batch",
+    "select",
+]
+
+
+def family(
+    covariance_type: str = "full",
+    *,
+    reg_covar: ArrayLike = 1e-6,
+    prior: Prior | str | None = None,
+    formulation: str = "auto",
+    n_features: int | None = None,
+) -> GaussianFamily:
+    """The Gaussian mixture family of one covariance type, for :func:`jaxem.fit`
+    and :func:`jaxem.select`.
+
+    Args:
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        reg_covar: added to the covariance diagonal in every M-step (traced).
+        prior: MAP EM under a conjugate prior (:mod:`jaxem.gmm.prior`): a
+            :class:`~jaxem.gmm.Prior`, or ``"default"`` for R mclust's default
+            (:func:`~jaxem.gmm.default_prior` of the data, with K the number of
+            active components).
+        formulation: ``"auto"`` (default), ``"moments"`` or ``"direct"``: how
+            each pass is computed (:mod:`jaxem._src.gmm.passes`).
+        n_features: D, to check a given prior against (optional).
+
+    Returns:
+        A :class:`GaussianFamily`.
+
+    Example:
+        >>> import jax, jaxem
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+        >>> result = jaxem.fit(gmm.family("diag"), jax.random.key(1), x, 2, n_init=2)
+        >>> result.params.covariances.shape
+        (2, 2)
+    """
+    cov_lib.check_covariance_type(covariance_type)
+    check_scalar("reg_covar", reg_covar)
+    check_formulation(formulation)
+    default = isinstance(prior, str)
+    if default and prior != "default":
+        raise ValueError(f"prior must be a gmm.Prior, 'default' or None; got {prior!r}")
+    if not default and n_features is not None:
+        check_prior(prior, covariance_type, n_features)
+    elif not default and prior is not None:
+        check_prior(prior, covariance_type, int(np.shape(prior.mean)[0]))
+    return GaussianFamily(
+        reg_covar=reg_covar,
+        prior=None if default else prior,
+        covariance_type=covariance_type,
+        formulation=formulation,
+        default_prior=default,
+    )
+
+
+def _n_features(x: Any) -> int | None:
+    if isinstance(x, (api.ChunkedData, api.ShardedData)):
+        return None
+    return int(np.shape(x)[1]) if np.ndim(x) == 2 else None
+
+
+def fit(
+    key: jax.Array,
+    x: Any,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    init: str = "auto",
+    n_init: int = 1,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    formulation: str = "auto",
+    prior: Prior | str | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
+) -> FitResult:
+    """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
+
+    The restarts run as one ``vmap`` until scikit-learn's rule stops each
+    (``tol``, ``max_iter``: the screening); then the ``n_refine`` best continue
+    until Aitken's rule says less than ``refine_tol`` is left to gain (the
+    refinement, Biernacki et al.'s "em-EM"), and the one with the highest final
+    log-likelihood is returned. Screening alone ranks restarts that stopped at
+    different distances from their optima: on a flat ridge the change rule stops
+    early and a restart that would end best can look worse than one that
+    stopped near its own, lower, optimum. The program is compiled once per static
+    configuration (``n_components``, ``covariance_type``, ``init``, ``n_init``,
+    ``max_iter``, data shape and dtype); ``key``, ``x``, ``tol``, ``reg_covar`` and
+    ``n_active`` are traced, so ``fit`` can be vmapped over any of them.
+
+    Args:
+        key: JAX PRNG key (restart ``i`` uses ``jax.random.split(key, n_init)[i]``).
+        x: (N, D) data; or :func:`jaxem.chunks` (out of core) or
+            :func:`jaxem.sharded` (several devices).
+        n_components: K, static: the number of components (or the maximum, with
+            ``n_active``).
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        init: ``"auto"`` (default): the restarts spread over several methods
+            (:func:`~jaxem._src.gmm.family.portfolio`: k-means on standardised
+            data, R mclust's model-based agglomeration, Ward agglomeration,
+            k-means, random data points), which finds better optima than any one
+            method on real data whose features differ in scale; or one method of
+            :data:`~jaxem.gmm.INIT_METHODS` for every restart (``"kmeans"``,
+            ``"k-means++"``, ``"random"`` and ``"random_from_data"`` have
+            scikit-learn's semantics).
+            :attr:`FitResult.initializer` names the method of the chosen restart.
+        n_init: number of restarts (static). Restarts that end degenerate (a
+            likelihood spike on a singular component) are chosen only when every
+            restart does.
+        tol: tolerance on the change of the mean log-likelihood.
+        max_iter: maximum EM iterations per restart (static).
+        reg_covar: added to the covariance diagonal.
+        n_active: fit a mixture of ``n_active ≤ K`` components (traced); the
+            other components have weight 0. One compiled program covers every K.
+        sample_weight: optional (N,) non-negative weights; integer weights give
+            the fit of the data with rows repeated (traced: vmap over weights
+            gives bootstrap fits in one call).
+        formulation: ``"auto"`` (default), ``"moments"`` or ``"direct"``: how each
+            EM pass is computed (:mod:`jaxem._src.gmm.passes`); ``"auto"`` is
+            fast and takes the direct route in the passes where the moment
+            formulation would lose accuracy.
+        prior: MAP EM under a conjugate prior (:mod:`jaxem.gmm.prior`): a
+            :class:`~jaxem.gmm.Prior`, or ``"default"`` for R mclust's
+            default (:func:`~jaxem.gmm.default_prior` with K = ``n_active``
+            or ``n_components``). The log-likelihoods reported (and the stopping
+            rule) are then the mean log posterior ``(Σ log p(x_n) + log p(θ)) / N``.
+        n_refine: how many of the best screened restarts to refine (static,
+            ``0 ≤ n_refine ≤ n_init``); default: none when ``n_init`` is 1, else
+            a quarter of the restarts, rounded up. ``n_refine=0`` is
+            scikit-learn's procedure exactly.
+        refine_tol: the refinement stops when Aitken's extrapolation predicts
+            a gain in mean log-likelihood under this.
+        refine_max_iter: at most this many more iterations per refined restart
+            (static).
+
+    Returns:
+        :class:`~jaxem.FitResult`.
+
+    Example:
+        >>> import jax
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (300, 2))
+        >>> result = gmm.fit(jax.random.key(1), x, 2, n_init=3)
+        >>> result.restart_log_likelihoods.shape
+        (3,)
+    """
+    fam = family(
+        covariance_type,
+        reg_covar=reg_covar,
+        prior=prior,
+        formulation=formulation,
+        n_features=_n_features(x),
+    )
+    return api.fit(
+        fam,
+        key,
+        x,
+        n_components,
+        init=init,
+        n_init=n_init,
+        tol=tol,
+        max_iter=max_iter,
+        n_active=n_active,
+        sample_weight=sample_weight,
+        n_refine=n_refine,
+        refine_tol=refine_tol,
+        refine_max_iter=refine_max_iter,
+    )
+
+
+def fit_from(
+    params: GMMParams,
+    x: Any,
+    *,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+    formulation: str = "auto",
+    prior: Prior | None = None,
+    criterion: str = "change",
+) -> EMResult:
+    """EM from given parameters, with the engine's fast passes (no restarts).
+
+    Args:
+        params: starting :class:`GMMParams`.
+        x: (N, D) data, or :func:`jaxem.chunks` / :func:`jaxem.sharded` data.
+        tol, max_iter, reg_covar, sample_weight, formulation, prior: as :func:`fit`.
+        criterion: ``"change"`` or ``"aitken"`` (then ``tol`` is Aitken's).
+
+    Returns:
+        :class:`~jaxem.EMResult`.
+    """
+    if not isinstance(params, GMMParams):
+        raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
+    fam = family(
+        params.covariance_type,
+        reg_covar=reg_covar,
+        prior=prior,
+        formulation=formulation,
+        n_features=params.n_features,
+    )
+    result = api.fit(
+        fam, None, x, start=params, sample_weight=sample_weight, tol=tol, max_iter=max_iter,
+        n_refine=0, criterion=criterion,
+    )  # fmt: skip
+    return EMResult(
+        params=result.params,
+        log_likelihood=result.log_likelihood,
+        history=result.history,
+        n_iter=result.n_iter,
+        converged=result.converged,
+        status=result.status,
+    )
+
+
+def fit_chunks(
+    params: GMMParams,
+    chunks: Any,
+    *,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    chunk_size: int | None = None,
+    formulation: str = "auto",
+    prior: Prior | None = None,
+    callback: Callable[[PassInfo], Any] | None = None,
+    prefetch: int = 2,
+) -> EMResult:
+    """Exact EM over data read chunk by chunk (out of core), from ``params``.
+
+    Each iteration reads every chunk once, sums the chunks' sufficient
+    statistics, and does one M-step; the loop stops with the rule of
+    :func:`jaxem.iterate`. A first pass reads the data's summary (its centre,
+    for the moment formulation); ``result.log_likelihood`` is that of the
+    *returned* parameters, which costs one more pass over the data (reported to
+    ``callback`` with ``iteration=0``). The results agree with in-memory EM
+    (:func:`fit_from`) to rounding. For initialisation and restarts on chunked
+    data, pass :func:`jaxem.chunks` to :func:`fit` instead.
+
+    Args:
+        params: starting :class:`GMMParams` (its dtype is the computing dtype;
+            chunks are converted to it on the host).
+        chunks: the data: an (N, D) array-like (:class:`numpy.memmap`, an array
+            opened with ``numpy.load(..., mmap_mode="r")``, an h5py dataset, an
+            in-memory array) read ``chunk_size`` rows at a time; a sequence of
+            (rows, D) arrays; or a callable returning a fresh iterator of arrays
+            (read once per pass). Items may be ``(x, sample_weight)`` pairs.
+            Chunks shorter than the first are padded with zero weights (one
+            compilation).
+        tol: tolerance on the change of the mean log-likelihood.
+        max_iter: maximum number of EM iterations (passes).
+        reg_covar: added to the covariance diagonal in the M-step.
+        chunk_size: rows per chunk for an array-like source; by default about
+            4M elements.
+        formulation: ``"auto"``, ``"moments"`` or ``"direct"``.
+        prior: optional conjugate prior (:class:`~jaxem.gmm.Prior`): MAP
+            EM, and the log-likelihoods reported become the mean log posterior
+            ``(Σ_n w_n log p(x_n) + log p(θ)) / Σ_n w_n``.
+        callback: called on the host with a :class:`~jaxem.PassInfo` after every
+            pass (for example :func:`print_progress`); its return value is ignored.
+        prefetch: chunks in flight on the device while the host reads the next.
+
+    Returns:
+        :class:`jaxem.EMResult` (``history`` NaN-padded to ``max_iter``), as from
+        in-memory EM.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxem import gmm
+        >>> x = np.asarray(jax.random.normal(jax.random.key(0), (1000, 2)))
+        >>> start = gmm.init(jax.random.key(1), x[:200], 2)
+        >>> result = gmm.fit_chunks(start, x, chunk_size=256, tol=1e-4)
+        >>> result.history.shape
+        (100,)
+    """
+    if not isinstance(params, GMMParams):
+        raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
+    data = api.chunks(chunks, chunk_size, prefetch=prefetch, callback=callback)
+    _check_first_chunk(data, params.n_features)
+    return fit_from(
+        params, data, tol=tol, max_iter=max_iter, reg_covar=reg_covar,
+        formulation=formulation, prior=prior,
+    )  # fmt: skip
+
+
+def _check_first_chunk(data: api.ChunkedData, n_features: int) -> None:
+    for item in data.source():
+        first = item[0] if isinstance(item, tuple) else item
+        shape = np.shape(first)
+        if len(shape) != 2 or shape[1] != n_features:
+            raise ValueError(
+                f"every chunk must have shape (rows, {n_features}) to match the parameters; "
+                f"got {shape}"
+            )
+        return
+
+
+def fit_sharded(
+    key: jax.Array,
+    x: ArrayLike,
+    n_components: int,
+    mesh: Mesh,
+    *,
+    axis_name: str | None = None,
+    init_size: int | None = None,
+    **kwargs: Any,
+) -> FitResult:
+    """:func:`fit` on data sharded by rows over the devices of ``mesh``:
+    ``fit(key, jaxem.sharded(x, mesh, axis_name, init_size=init_size), K, ...)``.
+
+    The same initialisation, restarts, EM loop, stopping rule and result; the
+    statistics of every pass are reduced across devices with ``psum`` inside
+    ``shard_map``. With ``init_size=None`` the result equals the single-device
+    :func:`fit` with the same key to rounding.
+
+    Example:
+        >>> import jax
+        >>> from jaxem import gmm
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("data",))
+        >>> x = jax.random.normal(jax.random.key(0), (400, 2))
+        >>> result = gmm.fit_sharded(jax.random.key(1), x, 2, mesh, n_init=2)
+        >>> result.restart_log_likelihoods.shape
+        (2,)
+    """
+    data = api.sharded(x, mesh, axis_name, init_size=init_size)
+    return fit(key, data, n_components, **kwargs)
+
+
+def fit_sharded_from(
+    params: GMMParams,
+    x: ArrayLike,
+    mesh: Mesh,
+    *,
+    axis_name: str | None = None,
+    **kwargs: Any,
+) -> EMResult:
+    """:func:`fit_from` on data sharded by rows over the devices of ``mesh``."""
+    return fit_from(params, api.sharded(x, mesh, axis_name), **kwargs)
+
+
+def select(
+    key: jax.Array,
+    x: ArrayLike,
+    *,
+    n_components: Iterable[int] = range(1, 10),
+    covariance_types: Iterable[str] = cov_lib.COVARIANCE_TYPES,
+    criterion: str = "bic",
+    n_init: int = 1,
+    init: str = "auto",
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    reg_covar: ArrayLike = 1e-6,
+    prior: Prior | str | None = None,
+    sample_weight: ArrayLike | None = None,
+    n_refine: int | None = None,
+    refine_tol: ArrayLike = REFINE_TOL,
+    refine_max_iter: int = REFINE_MAX_ITER,
+) -> SelectionResult:
+    """Fit every (covariance type, K) and pick the lowest BIC (or AIC).
+
+    One compiled program per covariance type fits all K at once (a ``vmap`` over
+    the number of active components inside ``max(n_components)``), each with
+    ``n_init`` restarts from the same ``key`` (:func:`jaxem.select`). Not
+    traceable itself: it returns the chosen covariance type as a Python string.
+
+    Args:
+        key: JAX PRNG key.
+        x: (N, D) data.
+        n_components: the numbers of components to try.
+        covariance_types: the covariance types to try.
+        criterion: ``"bic"`` or ``"aic"``; lower is better.
+        n_init, init, tol, max_iter, reg_covar, sample_weight: as in :func:`fit`.
+        n_refine, refine_tol, refine_max_iter: the refinement of the best
+            restarts of each fit, as in :func:`fit`.
+        prior: ``None``, ``"default"`` (mclust's default prior for each K and
+            covariance type, as mclust's ``priorControl()``) or a
+            :class:`~jaxem.gmm.Prior` (for a single covariance type). The
+            criteria use the log-likelihood at the MAP estimate, as mclust does.
+
+    Returns:
+        :class:`~jaxem.SelectionResult` (``covariance_types`` and
+        ``best_covariance_type`` name the models).
+
+    Example:
+        >>> import jax
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+        >>> r = gmm.select(jax.random.key(1), x, n_components=[1, 2], covariance_types=["diag"])
+        >>> r.scores.shape
+        (1, 2)
+    """
+    x = as_data(x)
+    types = tuple(cov_lib.check_covariance_type(t) for t in covariance_types)
+    if not types:
+        raise ValueError("covariance_types must name at least one covariance type")
+    families = {
+        t: family(t, reg_covar=reg_covar, prior=prior, n_features=x.shape[1]) for t in types
+    }
+    return api.select(
+        families,
+        key,
+        x,
+        n_components=n_components,
+        criterion=criterion,
+        init=init,
+        n_init=n_init,
+        tol=tol,
+        max_iter=max_iter,
+        sample_weight=sample_weight,
+        n_refine=n_refine,
+        refine_tol=refine_tol,
+        refine_max_iter=refine_max_iter,
+    )
+
+
+def run_batch(
+    starts: GMMParams,
+    x: jax.Array,
+    *,
+    tol: ArrayLike,
+    reg_covar: ArrayLike,
+    max_iter: int,
+    sample_weight: jax.Array | None = None,
+    formulation: str = "auto",
+    prior: Prior | None = None,
+    criterion: str = "change",
+) -> tuple[EMResult, jax.Array]:
+    """EM from a batch of starting parameters (leading axis) in memory: the
+    in-memory source's loop with the Gaussian family (traceable, no validation).
+
+    Returns:
+        ``(EMResult batched over starts, whether the moment formulation is
+        accurate at every result)``.
+    """
+    fam = GaussianFamily(
+        reg_covar=reg_covar, prior=prior, covariance_type=starts.covariance_type,
+        formulation=formulation,
+    )  # fmt: skip
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    source = InMemory(x, w)
+    context = source.context(fam)
+    prepared = source.prepare(fam, context)
+    results = source.run(
+        fam, prepared, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
+    )
+    fast = jnp.all(jax.vmap(lambda p: fam.fast(p, context))(results.params))
+    return results, fast

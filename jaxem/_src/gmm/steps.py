@@ -1,0 +1,316 @@
+"""The E-step and M-step of a Gaussian mixture, through sufficient statistics.
+
+``m_step = maximize ∘ suff_stats``: the statistics are additive over samples, so
+chunked, out-of-core, online and multi-device EM sum them before maximizing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxem._src.chunking import chunk_rows, chunked_map, chunked_sum
+from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm.density import check_data_for, density_chunk_rows, weighted_log_prob
+from jaxem._src.gmm.params import GMMParams, from_covariances
+from jaxem._src.gmm.prior import Prior, check_prior, posterior_covariances, posterior_weights
+from jaxem._src.validation import as_data, check_scalar
+
+__all__ = ["SuffStats", "e_step", "m_step", "maximize", "reshift", "suff_stats"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SuffStats:
+    """Additive sufficient statistics of a Gaussian mixture.
+
+    Sums are taken about a per-component ``shift`` (K, D) for accuracy: second
+    moments about a point near the component mean do not suffer the cancellation
+    of ``E[xxᵀ] − μμᵀ``. Statistics with the same ``shift`` add with :meth:`add`.
+
+    Attributes:
+        nk: (K,) ``Σ_n r_nk`` (weighted when sample weights are given).
+        sum_x: (K, D) ``Σ_n r_nk (x_n − s_k)``.
+        sum_xx: second moments about ``shift``: ``full`` (K, D, D), ``tied``
+            (D, D) (summed over components), ``diag`` (K, D), ``spherical`` (K,).
+        shift: (K, D) the point ``s_k`` the sums are taken about.
+        covariance_type: static.
+    """
+
+    nk: jax.Array
+    sum_x: jax.Array
+    sum_xx: jax.Array
+    shift: jax.Array
+    covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
+
+    def add(self, other: SuffStats) -> SuffStats:
+        """Statistics of the union of two sample sets (both about the same shift)."""
+        return dataclasses.replace(
+            self,
+            nk=self.nk + other.nk,
+            sum_x=self.sum_x + other.sum_x,
+            sum_xx=self.sum_xx + other.sum_xx,
+        )
+
+    def scale(self, c: ArrayLike) -> SuffStats:
+        """The statistics of every sample's weight multiplied by ``c``."""
+        return dataclasses.replace(
+            self, nk=self.nk * c, sum_x=self.sum_x * c, sum_xx=self.sum_xx * c
+        )
+
+
+def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Expectation step: responsibilities and the mean log-likelihood.
+
+    ``r_nk = π_k N(x_n | μ_k, Σ_k) / Σ_j π_j N(x_n | μ_j, Σ_j)``, computed in log
+    space with ``logsumexp``.
+
+    Args:
+        params: current parameters.
+        x: (N, D) data.
+
+    Returns:
+        ``(resp, log_likelihood)``: (N, K) responsibilities and the mean
+        per-sample log-likelihood ``(1/N) Σ_n log p(x_n)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> p = gmm.make_params(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]),
+        ...                     jnp.ones((2, 1, 1)))
+        >>> resp, ll = gmm.e_step(p, jnp.array([[0.0], [2.0]]))
+        >>> resp.shape
+        (2, 2)
+    """
+    x = check_data_for(params, x)
+
+    def chunk(xb):
+        wlp = weighted_log_prob(params, xb)
+        log_norm = jax.nn.logsumexp(wlp, axis=1, keepdims=True)
+        return jnp.exp(wlp - log_norm), log_norm[:, 0]
+
+    resp, log_norm = chunked_map(chunk, x, density_chunk_rows(params, x))
+    return resp, jnp.mean(log_norm)
+
+
+def suff_stats(
+    resp: ArrayLike,
+    x: ArrayLike,
+    *,
+    covariance_type: str = "full",
+    shift: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+) -> SuffStats:
+    """Sufficient statistics of data ``x`` weighted by responsibilities.
+
+    Computed in chunks of rows, so no (N, K, D) intermediate is materialised.
+
+    Args:
+        resp: (N, K) responsibilities.
+        x: (N, D) data.
+        covariance_type: which second moments to keep (static).
+        shift: (K, D) point to take the sums about; by default the weighted
+            means (two passes over ``x``, the most accurate). Pass the current
+            means when statistics of several chunks must add up.
+        sample_weight: optional (N,) non-negative sample weights.
+
+    Returns:
+        :class:`SuffStats`.
+    """
+    module = cov_lib.get(covariance_type)
+    x = as_data(x)
+    resp = jnp.asarray(resp, x.dtype)
+    if resp.ndim != 2 or resp.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"resp must have shape (n_samples, n_components) = ({x.shape[0]}, K) to match x "
+            f"{x.shape}; got {resp.shape}"
+        )
+    if shift is not None and jnp.shape(shift) != (resp.shape[1], x.shape[1]):
+        raise ValueError(
+            f"shift must have shape (n_components, n_features) = {(resp.shape[1], x.shape[1])}; "
+            f"got {jnp.shape(shift)}"
+        )
+    if sample_weight is not None:
+        resp = resp * jnp.asarray(sample_weight, resp.dtype)[:, None]
+    nk = jnp.sum(resp, axis=0)
+    if shift is None:
+        shift = (resp.T @ x) / _safe_count(nk)[:, None]
+    shift = jnp.asarray(shift, x.dtype)
+
+    def chunk(r, xb):
+        return shifted_sum(r, xb, shift), module.second_moments(r, xb, shift)
+
+    rows = chunk_rows(x.shape[0], resp.shape[1] * x.shape[1])
+    sum_x, sum_xx = chunked_sum(chunk, (resp, x), rows)
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
+
+
+def maximize(
+    stats: SuffStats, *, reg_covar: ArrayLike = 1e-6, prior: Prior | None = None
+) -> GMMParams:
+    """Maximization from sufficient statistics.
+
+    ``π_k = n_k / Σ_j n_j``, ``μ_k = s_k + δ_k`` with ``δ_k = Σ_n r_nk (x_n − s_k) / n_k``,
+    and the covariance of the statistics' type plus ``reg_covar`` on the diagonal.
+    A component with ``n_k = 0`` keeps weight 0 (it stays inactive), its mean is
+    the shift and its covariance the identity (a finite placeholder). A
+    covariance that is singular even after ``reg_covar`` (possible only with
+    ``reg_covar=0``) gets the smallest ridge that makes it factorisable
+    (:func:`~jaxem.gmm.covariances.full.ensure_positive_definite`), so the
+    parameters are always finite.
+
+    With a ``prior`` (:class:`~jaxem.gmm.prior.Prior`) it is the MAP M-step:
+    the posterior mode of :mod:`jaxem.gmm.prior` (``reg_covar`` is still added;
+    pass 0 for the pure posterior mode). Statistics must then be in absolute
+    units (counts, not per-sample averages).
+
+    Args:
+        stats: :class:`SuffStats`.
+        reg_covar: non-negative regularization added to the covariance diagonal
+            (traced: changing it does not recompile).
+        prior: optional conjugate prior (traced; its type must match).
+
+    Returns:
+        :class:`GMMParams`.
+    """
+    check_scalar("reg_covar", reg_covar)
+    module = cov_lib.get(stats.covariance_type)
+    dtype = stats.sum_x.dtype
+    reg = jnp.asarray(reg_covar, dtype)
+    nk = stats.nk
+    if prior is not None:
+        check_prior(prior, stats.covariance_type, stats.shift.shape[1])
+        return _maximize_map(stats, prior, reg)
+    nk_safe = _safe_count(nk)
+    delta = stats.sum_x / nk_safe[:, None]
+    means = stats.shift + delta
+    covariances = module.covariances(stats.sum_xx, nk_safe, delta, reg)
+    if stats.covariance_type != "tied":
+        # An empty component (weight 0, inactive) gets a unit covariance: finite
+        # factors whatever reg_covar is, so inactive components never produce NaN.
+        empty = (nk == 0).reshape(nk.shape + (1,) * (covariances.ndim - 1))
+        covariances = jnp.where(empty, _ridge(stats, 1), covariances)
+    covariances = module.ensure_positive_definite(covariances)
+    weights = nk / jnp.sum(nk)
+    return from_covariances(weights, means, covariances, stats.covariance_type)
+
+
+def _maximize_map(stats: SuffStats, prior: Prior, reg: jax.Array) -> GMMParams:
+    """The posterior mode (:mod:`jaxem.gmm.prior`): ``κ`` pseudo-observations at
+    ``μ_P`` give the shrunk means and the scatter ``S_k``; the prior scale and
+    degrees of freedom then give the covariances."""
+    module = cov_lib.get(stats.covariance_type)
+    k, d = stats.shift.shape
+    dtype = stats.sum_x.dtype
+    pseudo = SuffStats(
+        nk=jnp.full((k,), prior.shrinkage, dtype),
+        sum_x=jnp.zeros((k, d), dtype),
+        sum_xx=jnp.zeros_like(stats.sum_xx),
+        shift=jnp.broadcast_to(jnp.asarray(prior.mean, dtype), (k, d)),
+        covariance_type=stats.covariance_type,
+    )
+    augmented = stats.add(reshift(pseudo, stats.shift))
+    n_aug = _safe_count(augmented.nk)
+    delta = augmented.sum_x / n_aug[:, None]
+    scatter = module.covariances(augmented.sum_xx, n_aug, delta, jnp.zeros((), dtype))
+    covariances = posterior_covariances(prior, scatter, n_aug, stats.nk) + _ridge(stats, reg)
+    covariances = module.ensure_positive_definite(covariances)
+    weights = posterior_weights(prior, stats.nk)
+    return from_covariances(
+        weights, augmented.shift + delta, covariances.astype(dtype), stats.covariance_type
+    )
+
+
+def _ridge(stats: SuffStats, value: ArrayLike) -> jax.Array:
+    """``value · I`` in the shape of the statistics' covariances."""
+    module = cov_lib.get(stats.covariance_type)
+    nk = jnp.ones_like(stats.nk)
+    return module.covariances(jnp.zeros_like(stats.sum_xx), nk, jnp.zeros_like(stats.sum_x), value)
+
+
+def reshift(stats: SuffStats, shift: ArrayLike) -> SuffStats:
+    """The same statistics re-expressed about another shift (exact algebra).
+
+    Args:
+        stats: :class:`SuffStats` about ``stats.shift`` (K, D).
+        shift: (K, D) or (D,) the new shift ``s'``.
+
+    Returns:
+        :class:`SuffStats` about ``s'``: ``Σ r (x − s')`` and the second moments
+        about ``s'``, of the same covariance type.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jnp.array([[0.0], [2.0]])
+        >>> s = gmm.suff_stats(jnp.ones((2, 1)), x, covariance_type="diag")
+        >>> gmm.reshift(s, jnp.zeros((1, 1))).sum_xx.tolist()
+        [[4.0]]
+    """
+    new = jnp.broadcast_to(jnp.asarray(shift, stats.shift.dtype), stats.shift.shape)
+    delta = stats.shift - new
+    nk, sx, sxx = stats.nk, stats.sum_x, stats.sum_xx
+    cross = jnp.einsum("kd,ke->kde", sx, delta)
+    if stats.covariance_type == "full":
+        extra = (
+            cross
+            + jnp.swapaxes(cross, -1, -2)
+            + nk[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
+        )
+    elif stats.covariance_type == "tied":
+        extra = jnp.sum(cross + jnp.swapaxes(cross, -1, -2), axis=0) + jnp.einsum(
+            "k,kd,ke->de", nk, delta, delta
+        )
+    elif stats.covariance_type == "diag":
+        extra = 2 * sx * delta + nk[:, None] * delta * delta
+    else:
+        extra = jnp.sum(2 * sx * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
+    return dataclasses.replace(stats, sum_x=sx + nk[:, None] * delta, sum_xx=sxx + extra, shift=new)
+
+
+def m_step(
+    resp: ArrayLike,
+    x: ArrayLike,
+    *,
+    covariance_type: str = "full",
+    reg_covar: ArrayLike = 1e-6,
+    sample_weight: ArrayLike | None = None,
+    prior: Prior | None = None,
+) -> GMMParams:
+    """Maximization step: ``maximize(suff_stats(resp, x), reg_covar, prior)``.
+
+    Args:
+        resp: (N, K) responsibilities.
+        x: (N, D) data.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"`` (static).
+        reg_covar: added to the covariance diagonal (traced).
+        sample_weight: optional (N,) sample weights.
+        prior: optional conjugate prior (MAP M-step, :mod:`jaxem.gmm.prior`).
+
+    Returns:
+        :class:`GMMParams`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem import gmm
+        >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> resp = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        >>> gmm.m_step(resp, x, covariance_type="diag").means.tolist()
+        [[0.5], [10.5]]
+    """
+    stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
+    return maximize(stats, reg_covar=reg_covar, prior=prior)
+
+
+def shifted_sum(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk (x_n − s_k)``, summed as differences (no cancellation of
+    ``Σ r x − n_k s_k`` far from the origin)."""
+    return jnp.einsum("nk,nkd->kd", resp, x[:, None, :] - shift[None, :, :])
+
+
+def _safe_count(nk: jax.Array) -> jax.Array:
+    """``n_k + 10 ε`` (scikit-learn's guard against dividing by an empty component)."""
+    return nk + 10 * jnp.finfo(nk.dtype).eps

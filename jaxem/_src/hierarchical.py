@@ -1,0 +1,270 @@
+"""Model-based hierarchical agglomeration, in JAX.
+
+Agglomerative clustering that starts from singletons and merges, at every step,
+the pair of clusters whose merge lowers the classification log-likelihood of a
+Gaussian model the least (Banfield and Raftery 1993; Fraley 1998, *Algorithms
+for model-based Gaussian hierarchical clustering*), for two of mclust's models:
+
+* :func:`ward_tree`: equal spherical covariances (mclust's ``EII``), whose cost
+  is Ward's ``Δ(i, j) = n_i n_j / (n_i + n_j) · ‖c_i − c_j‖²``;
+* :func:`vvv_tree`: unconstrained covariances (mclust's ``VVV``, its default
+  start for EM), with mclust's regularised criterion (see its docstring).
+
+A tree does not depend on the number of clusters: it is built once (``m − 1``
+merges, ``O(m²)`` memory; each merge recomputes the costs of one cluster
+against all the others, and a cached nearest neighbour per cluster avoids
+rescanning the cost matrix), so use it on a subset of a few hundred to a few
+thousand points, as mclust does; :func:`cut` gives the partition into any ``k``
+clusters, ``k`` traced. Equal costs merge the pair of smallest rows first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = ["cut", "vvv_tree", "ward_tree"]
+
+
+def _agglomerate(
+    costs: jax.Array,
+    stats: Any,
+    merge: Callable[[Any, jax.Array, jax.Array], Any],
+    row_costs: Callable[[Any, jax.Array], jax.Array],
+) -> jax.Array:
+    """Greedy agglomeration: the (m − 1, 2) merges ``(i, j)``, ``i < j``.
+
+    Args:
+        costs: (m, m) symmetric costs of merging each pair of singletons, ``inf``
+            on the diagonal.
+        stats: pytree of per-cluster statistics, leading axis m.
+        merge: ``(stats, i, j) -> stats`` with cluster j merged into cluster i.
+        row_costs: ``(stats, i) -> (m,)`` costs of merging cluster i with each
+            cluster (entries of dead clusters and of i itself are ignored).
+    """
+    m = costs.shape[0]
+    rows = jnp.arange(m)
+    inf = jnp.asarray(jnp.inf, costs.dtype)
+    # Nearest neighbour of every cluster, kept up to date: a step costs one
+    # row_costs plus O(m) per cluster whose nearest neighbour was one of the pair.
+    nn_cost, nn_idx = jnp.min(costs, axis=1), jnp.argmin(costs, axis=1)
+
+    def refresh(r, state):
+        costs, nn_cost, nn_idx = state
+        return costs, nn_cost.at[r].set(jnp.min(costs[r])), nn_idx.at[r].set(jnp.argmin(costs[r]))
+
+    def step(s, state):
+        costs, nn_cost, nn_idx, stats, merges = state
+        a = jnp.argmin(nn_cost)
+        b = nn_idx[a]
+        i, j = jnp.minimum(a, b), jnp.maximum(a, b)
+        stats = merge(stats, i, j)
+        alive = jnp.isfinite(costs[j]) | (rows == i)  # every live cluster but j has a finite cost
+        alive = alive.at[j].set(False)
+        row = jnp.where(alive & (rows != i), row_costs(stats, i), inf)
+        costs = costs.at[i, :].set(row).at[:, i].set(row)
+        costs = costs.at[j, :].set(inf).at[:, j].set(inf)
+        stale = alive & ((nn_idx == i) | (nn_idx == j))
+        closer = row < nn_cost
+        nn_idx = jnp.where(closer, i, nn_idx)
+        nn_cost = jnp.where(closer, row, nn_cost)
+        nn_cost = nn_cost.at[j].set(inf).at[i].set(jnp.min(row))
+        nn_idx = nn_idx.at[i].set(jnp.argmin(row))
+
+        def more(state):
+            return jnp.any(state[0])
+
+        def one(state):
+            stale, inner = state
+            r = jnp.argmax(stale)
+            return stale.at[r].set(False), refresh(r, inner)
+
+        stale = stale.at[i].set(False)
+        _, (costs, nn_cost, nn_idx) = jax.lax.while_loop(
+            more, one, (stale, (costs, nn_cost, nn_idx))
+        )
+        merges = merges.at[s].set(jnp.stack([i, j]).astype(jnp.int32))
+        return costs, nn_cost, nn_idx, stats, merges
+
+    merges = jnp.zeros((max(m - 1, 0), 2), jnp.int32)
+    return jax.lax.fori_loop(0, m - 1, step, (costs, nn_cost, nn_idx, stats, merges))[-1]
+
+
+def _sizes(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
+    m = x.shape[0]
+    return jnp.ones(m, x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
+
+
+def _pair_factor(size: jax.Array, n: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(n_i + n, n_i n / (n_i + n))`` for every cluster size n_i (0 where both are 0)."""
+    total = size + n
+    return total, jnp.where(total > 0, size * n / jnp.where(total > 0, total, 1), 0)
+
+
+def _ward_costs(centroid: jax.Array, size: jax.Array, c: jax.Array, n: jax.Array) -> jax.Array:
+    """(m,) Ward cost of merging the cluster ``(c, n)`` with each cluster."""
+    return _pair_factor(size, n)[1] * jnp.sum((centroid - c) ** 2, axis=-1)
+
+
+def _merge_means(centroid, size, i, j):
+    n = size[i] + size[j]
+    c = jnp.where(
+        n > 0, (size[i] * centroid[i] + size[j] * centroid[j]) / jnp.where(n > 0, n, 1), centroid[i]
+    )
+    return centroid.at[i].set(c), size.at[i].set(n)
+
+
+def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
+    """The ``m − 1`` merges of Ward agglomeration of the rows of ``x``.
+
+    Args:
+        x: (m, D) points.
+        sample_weight: optional (m,) non-negative initial cluster sizes (a point
+            of weight w counts as w coincident points).
+
+    Returns:
+        (m − 1, 2) int32 merges ``(i, j)``, ``i < j``, in order: cluster ``j`` is
+        absorbed into cluster ``i`` (clusters are named by their first row).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem.hierarchical import cut, ward_tree
+        >>> x = jnp.array([[0.0], [0.1], [5.0], [5.2], [9.0]])
+        >>> cut(ward_tree(x), 3).tolist()
+        [0, 0, 1, 1, 2]
+    """
+    x = jnp.asarray(x)
+    size = _sizes(x, sample_weight)
+    costs = jax.vmap(lambda c, n: _ward_costs(x, size, c, n))(x, size)
+    costs = jnp.where(jnp.eye(x.shape[0], dtype=bool), jnp.inf, costs)
+
+    def merge(stats, i, j):
+        return _merge_means(*stats, i, j)
+
+    def row_costs(stats, i):
+        centroid, size = stats
+        return _ward_costs(centroid, size, centroid[i], size[i])
+
+    return _agglomerate(costs, (x, size), merge, row_costs)
+
+
+def vvv_tree(
+    x: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> jax.Array:
+    """The ``m − 1`` merges of mclust's VVV agglomeration of the rows of ``x``.
+
+    The classification log-likelihood of a mixture with one unconstrained
+    covariance per cluster is ``−½ Σ_k n_k log det(W_k / n_k)`` up to constants
+    (W_k: the cluster's scatter matrix, the sum of squared deviations from its
+    mean), which is −∞ for every cluster of at most D points. mclust's
+    ``hcVVV`` (Fraley 1998) merges instead the pair that increases
+    ``Σ_k T(n_k, W_k)`` the least, with the regularised term
+
+        T(n, W) = n log(β (tr W + α) / n)                   if n ≤ D,
+        T(n, W) = n log(det(W / n) + β (tr W + α) / n)      otherwise,
+
+    and ``α ← α · tr(W_all) / (m D)`` (mclust's ``alpha * traceW(x / sqrt(m D))``;
+    at least machine epsilon). The defaults ``alpha = beta = 1`` are mclust's.
+    mclust runs it on its ``"SVD"`` transform of the data (see
+    :func:`jaxem.gmm.init.svd_transform`).
+
+    Ties between equal costs are broken differently from mclust's Fortran (it
+    merges the last tied pair in an order of its own), and this runs in the
+    data's precision (float32 unless x64 is enabled), so on data with many
+    equal distances the tree can differ from mclust's.
+
+    Args:
+        x: (m, D) points.
+        sample_weight: optional (m,) non-negative initial cluster sizes (a point
+            of weight w counts as w coincident points).
+        alpha, beta: mclust's regularisation (positive).
+
+    Returns:
+        (m − 1, 2) int32 merges, as :func:`ward_tree`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxem.hierarchical import cut, vvv_tree
+        >>> x = jnp.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0], [5.2, 5.1]])
+        >>> cut(vvv_tree(x), 2).tolist()
+        [0, 0, 0, 1, 1]
+    """
+    x = jnp.asarray(x)
+    m, d = x.shape
+    size = _sizes(x, sample_weight)
+    total = jnp.sum(size)
+    mean = jnp.sum(size[:, None] * x, axis=0) / total
+    spread = jnp.sum(size[:, None] * (x - mean) ** 2) / (total * d)
+    alpha = jnp.maximum(alpha * spread, jnp.finfo(x.dtype).eps)
+
+    def term(n, logdet, trace):
+        """T(n, W) from n, log det W (−inf when singular) and tr W; 0 when n = 0."""
+        safe = jnp.where(n > 0, n, 1)
+        reg = jnp.log(beta * (trace + alpha) / safe)
+        det = jnp.where(n > d, logdet - d * jnp.log(safe), -jnp.inf)
+        return jnp.where(n > 0, n * jnp.logaddexp(det, reg), 0)
+
+    # Two points: W = n_i n_j / (n_i + n_j) · δδᵀ has rank one (det 0 unless D = 1).
+    n, factor = jax.vmap(lambda w: _pair_factor(size, w))(size)
+    sq = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    trace = factor * sq
+    pair_logdet = jnp.log(trace) if d == 1 else jnp.full_like(trace, -jnp.inf)
+    single = term(size, -jnp.inf, jnp.zeros_like(size))
+    costs = term(n, pair_logdet, trace) - single[:, None] - single[None, :]
+    costs = jnp.where(jnp.eye(m, dtype=bool), jnp.inf, costs)
+
+    def logdet(w):
+        """log det of each scatter matrix in w; −inf when it is not positive definite."""
+        sign, value = jnp.linalg.slogdet(w)
+        return jnp.where(sign > 0, value, -jnp.inf)
+
+    def merge(stats, i, j):
+        centroid, size, scatter, terms = stats
+        delta = centroid[i] - centroid[j]
+        factor = _pair_factor(size[i], size[j])[1]
+        w = scatter[i] + scatter[j] + factor * jnp.outer(delta, delta)
+        centroid, size = _merge_means(centroid, size, i, j)
+        t = term(size[i], logdet(w), jnp.trace(w))
+        return centroid, size, scatter.at[i].set(w), terms.at[i].set(t)
+
+    def row_costs(stats, i):
+        centroid, size, scatter, terms = stats
+        delta = centroid - centroid[i]
+        n, factor = _pair_factor(size, size[i])
+        w = scatter + scatter[i] + factor[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        merged = term(n, logdet(w), jnp.trace(w, axis1=1, axis2=2))
+        return merged - terms - terms[i]
+
+    scatter = jnp.zeros((m, d, d), x.dtype)
+    return _agglomerate(costs, (x, size, scatter, single), merge, row_costs)
+
+
+def cut(merges: jax.Array, k: ArrayLike) -> jax.Array:
+    """Cluster labels ``0..k−1`` of the partition after the first ``m − k`` merges.
+
+    Args:
+        merges: (m − 1, 2) from :func:`ward_tree` or :func:`vvv_tree`.
+        k: number of clusters, ``1 ≤ k ≤ m`` (traced).
+
+    Returns:
+        (m,) int32 labels, numbered in order of each cluster's first row.
+    """
+    merges = jnp.asarray(merges)
+    m = merges.shape[0] + 1
+    n_merges = m - jnp.asarray(k)
+
+    def apply(s, labels):
+        i, j = merges[s, 0], merges[s, 1]
+        return jnp.where((s < n_merges) & (labels == j), i, labels)
+
+    labels = jax.lax.fori_loop(0, m - 1, apply, jnp.arange(m))
+    is_root = jnp.zeros(m, bool).at[labels].set(True)
+    return (jnp.cumsum(is_root) - 1)[labels].astype(jnp.int32)

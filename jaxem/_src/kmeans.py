@@ -1,0 +1,218 @@
+"""k-means in JAX: greedy k-means++ seeding and Lloyd iterations.
+
+Used to initialise mixtures, and usable on its own. Everything is traceable:
+``jit``, ``vmap`` over keys and data, and a traced number of active clusters
+``n_active`` (clusters ``n_active..K-1`` are ignored) all work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = ["KMeansResult", "kmeans", "kmeans_plusplus", "lloyd"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KMeansResult:
+    """Outcome of :func:`kmeans`.
+
+    Attributes:
+        centers: (K, D) cluster centres (inactive clusters keep their seed).
+        labels: (N,) index of the nearest active centre.
+        inertia: () sum of squared distances to the nearest centre.
+        n_iter: () Lloyd iterations done.
+    """
+
+    centers: jax.Array
+    labels: jax.Array
+    inertia: jax.Array
+    n_iter: jax.Array
+
+
+def _active_mask(n_clusters: int, n_active: ArrayLike | None) -> jax.Array:
+    if n_active is None:
+        return jnp.ones(n_clusters, bool)
+    return jnp.arange(n_clusters) < n_active
+
+
+def _sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
+    """(N, K) squared Euclidean distances, as a matrix product (x should be centred)."""
+    d2 = (
+        jnp.sum(x * x, axis=1)[:, None]
+        - 2 * x @ centers.T
+        + jnp.sum(centers * centers, axis=1)[None, :]
+    )
+    return jnp.maximum(d2, 0)
+
+
+def kmeans_plusplus(
+    key: jax.Array,
+    x: jax.Array,
+    n_clusters: int,
+    n_active: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
+
+    The first seed is a uniformly random sample; each next seed is the best, by
+    the resulting potential ``Σ_n min_k ‖x_n − c_k‖²``, of ``2 + ⌊log k⌋``
+    candidates drawn with probability proportional to the squared distance to
+    the nearest seed so far. The random draws of seed ``c`` do not depend on
+    ``n_clusters``, so seeding ``k`` clusters with ``n_active=k`` inside a larger
+    ``n_clusters`` picks the same points as seeding ``k`` clusters.
+
+    Args:
+        key: PRNG key.
+        x: (N, D) data.
+        n_clusters: K, static.
+        n_active: number of seeds to choose (traced); the remaining indices repeat
+            the first seed. Defaults to ``n_clusters``.
+        sample_weight: optional (N,) weights: a point of weight w counts as w
+            copies (in the draws and the potential).
+
+    Returns:
+        (K,) int32 row indices of the seeds.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem.kmeans import kmeans_plusplus
+        >>> x = jnp.array([[0.0], [0.1], [10.0], [10.1]])
+        >>> idx = kmeans_plusplus(jax.random.key(0), x, 2)
+        >>> sorted(int(i) // 2 for i in idx)
+        [0, 1]
+    """
+    x = jnp.asarray(x)
+    n_samples = x.shape[0]
+    n_active = n_clusters if n_active is None else n_active
+    max_trials = 2 + int(math.log(n_clusters))
+    n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
+    w = jnp.ones(n_samples, x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    key_first, key_rest = jax.random.split(key)
+    if sample_weight is None:
+        first = jax.random.randint(key_first, (), 0, n_samples)
+    else:
+        first = jax.random.categorical(key_first, jnp.log(w))
+    closest = jnp.sum((x - x[first]) ** 2, axis=1)
+    indices = jnp.full((n_clusters,), first, jnp.int32)
+
+    def body(c, carry):
+        indices, closest = carry
+        key_c = jax.random.fold_in(key_rest, c)
+        potential = jnp.sum(w * closest)
+        u = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key_c, t)))(
+            jnp.arange(max_trials)
+        )
+        cumulative = jnp.cumsum(w * closest)
+        candidates = jnp.searchsorted(cumulative, u * potential, side="left")
+        # All points coincide with a seed (fewer distinct points than clusters):
+        # fall back to uniform candidates.
+        uniform = jnp.floor(u * n_samples).astype(jnp.int32)
+        candidates = jnp.where(potential > 0, candidates, uniform)
+        candidates = jnp.clip(candidates, 0, n_samples - 1)
+        dist = jnp.sum((x[None, :, :] - x[candidates][:, None, :]) ** 2, axis=2)
+        dist = jnp.minimum(closest[None, :], dist)
+        potentials = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
+        best = jnp.argmin(potentials)
+        chosen = c < n_active
+        indices = indices.at[c].set(jnp.where(chosen, candidates[best], indices[c]))
+        closest = jnp.where(chosen, dist[best], closest)
+        return indices, closest
+
+    indices, _ = jax.lax.fori_loop(1, n_clusters, body, (indices, closest))
+    return indices
+
+
+def lloyd(
+    x: jax.Array,
+    centers: jax.Array,
+    *,
+    n_active: ArrayLike | None = None,
+    tol: ArrayLike = 1e-4,
+    max_iter: int = 300,
+    sample_weight: ArrayLike | None = None,
+) -> KMeansResult:
+    """Lloyd's algorithm from ``centers`` until the labels stop changing or the
+    centres move less than ``tol · mean(var(x))`` in total squared distance
+    (scikit-learn's rule). Empty clusters keep their centre.
+
+    Args:
+        x: (N, D) data.
+        centers: (K, D) starting centres.
+        n_active: clusters ``n_active..K-1`` are ignored (traced).
+        tol: relative tolerance (traced).
+        max_iter: maximum iterations (static).
+        sample_weight: optional (N,) weights of the points.
+
+    Returns:
+        :class:`KMeansResult`, with labels of the final centres.
+    """
+    x = jnp.asarray(x)
+    n_clusters = centers.shape[0]
+    active = _active_mask(n_clusters, n_active)
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    offset = w @ x / jnp.sum(w)
+    xc = x - offset
+    threshold = tol * jnp.mean(w @ (xc * xc) / jnp.sum(w))
+
+    def assign(c):
+        d2 = jnp.where(active[None, :], _sq_distances(xc, c), jnp.inf)
+        return jnp.argmin(d2, axis=1).astype(jnp.int32), jnp.min(d2, axis=1)
+
+    def update(labels, c):
+        one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype) * w[:, None]
+        counts = jnp.sum(one_hot, axis=0)
+        sums = one_hot.T @ xc
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], c)
+
+    def cond(carry):
+        i, _, _, done = carry
+        return (i < max_iter) & ~done
+
+    def body(carry):
+        i, c, labels_old, _ = carry
+        labels, _ = assign(c)
+        new = update(labels, c)
+        strict = jnp.all(labels == labels_old)
+        moved = jnp.sum((new - c) ** 2)
+        # On strict convergence the centres are those of these labels already.
+        new = jnp.where(strict, c, new)
+        return i + 1, new, labels, strict | (moved <= threshold)
+
+    c0 = centers - offset
+    init = (jnp.asarray(0, jnp.int32), c0, jnp.full(x.shape[0], -1, jnp.int32), jnp.asarray(False))
+    n_iter, c, _, _ = jax.lax.while_loop(cond, body, init)
+    labels, d2 = assign(c)
+    return KMeansResult(centers=c + offset, labels=labels, inertia=d2 @ w, n_iter=n_iter)
+
+
+def kmeans(
+    key: jax.Array,
+    x: ArrayLike,
+    n_clusters: int,
+    *,
+    n_active: ArrayLike | None = None,
+    tol: ArrayLike = 1e-4,
+    max_iter: int = 300,
+    sample_weight: ArrayLike | None = None,
+) -> KMeansResult:
+    """k-means: :func:`kmeans_plusplus` seeding, then :func:`lloyd` (one run).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxem.kmeans import kmeans
+        >>> x = jnp.array([[0.0], [0.2], [10.0], [10.2]])
+        >>> r = kmeans(jax.random.key(0), x, 2)
+        >>> sorted(r.centers[:, 0].round(2).tolist())
+        [0.1, 10.1]
+    """
+    x = jnp.asarray(x)
+    seeds = kmeans_plusplus(key, x, n_clusters, n_active, sample_weight)
+    return lloyd(
+        x, x[seeds], n_active=n_active, tol=tol, max_iter=max_iter, sample_weight=sample_weight
+    )

@@ -1,0 +1,475 @@
+"""The generic Expectation–Maximization loop.
+
+Nothing here knows about a model. A model is a pair of pure functions
+
+* ``e_step(params, x) -> (expectations, log_likelihood)``, where
+  ``log_likelihood`` is the mean per-sample log-likelihood of ``x`` under
+  ``params`` (a scalar), and
+* ``m_step(expectations, x) -> params``,
+
+and :func:`em` iterates them in one :func:`jax.lax.while_loop` until the change
+in log-likelihood falls under ``tol`` (or, with ``criterion="aitken"``, the gain
+still to come as Aitken's extrapolation predicts it) or ``max_iter`` M-steps
+have been done. The data ``x`` may be any pytree.
+:func:`iterate` is the same loop over a fused ``step(params) -> (new_params,
+log_likelihood)``, for models that compute the E-step and the statistics of the
+M-step in one pass over the data.
+
+The stopping rule itself (:class:`LoopState`, :func:`start`, :func:`advance`)
+is a set of pure functions, so a loop that must run on the host (EM over data
+read from disk) follows exactly the same rule as the compiled one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxem._src.validation import check_scalar, check_static_int
+
+__all__ = [
+    "CONVERGED",
+    "CRITERIA",
+    "DEGENERATE",
+    "MAX_ITER",
+    "NONFINITE",
+    "STATUS_NAMES",
+    "EMResult",
+    "LoopState",
+    "advance",
+    "em",
+    "iterate",
+    "iterate_statistics",
+    "start",
+    "status_name",
+]
+
+PyTree = Any
+
+CRITERIA = ("change", "aitken")
+
+#: Status codes of :attr:`EMResult.status` (and of a fit's restarts).
+CONVERGED = 0  #: the stopping rule held
+MAX_ITER = 1  #: ``max_iter`` iterations without the stopping rule holding
+NONFINITE = 2  #: the log-likelihood became NaN or infinite; the loop stopped there
+DEGENERATE = 3  #: a fit ended on a degenerate optimum (set by the engine, never by the loop)
+STATUS_NAMES = ("converged", "max_iter", "nonfinite", "degenerate")
+
+# A change this small relative to the log-likelihood is rounding: the loop has
+# reached the resolution of its dtype and stops, whatever ``tol`` says (except
+# the change rule with ``tol=0``, which asks for exactly ``max_iter`` iterations).
+_ROUNDING_ULPS = 16
+
+
+def status_name(status: ArrayLike) -> str:
+    """The name of a concrete status code (``"converged"``, ``"max_iter"``, ...)."""
+    return STATUS_NAMES[int(status)]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class EMResult:
+    """The outcome of an EM run; a pytree, so it can be returned from ``jit``/``vmap``.
+
+    Attributes:
+        params: the parameters after the last M-step.
+        log_likelihood: () mean per-sample log-likelihood of ``params`` (the
+            objective the loop monitors: with a prior, the mean log posterior).
+        history: (max_iter,) ``history[i]`` is the mean log-likelihood computed in
+            the E-step of iteration ``i + 1`` (that is, of the parameters before
+            its M-step); NaN after the last iteration.
+        n_iter: () int, number of M-steps done.
+        converged: () bool, whether the stopping rule held before ``max_iter``
+            iterations.
+        status: () int32, :data:`CONVERGED`, :data:`MAX_ITER` or
+            :data:`NONFINITE` (:func:`status_name` names it).
+    """
+
+    params: PyTree
+    log_likelihood: jax.Array
+    history: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    status: jax.Array
+
+
+class LoopState(NamedTuple):
+    """The stopping rule's state, carried by the loop (all arrays)."""
+
+    n_iter: jax.Array  # () int32, iterations done
+    ll: jax.Array  # () the last log-likelihood (−inf before the first)
+    ll_prev: jax.Array  # () the one before
+    history: jax.Array  # (max_iter,) NaN after the last iteration
+    done: jax.Array  # () bool, the rule held or the log-likelihood is not finite
+
+
+def start(max_iter: int, dtype: Any) -> LoopState:
+    """The state before the first iteration."""
+    minus_inf = jnp.asarray(-jnp.inf, dtype)
+    return LoopState(
+        n_iter=jnp.asarray(0, jnp.int32),
+        ll=minus_inf,
+        ll_prev=minus_inf,
+        history=jnp.full((max_iter,), jnp.nan, dtype),
+        done=jnp.asarray(False),
+    )
+
+
+def advance(state: LoopState, ll: ArrayLike, tol: ArrayLike, criterion: str) -> LoopState:
+    """Record the log-likelihood ``ll`` of one more iteration and apply the rule.
+
+    ``"change"``: ``|ll_i − ll_{i−1}| < tol``; ``"aitken"``: see :func:`iterate`.
+    Either way a change within rounding of ``ll_i`` (``16·eps·max(1, |ll_i|)``)
+    stops the loop (for the change rule only when ``tol > 0``): the dtype cannot
+    resolve more. A non-finite ``ll`` stops it too.
+    """
+    dtype = state.history.dtype
+    ll = jnp.asarray(ll, dtype)
+    tol = jnp.asarray(tol, dtype)
+    change = ll - state.ll
+    rounding = _ROUNDING_ULPS * jnp.finfo(dtype).eps * jnp.maximum(1, jnp.abs(ll))
+    at_resolution = jnp.abs(change) <= rounding
+    if criterion == "change":
+        rule = (jnp.abs(change) < tol) | (at_resolution & (tol > 0))
+    else:
+        rule = _aitken_gain_below(ll, state.ll, state.ll_prev, tol) | at_resolution
+    return LoopState(
+        n_iter=state.n_iter + 1,
+        ll=ll,
+        ll_prev=state.ll,
+        history=state.history.at[state.n_iter].set(ll),
+        done=rule | ~jnp.isfinite(ll),
+    )
+
+
+def finish(state: LoopState, params: PyTree, log_likelihood: ArrayLike) -> EMResult:
+    """The :class:`EMResult` of a loop that stopped in ``state`` with ``params``."""
+    finite = jnp.isfinite(state.ll)
+    converged = state.done & finite
+    status = jnp.where(converged, CONVERGED, jnp.where(finite, MAX_ITER, NONFINITE))
+    return EMResult(
+        params=params,
+        log_likelihood=jnp.asarray(log_likelihood, state.history.dtype),
+        history=state.history,
+        n_iter=state.n_iter,
+        converged=converged,
+        status=status.astype(jnp.int32),
+    )
+
+
+def iterate(
+    step: Callable[[PyTree], tuple[PyTree, jax.Array]],
+    log_likelihood: Callable[[PyTree], jax.Array] | None,
+    params: PyTree,
+    *,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    criterion: str = "change",
+) -> EMResult:
+    """Iterate ``params <- step(params)`` until a stopping rule holds.
+
+    ``step(params)`` returns the updated parameters and the mean log-likelihood
+    ``ll_i`` of ``params`` (computed in its E-step). The loop stops after the
+    iteration ``i`` at which ``criterion`` holds, after ``max_iter`` iterations,
+    or as soon as ``ll_i`` is not finite (status :data:`NONFINITE`):
+
+    * ``"change"`` (scikit-learn's rule): ``|ll_i - ll_{i-1}| < tol``.
+    * ``"aitken"``: the gain from ``ll_{i-1}`` to the limit that Aitken's Δ²
+      extrapolation predicts, ``(ll_i - ll_{i-1}) / (1 - a_i)`` with rate
+      ``a_i = (ll_i - ll_{i-1}) / (ll_{i-1} - ll_{i-2})``, is below ``tol``
+      (Böhning et al. 1994; McNicholas et al. 2010). EM converges linearly, and
+      on a flat ridge (``a_i`` near 1) small steps add up to a large gain that
+      the change rule ignores; this rule keeps going there. It needs a rate in
+      ``[0, 1)`` from three log-likelihoods, so it never stops before the third
+      iteration, except at rounding (below).
+
+    With either rule a change within rounding of ``ll_i``
+    (``16·eps·max(1, |ll_i|)``: about ``2e-6·|ll|`` in float32) stops the loop,
+    since the dtype cannot resolve a smaller one; the change rule with
+    ``tol=0`` is the exception and runs exactly ``max_iter`` iterations (unless
+    the log-likelihood is not finite).
+
+    Args:
+        step: pure function ``params -> (new_params, log_likelihood)``.
+        log_likelihood: pure function ``params -> mean log-likelihood``, called
+            once after the loop to report the likelihood of the returned params;
+            or ``None``: the loop then calls ``step`` once more on the returned
+            params and keeps its log-likelihood (the step is then compiled once).
+        params: starting parameters (any pytree).
+        tol: convergence tolerance on the change of the mean log-likelihood; may
+            be traced (changing it does not recompile).
+        max_iter: maximum number of iterations; static (it fixes ``history``'s
+            shape).
+        criterion: ``"change"`` or ``"aitken"`` (static), see above.
+
+    Returns:
+        An :class:`EMResult`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxem
+        >>> # a "model" whose log-likelihood climbs to 0 as -0.5**i
+        >>> result = jaxem.iterate(lambda g: (g / 2, -g), lambda g: -g, jnp.asarray(1.0),
+        ...                        tol=1e-3)
+        >>> int(result.n_iter), bool(result.converged)
+        (11, True)
+    """
+    max_iter = check_static_int("max_iter", max_iter, minimum=1)
+    check_scalar("tol", tol)
+    check_criterion(criterion)
+    if not callable(step) or not (log_likelihood is None or callable(log_likelihood)):
+        raise TypeError(
+            "iterate(step, log_likelihood, params, ...) takes two functions first; got "
+            f"{type(step).__name__} and {type(log_likelihood).__name__}"
+        )
+    _, ll_shape = jax.eval_shape(step, params)
+    if getattr(ll_shape, "shape", None) != ():
+        raise ValueError(
+            "the log-likelihood returned by the step must be a scalar; got "
+            f"{getattr(ll_shape, 'shape', type(ll_shape).__name__)}"
+        )
+    dtype = ll_shape.dtype
+    tol = jnp.asarray(tol, dtype)
+
+    def cond(carry):
+        state, _ = carry
+        return (state.n_iter < max_iter) & ~state.done
+
+    def body(carry):
+        state, params = carry
+        new_params, ll = step(params)
+        return advance(state, ll, tol, criterion), new_params
+
+    if log_likelihood is not None:
+        state, params = jax.lax.while_loop(cond, body, (start(max_iter, dtype), params))
+        return finish(state, params, log_likelihood(params))
+
+    # Without a separate log-likelihood function the loop runs the step once more
+    # on the final parameters and keeps only its log-likelihood: the step (a pass
+    # over the data) then appears once in the compiled program, not twice. It is
+    # the statistics loop below with the step's new parameters as the "statistics".
+    return iterate_statistics(
+        lambda new_params, _: new_params,
+        step,
+        params,
+        params,
+        False,
+        tol=tol,
+        max_iter=max_iter,
+        criterion=criterion,
+    )
+
+
+class Carry(NamedTuple):
+    """The carry of EM as a loop over statistics (:func:`iterate_statistics`); a
+    host loop over data read from disk carries the same (:func:`next_params`,
+    :func:`record`, :func:`end`)."""
+
+    state: LoopState
+    params: PyTree  # the last evaluated parameters (at the end: the returned ones)
+    stats: PyTree  # what evaluating them gave besides the log-likelihood
+    have_stats: jax.Array  # () bool, False before a parameter start is evaluated
+    final_ll: jax.Array  # () the log-likelihood of ``params`` once finished
+    finished: jax.Array  # () bool
+
+
+def begin(params: PyTree, stats: PyTree, have_stats: ArrayLike, max_iter: int, dtype: Any) -> Carry:
+    """The carry before the first iteration: from ``params`` (``have_stats``
+    False; ``stats`` is a placeholder of the right structure) or from ``stats``
+    (True; ``params`` is what :func:`iterate_statistics`'s ``maximize`` reads
+    with them, for example the frame the statistics are taken in)."""
+    nan = jnp.asarray(jnp.nan, dtype)
+    false = jnp.asarray(False)
+    return Carry(start(max_iter, dtype), params, stats, jnp.asarray(have_stats), nan, false)
+
+
+def next_params(carry: Carry, maximize: Callable[[PyTree, PyTree], PyTree]) -> PyTree:
+    """The parameters the next iteration evaluates: ``maximize(stats, params)``
+    (the M-step), or the starting parameters before their first evaluation."""
+    new = maximize(carry.stats, carry.params)
+    return jax.tree.map(lambda a, b: jnp.where(carry.have_stats, a, b), new, carry.params)
+
+
+def record(
+    carry: Carry,
+    params: PyTree,
+    stats: PyTree,
+    ll: ArrayLike,
+    *,
+    tol: ArrayLike,
+    max_iter: int,
+    criterion: str,
+) -> Carry:
+    """The evaluation ``(stats, ll)`` of ``params`` applied to the carry.
+
+    While the rule has not stopped the loop, ``ll`` is recorded in the history;
+    the evaluation after it stopped is that of the final parameters (one M-step
+    past the last recorded one, as scikit-learn returns them) and finishes. A
+    finished carry is returned unchanged.
+    """
+    state = carry.state
+    dtype = state.history.dtype
+    stopped = state.done | (state.n_iter >= max_iter)
+    advanced = advance(state, ll, tol, criterion)
+    new = Carry(
+        state=jax.tree.map(lambda a, b: jnp.where(stopped, a, b), state, advanced),
+        params=params,
+        stats=stats,
+        have_stats=jnp.ones_like(carry.have_stats),
+        final_ll=jnp.where(stopped, jnp.asarray(ll, dtype), carry.final_ll),
+        finished=carry.finished | stopped,
+    )
+    # A finished carry stays as it is (a batch of loops runs until its last stops).
+    return jax.tree.map(lambda a, b: jnp.where(carry.finished, a, b), carry, new)
+
+
+def end(carry: Carry) -> EMResult:
+    """The :class:`EMResult` of a finished carry."""
+    return finish(carry.state, carry.params, carry.final_ll)
+
+
+def iterate_statistics(
+    maximize: Callable[[PyTree, PyTree], PyTree],
+    evaluate: Callable[[PyTree], tuple[PyTree, jax.Array]],
+    params: PyTree,
+    stats: PyTree,
+    have_stats: ArrayLike,
+    *,
+    tol: ArrayLike,
+    max_iter: int,
+    criterion: str = "change",
+) -> EMResult:
+    """EM as a loop over statistics: ``params ← maximize(stats, params)``,
+    ``(stats, ll) ← evaluate(params)``, with :func:`iterate`'s stopping rule.
+
+    The loop can start from parameters (``have_stats`` False: they are evaluated
+    first) or from statistics (True: the first M-step makes the parameters, as
+    initial responsibilities do), so an initialisation needs no M-step of its
+    own. Each iteration runs ``maximize`` and ``evaluate`` once; after the rule
+    stops the loop one more iteration gives the returned parameters and their
+    log-likelihood. Traceable; the engine's loop.
+    """
+    dtype = jax.eval_shape(lambda p: evaluate(p)[1], params).dtype
+    tol = jnp.asarray(tol, dtype)
+
+    def body(carry):
+        new = next_params(carry, maximize)
+        new_stats, ll = evaluate(new)
+        return record(carry, new, new_stats, ll, tol=tol, max_iter=max_iter, criterion=criterion)
+
+    carry = begin(params, stats, have_stats, max_iter, dtype)
+    return end(jax.lax.while_loop(lambda c: ~c.finished, body, carry))
+
+
+def check_criterion(criterion: object) -> None:
+    """Raise unless ``criterion`` is one of :data:`CRITERIA`."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
+
+
+def _aitken_gain_below(ll, ll_prev, ll_prev2, tol):
+    """Aitken's rule (see :func:`iterate`) from the last three log-likelihoods."""
+    step = ll - ll_prev
+    before = ll_prev - ll_prev2
+    usable = jnp.isfinite(before) & (before > 0)
+    rate = step / jnp.where(usable, before, 1)
+    usable &= (rate >= 0) & (rate < 1)
+    gain = step / jnp.where(usable, 1 - rate, 1)
+    return usable & (gain < tol)
+
+
+def em(
+    e_step: Callable[[PyTree, PyTree], tuple[PyTree, jax.Array]],
+    m_step: Callable[[PyTree, PyTree], PyTree],
+    params: PyTree,
+    x: PyTree,
+    *,
+    tol: ArrayLike = 1e-3,
+    max_iter: int = 100,
+    criterion: str = "change",
+) -> EMResult:
+    """Run Expectation–Maximization from ``params`` on data ``x``.
+
+    Each iteration ``i`` computes ``expectations, ll_i = e_step(params, x)`` and
+    then ``params = m_step(expectations, x)``; the loop stops after the M-step of
+    the first iteration with ``|ll_i - ll_{i-1}| < tol`` (scikit-learn's rule; or
+    Aitken's rule with ``criterion="aitken"``, see :func:`iterate`), or after
+    ``max_iter`` iterations. Works eagerly, under ``jax.jit`` and under
+    ``jax.vmap`` (each batch element stops on its own criterion).
+
+    Reverse-mode differentiation (``jax.grad``) does not pass through the loop
+    (a ``lax.while_loop``); forward mode (``jax.jvp``, ``jax.jacfwd``) does.
+
+    Args:
+        e_step: ``(params, x) -> (expectations, mean log-likelihood)``.
+        m_step: ``(expectations, x) -> params``; bind hyperparameters with
+            :func:`functools.partial`.
+        params: starting parameters (any pytree).
+        x: the data, any pytree of arrays (for example ``(x, mask)`` or a dict),
+            passed unchanged to both steps.
+        tol: tolerance on the change of the mean log-likelihood (traced).
+        max_iter: maximum number of iterations (static).
+        criterion: ``"change"`` (default) or ``"aitken"`` (static).
+
+    Returns:
+        An :class:`EMResult`; ``result.log_likelihood`` is the mean
+        log-likelihood of the returned ``result.params``.
+
+    Example:
+        >>> import functools, jax, jax.numpy as jnp, jaxem
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+        >>> start = gmm.make_params(jnp.array([0.5, 0.5]),
+        ...                         jnp.array([[-1.0, 0.0], [1.0, 0.0]]),
+        ...                         jnp.stack([jnp.eye(2)] * 2))
+        >>> result = jaxem.em(gmm.e_step, gmm.m_step, start, x, tol=1e-4)
+        >>> bool(result.converged)
+        True
+    """
+    if not callable(e_step) or not callable(m_step):
+        raise TypeError(
+            "em(e_step, m_step, params, x, ...) takes the two step functions first; got "
+            f"{type(e_step).__name__} and {type(m_step).__name__}"
+        )
+    x = jax.tree.map(jnp.asarray, x)
+    _check_step_order(e_step, m_step, params, x)
+
+    def step(p):
+        expectations, ll = e_step(p, x)
+        return m_step(expectations, x), ll
+
+    return iterate(step, None, params, tol=tol, max_iter=max_iter, criterion=criterion)
+
+
+def _check_step_order(e_step, m_step, params, x) -> None:
+    """Trace one iteration abstractly; a clear error when the steps are swapped or
+    do not return what the loop needs."""
+    try:
+        out = jax.eval_shape(e_step, params, x)
+    except Exception as error:
+        raise TypeError(
+            f"e_step(params, x) failed on the starting parameters: {error}. jaxem.em takes "
+            "(e_step, m_step, params, x): is the order of the steps or arguments swapped?"
+        ) from error
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            "e_step must return (expectations, mean log-likelihood); got "
+            f"{type(out).__name__}. jaxem.em takes (e_step, m_step, params, x): are the "
+            "steps swapped?"
+        )
+    expectations, ll = out
+    if getattr(ll, "shape", None) != ():
+        raise ValueError(
+            "the log-likelihood returned by e_step must be a scalar; got "
+            f"{getattr(ll, 'shape', type(ll).__name__)}"
+        )
+    new = jax.eval_shape(m_step, expectations, x)
+    if jax.tree.structure(new) != jax.tree.structure(params):
+        raise TypeError(
+            "m_step(expectations, x) must return parameters of the same structure as the "
+            f"starting params; got {jax.tree.structure(new)} for {jax.tree.structure(params)}"
+        )

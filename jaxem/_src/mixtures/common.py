@@ -1,0 +1,65 @@
+"""Pieces shared by the discrete mixture families (Poisson, Bernoulli, categorical)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxem._src.validation import as_data, concrete
+
+__all__ = [
+    "DirichletWeights",
+    "check_counts",
+    "count_summary",
+    "mixture_weights",
+    "n_active_components",
+]
+
+
+def check_counts(x: ArrayLike, *, name: str = "x", binary: bool) -> jax.Array:
+    """(N, D) non-negative counts (or 0/1 values), as a floating array."""
+    x = as_data(x, name=name)
+    v = concrete(x)
+    if v is not None:
+        if binary and not np.all((v == 0) | (v == 1)):
+            raise ValueError(f"{name} must hold only 0 and 1 (binary features)")
+        if not binary and (np.any(v < 0) or not np.all(v == np.round(v))):
+            raise ValueError(f"{name} must hold non-negative whole counts")
+    return x
+
+
+def count_summary(x: jax.Array, w: jax.Array) -> dict[str, jax.Array]:
+    """``{"count": Σ w, "sum_x": Σ w x}``: enough for the data's mean."""
+    return {"count": jnp.sum(w), "sum_x": w @ x}
+
+
+def n_active_components(weights: jax.Array) -> jax.Array:
+    return jnp.sum(weights > 0)
+
+
+def mixture_weights(nk: jax.Array, dirichlet: ArrayLike = 1.0) -> jax.Array:
+    """Mixing weights from the responsibility mass: ``π_k ∝ max(n_k + α − 1, 0)``
+    over the components with ``n_k > 0`` (the posterior mode under a symmetric
+    Dirichlet(α); α = 1 is maximum likelihood, ``n_k / Σ n``). Components with
+    ``n_k = 0`` stay at weight 0."""
+    raw = jnp.where(nk > 0, jnp.maximum(nk + dirichlet - 1, 0), 0)
+    total = jnp.sum(raw)
+    return jnp.where(total > 0, raw / jnp.where(total > 0, total, 1), nk / jnp.sum(nk))
+
+
+@dataclasses.dataclass(frozen=True)
+class DirichletWeights:
+    """A symmetric Dirichlet(α) prior on the active components' weights."""
+
+    alpha: ArrayLike
+
+    def log_kernel(self, weights: jax.Array) -> jax.Array:
+        """``(α − 1) Σ_k log π_k`` over the active components: the log density up
+        to its normalising constant (exactly 0 at α = 1, the flat prior)."""
+        active = weights > 0
+        log_w = jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
+        return (jnp.asarray(self.alpha, weights.dtype) - 1) * jnp.sum(log_w)

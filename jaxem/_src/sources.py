@@ -1,0 +1,559 @@
+"""Data sources: how one pass of a family over the data is reduced.
+
+Every source gives the engine's pipeline (:func:`jaxem._src.engine.pipeline`)
+the same five things: the family's data context (its summary summed over the
+whole data), the rows to initialise on, the per-fit preparation (features a
+family builds once), the pass summed over all rows, and EM over a batch of
+restarts. The family never knows which source it runs on.
+
+* :class:`InMemory`: arrays in memory; the pass is summed chunk by chunk inside
+  the compiled loop (``lax.scan``), over features built once per fit when they
+  fit in :data:`FEATURE_CACHE_BYTES`.
+* :class:`Sharded`: rows split over the devices of a mesh; each device sums its
+  rows inside :func:`jax.shard_map` and the statistics are reduced with
+  ``psum``, so the EM ``while_loop`` outside sees one replicated value and every
+  device stops at the same iteration.
+* :class:`HostChunks`: data read chunk by chunk on the host (a memmap, a
+  sequence of arrays, a generator function): out-of-core EM. The loop runs on
+  the host with the same carry and the same update as the compiled loop
+  (:func:`jaxem._src.loop.update`), so it gives the same results.
+
+Stepwise (online) EM is :mod:`jaxem._src.online`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import mmap
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxem._src import loop
+from jaxem._src.chunking import chunked_sum
+from jaxem._src.engine import Starts, objective, run_em
+from jaxem._src.family import Family
+from jaxem._src.validation import check_static_int
+
+__all__ = [
+    "FEATURE_CACHE_BYTES",
+    "HostChunks",
+    "InMemory",
+    "PassInfo",
+    "Sharded",
+    "array_chunks",
+    "print_progress",
+    "shard_rows",
+]
+
+PyTree = Any
+
+#: Largest per-fit feature array (:meth:`Family.featurize`), in bytes, that an
+#: in-memory fit keeps for all its passes instead of rebuilding it chunk by chunk
+#: in every pass (the Gaussian family's moment features: N = 10⁶, D = 32, full,
+#: 2.2 GB in float32, are rebuilt per chunk). 0 never keeps them.
+FEATURE_CACHE_BYTES = 1 << 30
+
+
+def _first_row(x: PyTree) -> PyTree:
+    return jax.tree.map(lambda a: a[0], x)
+
+
+def _nbytes(tree: PyTree) -> int:
+    return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
+def summed_pass(family: Family, params, rows, w, context, *, featurize: bool, batch: int, mode):
+    """``(stats, Σ w log p)`` of ``family`` over all ``rows``, chunk by chunk."""
+
+    def chunk(rb, wb):
+        features = family.featurize(rb, context) if featurize else rb
+        return family.pass_(params, features, wb, context)
+
+    n = w.shape[0]
+    return chunked_sum(chunk, (rows, w), family.chunk_rows(n, params, rows, batch, mode))
+
+
+# ---------------------------------------------------------------------- in memory
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class InMemory:
+    """Data in memory: ``x`` any pytree of arrays with N leading rows, ``w`` (N,)."""
+
+    x: PyTree
+    w: jax.Array
+
+    def context(self, family: Family) -> PyTree:
+        ref = _first_row(self.x)
+        return family.context(family.summarize(self.x, self.w, ref), ref)
+
+    def init_data(self, key: jax.Array) -> tuple[PyTree, jax.Array]:
+        return self.x, self.w
+
+    @staticmethod
+    def compile(fn: Callable) -> Callable:
+        return fn  # traced inside the caller's program
+
+    def prepare(self, family: Family, context: PyTree) -> PyTree | None:
+        """The family's features of every row, when it has some and they fit."""
+        if not family.has_features:
+            return None
+        shape = jax.eval_shape(family.featurize, self.x, context)
+        if _nbytes(shape) > FEATURE_CACHE_BYTES:
+            return None
+        return family.featurize(self.x, context)
+
+    def reduce(self, family: Family, params, prepared, context, batch: int):
+        if prepared is not None:
+            rows, featurize, mode = prepared, False, "cached"
+        else:
+            rows, featurize = self.x, family.has_features
+            mode = "features" if featurize else "raw"
+        stats, ll_sum = summed_pass(
+            family, params, rows, self.w, context, featurize=featurize, batch=batch, mode=mode
+        )
+        return stats, ll_sum, jnp.sum(self.w)
+
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+        batch = jax.tree.leaves(starts)[0].shape[0]
+
+        def reduce(params):
+            return self.reduce(family, params, prepared, context, batch)
+
+        return run_em(
+            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
+        )
+
+
+# ------------------------------------------------------------------- several devices
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Sharded:
+    """Rows split over the mesh axis ``axis_name`` (global arrays ``x``, ``w``).
+
+    ``init_rows`` (replicated) are the rows the restarts are initialised on: the
+    whole data gathered, or a random subset for data too large for one device.
+    """
+
+    x: PyTree
+    w: jax.Array
+    init_rows: PyTree
+    init_w: jax.Array
+    mesh: Mesh = dataclasses.field(metadata=dict(static=True))
+    axis_name: str = dataclasses.field(metadata=dict(static=True))
+
+    def _map(self, fn, in_specs, out_specs):
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs)
+
+    def context(self, family: Family) -> PyTree:
+        ref = _first_row(self.init_rows)
+        axis = self.axis_name
+
+        def local(x, w, ref):
+            return jax.lax.psum(family.summarize(x, w, ref), axis)
+
+        summary = self._map(local, (P(axis), P(axis), P()), P())(self.x, self.w, ref)
+        return family.context(summary, ref)
+
+    def init_data(self, key: jax.Array):
+        return self.init_rows, self.init_w
+
+    @staticmethod
+    def compile(fn: Callable) -> Callable:
+        return fn
+
+    def prepare(self, family: Family, context: PyTree) -> PyTree | None:
+        if not family.has_features:
+            return None
+        n_devices = self.mesh.shape[self.axis_name]
+        shape = jax.eval_shape(family.featurize, self.x, context)
+        if _nbytes(shape) // n_devices > FEATURE_CACHE_BYTES:
+            return None
+        axis = self.axis_name
+        return self._map(lambda x, c: family.featurize(x, c), (P(axis), P()), P(axis))(
+            self.x, context
+        )
+
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+        batch = jax.tree.leaves(starts)[0].shape[0]
+        axis = self.axis_name
+        cached = prepared is not None
+        rows = prepared if cached else self.x
+        featurize = family.has_features and not cached
+        mode = "cached" if cached else ("features" if featurize else "raw")
+
+        def local(params, rows, w, context):
+            stats, ll_sum = summed_pass(
+                family, params, rows, w, context, featurize=featurize, batch=batch, mode=mode
+            )
+            return jax.lax.psum((stats, ll_sum, jnp.sum(w)), axis)
+
+        summed = self._map(local, (P(), P(axis), P(axis), P()), P())
+
+        def reduce(params):
+            return summed(params, rows, self.w, context)
+
+        return run_em(
+            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
+        )
+
+
+def shard_rows(
+    x: Any, mesh: Mesh, axis_name: str | None = None, sample_weight: Any = None
+) -> tuple[jax.Array, jax.Array]:
+    """Place (N, D) host data on ``mesh``, rows split over ``axis_name``.
+
+    N is padded with zero-weight rows to a multiple of the axis size (padding
+    rows contribute nothing to any statistic).
+
+    Returns:
+        ``(x, sample_weight)`` as sharded global arrays of Nₚ ≥ N rows.
+    """
+    if axis_name is None:
+        axis_name = mesh.axis_names[0]
+    n_shards = mesh.shape[axis_name]
+    x = np.asarray(x)
+    n = x.shape[0]
+    w = np.ones(n, x.dtype) if sample_weight is None else np.asarray(sample_weight, x.dtype)
+    pad = -n % n_shards
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        w = np.concatenate([w, np.zeros(pad, x.dtype)])
+    sharding = NamedSharding(mesh, P(axis_name))
+    return jax.device_put(x, sharding), jax.device_put(w, sharding)
+
+
+# ------------------------------------------------------------------- host chunks
+
+
+@dataclasses.dataclass(frozen=True)
+class PassInfo:
+    """What the progress callback of a chunked fit is given after each pass.
+
+    Attributes:
+        iteration: 1-based index of the pass (``n_iter`` so far); 0 for the final
+            pass that computes the log-likelihood of the returned parameters.
+        log_likelihood: objective computed in the pass (of the best restart
+            still running, for a batch of restarts).
+        change: ``log_likelihood`` minus that of the previous pass (inf at first).
+        n_samples: total sample weight seen in the pass.
+        n_chunks: number of chunks read.
+        seconds: wall-clock seconds of the pass.
+        formulation: what the family computed (``"moments"`` or ``"direct"``
+            for the Gaussian family, ``""`` for others).
+    """
+
+    iteration: int
+    log_likelihood: float
+    change: float
+    n_samples: float
+    n_chunks: int
+    seconds: float
+    formulation: str = ""
+
+
+def print_progress(info: PassInfo) -> None:
+    """A ready-made callback for chunked fits: one line per pass to stderr."""
+    what = "final" if info.iteration == 0 else f"pass {info.iteration:4d}"
+    print(
+        f"[jaxem] {what}: ll={info.log_likelihood:.8g} change={info.change:.3g} "
+        f"({info.n_chunks} chunks, {info.n_samples:.0f} samples, {info.seconds:.2f} s"
+        + (f", {info.formulation})" if info.formulation else ")"),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+#: Default rows per chunk of an array source: about 4M elements (16 MB of float32).
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+
+
+def array_chunks(x: Any, chunk_size: int, sample_weight: Any = None) -> Callable[[], Iterator]:
+    """A re-iterable chunk source over an array-like on disk or in memory.
+
+    ``x`` is anything with ``shape`` and row slicing that gives NumPy arrays:
+    :class:`numpy.memmap`, :func:`numpy.load` with ``mmap_mode="r"``, an
+    ``h5py``/``zarr`` dataset. Only one chunk is read into memory at a time.
+
+    Args:
+        x: (N, D) array-like.
+        chunk_size: rows per chunk.
+        sample_weight: optional (N,) array-like of weights, sliced alongside.
+
+    Returns:
+        A callable returning a fresh iterator of ``x`` chunks (or ``(x, w)`` pairs).
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxem.gmm import array_chunks
+        >>> source = array_chunks(np.zeros((10, 2)), 4)
+        >>> [c.shape[0] for c in source()]
+        [4, 4, 2]
+    """
+    chunk_size = check_static_int("chunk_size", chunk_size, minimum=1)
+    n = x.shape[0]
+
+    def chunks():
+        for start in range(0, n, chunk_size):
+            xb = x[start : start + chunk_size]
+            if sample_weight is None:
+                yield xb
+            else:
+                yield xb, sample_weight[start : start + chunk_size]
+            _release_pages(x)
+            _release_pages(sample_weight)
+
+    return chunks
+
+
+def _release_pages(a: Any) -> None:
+    """Drop the pages of a read memmap from this process's resident set.
+
+    Pages of a file mapping that have been read count as resident memory until
+    the kernel reclaims them, so a pass over a memmap would otherwise grow the
+    resident set to the file's size. ``MADV_DONTNEED`` on a shared or read-only
+    mapping loses nothing (the data stay in the file and the page cache); a
+    copy-on-write mapping (``mode="c"``) is left alone.
+    """
+    mapping = getattr(a, "_mmap", None)
+    if mapping is None or getattr(a, "mode", "c") == "c" or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        mapping.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):
+        pass
+
+
+def as_chunk_source(chunks: Any, chunk_size: int | None) -> Callable[[], Iterator]:
+    """A callable returning a fresh iterator of chunks, from what a user passes."""
+    if callable(chunks):
+        return chunks
+    if hasattr(chunks, "shape") and hasattr(chunks, "__getitem__") and len(chunks.shape) == 2:
+        rows = chunk_size or max(1024, DEFAULT_CHUNK_ELEMENTS // max(chunks.shape[1], 1))
+        return array_chunks(chunks, rows)
+    if isinstance(chunks, Iterator):
+        raise TypeError(
+            "chunks must be re-iterable (EM reads the data once per iteration): pass a "
+            "sequence of arrays, an array-like with chunk_size, or a callable returning "
+            "a fresh iterator; got a one-shot iterator"
+        )
+    if isinstance(chunks, Iterable):
+        return lambda: iter(chunks)
+    raise TypeError(
+        "chunks must be an (N, D) array-like, a sequence of arrays or a callable "
+        f"returning an iterator of arrays; got {type(chunks).__name__}"
+    )
+
+
+def _host_chunk(item: Any, dtype, n_features: int, rows: int | None):
+    """One chunk as contiguous NumPy ``(x, w)``, zero-weight padded up to ``rows``."""
+    if isinstance(item, tuple):
+        xb, wb = item
+    else:
+        xb, wb = item, None
+    xb = np.array(xb, dtype=dtype, order="C")  # a copy: never a view on a memmap
+    if xb.ndim != 2 or (n_features is not None and xb.shape[1] != n_features):
+        raise ValueError(
+            f"every chunk must have shape (rows, {n_features}) to match the data; got {xb.shape}"
+        )
+    wb = np.ones(xb.shape[0], dtype) if wb is None else np.array(wb, dtype=dtype, order="C")
+    if wb.shape != (xb.shape[0],):
+        raise ValueError(f"chunk sample weights must have shape ({xb.shape[0]},); got {wb.shape}")
+    if rows is not None and xb.shape[0] < rows:  # pad: one compiled shape for all chunks
+        pad = rows - xb.shape[0]
+        xb = np.concatenate([xb, np.zeros((pad, xb.shape[1]), dtype)])
+        wb = np.concatenate([wb, np.zeros(pad, dtype)])
+    return xb, wb
+
+
+@jax.jit
+def _summarize(family, x, w, ref):
+    return family.summarize(x, w, ref)
+
+
+@jax.jit
+def _add(a, b):
+    return jax.tree.map(jnp.add, a, b)
+
+
+@jax.jit
+def _context(family, summary, ref):
+    return family.context(summary, ref)
+
+
+@functools.partial(jax.jit, static_argnames=("mode",))
+def _chunk_sums(family, params, x, w, context, *, mode):
+    """``(stats, Σ w log p, Σ w)`` of one chunk for a batch of restarts."""
+    featurize = mode == "features"
+
+    def one(p):
+        return summed_pass(family, p, x, w, context, featurize=featurize, batch=1, mode=mode)
+
+    stats, ll_sum = jax.vmap(one)(params)
+    return stats, ll_sum, jnp.sum(w)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _begin(starts, *, max_iter):
+    dtype = jax.tree.leaves(starts.stats)[0].dtype
+    return jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, max_iter, dtype))(starts)
+
+
+@jax.jit
+def _next_params(family, carry, context):
+    def maximize(stats, params):
+        return family.maximize(stats, params, context)
+
+    return jax.vmap(lambda c: loop.next_params(c, maximize))(carry)
+
+
+@jax.jit
+def _all_fast(family, params, context):
+    return jnp.all(jax.vmap(lambda p: family.fast(p, context))(params))
+
+
+@functools.partial(jax.jit, static_argnames=("criterion", "max_iter"))
+def _record(carry, family, params, sums, tol, *, criterion, max_iter):
+    stats, ll_sum, total = sums
+
+    def one(c, p, s, ll):
+        value = objective(family, p, ll, total)
+        return loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion), value
+
+    return jax.vmap(one)(carry, params, stats, ll_sum)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostChunks:
+    """Data read chunk by chunk on the host, once per EM iteration (out of core).
+
+    Attributes:
+        source: a callable returning a fresh iterator of chunks ((rows, D)
+            arrays or ``(x, sample_weight)`` pairs).
+        dtype: the computing dtype (chunks are converted on the host).
+        init_size: rows (a uniform random sample over one pass, reservoir
+            sampling) the restarts are initialised on.
+        prefetch: chunks in flight on the device while the host reads the next.
+        callback: called with a :class:`PassInfo` after every pass.
+    """
+
+    source: Callable[[], Iterator]
+    dtype: Any
+    init_size: int = 20_000
+    prefetch: int = 2
+    callback: Callable[[PassInfo], Any] | None = None
+
+    def _chunks(self):
+        rows = n_features = None
+        for item in self.source():
+            xb, wb = _host_chunk(item, self.dtype, n_features, rows)
+            rows = rows or xb.shape[0]
+            n_features = xb.shape[1]
+            yield xb, wb
+
+    def context(self, family: Family) -> PyTree:
+        acc, ref = None, None
+        for xb, wb in self._chunks():
+            if ref is None:
+                ref = xb[0]
+            summary = _summarize(family, xb, wb, ref)
+            acc = summary if acc is None else _add(acc, summary)
+        if ref is None:
+            raise ValueError("the chunk source yielded no chunks")
+        return _context(family, acc, ref)
+
+    def init_data(self, key: jax.Array):
+        """A uniform random sample of at most ``init_size`` rows (weights kept)."""
+        seed = np.asarray(jax.random.key_data(key)).ravel()
+        rng = np.random.default_rng(seed.astype(np.uint64))
+        kept_x, kept_w, keys = None, None, None
+        for xb, wb in self._chunks():
+            live = wb > 0
+            xb, wb = xb[live], wb[live]
+            u = rng.random(xb.shape[0])
+            if kept_x is None:
+                kept_x, kept_w, keys = xb, wb, u
+            else:
+                kept_x = np.concatenate([kept_x, xb])
+                kept_w = np.concatenate([kept_w, wb])
+                keys = np.concatenate([keys, u])
+            if keys.shape[0] > self.init_size:
+                top = np.argsort(keys)[: self.init_size]
+                top.sort()
+                kept_x, kept_w, keys = kept_x[top], kept_w[top], keys[top]
+        if kept_x is None:
+            raise ValueError("the chunk source yielded no chunks")
+        return jnp.asarray(kept_x), jnp.asarray(kept_w)
+
+    @staticmethod
+    def compile(fn: Callable) -> Callable:
+        return jax.jit(fn, static_argnames=("n_components", "methods"))
+
+    def prepare(self, family: Family, context: PyTree) -> None:
+        return None
+
+    def _pass(self, family, params, context):
+        mode = "features" if family.has_features else "raw"
+        acc, in_flight, n_chunks = None, [], 0
+        for xb, wb in self._chunks():
+            sums = _chunk_sums(family, params, xb, wb, context, mode=mode)
+            acc = sums if acc is None else _add(acc, sums)
+            n_chunks += 1
+            in_flight.append(acc)
+            if len(in_flight) > self.prefetch:  # bound the chunks held in device memory
+                jax.block_until_ready(in_flight.pop(0))
+        if acc is None:
+            raise ValueError("the chunk source yielded no chunks")
+        return acc, n_chunks
+
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+        if not isinstance(starts, Starts):
+            mode = "features" if family.has_features else "raw"
+            xb, wb = next(iter(self._chunks()))
+            shapes = jax.eval_shape(
+                functools.partial(_chunk_sums, mode=mode), family, starts, xb, wb, context
+            )
+            n = jax.tree.leaves(starts)[0].shape[0]
+            stats = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
+            starts = Starts(starts, stats, jnp.zeros(n, bool))
+        tol = jnp.asarray(tol, jnp.dtype(self.dtype))
+        carry = _begin(starts, max_iter=max_iter)
+        previous = -np.inf
+        iteration = 0
+        while not bool(jnp.all(carry.finished)):
+            started = time.perf_counter()
+            params = _next_params(family, carry, context)
+            sums, n_chunks = self._pass(family, params, context)
+            running = ~np.asarray(carry.state.done | (carry.state.n_iter >= max_iter))
+            carry, values = _record(
+                carry, family, params, sums, tol, criterion=criterion, max_iter=max_iter
+            )
+            if self.callback is not None:
+                values = np.asarray(values)
+                shown = float(np.max(values[running])) if running.any() else float(values.max())
+                iteration = iteration + 1 if running.any() else 0
+                self.callback(
+                    PassInfo(
+                        iteration,
+                        shown,
+                        shown - previous,
+                        float(sums[2]),
+                        n_chunks,
+                        time.perf_counter() - started,
+                        family.pass_name(bool(_all_fast(family, params, context))),
+                    )
+                )
+                previous = shown
+        return jax.vmap(loop.end)(carry)

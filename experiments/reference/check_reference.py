@@ -1,0 +1,98 @@
+"""Consistency checks of the R reference files, in numpy/scipy (no R needed).
+
+* mclust_me_reference.json: for every fit that returned parameters, the
+  log-likelihood recomputed from (pro, mean, sigma) on the CSV data equals the
+  recorded ``loglik``; sigma has shape (D, D, K) and is symmetric; for models with
+  scale/shape/orientation, sigma_k == scale_k * O_k diag(shape_k) O_k^T; npar and bic
+  agree with ``bic = 2 loglik - npar log n``.
+* further files are checked when present (see the functions below).
+
+Run from the repository root:
+
+    python experiments/reference/check_reference.py
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def load_csv(name: str) -> np.ndarray:
+    return np.loadtxt(ROOT / "data" / f"{name}.csv", delimiter=",", skiprows=1, dtype=np.float64)
+
+
+def gmm_loglik(x, pro, mean_dk, sigma_ddk, vinv=None):
+    """Mixture log-likelihood; mean is D x K, sigma D x D x K (mclust layout)."""
+    k = len(pro)
+    logs = np.stack(
+        [
+            np.log(pro[j]) + multivariate_normal(mean_dk[:, j], sigma_ddk[:, :, j]).logpdf(x)
+            for j in range(k)
+        ],
+        axis=1,
+    )
+    if vinv is not None:  # noise component: last entry of pro, density vinv
+        logs = np.concatenate([logs, np.full((len(x), 1), np.log(pro[-1]) + np.log(vinv))], 1)
+    return float(logsumexp(logs, axis=1).sum())
+
+
+def check_me() -> None:
+    path = RESULTS / "mclust_me_reference.json"
+    ref = json.loads(path.read_text())
+    worst = 0.0
+    n_ok = n_na = 0
+    for name, by_k in ref["results"].items():
+        x = load_csv(name)
+        n, d = x.shape
+        for k_str, by_model in by_k.items():
+            k = int(k_str)
+            for model, rec in by_model.items():
+                assert rec["npar"] is not None
+                if rec["loglik"] is None:
+                    n_na += 1
+                    print(f"NA: {name} K={k} {model} returnCode={rec['returnCode']} {rec['warning']}")
+                    continue
+                n_ok += 1
+                p = rec["parameters"]
+                pro = np.asarray(p["pro"])
+                mean = np.asarray(p["mean"])
+                sigma = np.asarray(p["variance"]["sigma"])
+                assert pro.shape == (k,) and mean.shape == (d, k) and sigma.shape == (d, d, k)
+                assert np.allclose(sigma, sigma.transpose(1, 0, 2), rtol=1e-12, atol=0)
+                ll = gmm_loglik(x, pro, mean, sigma)
+                rel = abs(ll - rec["loglik"]) / abs(rec["loglik"])
+                worst = max(worst, rel)
+                assert rel < 1e-10, (name, k, model, ll, rec["loglik"])
+                bic = 2 * rec["loglik"] - rec["npar"] * np.log(n)
+                assert abs(bic - rec["bic"]) < 1e-8 * abs(bic)
+                v = p["variance"]
+                if "orientation" in v or "shape" in v:
+                    scale = np.broadcast_to(np.asarray(v["scale"]), (k,))
+                    shape = np.asarray(v["shape"])
+                    shape = np.broadcast_to(shape[:, None] if shape.ndim == 1 else shape, (d, k))
+                    o = np.asarray(v["orientation"]) if "orientation" in v else np.eye(d)
+                    o = np.broadcast_to(o[:, :, None] if o.ndim == 2 else o, (d, d, k))
+                    for j in range(k):
+                        s = scale[j] * o[:, :, j] @ np.diag(shape[:, j]) @ o[:, :, j].T
+                        assert np.allclose(s, sigma[:, :, j], rtol=1e-8, atol=1e-12 * abs(s).max())
+    print(f"{path.name}: {n_ok} fits re-evaluated (max rel. loglik diff {worst:.1e}), {n_na} NA")
+
+
+def main() -> None:
+    check_me()
+    for fn in EXTRA:
+        fn()
+
+
+EXTRA: list = []
+
+if __name__ == "__main__":
+    main()

@@ -92,7 +92,39 @@ def main() -> None:
         fn()
 
 
-EXTRA: list = []
+def check_bic() -> None:
+    path = RESULTS / "mclust_bic_reference.json"
+    if not path.exists():
+        return
+    ref = json.loads(path.read_text())
+    for name, r in ref["results"].items():
+        x = load_csv(name)
+        n = len(x)
+        bic = np.array(r["bic"], dtype=float)
+        ll = np.array(r["loglik"], dtype=float)
+        npar = np.array(r["npar"], dtype=float)
+        assert bic.shape == (len(r["G"]), len(r["models"]))
+        ok = ~np.isnan(bic)
+        assert np.allclose(2 * ll[ok] - npar[ok] * np.log(n), bic[ok], rtol=1e-12)
+        assert (np.array(r["returnCodes"])[~ok] != 0).all()
+        b = r["best"]
+        i, j = r["G"].index(b["G"]), r["models"].index(b["modelName"])
+        assert bic[i, j] == np.nanmax(bic), name
+        for p, target in [(b["parameters"], b["loglik_of_parameters"]),
+                          (b["me"]["parameters"], b["me"]["loglik"]),]:
+            ll_p = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
+                              np.asarray(p["variance"]["sigma"]))
+            assert abs(ll_p - target) < 1e-10 * abs(target), (name, ll_p, target)
+        assert b["me"]["loglik"] == b["loglik"] or abs(b["me"]["loglik"] - b["loglik"]) < 1e-12 * abs(b["loglik"])
+        assert abs(ll[i, j] - b["loglik"]) < 1e-9 * abs(b["loglik"])
+        for g, lab in r["hc_partitions"].items():
+            assert len(lab) == n and sorted(set(lab)) == list(range(1, int(g) + 1))
+        print(f"{path.name}: {name} best {b['modelName']},{b['G']} loglik {b['loglik']:.6f} "
+              f"re-evaluated; extra M-step {b['extra_mstep']} (its params: "
+              f"{b['loglik_of_parameters']:.6f}); {int((~ok).sum())} NA cells")
+
+
+EXTRA: list = [check_bic]
 
 if __name__ == "__main__":
     main()

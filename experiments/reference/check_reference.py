@@ -31,7 +31,7 @@ def load_csv(name: str) -> np.ndarray:
 
 def gmm_loglik(x, pro, mean_dk, sigma_ddk, vinv=None):
     """Mixture log-likelihood; mean is D x K, sigma D x D x K (mclust layout)."""
-    k = len(pro)
+    k = mean_dk.shape[1]
     logs = np.stack(
         [
             np.log(pro[j]) + multivariate_normal(mean_dk[:, j], sigma_ddk[:, :, j]).logpdf(x)
@@ -124,7 +124,40 @@ def check_bic() -> None:
               f"{b['loglik_of_parameters']:.6f}); {int((~ok).sum())} NA cells")
 
 
-EXTRA: list = [check_bic]
+def check_noise() -> None:
+    path = RESULTS / "mclust_noise_reference.json"
+    if not path.exists():
+        return
+    ref = json.loads(path.read_text())
+    x = load_csv("faithful_noise")
+    assert x.shape == (ref["meta"]["n"], ref["meta"]["d"])
+    assert np.array_equal(x[:272], load_csv("faithful"))
+    vinv = ref["meta"]["Vinv"]
+    for name, f in ref["fits"].items():
+        assert f["Vinv"] == vinv and abs(f["hypvol"] * vinv - 1) < 1e-14
+        p = f["parameters"]
+        ll = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
+                        np.asarray(p["variance"]["sigma"]), vinv)
+        assert abs(ll - f["loglik"]) < 1e-10 * abs(f["loglik"]), (name, ll, f["loglik"])
+        bic = np.array(f["bic"], dtype=float)
+        assert np.nanmax(bic) == f["bic_best"]
+        print(f"{path.name}: {name} {f['modelName']},{f['G_best']} loglik {f['loglik']:.6f} "
+              f"re-evaluated (noise pro {p['pro'][-1]:.4f})")
+    worst = 0.0
+    for g, by_model in ref["me_fixed_start"].items():
+        for model, rec in by_model.items():
+            if model == "start_labels" or rec["loglik"] is None:
+                continue
+            p = rec["parameters"]
+            assert p["Vinv"] == vinv and len(p["pro"]) == int(g) + 1
+            ll = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
+                            np.asarray(p["variance"]["sigma"]), vinv)
+            worst = max(worst, abs(ll - rec["loglik"]) / abs(rec["loglik"]))
+    assert worst < 1e-10
+    print(f"{path.name}: me_fixed_start re-evaluated (max rel. diff {worst:.1e})")
+
+
+EXTRA: list = [check_bic, check_noise]
 
 if __name__ == "__main__":
     main()

@@ -157,7 +157,26 @@ def check_noise() -> None:
     print(f"{path.name}: me_fixed_start re-evaluated (max rel. diff {worst:.1e})")
 
 
-EXTRA: list = [check_bic, check_noise]
+def check_squarem() -> None:
+    path = RESULTS / "squarem_reference.json"
+    if not path.exists():
+        return
+    from scipy.stats import poisson
+
+    ref = json.loads(path.read_text())
+    i = np.asarray(ref["meta"]["data"]["deaths"])
+    y = np.asarray(ref["meta"]["data"]["freq"])
+    for start, st in ref["starts"].items():
+        for run, r in st["runs"].items():
+            w, l1, l2 = r["par"]
+            ll = float(np.sum(y * np.log(w * poisson.pmf(i, l1) + (1 - w) * poisson.pmf(i, l2))))
+            assert abs(ll - r["loglik"]) < 1e-11 * abs(ll), (start, run, ll, r["loglik"])
+            if r["value"] is not None:
+                assert abs(r["value"] + r["loglik"]) < 1e-11 * abs(ll)
+    print(f"{path.name}: all runs re-evaluated")
+
+
+EXTRA: list = [check_bic, check_noise, check_squarem]
 
 if __name__ == "__main__":
     main()

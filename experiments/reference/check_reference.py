@@ -176,7 +176,35 @@ def check_squarem() -> None:
     print(f"{path.name}: all runs re-evaluated")
 
 
-EXTRA: list = [check_bic, check_noise, check_squarem]
+def check_flexmix() -> None:
+    path = RESULTS / "flexmix_reference.json"
+    if not path.exists():
+        return
+    from scipy.stats import poisson
+
+    ref = json.loads(path.read_text())
+    for name, s in ref["datasets"].items():
+        raw = np.loadtxt(ROOT.parent / s["file"], delimiter=",", skiprows=1, ndmin=2)
+        w, y = (raw[:, 0], raw[:, 1:]) if s["weights"] else (np.ones(len(raw)), raw)
+        assert y.shape == (s["n"], s["d"]) and w.sum() == s["sum_weights"]
+        for k_str, f in s["fits"].items():
+            for r in [f["fixed_start"], f["restarts"]["best"], f["stepFlexmix_defaults"]]:
+                par, pri = np.asarray(r["parameters"]), np.asarray(r["prior"])
+                assert par.shape == (s["d"], r["k"]) and pri.shape == (r["k"],)
+                with np.errstate(divide="ignore"):
+                    if s["model"] == "FLXMCmvpois":
+                        comp = np.stack([poisson.logpmf(y, par[:, j]).sum(1) for j in range(len(pri))], 1)
+                    else:
+                        comp = np.stack(
+                            [np.log(np.where(y == 1, par[:, j], 1 - par[:, j])).sum(1) for j in range(len(pri))], 1
+                        )
+                    ll = float((w * logsumexp(comp + np.log(pri), axis=1)).sum())
+                assert abs(ll - r["loglik_at_returned"]) < 1e-9 * abs(ll), (name, k_str, ll)
+                assert abs(r["logLik"] - r["loglik_at_returned"]) < 1e-6 * abs(ll)
+        print(f"{path.name}: {name} fits re-evaluated")
+
+
+EXTRA: list = [check_bic, check_noise, check_squarem, check_flexmix]
 
 if __name__ == "__main__":
     main()

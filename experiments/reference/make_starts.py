@@ -17,6 +17,14 @@ Writes ``experiments/results/mclust_me_starts.json``:
 
 Labels are 0-based integers in 0..K-1, in data-row order, every cluster non-empty.
 
+It also writes degenerate starts meant to make some models fail (singular
+covariances), under ``"edge_starts"``: ``{name: {"data", "K", "labels", "description"}}``:
+
+* ``faithful_K3_singleton``: the faithful K = 2 labels with row 0 moved to a third
+  cluster of its own (one point: zero variance for the V.. models);
+* ``iris_K3_pair``: the iris K = 2 labels with rows 0 and 1 moved to a third cluster
+  (two points in 4-D: a rank-1 covariance).
+
 Rerun from the repository root:
 
     python experiments/reference/make_starts.py
@@ -51,6 +59,19 @@ def main() -> None:
             assert counts.min() > 0
             starts[name][str(k)] = {"seed": seed, "labels": [int(v) for v in labels]}
             print(name, k, "cluster sizes", counts.tolist())
+    edge = {}
+    lab = np.array(starts["faithful"]["2"]["labels"])
+    lab[0] = 2
+    edge["faithful_K3_singleton"] = {
+        "data": "faithful", "K": 3, "labels": [int(v) for v in lab],
+        "description": "faithful K=2 k-means labels, row 0 moved to its own cluster 2",
+    }
+    lab = np.array(starts["iris"]["2"]["labels"])
+    lab[[0, 1]] = 2
+    edge["iris_K3_pair"] = {
+        "data": "iris", "K": 3, "labels": [int(v) for v in lab],
+        "description": "iris K=2 k-means labels, rows 0 and 1 moved to cluster 2",
+    }
     out = {
         "description": (
             "Hard starting partitions for mclust::me(); z0[i, k] = (labels[i] == k), "
@@ -60,6 +81,7 @@ def main() -> None:
         "sklearn_version": sklearn.__version__,
         "numpy_version": np.__version__,
         "starts": starts,
+        "edge_starts": edge,
     }
     path = ROOT / "results" / "mclust_me_starts.json"
     path.write_text(json.dumps(out) + "\n")

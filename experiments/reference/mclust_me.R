@@ -16,8 +16,12 @@
 #   "meta": {R_version, mclust_version, control: {eps, tol[2], itmax[2], equalPro},
 #            models: [...], Ks: [1..5], datasets: {name: {file, n, d, columns}},
 #            starts_file, notes},
-#   "results": {<data>: {<K as string>: {<model>: record}}}
+#   "results": {<data>: {<K as string>: {<model>: record}}},
+#   "edge_cases": {<name>: {data, K, description, results: {<model>: record}}}
 # }
+# edge_cases: the same me() call from the degenerate starts under "edge_starts" in
+# mclust_me_starts.json (a one-point cluster in faithful, a two-point cluster in
+# iris), so that failures (NA loglik, returnCode -1 / -2, warnings) are on record.
 # record = {
 #   model, K, n, d,
 #   loglik          : log-likelihood at the returned parameters (null if NA),
@@ -26,10 +30,14 @@
 #   info            : attr(fit, "info") as a named object (iterations/error or
 #                     niterout/errout), plus "inner" {niterin, errin} for models
 #                     with an iterative M-step,
-#   returnCode      : attr(fit, "returnCode"): 0 converged; 1 iteration limit;
-#                     -1 singular covariance / sigma-squared falls below threshold;
-#                     -2 mixing proportion falls below threshold; -3 EEE/VVV etc.
-#                     singular (see ?me),
+#   returnCode      : attr(fit, "returnCode") (from mclust's me<MODEL> source):
+#                     0 converged; 1 iteration limit; 2 inner (M-step) iteration
+#                     limit; -1 "singular covariance" / "sigma-squared falls below
+#                     threshold"; -2 "z column sum fell below threshold" (equalPro);
+#                     -3 "mixing proportion fell below threshold"; -9 LAPACK failure;
+#                     9 "z is missing". When returnCode != 0, loglik/pro/mean are
+#                     NA (null) and the rest of "parameters" is whatever me()
+#                     left there: do not use it,
 #   warning         : attr(fit, "WARNING") (null if none),
 #   r_warnings      : warnings raised by R during the call (list of strings),
 #   error           : error message if me() threw (then the other fields are null),
@@ -57,8 +65,9 @@ MODELS <- c("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE"
 KS <- 1:5
 DATA <- c("faithful", "iris", "wine")
 
-starts <- jsonlite::fromJSON("experiments/results/mclust_me_starts.json",
-                             simplifyVector = TRUE)$starts
+starts_all <- jsonlite::fromJSON("experiments/results/mclust_me_starts.json",
+                                 simplifyVector = TRUE)
+starts <- starts_all$starts
 
 arrayify <- function(v) {
   if (is.null(v) || !is.numeric(v)) return(v)
@@ -136,6 +145,26 @@ for (name in DATA) {
   }
 }
 
+edge <- list()
+for (ename in names(starts_all$edge_starts)) {
+  es <- starts_all$edge_starts[[ename]]
+  X <- as.matrix(read.csv(file.path("experiments/data", paste0(es$data, ".csv")),
+                          check.names = FALSE))
+  storage.mode(X) <- "double"
+  z0 <- matrix(0, nrow(X), es$K)
+  z0[cbind(seq_len(nrow(X)), es$labels + 1L)] <- 1
+  res <- list()
+  for (model in MODELS) {
+    rec <- fit_one(X, model, z0)
+    res[[model]] <- rec
+    cat(sprintf("edge %-22s %s loglik=%s iter=%s rc=%s %s %s\n", ename, model,
+                format(rec$loglik, digits = 12), format(rec$iterations),
+                format(rec$returnCode), paste(rec$warning, collapse = " "),
+                paste(unlist(rec$r_warnings), collapse = " | ")))
+  }
+  edge[[ename]] <- list(data = es$data, K = es$K, description = es$description, results = res)
+}
+
 ctrl <- emControl()
 meta <- list(
   R_version = R.version.string,
@@ -150,5 +179,5 @@ meta <- list(
     "a[i,j,k] (0-based). loglik is the log-likelihood of the returned parameters",
     "(last E-step after the last M-step). bic = 2*loglik - npar*log(n).")
 )
-write_json_file(list(meta = meta, results = results),
+write_json_file(list(meta = meta, results = results, edge_cases = edge),
                 "experiments/results/mclust_me_reference.json")

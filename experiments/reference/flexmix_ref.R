@@ -5,7 +5,7 @@
 # scikit-learn, to experiments/data/*.csv; every fit reads the CSV back):
 #   Poisson:
 #     candy       : flexmix::candy, Packages (0..20) with frequency weights Freq
-#                   (21 rows, 459 respondents; Boehning et al. 1998), D = 1
+#                   (21 rows, 456 respondents; Boehning et al. 1998), D = 1
 #     dmft        : flexmix::dmft, columns End, Begin (decayed/missing/filled teeth
 #                   counts), 797 rows, D = 2
 #     biochemists : flexmix::bioChemists, columns art, ment (article counts of the

@@ -86,7 +86,9 @@ def check_me() -> None:
         x = load_csv(name)
         for k_str, by_model in by_k.items():
             for model, rec in by_model.items():
-                worst = max(worst, _check_me_record(x, int(k_str), rec, f"{name} K={k_str} {model}"))
+                worst = max(
+                    worst, _check_me_record(x, int(k_str), rec, f"{name} K={k_str} {model}")
+                )
                 n_fits += 1
     print(f"{path.name}: {n_fits} fits re-evaluated (max rel. loglik diff {worst:.1e})")
     for ename, e in ref.get("edge_cases", {}).items():
@@ -121,18 +123,25 @@ def check_bic() -> None:
         b = r["best"]
         i, j = r["G"].index(b["G"]), r["models"].index(b["modelName"])
         assert bic[i, j] == np.nanmax(bic), name
-        for p, target in [(b["parameters"], b["loglik_of_parameters"]),
-                          (b["me"]["parameters"], b["me"]["loglik"]),]:
-            ll_p = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
-                              np.asarray(p["variance"]["sigma"]))
+        for p, target in [
+            (b["parameters"], b["loglik_of_parameters"]),
+            (b["me"]["parameters"], b["me"]["loglik"]),
+        ]:
+            ll_p = gmm_loglik(
+                x, np.asarray(p["pro"]), np.asarray(p["mean"]), np.asarray(p["variance"]["sigma"])
+            )
             assert abs(ll_p - target) < 1e-10 * abs(target), (name, ll_p, target)
-        assert b["me"]["loglik"] == b["loglik"] or abs(b["me"]["loglik"] - b["loglik"]) < 1e-12 * abs(b["loglik"])
+        assert b["me"]["loglik"] == b["loglik"] or abs(
+            b["me"]["loglik"] - b["loglik"]
+        ) < 1e-12 * abs(b["loglik"])
         assert abs(ll[i, j] - b["loglik"]) < 1e-9 * abs(b["loglik"])
         for g, lab in r["hc_partitions"].items():
             assert len(lab) == n and sorted(set(lab)) == list(range(1, int(g) + 1))
-        print(f"{path.name}: {name} best {b['modelName']},{b['G']} loglik {b['loglik']:.6f} "
-              f"re-evaluated; extra M-step {b['extra_mstep']} (its params: "
-              f"{b['loglik_of_parameters']:.6f}); {int((~ok).sum())} NA cells")
+        print(
+            f"{path.name}: {name} best {b['modelName']},{b['G']} loglik {b['loglik']:.6f} "
+            f"re-evaluated; extra M-step {b['extra_mstep']} (its params: "
+            f"{b['loglik_of_parameters']:.6f}); {int((~ok).sum())} NA cells"
+        )
 
 
 def check_noise() -> None:
@@ -147,13 +156,16 @@ def check_noise() -> None:
     for name, f in ref["fits"].items():
         assert f["Vinv"] == vinv and abs(f["hypvol"] * vinv - 1) < 1e-14
         p = f["parameters"]
-        ll = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
-                        np.asarray(p["variance"]["sigma"]), vinv)
+        ll = gmm_loglik(
+            x, np.asarray(p["pro"]), np.asarray(p["mean"]), np.asarray(p["variance"]["sigma"]), vinv
+        )
         assert abs(ll - f["loglik"]) < 1e-10 * abs(f["loglik"]), (name, ll, f["loglik"])
         bic = np.array(f["bic"], dtype=float)
         assert np.nanmax(bic) == f["bic_best"]
-        print(f"{path.name}: {name} {f['modelName']},{f['G_best']} loglik {f['loglik']:.6f} "
-              f"re-evaluated (noise pro {p['pro'][-1]:.4f})")
+        print(
+            f"{path.name}: {name} {f['modelName']},{f['G_best']} loglik {f['loglik']:.6f} "
+            f"re-evaluated (noise pro {p['pro'][-1]:.4f})"
+        )
     worst = 0.0
     for g, by_model in ref["me_fixed_start"].items():
         for model, rec in by_model.items():
@@ -161,8 +173,13 @@ def check_noise() -> None:
                 continue
             p = rec["parameters"]
             assert p["Vinv"] == vinv and len(p["pro"]) == int(g) + 1
-            ll = gmm_loglik(x, np.asarray(p["pro"]), np.asarray(p["mean"]),
-                            np.asarray(p["variance"]["sigma"]), vinv)
+            ll = gmm_loglik(
+                x,
+                np.asarray(p["pro"]),
+                np.asarray(p["mean"]),
+                np.asarray(p["variance"]["sigma"]),
+                vinv,
+            )
             worst = max(worst, abs(ll - rec["loglik"]) / abs(rec["loglik"]))
     assert worst < 1e-10
     print(f"{path.name}: me_fixed_start re-evaluated (max rel. diff {worst:.1e})")
@@ -204,10 +221,16 @@ def check_flexmix() -> None:
                 assert par.shape == (s["d"], r["k"]) and pri.shape == (r["k"],)
                 with np.errstate(divide="ignore"):
                     if s["model"] == "FLXMCmvpois":
-                        comp = np.stack([poisson.logpmf(y, par[:, j]).sum(1) for j in range(len(pri))], 1)
+                        comp = np.stack(
+                            [poisson.logpmf(y, par[:, j]).sum(1) for j in range(len(pri))], 1
+                        )
                     else:
                         comp = np.stack(
-                            [np.log(np.where(y == 1, par[:, j], 1 - par[:, j])).sum(1) for j in range(len(pri))], 1
+                            [
+                                np.log(np.where(y == 1, par[:, j], 1 - par[:, j])).sum(1)
+                                for j in range(len(pri))
+                            ],
+                            1,
                         )
                     ll = float((w * logsumexp(comp + np.log(pri), axis=1)).sum())
                 assert abs(ll - r["loglik_at_returned"]) < 1e-9 * abs(ll), (name, k_str, ll)

@@ -37,7 +37,10 @@ def write_csv(path: pathlib.Path, names: list[str], x: np.ndarray) -> None:
 
 
 def main() -> None:
-    for name, loader in [("iris", sklearn.datasets.load_iris), ("wine", sklearn.datasets.load_wine)]:
+    for name, loader in [
+        ("iris", sklearn.datasets.load_iris),
+        ("wine", sklearn.datasets.load_wine),
+    ]:
         d = loader()
         write_csv(DATA_DIR / f"{name}.csv", list(d.feature_names), d.data)
     d = sklearn.datasets.load_digits()

@@ -63,13 +63,17 @@ def main() -> None:
     lab = np.array(starts["faithful"]["2"]["labels"])
     lab[0] = 2
     edge["faithful_K3_singleton"] = {
-        "data": "faithful", "K": 3, "labels": [int(v) for v in lab],
+        "data": "faithful",
+        "K": 3,
+        "labels": [int(v) for v in lab],
         "description": "faithful K=2 k-means labels, row 0 moved to its own cluster 2",
     }
     lab = np.array(starts["iris"]["2"]["labels"])
     lab[[0, 1]] = 2
     edge["iris_K3_pair"] = {
-        "data": "iris", "K": 3, "labels": [int(v) for v in lab],
+        "data": "iris",
+        "K": 3,
+        "labels": [int(v) for v in lab],
         "description": "iris K=2 k-means labels, rows 0 and 1 moved to cluster 2",
     }
     out = {

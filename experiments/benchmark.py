@@ -41,7 +41,7 @@ over 2 s, where one-time costs no longer matter).
 
 Libraries, and the exact calls
 ------------------------------
-* **jaxem**: ``jax.jit`` of ``jaxem.gmm.fit.run_batch(starts, x, tol=0,
+* **jaxem**: ``jax.jit`` of ``jaxem._src.gmm.fit.run_batch(starts, x, tol=0,
   reg_covar=1e-6, max_iter=n, formulation=f)`` on a batch of one start, for
   ``f = "auto"`` (``gmm.fit``'s default), ``"moments"`` (one matrix product per
   direction over moment features) and ``"direct"`` (scikit-learn's
@@ -115,7 +115,7 @@ read once per iteration) per iteration time over the measured read bandwidth
 (a jitted ``jnp.sum`` of a large array); it is the bound that matters where the
 arithmetic intensity is low (diag, spherical, small K). jaxem's moment formulation
 reads more than the data: where its (N, F) features fit in
-``jaxem.gmm.passes.FEATURE_CACHE_BYTES`` it builds them once per fit (outside the
+``jaxem._src.sources.FEATURE_CACHE_BYTES`` it builds them once per fit (outside the
 timed iterations' difference, inside the compile-and-first-iteration time) and reads
 them twice per iteration, ``2·N·F·itemsize`` bytes.
 

@@ -1,7 +1,7 @@
 """Experiment 6: which initialiser reaches the best EM optimum on real data?
 
 **Question.** ``gmm.fit`` offers seven initialisation methods (``gmm.INIT_METHODS``)
-and a default portfolio, ``init="auto"`` (``jaxem.gmm.fit.portfolio``: k-means on
+and a default portfolio, ``init="auto"`` (``jaxem.gmm.portfolio``: k-means on
 standardised data, mclust's own start ``hc_vvv``, Ward agglomeration, then
 k-means, random data points and standardised k-means in turn). Which method reaches
 the best known EM optimum on real data, and does the default call with 20

@@ -1,7 +1,7 @@
 """Peak resident memory of an in-memory fit: N = 1,000,000, D = 32, K = 32, float32, full.
 
 The data alone are 128 MB. ``gmm.fit`` works in chunks of rows inside the compiled
-loop (``jaxem._chunking``), so no (N, K, D) or (N, F) array is formed; the largest
+loop (``jaxem._src.chunking``), so no (N, K, D) or (N, F) array is formed; the largest
 per-sample arrays are (N, K) (responsibilities of the initialisation, 128 MB).
 
     python experiments/memory.py [--n 1000000] [--d 32] [--k 32] [--init random_from_data]

@@ -54,7 +54,7 @@ TOL = 1e-3  # success: within this (total log-likelihood) of a target
 def simulate(screened: dict, refined: dict, n: int) -> float:
     """Total log-likelihood ``gmm.fit`` returns with ``n_refine=n``, from the
     per-restart results of the unrefined and the all-refined call, ranked as
-    ``gmm.fit`` ranks them (:func:`~jaxem.gmm.fit.selection_scores`)."""
+    ``gmm.fit`` ranks them (:func:`jaxem._src.engine.selection_scores`)."""
     screened_scores = np.asarray(selection_scores(screened["ll"], screened["bad"]))
     top = np.argsort(-screened_scores, kind="stable")[:n]
     ll, bad = screened["ll"].copy(), screened["bad"].copy()

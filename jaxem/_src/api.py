@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxem._src import engine
+from jaxem._src.autodiff import forward_mode_only
 from jaxem._src.engine import (
     REFINE_MAX_ITER,
     REFINE_TOL,
@@ -34,7 +35,8 @@ from jaxem._src.engine import (
     pipeline,
 )
 from jaxem._src.family import Family
-from jaxem._src.loop import check_criterion
+from jaxem._src.loop import check_criterion, warn_if_unresolvable
+from jaxem._src.programs import BoundedJit
 from jaxem._src.sources import (
     HostChunks,
     InMemory,
@@ -150,9 +152,16 @@ def sharded(
 # --------------------------------------------------------------------------- fit
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _fit_program(family, source, key, n_active, tol, refine_tol, starts, *, config):
-    return pipeline(family, source, key, n_active, tol, refine_tol, config, starts)[0]
+def _fit(family, source, key, n_active, tol, refine_tol, starts, *, config):
+    def run(family, source, key, n_active, tol, refine_tol, starts):
+        return pipeline(family, source, key, n_active, tol, refine_tol, config, starts)[0]
+
+    return forward_mode_only(run)(family, source, key, n_active, tol, refine_tol, starts)
+
+
+# The compiled fits: at most programs.MAX_PROGRAMS of each are kept (a process
+# that kept every one aborted at Linux's limit of memory mappings).
+_fit_program = BoundedJit(_fit, static_argnames=("config",))
 
 
 def _batched_start(start: PyTree | None, family: Family) -> PyTree | None:
@@ -260,12 +269,14 @@ def fit(
         n_samples = jax.tree.leaves(x)[0].shape[0]
         w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
         dtype = jax.tree.leaves(x)[0].dtype
-        source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w)
+        source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w, w is not None)
     if start is None and n_components > n_samples:
         raise ValueError(
             f"n_components={n_components} must be <= the number of samples ({n_samples})"
         )
     dtype = source.w.dtype
+    if criterion == "change":
+        warn_if_unresolvable(tol, dtype)
     config = FitConfig(
         n_components=n_components,
         methods=() if start is not None else init_methods_for(family, init, n_init, n_samples),
@@ -297,6 +308,8 @@ def _fit_chunks(
     n_refine, refine_tol, refine_max_iter, start, criterion,
 ):  # fmt: skip
     dtype = _chunk_dtype(data, start)
+    if criterion == "change":
+        warn_if_unresolvable(tol, dtype, stacklevel=4)
     source = HostChunks(
         data.source,
         dtype,
@@ -357,6 +370,7 @@ def _sharded_source(family, key, data: ShardedData, sample_weight, n_components,
     if (data.init_size is None or start is not None) and host is not None:
         # the unpadded rows: initialisation then equals the in-memory fit's
         init_rows, init_w = jax.device_put((host, w), replicated)
+        init_w = init_w if sample_weight is not None else None
     elif data.init_size is None or start is not None:
         init_rows, init_w = _gather((xs, ws), replicated)
     else:
@@ -400,8 +414,16 @@ def _take(arrays, rows, *, mesh, axis_name):
 # ------------------------------------------------------------------------ select
 
 
-@functools.partial(jax.jit, static_argnames=("config", "criterion"))
-def _select_program(family, source, key, ks, tol, refine_tol, *, config, criterion):
+def _select(family, source, key, ks, tol, refine_tol, *, config, criterion):
+    return forward_mode_only(functools.partial(_select_all, config=config, criterion=criterion))(
+        family, source, key, ks, tol, refine_tol
+    )
+
+
+_select_program = BoundedJit(_select, static_argnames=("config", "criterion"))
+
+
+def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     def one(k):
         result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
         ll = result.log_likelihood - bound.log_prior(result.params) / context_count(context)
@@ -466,7 +488,7 @@ def select(
     ks = tuple(check_static_int("n_components", k, minimum=1) for k in n_components)
     if not ks:
         raise ValueError("n_components must name at least one number of components")
-    engine.check_criterion(criterion)
+    engine.check_information_criterion(criterion)
     n_init = check_static_int("n_init", n_init, minimum=1)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
@@ -481,7 +503,7 @@ def select(
             f"n_components up to {max(ks)} must be <= the number of samples ({n_samples})"
         )
     w = check_sample_weight(sample_weight, leaf)
-    source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w)
+    source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w, w is not None)
     scores, lls, fits = [], [], []
     for name in names:
         family = families[name]

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 # About 2.4 MB of float32 per chunk: measured fastest for the direct E+M pass
-# (jaxem.gmm.passes.direct_pass) on a 2-core x86 machine (100k × 16, K = 16: 68 ms
+# (jaxem._src.gmm.passes.direct_pass) on a 2-core x86 machine (100k × 16, K = 16: 68 ms
 # per pass at 600k elements, 113 ms at 8M); larger chunks spill the cache. The
 # moment pass, whose chunks are matrix products, sets its own larger target.
 TARGET_CHUNK_ELEMENTS = 600_000

@@ -47,7 +47,6 @@ __all__ = [
     "best_of",
     "criterion_score",
     "default_n_refine",
-    "initial_params",
     "initial_stats",
     "objective",
     "pipeline",
@@ -152,7 +151,7 @@ class Starts(NamedTuple):
     have_stats: jax.Array
 
 
-def from_params(family: Family, reduce: Callable, params: PyTree) -> Starts:
+def from_params(reduce: Callable, params: PyTree) -> Starts:
     """:class:`Starts` at given parameters (a batch), with placeholder statistics."""
     one = jax.tree.map(lambda a: a[0], params)
     shapes = jax.eval_shape(lambda p: reduce(p)[0], one)
@@ -176,7 +175,7 @@ def run_em(
     (stats, Σ w log p, Σ w)`` is the source's pass summed over the data; the
     monitored value is :func:`objective`."""
     if not isinstance(starts, Starts):
-        starts = from_params(family, reduce, starts)
+        starts = from_params(reduce, starts)
 
     def maximize(stats, params):
         return family.maximize(stats, params, context)
@@ -233,14 +232,6 @@ def initial_stats(
     return Starts(frames, stats, jnp.ones(len(methods), bool)), codes
 
 
-def initial_params(family: Family, key: jax.Array, x: Any, w: jax.Array, context: PyTree, **kw):
-    """Starting parameters of the restarts: the first M-step of
-    :func:`initial_stats`' statistics."""
-    starts, codes = initial_stats(family, key, x, w, context, **kw)
-    params = jax.vmap(lambda s, f: family.maximize(s, f, context))(starts.stats, starts.params)
-    return params, codes
-
-
 def init_methods_for(family: Family, init: str, n_init: int, n_samples: int) -> tuple[str, ...]:
     """The static method of every restart: ``family.portfolio`` for ``"auto"``."""
     if init == "auto":
@@ -264,7 +255,20 @@ def selection_scores(log_likelihood: ArrayLike, bad: ArrayLike) -> jax.Array:
     component is an artefact of regularisation, not a better optimum."""
     log_likelihood, bad = jnp.asarray(log_likelihood), jnp.asarray(bad)
     score = jnp.where(jnp.isnan(log_likelihood), -jnp.inf, log_likelihood)
-    return jnp.where(bad & ~jnp.all(bad), -jnp.inf, score)
+    score = jnp.where(bad & ~jnp.all(bad), -jnp.inf, score)
+    return _snap_ties(score)
+
+
+def _snap_ties(score: jax.Array) -> jax.Array:
+    """Scores within rounding of each other made equal (each becomes the highest
+    score within ``64·eps·max(1, |score|)`` of it), so that ``argmax`` and
+    ``top_k`` break ties by the lowest index. Two restarts that reach the same
+    optimum (often with the labels permuted) differ only in the last bits, which
+    change with the order of floating-point operations: under ``vmap``, on
+    another source or device. Without this the chosen restart would too."""
+    tol = 64 * jnp.finfo(score.dtype).eps * jnp.maximum(1.0, jnp.abs(score))
+    near = jnp.abs(score[..., None, :] - score[..., :, None]) <= tol[..., :, None]
+    return jnp.max(jnp.where(near, score[..., None, :], score[..., :, None]), axis=-1)
 
 
 def degenerate_restarts(family: Family, results: EMResult, context: PyTree) -> jax.Array:
@@ -361,7 +365,7 @@ def best_of(
     among the non-degenerate restarts (among all if every one is)."""
     bad = degenerate_restarts(family, results, context)
     best = jnp.argmax(selection_scores(results.log_likelihood, bad))
-    chosen = jax.tree.map(lambda a: a[best], results)
+    chosen = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, best, keepdims=False), results)
     status = jnp.where(bad, loop.DEGENERATE, results.status).astype(jnp.int32)
     return FitResult(
         params=chosen.params,
@@ -521,22 +525,7 @@ class SelectionResult:
         return self.best_model
 
 
-def select_scores(
-    family: Family,
-    results: FitResult,
-    context_count: jax.Array,
-    criterion: str,
-) -> tuple[jax.Array, jax.Array]:
-    """Criteria and log-likelihoods (without the log prior) of a batch of fits."""
-
-    def one(result):
-        ll = result.log_likelihood - family.log_prior(result.params) / context_count
-        return criterion_score(criterion, family.n_parameters(result.params), ll, context_count), ll
-
-    return jax.vmap(one)(results)
-
-
-def check_criterion(criterion: object) -> str:
+def check_information_criterion(criterion: object) -> str:
     if criterion not in ("bic", "aic"):
         raise ValueError(f"criterion must be one of ('bic', 'aic'); got {criterion!r}")
     return criterion

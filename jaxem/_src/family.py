@@ -198,7 +198,7 @@ class Family:
         self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree
     ) -> tuple[PyTree, PyTree]:
         """``(stats, frame)`` of rows ``x`` with responsibilities ``resp`` (N, K)
-        and weights ``w``: ``maximize(stats, frame, context)`` is the M-step on
+        and weights ``w`` (None: all 1): ``maximize(stats, frame, context)`` is the M-step on
         them (``frame``: parameters-shaped, what :meth:`maximize` reads of the
         E-step's parameters)."""
         raise NotImplementedError
@@ -257,7 +257,7 @@ class MixtureFamily(Family):
         return self.suff_stats(resp * w[:, None], rows), jnp.sum(w * log_norm)
 
     def init_stats(self, resp, x, w, context):
-        stats = self.suff_stats(resp * w[:, None], x)
+        stats = self.suff_stats(resp if w is None else resp * w[:, None], x)
         shapes = jax.eval_shape(lambda s: self.maximize(s, None, context), stats)
         return stats, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 

@@ -174,7 +174,7 @@ def vvv_tree(
     and ``α ← α · tr(W_all) / (m D)`` (mclust's ``alpha * traceW(x / sqrt(m D))``;
     at least machine epsilon). The defaults ``alpha = beta = 1`` are mclust's.
     mclust runs it on its ``"SVD"`` transform of the data (see
-    :func:`jaxem.gmm.init.svd_transform`).
+    :func:`jaxem._src.init.svd_transform`).
 
     Ties between equal costs are broken differently from mclust's Fortran (it
     merges the last tied pair in an order of its own), and this runs in the

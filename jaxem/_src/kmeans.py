@@ -109,7 +109,9 @@ def kmeans_plusplus(
             jnp.arange(max_trials)
         )
         cumulative = jnp.cumsum(w * closest)
-        candidates = jnp.searchsorted(cumulative, u * potential, side="left")
+        # compare_all: the same indices as the default binary search, with a
+        # smaller program (N × trials comparisons, cheap next to the distances)
+        candidates = jnp.searchsorted(cumulative, u * potential, side="left", method="compare_all")
         # All points coincide with a seed (fewer distinct points than clusters):
         # fall back to uniform candidates.
         uniform = jnp.floor(u * n_samples).astype(jnp.int32)

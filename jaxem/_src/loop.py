@@ -23,6 +23,7 @@ read from disk) follows exactly the same rule as the compiled one.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -30,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxem._src.validation import check_scalar, check_static_int
+from jaxem._src.autodiff import forward_mode_only
+from jaxem._src.validation import check_scalar, check_static_int, concrete
 
 __all__ = [
     "CONVERGED",
@@ -233,35 +235,51 @@ def iterate(
             f"{getattr(ll_shape, 'shape', type(ll_shape).__name__)}"
         )
     dtype = ll_shape.dtype
+    if criterion == "change":
+        warn_if_unresolvable(tol, dtype)
     tol = jnp.asarray(tol, dtype)
-
-    def cond(carry):
-        state, _ = carry
-        return (state.n_iter < max_iter) & ~state.done
-
-    def body(carry):
-        state, params = carry
-        new_params, ll = step(params)
-        return advance(state, ll, tol, criterion), new_params
-
+    # The loop runs inside forward_mode_only (forward mode as JAX derives it, a
+    # clear error in reverse mode); values the steps close over become explicit
+    # arguments, so their derivatives are kept.
+    step, step_consts = jax.closure_convert(step, params)
+    ll_consts: tuple = ()
     if log_likelihood is not None:
-        state, params = jax.lax.while_loop(cond, body, (start(max_iter, dtype), params))
-        return finish(state, params, log_likelihood(params))
+        log_likelihood, ll_consts = jax.closure_convert(log_likelihood, params)
 
-    # Without a separate log-likelihood function the loop runs the step once more
-    # on the final parameters and keeps only its log-likelihood: the step (a pass
-    # over the data) then appears once in the compiled program, not twice. It is
-    # the statistics loop below with the step's new parameters as the "statistics".
-    return iterate_statistics(
-        lambda new_params, _: new_params,
-        step,
-        params,
-        params,
-        False,
-        tol=tol,
-        max_iter=max_iter,
-        criterion=criterion,
-    )
+    def run(params, tol, step_consts, ll_consts):
+        def one_step(p):
+            return step(p, *step_consts)
+
+        def cond(carry):
+            state, _ = carry
+            return (state.n_iter < max_iter) & ~state.done
+
+        def body(carry):
+            state, p = carry
+            new_params, ll = one_step(p)
+            return advance(state, ll, tol, criterion), new_params
+
+        if log_likelihood is not None:
+            state, params = jax.lax.while_loop(cond, body, (start(max_iter, dtype), params))
+            return finish(state, params, log_likelihood(params, *ll_consts))
+
+        # Without a separate log-likelihood function the loop runs the step once
+        # more on the final parameters and keeps only its log-likelihood: the step
+        # (a pass over the data) then appears once in the compiled program, not
+        # twice. It is the statistics loop below with the step's new parameters
+        # as the "statistics".
+        return iterate_statistics(
+            lambda new_params, _: new_params,
+            one_step,
+            params,
+            params,
+            False,
+            tol=tol,
+            max_iter=max_iter,
+            criterion=criterion,
+        )
+
+    return forward_mode_only(run)(params, tol, step_consts, ll_consts)
 
 
 class Carry(NamedTuple):
@@ -308,14 +326,15 @@ def record(
 
     While the rule has not stopped the loop, ``ll`` is recorded in the history;
     the evaluation after it stopped is that of the final parameters (one M-step
-    past the last recorded one, as scikit-learn returns them) and finishes. A
-    finished carry is returned unchanged.
+    past the last recorded one, as scikit-learn returns them) and finishes.
+    Calling it on a finished carry is an error the caller avoids (the loop stops,
+    or :func:`keep_finished` discards the result).
     """
     state = carry.state
     dtype = state.history.dtype
     stopped = state.done | (state.n_iter >= max_iter)
     advanced = advance(state, ll, tol, criterion)
-    new = Carry(
+    return Carry(
         state=jax.tree.map(lambda a, b: jnp.where(stopped, a, b), state, advanced),
         params=params,
         stats=stats,
@@ -323,8 +342,13 @@ def record(
         final_ll=jnp.where(stopped, jnp.asarray(ll, dtype), carry.final_ll),
         finished=carry.finished | stopped,
     )
-    # A finished carry stays as it is (a batch of loops runs until its last stops).
-    return jax.tree.map(lambda a, b: jnp.where(carry.finished, a, b), carry, new)
+
+
+def keep_finished(old: Carry, new: Carry) -> Carry:
+    """``new``, except where ``old`` had finished: a batch of loops runs until
+    its last one stops, and the others must not move (``vmap`` of a
+    ``while_loop`` does this itself; a host loop calls it)."""
+    return jax.tree.map(lambda a, b: jnp.where(old.finished, a, b), old, new)
 
 
 def end(carry: Carry) -> EMResult:
@@ -363,6 +387,24 @@ def iterate_statistics(
 
     carry = begin(params, stats, have_stats, max_iter, dtype)
     return end(jax.lax.while_loop(lambda c: ~c.finished, body, carry))
+
+
+def warn_if_unresolvable(tol: ArrayLike, dtype: Any, *, stacklevel: int = 3) -> None:
+    """Warn when a concrete ``tol`` is below what ``dtype`` resolves of a mean
+    log-likelihood of order one (``16·eps``): the loop then stops at the
+    dtype's resolution instead (and says converged), not at ``tol``."""
+    value = concrete(tol)
+    floor = _ROUNDING_ULPS * float(jnp.finfo(dtype).eps)
+    if value is not None and 0 < float(value) < floor:
+        warnings.warn(
+            f"tol={float(value):.3g} is below the resolution of a {jnp.dtype(dtype).name} mean "
+            f"log-likelihood (about {floor:.1g} × |log-likelihood|): EM stops when the change "
+            "reaches that resolution instead. Enable float64 "
+            '(jax.config.update("jax_enable_x64", True), data as float64) for tighter '
+            "tolerances.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def check_criterion(criterion: object) -> None:

@@ -88,17 +88,22 @@ def summed_pass(family: Family, params, rows, w, context, *, featurize: bool, ba
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class InMemory:
-    """Data in memory: ``x`` any pytree of arrays with N leading rows, ``w`` (N,)."""
+    """Data in memory: ``x`` any pytree of arrays with N leading rows, ``w`` (N,).
+
+    ``weighted`` (static) is False when the caller gave no sample weights: the
+    initialisers then see none (their random draws differ with explicit weights).
+    """
 
     x: PyTree
     w: jax.Array
+    weighted: bool = dataclasses.field(default=True, metadata=dict(static=True))
 
     def context(self, family: Family) -> PyTree:
         ref = _first_row(self.x)
         return family.context(family.summarize(self.x, self.w, ref), ref)
 
-    def init_data(self, key: jax.Array) -> tuple[PyTree, jax.Array]:
-        return self.x, self.w
+    def init_data(self, key: jax.Array) -> tuple[PyTree, jax.Array | None]:
+        return self.x, self.w if self.weighted else None
 
     @staticmethod
     def compile(fn: Callable) -> Callable:
@@ -430,7 +435,8 @@ def _record(carry, family, params, sums, tol, *, criterion, max_iter):
 
     def one(c, p, s, ll):
         value = objective(family, p, ll, total)
-        return loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion), value
+        new = loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion)
+        return loop.keep_finished(c, new), value
 
     return jax.vmap(one)(carry, params, stats, ll_sum)
 
@@ -495,7 +501,8 @@ class HostChunks:
                 kept_x, kept_w, keys = kept_x[top], kept_w[top], keys[top]
         if kept_x is None:
             raise ValueError("the chunk source yielded no chunks")
-        return jnp.asarray(kept_x), jnp.asarray(kept_w)
+        weighted = not np.all(kept_w == 1)
+        return jnp.asarray(kept_x), jnp.asarray(kept_w) if weighted else None
 
     @staticmethod
     def compile(fn: Callable) -> Callable:

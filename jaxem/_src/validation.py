@@ -19,10 +19,15 @@ def concrete(value: ArrayLike) -> np.ndarray | None:
     """``value`` as a NumPy array if it is concrete, ``None`` under tracing."""
     if isinstance(value, jax.core.Tracer):
         return None
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+        return None  # PRNG keys have no NumPy value
     try:
-        return np.asarray(value)
+        array = np.asarray(value)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+    # placeholders (jax.jit(...).lower's ArgInfo leaves) are objects, not values
+    return None if array.dtype == object else array
 
 
 def check_static_int(name: str, value: object, *, minimum: int | None = None) -> int:
@@ -111,9 +116,14 @@ def check_key(key: object, name: str = "key") -> None:
         return
     if dtype == jnp.uint32 and jnp.shape(key) == (2,):
         return
+    hint = ""
+    if dtype is not None and len(jnp.shape(key)) == 2:
+        hint = " (it looks like data: the key comes first, as in fit(key, x, n_components))"
     raise TypeError(
         f"{name} must be a JAX PRNG key (jax.random.key(seed)); got "
-        f"{type(key).__name__}" + (f" of dtype {dtype} and shape {jnp.shape(key)}" if dtype else "")
+        f"{type(key).__name__}"
+        + (f" of dtype {dtype} and shape {jnp.shape(key)}" if dtype else "")
+        + hint
     )
 
 

@@ -20,11 +20,12 @@ from jaxem._src import api
 from jaxem._src.engine import REFINE_MAX_ITER, REFINE_TOL, FitResult, SelectionResult
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import GaussianFamily, check_formulation
+from jaxem._src.gmm.moments import ACCURACY_THRESHOLD
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.prior import Prior, check_prior
 from jaxem._src.loop import EMResult
 from jaxem._src.sources import InMemory, PassInfo
-from jaxem._src.validation import as_data, check_scalar
+from jaxem._src.validation import as_data, check_scalar, concrete
 
 __all__ = [
     "family",
@@ -94,6 +95,40 @@ def _n_features(x: Any) -> int | None:
     if isinstance(x, (api.ChunkedData, api.ShardedData)):
         return None
     return int(np.shape(x)[1]) if np.ndim(x) == 2 else None
+
+
+def resolve_formulation(formulation: str, x: Any, reg_covar: ArrayLike) -> str:
+    """``"auto"`` decided on the host where the data decide it, so that the
+    compiled fit holds one formulation instead of both.
+
+    After any M-step every covariance is at least ``reg_covar·I`` and every mean
+    lies in the data's bounding box (as does the centre of the moment features),
+    so ``ρ_k = ‖(μ_k − c)P_k‖² ≤ Σ_d span_d² / reg_covar``. When
+    ``ε · Σ_d span_d² / reg_covar`` is under the accuracy threshold of
+    :func:`jaxem._src.gmm.moments.is_accurate`, every pass of the fit would pass
+    the check, and the fit compiles the moment formulation alone. In float64
+    with the default ``reg_covar=1e-6`` that holds for data spanning up to about
+    300 units per feature; otherwise (float32, traced data, ``reg_covar=0``)
+    ``"auto"`` keeps its per-pass choice.
+    """
+    if formulation != "auto" or isinstance(x, (api.ChunkedData, api.ShardedData)):
+        return formulation
+    try:
+        values, reg = concrete(x), concrete(reg_covar)
+    except (TypeError, ValueError):
+        return formulation  # the fit's own validation names what is wrong
+    if values is None or reg is None or values.ndim != 2 or values.size == 0:
+        return formulation
+    if not np.issubdtype(values.dtype, np.number) or not float(reg) > 0:
+        return formulation
+    dtype = np.result_type(values.dtype, np.float32)
+    if not np.issubdtype(values.dtype, np.floating):
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    if dtype != np.float64 or not np.all(np.isfinite(values)):
+        return formulation
+    span2 = float(np.sum(np.ptp(values, axis=0).astype(np.float64) ** 2))
+    bound = np.finfo(np.float64).eps * span2 / float(reg)
+    return "moments" if bound < ACCURACY_THRESHOLD else formulation
 
 
 def fit(
@@ -189,7 +224,7 @@ def fit(
         covariance_type,
         reg_covar=reg_covar,
         prior=prior,
-        formulation=formulation,
+        formulation=resolve_formulation(formulation, x, reg_covar),
         n_features=_n_features(x),
     )
     return api.fit(
@@ -435,8 +470,12 @@ def select(
     types = tuple(cov_lib.check_covariance_type(t) for t in covariance_types)
     if not types:
         raise ValueError("covariance_types must name at least one covariance type")
+    formulation = resolve_formulation("auto", x, reg_covar)
     families = {
-        t: family(t, reg_covar=reg_covar, prior=prior, n_features=x.shape[1]) for t in types
+        t: family(
+            t, reg_covar=reg_covar, prior=prior, formulation=formulation, n_features=x.shape[1]
+        )
+        for t in types
     }
     return api.select(
         families,

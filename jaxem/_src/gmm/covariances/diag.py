@@ -73,3 +73,41 @@ def smallest_standardized_eigenvalue(
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(K, D) ones."""
     return jnp.ones(shape(n_components, n_features), dtype)
+
+
+# ------------------------------------------------------- moment formulation
+# (jaxem._src.gmm.moments) features [x̃², x̃, 1].
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """D quadratic moment features."""
+    return n_features
+
+
+def quadratic_features(xc: jax.Array) -> list[jax.Array]:
+    """``[x̃²]`` (B, D) of centred rows ``xc`` (B, D)."""
+    return [xc * xc]
+
+
+def natural_weights(
+    precisions_cholesky: jax.Array, centred_means: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """``([(K, D) −½ p²_kd], (K, D) p²_kd m̃_kd)`` (``precisions_cholesky`` (K, D),
+    ``centred_means`` (K, D) ``μ_k − c``)."""
+    precision = precisions_cholesky * precisions_cholesky
+    return [-0.5 * precision], precision * centred_means
+
+
+def feature_logits(logits: jax.Array, features: jax.Array, precisions_cholesky: jax.Array):
+    """The component log-densities from the products ``Φ W``: those products."""
+    return logits
+
+
+def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
+    """() 0: the second moments are moment features."""
+    return jnp.zeros((), features.dtype)
+
+
+def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
+    """(K, D) ``Σ r x̃²`` from ``Rᵀ Φ`` (K, F)."""
+    return moments[:, :n_features]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -96,3 +97,63 @@ def smallest_standardized_eigenvalue(
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(K, D, D) identity matrices (a placeholder covariance, its own precision factor)."""
     return jnp.broadcast_to(jnp.eye(n_features, dtype=dtype), shape(n_components, n_features))
+
+
+# ------------------------------------------------------- moment formulation
+# (jaxem._src.gmm.moments) features [vech(x̃ x̃ᵀ), x̃, 1], the upper triangle row by row.
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """D(D+1)/2 quadratic moment features."""
+    return n_features * (n_features + 1) // 2
+
+
+def quadratic_features(xc: jax.Array) -> list[jax.Array]:
+    """``[vech(x̃ x̃ᵀ)]`` of centred rows ``xc`` (B, D): one (B, D(D+1)/2) block,
+    the upper triangle row by row."""
+    return [xc[:, i : i + 1] * xc[:, i:] for i in range(xc.shape[1])]
+
+
+def natural_weights(
+    precisions_cholesky: jax.Array, centred_means: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """Weights of the quadratic and linear moment features.
+
+    Args:
+        precisions_cholesky: (K, D, D) ``P_k``.
+        centred_means: (K, D) ``m̃_k = μ_k − c``.
+
+    Returns:
+        ``([(K, D(D+1)/2) −½Λ_k in vech order, off-diagonal entries doubled],
+        (K, D) Λ_k m̃_k)`` with ``Λ_k = P_k P_kᵀ``.
+    """
+    k, d = centred_means.shape
+    precision = precisions_cholesky @ jnp.swapaxes(precisions_cholesky, -1, -2)
+    linear = jnp.einsum("kde,ke->kd", precision, centred_means)
+    iu, ju = np.triu_indices(d)
+    scale = np.where(iu == ju, -0.5, -1.0).astype(precision.dtype)
+    # A gather of static in-range indices (no bounds handling): 3 equations for any D.
+    quad = jnp.take(precision.reshape(k, d * d), iu * d + ju, axis=1, mode="clip")
+    return [quad * scale], linear
+
+
+def feature_logits(logits: jax.Array, features: jax.Array, precisions_cholesky: jax.Array):
+    """The component log-densities from the products ``Φ W``: those products
+    (every term is a moment feature's)."""
+    return logits
+
+
+def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
+    """() 0: the second moments are moment features (:func:`feature_second_moments`)."""
+    return jnp.zeros((), features.dtype)
+
+
+def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
+    """(K, D, D) second moments about the centre from ``Rᵀ Φ`` (K, F): its vech
+    columns spread over both triangles."""
+    d = n_features
+    iu, ju = np.triu_indices(d)
+    position = np.zeros((d, d), np.int32)
+    position[iu, ju] = position[ju, iu] = np.arange(len(iu))
+    sym = jnp.take(moments, position.ravel(), axis=1, mode="clip")
+    return sym.reshape(moments.shape[0], d, d)

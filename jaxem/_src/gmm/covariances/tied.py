@@ -70,3 +70,53 @@ def smallest_standardized_eigenvalue(
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(D, D) identity."""
     return jnp.eye(n_features, dtype=dtype)
+
+
+# ------------------------------------------------------- moment formulation
+# (jaxem._src.gmm.moments) features [x̃, 1]: the quadratic term −½‖x̃ P‖² is the
+# same for every component, so it is added to the logits (:func:`feature_logits`)
+# and the second moment is the data's own (:func:`shared_second_moment`).
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """No quadratic moment features."""
+    return 0
+
+
+def quadratic_features(xc: jax.Array) -> list[jax.Array]:
+    """``[]``: the quadratic term is shared by the components."""
+    return []
+
+
+def natural_weights(
+    precisions_cholesky: jax.Array, centred_means: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """``([], (K, D) Λ m̃_k)`` with ``Λ = P Pᵀ`` (``precisions_cholesky`` (D, D),
+    ``centred_means`` (K, D) ``μ_k − c``)."""
+    precision = precisions_cholesky @ jnp.swapaxes(precisions_cholesky, -1, -2)
+    return [], centred_means @ precision
+
+
+def feature_logits(logits: jax.Array, features: jax.Array, precisions_cholesky: jax.Array):
+    """``Φ W − ½‖x̃ P‖²``: the shared quadratic term, from the centred data in the
+    first D columns of ``Φ`` (B, D + 1).
+
+    Args:
+        logits: (B, K) ``Φ W``, or (B, R, K) for R parameter sets.
+        features: (B, D + 1) ``Φ``.
+        precisions_cholesky: (D, D) ``P``, or (R, D, D).
+    """
+    y = jnp.einsum("nd,...de->n...e", features[:, :-1], precisions_cholesky)
+    return logits - 0.5 * jnp.sum(y * y, axis=-1, keepdims=True)
+
+
+def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
+    """(D, D) ``Σ_n w_n x̃_n x̃_nᵀ`` of the rows of ``Φ`` (B, D + 1): the tied
+    statistic (``Σ_k r_nk = 1``), independent of the parameters."""
+    xc = features[:, :-1]
+    return (xc * w[:, None]).T @ xc
+
+
+def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
+    """(D, D) the shared second moment ``extra`` (:func:`shared_second_moment`)."""
+    return extra

@@ -37,6 +37,18 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return jnp.maximum(sxx / nk[:, None] - delta * delta, 0) + reg_covar
 
 
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D) unit variances for each empty component (``n_k = 0``, inactive)."""
+    k, d = covariances.shape
+    return jnp.where((nk == 0)[:, None], unit(k, d, covariances.dtype), covariances)
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K, D) second moments about ``s_k − δ_k`` from those about ``s_k``:
+    ``S_kd + 2 a_kd δ_kd + n_k δ_kd²``, ``a_k = Σ_n r_nk (x_n − s_k)`` (``sum_x``)."""
+    return sum_xx + (2 * sum_x * delta + nk[:, None] * delta * delta)
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Floor zero variances at ``10·ε·max_d σ²_kd`` (at least ``tiny/ε``;
     ``tiny^¼`` if all are zero)."""

@@ -43,6 +43,22 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D, D) the identity for each empty component (``n_k = 0``, inactive):
+    finite factors whatever ``reg_covar`` is, so inactive components never
+    produce NaN."""
+    k, d = covariances.shape[:2]
+    return jnp.where((nk == 0)[:, None, None], unit(k, d, covariances.dtype), covariances)
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K, D, D) second moments about ``s_k − δ_k`` from those about ``s_k``:
+    ``S_k + a_k δ_kᵀ + δ_k a_kᵀ + n_k δ_k δ_kᵀ``, ``a_k = Σ_n r_nk (x_n − s_k)`` (``sum_x``)."""
+    cross = jnp.einsum("kd,ke->kde", sum_x, delta)
+    outer = jnp.einsum("kd,ke->kde", delta, delta)
+    return sum_xx + (cross + jnp.swapaxes(cross, -1, -2) + nk[:, None, None] * outer)
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Add a ridge to the matrices whose Cholesky factorisation fails.
 

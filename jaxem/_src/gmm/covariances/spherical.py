@@ -39,6 +39,18 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return jnp.maximum(var, 0) + reg_covar
 
 
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) unit variances for the empty components (``n_k = 0``, inactive)."""
+    return jnp.where(nk == 0, unit(nk.shape[0], 1, covariances.dtype), covariances)
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K,) second moments about ``s_k − δ_k`` from those about ``s_k``:
+    ``S_k + 2 a_k·δ_k + n_k ‖δ_k‖²``, ``a_k = Σ_n r_nk (x_n − s_k)`` (``sum_x``)."""
+    extra = jnp.sum(2 * sum_x * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
+    return sum_xx + extra
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Floor zero variances at ``tiny^¼`` and subnormal ones at ``tiny/ε`` (where
     ``1/σ`` would overflow)."""

@@ -41,6 +41,19 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(D, D) unchanged: the covariance is shared, no component owns it."""
+    return covariances
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(D, D) second moments about ``s_k − δ_k`` from those about ``s_k``: the sum
+    over components of :func:`jaxem._src.gmm.covariances.full.reshift`'s terms."""
+    cross = jnp.einsum("kd,ke->kde", sum_x, delta)
+    extra = jnp.sum(cross + jnp.swapaxes(cross, -1, -2), axis=0)
+    return sum_xx + (extra + jnp.einsum("k,kd,ke->de", nk, delta, delta))
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """As :func:`jaxem.gmm.covariances.full.ensure_positive_definite`."""
     return full.ensure_positive_definite(covariances)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import gammaln
+
+#: Each component has its own covariance (tied's is shared).
+SHARED = False
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -123,3 +127,48 @@ def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
 def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
     """(K, D) ``Σ r x̃²`` from ``Rᵀ Φ`` (K, F)."""
     return moments[:, :n_features]
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) σ²_kd ~ InvGamma(ν/2, ς_d/2), ς (D,).
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return (n_features,)
+
+
+def prior_dof_bound(n_features: int) -> int:
+    return 0
+
+
+def posterior_covariances(
+    scatter: jax.Array,
+    n_aug: jax.Array,
+    nk: jax.Array,
+    scale: jax.Array,
+    dof: jax.Array,
+    n_features: int,
+) -> jax.Array:
+    """(K, D) ``σ²_kd = (ς_d + [S_k]_dd) / (n_k + ν + 3)``."""
+    return (scale + n_aug[:, None] * scatter) / (nk + dof + 3)[:, None]
+
+
+def log_prior(
+    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
+) -> jax.Array:
+    """(K,) ``Σ_d log InvGamma(σ²_kd | ν/2, ς_d/2)``."""
+    return jnp.sum(inverse_gamma_log_density(precisions_cholesky, scale, dof), axis=-1)
+
+
+def inverse_gamma_log_density(
+    precisions_cholesky: jax.Array, scale: jax.Array, dof: jax.Array
+) -> jax.Array:
+    """``log InvGamma(σ² | ν/2, ς/2)`` of each variance ``σ² = p⁻²``, ``p`` an entry of
+    ``precisions_cholesky`` (``scale`` broadcasts against it)."""
+    precision = precisions_cholesky**2
+    return (
+        0.5 * dof * jnp.log(0.5 * scale)
+        - gammaln(0.5 * dof)
+        + (0.5 * dof + 1) * jnp.log(precision)
+        - 0.5 * scale * precision
+    )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import multigammaln
+
+#: Each component has its own covariance (tied's is shared).
+SHARED = False
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -173,3 +179,46 @@ def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int
     position[iu, ju] = position[ju, iu] = np.arange(len(iu))
     sym = jnp.take(moments, position.ravel(), axis=1, mode="clip")
     return sym.reshape(moments.shape[0], d, d)
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) Σ_k ~ IW(ν, Λ), Λ (D, D).
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return (n_features, n_features)
+
+
+def prior_dof_bound(n_features: int) -> int:
+    """The inverse-Wishart's degrees of freedom must exceed D − 1."""
+    return n_features - 1
+
+
+def posterior_covariances(
+    scatter: jax.Array,
+    n_aug: jax.Array,
+    nk: jax.Array,
+    scale: jax.Array,
+    dof: jax.Array,
+    n_features: int,
+) -> jax.Array:
+    """(K, D, D) ``Σ_k = (Λ + S_k) / (n_k + ν + D + 2)``, ``S_k`` = ``n_aug_k · scatter_k``."""
+    d = n_features
+    return (scale + n_aug[:, None, None] * scatter) / (nk + dof + d + 2)[:, None, None]
+
+
+def log_prior(
+    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
+) -> jax.Array:
+    """(K,) ``log IW(Σ_k | ν, Λ)``, from ``P_k`` and ``half_log_det`` ``½ log |Σ_k⁻¹|``
+    (:func:`log_det_cholesky`); for a (D, D) ``P`` the one density ()."""
+    d = precisions_cholesky.shape[-1]
+    sign, log_det_scale = jnp.linalg.slogdet(scale)
+    log_norm = (
+        0.5 * dof * jnp.where(sign > 0, log_det_scale, jnp.nan)
+        - 0.5 * dof * d * math.log(2)
+        - multigammaln(0.5 * dof, d)
+    )
+    # tr(Λ Σ⁻¹) with Σ⁻¹ = P Pᵀ.
+    trace = jnp.einsum("de,...df,...ef->...", scale, precisions_cholesky, precisions_cholesky)
+    return log_norm + (dof + d + 1) * half_log_det - 0.5 * trace

@@ -5,6 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxem._src.gmm.covariances import diag
+
+#: Each component has its own covariance (tied's is shared).
+SHARED = False
+
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
     return (n_components,)
@@ -120,3 +125,35 @@ def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
 def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``Σ r ‖x̃‖²`` from ``Rᵀ Φ`` (K, F)."""
     return moments[:, 0]
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) σ²_k ~ InvGamma(ν/2, ς/2), ς ().
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return ()
+
+
+def prior_dof_bound(n_features: int) -> int:
+    return 0
+
+
+def posterior_covariances(
+    scatter: jax.Array,
+    n_aug: jax.Array,
+    nk: jax.Array,
+    scale: jax.Array,
+    dof: jax.Array,
+    n_features: int,
+) -> jax.Array:
+    """(K,) ``σ²_k = (ς + tr S_k) / (D n_k + D + ν + 2)``."""
+    d = n_features
+    return (scale + d * n_aug * scatter) / (d * nk + d + dof + 2)
+
+
+def log_prior(
+    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
+) -> jax.Array:
+    """(K,) ``log InvGamma(σ²_k | ν/2, ς/2)``."""
+    return diag.inverse_gamma_log_density(precisions_cholesky, scale, dof)

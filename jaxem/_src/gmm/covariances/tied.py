@@ -7,6 +7,10 @@ import jax.numpy as jnp
 
 from jaxem._src.gmm.covariances import full
 
+#: One covariance for every component: the parts of the model that are per component
+#: elsewhere (the prior's density, the quadratic moment term) are counted once.
+SHARED = True
+
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
     return (n_features, n_features)
@@ -133,3 +137,36 @@ def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
 def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
     """(D, D) the shared second moment ``extra`` (:func:`shared_second_moment`)."""
     return extra
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) one Σ ~ IW(ν, Λ), Λ (D, D), its density counted once (SHARED).
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return (n_features, n_features)
+
+
+def prior_dof_bound(n_features: int) -> int:
+    """As :func:`jaxem._src.gmm.covariances.full.prior_dof_bound`: D − 1."""
+    return full.prior_dof_bound(n_features)
+
+
+def posterior_covariances(
+    scatter: jax.Array,
+    n_aug: jax.Array,
+    nk: jax.Array,
+    scale: jax.Array,
+    dof: jax.Array,
+    n_features: int,
+) -> jax.Array:
+    """(D, D) ``Σ = (Λ + Σ_k S_k) / (N + ν + D + 1 + K)``, K the active components."""
+    n_active = jnp.sum(nk > 0)
+    return (scale + jnp.sum(n_aug) * scatter) / (jnp.sum(nk) + dof + n_features + 1 + n_active)
+
+
+def log_prior(
+    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
+) -> jax.Array:
+    """() ``log IW(Σ | ν, Λ)`` (:func:`jaxem._src.gmm.covariances.full.log_prior`)."""
+    return full.log_prior(precisions_cholesky, half_log_det, scale, dof)

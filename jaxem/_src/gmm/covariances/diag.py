@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaln
 
 #: Each component has its own covariance (tied's is shared).
@@ -172,3 +173,27 @@ def inverse_gamma_log_density(
         + (0.5 * dof + 1) * jnp.log(precision)
         - 0.5 * scale * precision
     )
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every concrete variance is positive."""
+    if np.any(covariances <= 0):
+        raise ValueError(f"diag covariances must be positive; got minimum {covariances.min()!r}")
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """``log p``: log-variances ``−½ log σ²``, entry by entry."""
+    return jnp.log(precisions_cholesky)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """``(p, σ²) = (exp c, exp(−2c))`` entry by entry."""
+    return jnp.exp(cholesky), jnp.exp(-2 * cholesky)

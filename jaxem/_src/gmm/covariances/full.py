@@ -222,3 +222,61 @@ def log_prior(
     # tr(Λ Σ⁻¹) with Σ⁻¹ = P Pᵀ.
     trace = jnp.einsum("de,...df,...ef->...", scale, precisions_cholesky, precisions_cholesky)
     return log_norm + (dof + d + 1) * half_log_det - 0.5 * trace
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the concrete (K, D, D) ``covariances`` are
+    symmetric positive definite."""
+    check_symmetric(covariances)
+    for i, matrix in enumerate(covariances):
+        if not is_positive_definite(matrix):
+            raise ValueError(f"covariances must be positive definite (component {i})")
+
+
+def check_symmetric(matrices: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the (..., D, D) ``matrices`` are symmetric to rounding."""
+    scale = np.max(np.abs(matrices), axis=(-2, -1), keepdims=True)
+    # Relative 1e-6 at least: float32 results converted to float64 must pass.
+    tolerance = max(1e3 * np.finfo(matrices.dtype).eps, 1e-6) * scale
+    if np.any(np.abs(matrices - np.swapaxes(matrices, -1, -2)) > tolerance):
+        raise ValueError("covariances must be symmetric")
+
+
+def is_positive_definite(matrix: np.ndarray) -> bool:
+    """Whether the (D, D) ``matrix`` has a Cholesky factorisation (in float64)."""
+    try:
+        np.linalg.cholesky(matrix.astype(np.float64))
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features * (n_features + 1) // 2)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """(..., D(D+1)/2) the upper triangle of each ``P`` row by row, ``log P_ii`` on
+    the diagonal."""
+    n = precisions_cholesky.shape[-1]
+    rows, cols = jnp.triu_indices(n)
+    packed = precisions_cholesky[..., rows, cols]
+    return jnp.where(rows == cols, jnp.log(jnp.where(rows == cols, packed, 1)), packed)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """``(P, Σ)`` from :func:`to_unconstrained`'s coordinates (..., D(D+1)/2): ``P``
+    upper-triangular with ``exp`` on the diagonal, ``Σ = inv(P Pᵀ) = Aᵀ A`` with
+    ``A = P⁻¹``."""
+    rows, cols = jnp.triu_indices(n_features)
+    values = jnp.where(rows == cols, jnp.exp(cholesky), cholesky)
+    factor = jnp.zeros((*cholesky.shape[:-1], n_features, n_features), cholesky.dtype)
+    factor = factor.at[..., rows, cols].set(values)
+    eye = jnp.broadcast_to(jnp.eye(n_features, dtype=factor.dtype), factor.shape)
+    inv = jax.scipy.linalg.solve_triangular(factor, eye, lower=False)
+    cov = jnp.swapaxes(inv, -1, -2) @ inv
+    return factor, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))

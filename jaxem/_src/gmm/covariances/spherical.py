@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxem._src.gmm.covariances import diag
 
@@ -157,3 +158,29 @@ def log_prior(
 ) -> jax.Array:
     """(K,) ``log InvGamma(σ²_k | ν/2, ς/2)``."""
     return diag.inverse_gamma_log_density(precisions_cholesky, scale, dof)
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every concrete variance is positive."""
+    if np.any(covariances <= 0):
+        raise ValueError(
+            f"spherical covariances must be positive; got minimum {covariances.min()!r}"
+        )
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components,)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """(K,) ``log p_k = −½ log σ²_k``."""
+    return diag.to_unconstrained(precisions_cholesky)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """(K,) ``(p, σ²)`` as :func:`jaxem._src.gmm.covariances.diag.from_unconstrained`."""
+    return diag.from_unconstrained(cholesky, n_features)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxem._src.gmm.covariances import full
 
@@ -170,3 +171,29 @@ def log_prior(
 ) -> jax.Array:
     """() ``log IW(Σ | ν, Λ)`` (:func:`jaxem._src.gmm.covariances.full.log_prior`)."""
     return full.log_prior(precisions_cholesky, half_log_det, scale, dof)
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the concrete (D, D) covariance is symmetric
+    positive definite."""
+    full.check_symmetric(covariances)
+    if not full.is_positive_definite(covariances):
+        raise ValueError("covariances must be positive definite")
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_features * (n_features + 1) // 2,)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """(D(D+1)/2,) as :func:`jaxem._src.gmm.covariances.full.to_unconstrained`."""
+    return full.to_unconstrained(precisions_cholesky)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """``(P, Σ)`` (D, D) as :func:`jaxem._src.gmm.covariances.full.from_unconstrained`."""
+    return full.from_unconstrained(cholesky, n_features)

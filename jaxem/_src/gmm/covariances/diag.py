@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -197,3 +199,62 @@ def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
 def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
     """``(p, σ²) = (exp c, exp(−2c))`` entry by entry."""
     return jnp.exp(cholesky), jnp.exp(-2 * cholesky)
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) the missing coordinates simply drop out.
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, K, D)."""
+    return n_components * n_features
+
+
+def conditionals(
+    means: jax.Array,
+    covariances: jax.Array,
+    precisions_cholesky: jax.Array,
+    obs: jax.Array,
+    diff: jax.Array,
+    *,
+    mean: bool,
+    covariance: bool,
+):
+    """Observed-marginal densities and conditional moments of a chunk of rows.
+
+    Args:
+        means: (K, D) ``μ_k``.
+        covariances, precisions_cholesky: the parameters' (this type's shapes).
+        obs: (R, D) 1 where observed, 0 where missing.
+        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
+        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
+
+    Returns:
+        ``(maha, log_det, fill, cond_cov)``: (R, K) ``Σ_{d observed} ((x_d − μ_kd) p_kd)²``;
+        (R, K) ``Σ_{d observed} log p_kd``; (K, D) the means (the conditional
+        means of the missing coordinates); (R, K, D) the conditional variances,
+        ``σ²_kd`` on the missing coordinates and 0 on the observed ones.
+    """
+    y = diff * precisions_cholesky[None]
+    log_det = obs @ jnp.log(precisions_cholesky).T
+    fill = means[None] if mean else None
+    cond_cov = (1 - obs)[:, None, :] * covariances[None] if covariance else None
+    return jnp.sum(y * y, axis=-1), log_det, fill, cond_cov
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk diag(C_nk)`` from :func:`conditionals`' (R, K, D) diagonals."""
+    return jnp.einsum("nk,nkd->kd", resp, cond_cov)
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk C_nk`` (diagonal) from :func:`conditionals`' (R, K, D)."""
+    v = summed_conditional_variances(resp, cond_cov)
+    return v[:, :, None] * jnp.eye(v.shape[-1], dtype=v.dtype)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(K, D) ``Σ_n r_nk ((x̂_nk − s_k)² + diag C_nk)`` (arguments as
+    :func:`jaxem._src.gmm.covariances.full.completed_second_moments`)."""
+    cond = source.summed_conditional_variances(resp, cond_cov)
+    return jnp.einsum("nk,nkd->kd", resp, dx * dx) + cond

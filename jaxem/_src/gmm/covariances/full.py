@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
@@ -280,3 +281,86 @@ def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array,
     inv = jax.scipy.linalg.solve_triangular(factor, eye, lower=False)
     cov = jnp.swapaxes(inv, -1, -2) @ inv
     return factor, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) through the observed-masked matrix Σ̃ = M Σ M + (I − M).
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, K, D, D)."""
+    return n_components * n_features * n_features
+
+
+def conditionals(
+    means: jax.Array,
+    covariances: jax.Array,
+    precisions_cholesky: jax.Array,
+    obs: jax.Array,
+    diff: jax.Array,
+    *,
+    mean: bool,
+    covariance: bool,
+):
+    """Observed-marginal densities and conditional moments of a chunk of rows.
+
+    The Cholesky factor of each row's and component's ``Σ̃_k`` gives ``log det
+    Σ_k,oo``, the Mahalanobis distance over the observed coordinates and the
+    regression ``Σ_k Σ̃_k⁻¹ M (x − μ_k)`` of the conditional mean.
+
+    Args:
+        means: (K, D) ``μ_k``.
+        covariances, precisions_cholesky: the parameters' (this type's shapes).
+        obs: (R, D) 1 where observed, 0 where missing.
+        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
+        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
+
+    Returns:
+        ``(maha, log_det, fill, cond_cov)``: (R, K) ``(x_o − μ_ko)ᵀ Σ_k,oo⁻¹ (x_o − μ_ko)``;
+        (R, K) ``−½ log det Σ_k,oo``; (R, K, D) the conditional means ``x̂_nk`` on
+        the missing coordinates; (R, K, D, D) ``C_nk = Σ_k,mm − Σ_k,mo Σ_k,oo⁻¹ Σ_k,om``
+        on the missing block (zero elsewhere).
+    """
+    missing = 1 - obs
+    missing_block = missing[:, :, None] * jnp.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
+    masked = obs[:, None, :, None] * covariances[None] * obs[:, None, None, :]
+    chol = jnp.linalg.cholesky(masked + missing_block[:, None])  # (R, K, D, D)
+    z = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+    log_det = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (R, K)
+    fill = cond_cov = None
+    if mean:
+        alpha = jax.scipy.linalg.solve_triangular(chol, z[..., None], lower=True, trans=1)
+        fill = means[None] + jnp.einsum("kde,rke->rkd", covariances, alpha[..., 0])
+    if covariance:
+        w = jax.scipy.linalg.solve_triangular(
+            chol, obs[:, None, :, None] * covariances[None], lower=True
+        )
+        explained = jnp.einsum("rkij,rkil->rkjl", w, w)  # Σ_mo Σ_oo⁻¹ Σ_om on the m block
+        cond_cov = (
+            missing[:, None, :, None] * (covariances[None] - explained) * missing[:, None, None, :]
+        )
+    return jnp.sum(z * z, axis=-1), log_det, fill, cond_cov
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk diag(C_nk)`` from :func:`conditionals`' (R, K, D, D) ``C``."""
+    return jnp.einsum("nk,nkd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk C_nk`` from :func:`conditionals`' (R, K, D, D) ``C``."""
+    return jnp.einsum("nk,nkde->kde", resp, cond_cov)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk ((x̂_nk − s_k)(x̂_nk − s_k)ᵀ + C_nk)``.
+
+    Args:
+        resp: (R, K) responsibilities.
+        dx: (R, K, D) ``x̂_nk − s_k``.
+        cond_cov: the conditional covariances in the layout of ``source``'s
+            :func:`conditionals`.
+        source: the covariance module of the parameters that completed the rows.
+    """
+    cond = source.summed_conditional_covariances(resp, cond_cov)
+    return jnp.einsum("nk,nkd,nke->kde", resp, dx, dx) + cond

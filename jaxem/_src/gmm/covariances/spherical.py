@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +186,46 @@ def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
 def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
     """(K,) ``(p, σ²)`` as :func:`jaxem._src.gmm.covariances.diag.from_unconstrained`."""
     return diag.from_unconstrained(cholesky, n_features)
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) as diag's, the variance repeated per feature.
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, K, D)."""
+    return n_components * n_features
+
+
+def conditionals(
+    means: jax.Array,
+    covariances: jax.Array,
+    precisions_cholesky: jax.Array,
+    obs: jax.Array,
+    diff: jax.Array,
+    *,
+    mean: bool,
+    covariance: bool,
+):
+    """:func:`jaxem._src.gmm.covariances.diag.conditionals` with ``σ²_k`` for every
+    feature (``cond_cov`` (R, K, D))."""
+    precisions_cholesky = jnp.broadcast_to(precisions_cholesky[:, None], means.shape)
+    covariances = jnp.broadcast_to(covariances[:, None], means.shape)
+    return diag.conditionals(
+        means, covariances, precisions_cholesky, obs, diff, mean=mean, covariance=covariance
+    )
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) as :func:`jaxem._src.gmm.covariances.diag.summed_conditional_variances`."""
+    return diag.summed_conditional_variances(resp, cond_cov)
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) as :func:`jaxem._src.gmm.covariances.diag.summed_conditional_covariances`."""
+    return diag.summed_conditional_covariances(resp, cond_cov)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(K,) the trace of :func:`jaxem._src.gmm.covariances.diag.completed_second_moments`."""
+    return jnp.sum(diag.completed_second_moments(resp, dx, cond_cov, source), axis=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -197,3 +199,71 @@ def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
 def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
     """``(P, Σ)`` (D, D) as :func:`jaxem._src.gmm.covariances.full.from_unconstrained`."""
     return full.from_unconstrained(cholesky, n_features)
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) as full's, with one Σ̃ per row for every component.
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, D, D) and (R, K, D)."""
+    return n_features * n_features + n_components * n_features
+
+
+def conditionals(
+    means: jax.Array,
+    covariances: jax.Array,
+    precisions_cholesky: jax.Array,
+    obs: jax.Array,
+    diff: jax.Array,
+    *,
+    mean: bool,
+    covariance: bool,
+):
+    """:func:`jaxem._src.gmm.covariances.full.conditionals` for the shared ``Σ``: one
+    Cholesky factor per row; ``cond_cov`` (R, D, D), the same for every component.
+
+    Args:
+        means: (K, D) ``μ_k``.
+        covariances, precisions_cholesky: the parameters' (this type's shapes).
+        obs: (R, D) 1 where observed, 0 where missing.
+        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
+        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
+    """
+    missing = 1 - obs
+    missing_block = missing[:, :, None] * jnp.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
+    masked = obs[:, :, None] * covariances[None] * obs[:, None, :]
+    chol = jnp.linalg.cholesky(masked + missing_block)  # (R, D, D)
+    z = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)
+    z = jnp.swapaxes(z, 1, 2)  # (R, K, D)
+    log_det = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)[:, None]
+    fill = cond_cov = None
+    if mean:
+        alpha = jax.scipy.linalg.solve_triangular(
+            chol, jnp.swapaxes(z, 1, 2), lower=True, trans=1
+        )  # (R, D, K)
+        fill = means[None] + jnp.einsum("de,rek->rkd", covariances, alpha)
+    if covariance:
+        w = jax.scipy.linalg.solve_triangular(chol, obs[:, :, None] * covariances[None], lower=True)
+        explained = jnp.einsum("rij,ril->rjl", w, w)
+        cond_cov = missing[:, :, None] * (covariances[None] - explained) * missing[:, None, :]
+    return jnp.sum(z * z, axis=-1), log_det, fill, cond_cov
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk diag(C_n)`` from :func:`conditionals`' (R, D, D) ``C``."""
+    return jnp.einsum("nk,nd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk C_n`` from :func:`conditionals`' (R, D, D) ``C``."""
+    return jnp.einsum("nk,nde->kde", resp, cond_cov)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(D, D) :func:`jaxem._src.gmm.covariances.full.completed_second_moments`
+    summed over components."""
+    if source.SHARED:  # completed by a tied covariance: one C_n per row
+        cond = jnp.einsum("n,nde->de", jnp.sum(resp, axis=1), cond_cov)
+        return jnp.einsum("nk,nkd,nke->de", resp, dx, dx) + cond
+    return jnp.sum(full.completed_second_moments(resp, dx, cond_cov, source), axis=0)

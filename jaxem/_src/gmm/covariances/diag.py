@@ -33,6 +33,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     return jnp.sum(y * y, axis=-1)
 
 
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
     """(K, D) ``Σ_n r_nk (x_nd − s_kd)²``."""
     diff = x[:, None, :] - shift[None, :, :]
@@ -68,18 +72,16 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     return jnp.where(covariances > 0, covariances, floor)
 
 
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components * n_features
 
 
 def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
     return z * jnp.sqrt(covariances)[labels]
-
-
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """(D,) mclust's scalar ``tr(cov) / D`` repeated per feature."""
-    d = covariance.shape[-1]
-    return jnp.full((d,), jnp.trace(covariance) / d)
 
 
 def smallest_standardized_eigenvalue(
@@ -134,6 +136,12 @@ def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int
 
 # ------------------------------------------------------------------ the prior
 # (jaxem._src.gmm.prior) σ²_kd ~ InvGamma(ν/2, ς_d/2), ς (D,).
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """(D,) mclust's scalar ``tr(cov) / D`` repeated per feature."""
+    d = covariance.shape[-1]
+    return jnp.full((d,), jnp.trace(covariance) / d)
 
 
 def prior_scale_shape(n_features: int) -> tuple[int, ...]:
@@ -250,7 +258,7 @@ def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Ar
 def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
     """(K, D, D) ``Σ_n r_nk C_nk`` (diagonal) from :func:`conditionals`' (R, K, D)."""
     v = summed_conditional_variances(resp, cond_cov)
-    return v[:, :, None] * jnp.eye(v.shape[-1], dtype=v.dtype)
+    return v[:, :, None] * np.eye(v.shape[-1], dtype=v.dtype)
 
 
 def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:

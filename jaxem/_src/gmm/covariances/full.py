@@ -21,13 +21,20 @@ def shape(n_components: int, n_features: int) -> tuple[int, ...]:
 def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     """(K, D, D) upper-triangular ``P_k = L_k⁻ᵀ``, ``inv(Σ_k) = P_k P_kᵀ``, ``Σ_k = L_k L_kᵀ``."""
     chol = jnp.linalg.cholesky(covariances)
-    eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
+    eye = jnp.broadcast_to(np.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
     return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
 
 
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``log det P_k = ½ log det Σ_k⁻¹``."""
-    return jnp.sum(jnp.log(jnp.diagonal(precisions_cholesky, axis1=-2, axis2=-1)), axis=-1)
+    return jnp.sum(jnp.log(diagonal(precisions_cholesky)), axis=-1)
+
+
+def diagonal(matrices: jax.Array) -> jax.Array:
+    """(..., D) the diagonals of (..., D, D) ``matrices``: a strided slice of the
+    flattened matrices (two jaxpr equations; ``jnp.diagonal``'s gather takes 15)."""
+    d = matrices.shape[-1]
+    return matrices.reshape(*matrices.shape[:-2], d * d)[..., :: d + 1]
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
@@ -35,6 +42,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     y = jnp.einsum("nd,kde->nke", x, precisions_cholesky)
     y = y - jnp.einsum("kd,kde->ke", means, precisions_cholesky)
     return jnp.sum(y * y, axis=-1)
+
+
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
@@ -47,7 +58,7 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     """(K, D, D) ``Σ_k = S_k / n_k − δ_k δ_kᵀ + reg·I``, with ``δ_k = μ_k − s_k``."""
     cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
+    return cov + reg_covar * np.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
@@ -76,18 +87,22 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """
     d = covariances.shape[-1]
     finfo = jnp.finfo(covariances.dtype)
-    eye = jnp.eye(d, dtype=covariances.dtype)
+    eye = np.eye(d, dtype=covariances.dtype)
 
     def fails(ridge):
         chol = jnp.linalg.cholesky(covariances + ridge[..., None, None] * eye)
         return ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
 
-    scale = jnp.max(jnp.abs(jnp.diagonal(covariances, axis1=-2, axis2=-1)), axis=-1)
+    scale = jnp.max(jnp.abs(diagonal(covariances)), axis=-1)
     small = 10 * d * finfo.eps * scale
     large = d * jnp.max(jnp.abs(covariances), axis=(-2, -1)) + finfo.tiny**0.25
     zero = jnp.zeros_like(scale)
     ridge = jnp.where(fails(zero), jnp.where(fails(small), large, small), zero)
     return covariances + ridge[..., None, None] * eye
+
+
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
 
 
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
@@ -100,12 +115,6 @@ def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.
     return jnp.einsum("nde,ne->nd", chol[labels], z)
 
 
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """mclust's default prior scale from ``K^(−2/D)`` times the data covariance:
-    the matrix itself."""
-    return covariance
-
-
 def smallest_standardized_eigenvalue(
     covariances: jax.Array, variances: jax.Array, reg_covar: jax.Array
 ) -> jax.Array:
@@ -113,13 +122,13 @@ def smallest_standardized_eigenvalue(
     feature variances (the degeneracy check)."""
     d = variances.shape[0]
     scale = jax.lax.rsqrt(variances)
-    std = (covariances - reg_covar * jnp.eye(d, dtype=covariances.dtype)) * scale[:, None]
+    std = (covariances - reg_covar * np.eye(d, dtype=covariances.dtype)) * scale[:, None]
     return jnp.linalg.eigvalsh(std * scale[None, :])[..., 0]
 
 
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(K, D, D) identity matrices (a placeholder covariance, its own precision factor)."""
-    return jnp.broadcast_to(jnp.eye(n_features, dtype=dtype), shape(n_components, n_features))
+    return jnp.broadcast_to(np.eye(n_features, dtype=dtype), shape(n_components, n_features))
 
 
 # ------------------------------------------------------- moment formulation
@@ -184,6 +193,12 @@ def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int
 
 # ------------------------------------------------------------------ the prior
 # (jaxem._src.gmm.prior) Σ_k ~ IW(ν, Λ), Λ (D, D).
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """mclust's default prior scale from ``K^(−2/D)`` times the data covariance:
+    the matrix itself."""
+    return covariance
 
 
 def prior_scale_shape(n_features: int) -> tuple[int, ...]:
@@ -277,7 +292,7 @@ def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array,
     values = jnp.where(rows == cols, jnp.exp(cholesky), cholesky)
     factor = jnp.zeros((*cholesky.shape[:-1], n_features, n_features), cholesky.dtype)
     factor = factor.at[..., rows, cols].set(values)
-    eye = jnp.broadcast_to(jnp.eye(n_features, dtype=factor.dtype), factor.shape)
+    eye = jnp.broadcast_to(np.eye(n_features, dtype=factor.dtype), factor.shape)
     inv = jax.scipy.linalg.solve_triangular(factor, eye, lower=False)
     cov = jnp.swapaxes(inv, -1, -2) @ inv
     return factor, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
@@ -322,11 +337,11 @@ def conditionals(
         on the missing block (zero elsewhere).
     """
     missing = 1 - obs
-    missing_block = missing[:, :, None] * jnp.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
+    missing_block = missing[:, :, None] * np.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
     masked = obs[:, None, :, None] * covariances[None] * obs[:, None, None, :]
     chol = jnp.linalg.cholesky(masked + missing_block[:, None])  # (R, K, D, D)
     z = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
-    log_det = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (R, K)
+    log_det = -jnp.sum(jnp.log(diagonal(chol)), axis=-1)  # (R, K)
     fill = cond_cov = None
     if mean:
         alpha = jax.scipy.linalg.solve_triangular(chol, z[..., None], lower=True, trans=1)
@@ -344,7 +359,7 @@ def conditionals(
 
 def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
     """(K, D) ``Σ_n r_nk diag(C_nk)`` from :func:`conditionals`' (R, K, D, D) ``C``."""
-    return jnp.einsum("nk,nkd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+    return jnp.einsum("nk,nkd->kd", resp, diagonal(cond_cov))
 
 
 def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:

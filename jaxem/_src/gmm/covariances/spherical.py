@@ -34,6 +34,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     return jnp.sum(diff * diff, axis=-1) * precisions_cholesky[None, :] ** 2
 
 
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
     """(K,) ``Σ_n r_nk ‖x_n − s_k‖²``."""
     diff = x[:, None, :] - shift[None, :, :]
@@ -67,17 +71,16 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     return jnp.where(covariances > 0, floored, finfo.tiny**0.25)
 
 
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components
 
 
 def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
     return z * jnp.sqrt(covariances)[labels][:, None]
-
-
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """() mclust's ``tr(cov) / D``."""
-    return jnp.trace(covariance) / covariance.shape[-1]
 
 
 def smallest_standardized_eigenvalue(
@@ -132,6 +135,11 @@ def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int
 
 # ------------------------------------------------------------------ the prior
 # (jaxem._src.gmm.prior) σ²_k ~ InvGamma(ν/2, ς/2), ς ().
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """() mclust's ``tr(cov) / D``."""
+    return jnp.trace(covariance) / covariance.shape[-1]
 
 
 def prior_scale_shape(n_features: int) -> tuple[int, ...]:

@@ -36,6 +36,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     return jnp.sum((y[:, None, :] - mu[None, :, :]) ** 2, axis=-1)
 
 
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
     """(D, D) ``Σ_k Σ_n r_nk (x_n − s_k)(x_n − s_k)ᵀ``."""
     return jnp.sum(full.second_moments(resp, x, shift), axis=0)
@@ -45,7 +49,7 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     """(D, D) ``Σ = (S − Σ_k n_k δ_k δ_kᵀ) / Σ_k n_k + reg·I``."""
     cov = (sxx - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
     cov = 0.5 * (cov + cov.T)
-    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
+    return cov + reg_covar * np.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
@@ -66,17 +70,16 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     return full.ensure_positive_definite(covariances)
 
 
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return jnp.asarray(n_features * (n_features + 1) // 2)
 
 
 def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
     return z @ jnp.linalg.cholesky(covariances).T
-
-
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """As :func:`jaxem._src.gmm.covariances.full.prior_scale`."""
-    return covariance
 
 
 def smallest_standardized_eigenvalue(
@@ -89,7 +92,7 @@ def smallest_standardized_eigenvalue(
 
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(D, D) identity."""
-    return jnp.eye(n_features, dtype=dtype)
+    return jnp.asarray(np.eye(n_features, dtype=dtype))
 
 
 # ------------------------------------------------------- moment formulation
@@ -144,6 +147,11 @@ def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int
 
 # ------------------------------------------------------------------ the prior
 # (jaxem._src.gmm.prior) one Σ ~ IW(ν, Λ), Λ (D, D), its density counted once (SHARED).
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """As :func:`jaxem._src.gmm.covariances.full.prior_scale`."""
+    return covariance
 
 
 def prior_scale_shape(n_features: int) -> tuple[int, ...]:
@@ -231,12 +239,12 @@ def conditionals(
         mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
     """
     missing = 1 - obs
-    missing_block = missing[:, :, None] * jnp.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
+    missing_block = missing[:, :, None] * np.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
     masked = obs[:, :, None] * covariances[None] * obs[:, None, :]
     chol = jnp.linalg.cholesky(masked + missing_block)  # (R, D, D)
     z = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)
     z = jnp.swapaxes(z, 1, 2)  # (R, K, D)
-    log_det = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)[:, None]
+    log_det = -jnp.sum(jnp.log(full.diagonal(chol)), axis=-1)[:, None]
     fill = cond_cov = None
     if mean:
         alpha = jax.scipy.linalg.solve_triangular(
@@ -252,7 +260,7 @@ def conditionals(
 
 def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
     """(K, D) ``Σ_n r_nk diag(C_n)`` from :func:`conditionals`' (R, D, D) ``C``."""
-    return jnp.einsum("nk,nd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
+    return jnp.einsum("nk,nd->kd", resp, full.diagonal(cond_cov))
 
 
 def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:

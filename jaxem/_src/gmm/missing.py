@@ -150,13 +150,7 @@ def _conditionals(
     diff = obs[:, None, :] * (x0[:, None, :] - params.means[None, :, :])  # (R, K, D)
     const = jnp.sum(obs, axis=1) * math.log(2 * math.pi)  # (R,)
     maha, log_det, fill, cond_cov = module.conditionals(
-        params.means,
-        params.covariances,
-        params.precisions_cholesky,
-        obs,
-        diff,
-        mean=mean,
-        covariance=covariance,
+        params, obs, diff, mean=mean, covariance=covariance
     )
     log_dens = -0.5 * (const[:, None] + maha) + log_det
     x_hat = jnp.where(observed[:, None, :], x0[:, None, :], fill) if mean else None
@@ -384,11 +378,9 @@ def suff_stats(
         :class:`jaxem.gmm.SuffStats`.
     """
     x = _check(params, x)
-    source = cov_lib.get(params.covariance_type)
-    target_type = cov_lib.check_covariance_type(
-        params.covariance_type if covariance_type is None else covariance_type
-    )
-    target = cov_lib.get(target_type)
+    if covariance_type is None:
+        covariance_type = params.covariance_type
+    source, target = cov_lib.get(params.covariance_type), cov_lib.get(covariance_type)
     resp = _check_resp(resp, x, params) * _row_weights(x, sample_weight)[:, None]
     nk = jnp.sum(resp, axis=0)
     if shift is None:
@@ -405,7 +397,7 @@ def suff_stats(
         return _moments(r, x_hat, cond_cov, shift, source, target)
 
     sum_x, sum_xx = chunked_sum(chunk, (resp, x), _rows_per_chunk(params, x.shape[0]))
-    return SuffStats(nk, sum_x, sum_xx, shift, target_type)
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
 
 
 def m_step(

@@ -219,9 +219,7 @@ def posterior_covariances(
     Returns:
         Covariances of the type's shape (formulas in the module docstring).
     """
-    module = cov_lib.get(prior.covariance_type)
-    d = prior.mean.shape[0]
-    return module.posterior_covariances(scatter, n_aug, nk, prior.scale, prior.dof, d)
+    return cov_lib.get(prior.covariance_type).posterior_covariances(prior, scatter, n_aug, nk)
 
 
 def posterior_weights(prior: Prior, nk: jax.Array) -> jax.Array:
@@ -252,14 +250,14 @@ def log_prior(params: GMMParams, prior: Prior) -> jax.Array:
     dtype = params.means.dtype
     active = params.weights > 0
     chol = params.precisions_cholesky
-    kappa, nu, scale = prior.shrinkage, prior.dof, prior.scale
+    kappa = prior.shrinkage
 
     # μ_k | Σ_k ~ N(μ_P, Σ_k / κ); log_det_cholesky is ½ log |Σ_k⁻¹|.
     half_log_det = module.log_det_cholesky(chol, d)
     maha = module.mahalanobis(prior.mean[None, :], params.means, chol)[0]
     means_lp = -0.5 * d * jnp.log(2 * math.pi / kappa) + half_log_det - 0.5 * kappa * maha
 
-    cov_lp = module.log_prior(chol, half_log_det, scale, nu)
+    cov_lp = module.log_prior(chol, half_log_det, prior)
 
     n_active = jnp.sum(active).astype(dtype)
     alpha = prior.dirichlet

@@ -152,30 +152,20 @@ def prior_dof_bound(n_features: int) -> int:
     return 0
 
 
-def posterior_covariances(
-    scatter: jax.Array,
-    n_aug: jax.Array,
-    nk: jax.Array,
-    scale: jax.Array,
-    dof: jax.Array,
-    n_features: int,
-) -> jax.Array:
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
     """(K, D) ``σ²_kd = (ς_d + [S_k]_dd) / (n_k + ν + 3)``."""
-    return (scale + n_aug[:, None] * scatter) / (nk + dof + 3)[:, None]
+    return (prior.scale + n_aug[:, None] * scatter) / (nk + prior.dof + 3)[:, None]
 
 
-def log_prior(
-    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
-) -> jax.Array:
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
     """(K,) ``Σ_d log InvGamma(σ²_kd | ν/2, ς_d/2)``."""
-    return jnp.sum(inverse_gamma_log_density(precisions_cholesky, scale, dof), axis=-1)
+    return jnp.sum(inverse_gamma_log_density(precisions_cholesky, prior), axis=-1)
 
 
-def inverse_gamma_log_density(
-    precisions_cholesky: jax.Array, scale: jax.Array, dof: jax.Array
-) -> jax.Array:
+def inverse_gamma_log_density(precisions_cholesky: jax.Array, prior) -> jax.Array:
     """``log InvGamma(σ² | ν/2, ς/2)`` of each variance ``σ² = p⁻²``, ``p`` an entry of
-    ``precisions_cholesky`` (``scale`` broadcasts against it)."""
+    ``precisions_cholesky`` (the prior's ``scale`` ς broadcasts against it)."""
+    dof, scale = prior.dof, prior.scale
     precision = precisions_cholesky**2
     return (
         0.5 * dof * jnp.log(0.5 * scale)
@@ -218,24 +208,9 @@ def conditional_elements(n_components: int, n_features: int) -> int:
     return n_components * n_features
 
 
-def conditionals(
-    means: jax.Array,
-    covariances: jax.Array,
-    precisions_cholesky: jax.Array,
-    obs: jax.Array,
-    diff: jax.Array,
-    *,
-    mean: bool,
-    covariance: bool,
-):
-    """Observed-marginal densities and conditional moments of a chunk of rows.
-
-    Args:
-        means: (K, D) ``μ_k``.
-        covariances, precisions_cholesky: the parameters' (this type's shapes).
-        obs: (R, D) 1 where observed, 0 where missing.
-        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
-        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
+    """Observed-marginal densities and conditional moments of a chunk of rows
+    (arguments as :func:`jaxem._src.gmm.covariances.full.conditionals`).
 
     Returns:
         ``(maha, log_det, fill, cond_cov)``: (R, K) ``Σ_{d observed} ((x_d − μ_kd) p_kd)²``;
@@ -243,10 +218,11 @@ def conditionals(
         means of the missing coordinates); (R, K, D) the conditional variances,
         ``σ²_kd`` on the missing coordinates and 0 on the observed ones.
     """
+    precisions_cholesky = params.precisions_cholesky
     y = diff * precisions_cholesky[None]
     log_det = obs @ jnp.log(precisions_cholesky).T
-    fill = means[None] if mean else None
-    cond_cov = (1 - obs)[:, None, :] * covariances[None] if covariance else None
+    fill = params.means[None] if mean else None
+    cond_cov = (1 - obs)[:, None, :] * params.covariances[None] if covariance else None
     return jnp.sum(y * y, axis=-1), log_det, fill, cond_cov
 
 

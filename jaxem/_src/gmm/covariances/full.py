@@ -210,25 +210,19 @@ def prior_dof_bound(n_features: int) -> int:
     return n_features - 1
 
 
-def posterior_covariances(
-    scatter: jax.Array,
-    n_aug: jax.Array,
-    nk: jax.Array,
-    scale: jax.Array,
-    dof: jax.Array,
-    n_features: int,
-) -> jax.Array:
-    """(K, D, D) ``Σ_k = (Λ + S_k) / (n_k + ν + D + 2)``, ``S_k`` = ``n_aug_k · scatter_k``."""
-    d = n_features
-    return (scale + n_aug[:, None, None] * scatter) / (nk + dof + d + 2)[:, None, None]
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_k = (Λ + S_k) / (n_k + ν + D + 2)``, ``S_k`` = ``n_aug_k · scatter_k``
+    (arguments as :func:`jaxem._src.gmm.prior.posterior_covariances`)."""
+    d = prior.mean.shape[0]
+    return (prior.scale + n_aug[:, None, None] * scatter) / (nk + prior.dof + d + 2)[:, None, None]
 
 
-def log_prior(
-    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
-) -> jax.Array:
-    """(K,) ``log IW(Σ_k | ν, Λ)``, from ``P_k`` and ``half_log_det`` ``½ log |Σ_k⁻¹|``
-    (:func:`log_det_cholesky`); for a (D, D) ``P`` the one density ()."""
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
+    """(K,) ``log IW(Σ_k | ν, Λ)``, from ``P_k``, ``half_log_det`` ``½ log |Σ_k⁻¹|``
+    (:func:`log_det_cholesky`) and the prior's ``dof`` and ``scale``; for a
+    (D, D) ``P`` the one density ()."""
     d = precisions_cholesky.shape[-1]
+    dof, scale = prior.dof, prior.scale
     sign, log_det_scale = jnp.linalg.slogdet(scale)
     log_norm = (
         0.5 * dof * jnp.where(sign > 0, log_det_scale, jnp.nan)
@@ -307,16 +301,7 @@ def conditional_elements(n_components: int, n_features: int) -> int:
     return n_components * n_features * n_features
 
 
-def conditionals(
-    means: jax.Array,
-    covariances: jax.Array,
-    precisions_cholesky: jax.Array,
-    obs: jax.Array,
-    diff: jax.Array,
-    *,
-    mean: bool,
-    covariance: bool,
-):
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
     """Observed-marginal densities and conditional moments of a chunk of rows.
 
     The Cholesky factor of each row's and component's ``Σ̃_k`` gives ``log det
@@ -324,8 +309,7 @@ def conditionals(
     regression ``Σ_k Σ̃_k⁻¹ M (x − μ_k)`` of the conditional mean.
 
     Args:
-        means: (K, D) ``μ_k``.
-        covariances, precisions_cholesky: the parameters' (this type's shapes).
+        params: the mixture (:class:`~jaxem.gmm.GMMParams` of this type).
         obs: (R, D) 1 where observed, 0 where missing.
         diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
         mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
@@ -336,6 +320,7 @@ def conditionals(
         the missing coordinates; (R, K, D, D) ``C_nk = Σ_k,mm − Σ_k,mo Σ_k,oo⁻¹ Σ_k,om``
         on the missing block (zero elsewhere).
     """
+    means, covariances = params.means, params.covariances
     missing = 1 - obs
     missing_block = missing[:, :, None] * np.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
     masked = obs[:, None, :, None] * covariances[None] * obs[:, None, None, :]

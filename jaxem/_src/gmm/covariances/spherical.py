@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 import jax
@@ -118,14 +119,11 @@ def natural_weights(
     return [-0.5 * precision], precision * centred_means
 
 
-def feature_logits(logits: jax.Array, features: jax.Array, precisions_cholesky: jax.Array):
-    """The component log-densities from the products ``Φ W``: those products."""
-    return logits
+#: No shared term, the second moments among the features: as diag.
+feature_logits = diag.feature_logits
 
 
-def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
-    """() 0: the second moments are moment features."""
-    return jnp.zeros((), features.dtype)
+shared_second_moment = diag.shared_second_moment
 
 
 def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
@@ -150,24 +148,15 @@ def prior_dof_bound(n_features: int) -> int:
     return 0
 
 
-def posterior_covariances(
-    scatter: jax.Array,
-    n_aug: jax.Array,
-    nk: jax.Array,
-    scale: jax.Array,
-    dof: jax.Array,
-    n_features: int,
-) -> jax.Array:
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
     """(K,) ``σ²_k = (ς + tr S_k) / (D n_k + D + ν + 2)``."""
-    d = n_features
-    return (scale + d * n_aug * scatter) / (d * nk + d + dof + 2)
+    d = prior.mean.shape[0]
+    return (prior.scale + d * n_aug * scatter) / (d * nk + d + prior.dof + 2)
 
 
-def log_prior(
-    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
-) -> jax.Array:
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
     """(K,) ``log InvGamma(σ²_k | ν/2, ς/2)``."""
-    return diag.inverse_gamma_log_density(precisions_cholesky, scale, dof)
+    return diag.inverse_gamma_log_density(precisions_cholesky, prior)
 
 
 # ------------------------------------------------ validation, unconstrained map
@@ -205,23 +194,17 @@ def conditional_elements(n_components: int, n_features: int) -> int:
     return n_components * n_features
 
 
-def conditionals(
-    means: jax.Array,
-    covariances: jax.Array,
-    precisions_cholesky: jax.Array,
-    obs: jax.Array,
-    diff: jax.Array,
-    *,
-    mean: bool,
-    covariance: bool,
-):
-    """:func:`jaxem._src.gmm.covariances.diag.conditionals` with ``σ²_k`` for every
-    feature (``cond_cov`` (R, K, D))."""
-    precisions_cholesky = jnp.broadcast_to(precisions_cholesky[:, None], means.shape)
-    covariances = jnp.broadcast_to(covariances[:, None], means.shape)
-    return diag.conditionals(
-        means, covariances, precisions_cholesky, obs, diff, mean=mean, covariance=covariance
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
+    """:func:`jaxem._src.gmm.covariances.diag.conditionals` of the same mixture as
+    diagonal covariances, ``σ²_k`` for every feature (``cond_cov`` (R, K, D))."""
+    shape = params.means.shape
+    per_feature = dataclasses.replace(
+        params,
+        precisions_cholesky=jnp.broadcast_to(params.precisions_cholesky[:, None], shape),
+        covariances=jnp.broadcast_to(params.covariances[:, None], shape),
+        covariance_type="diag",
     )
+    return diag.conditionals(per_feature, obs, diff, mean=mean, covariance=covariance)
 
 
 def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:

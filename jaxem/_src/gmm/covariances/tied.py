@@ -163,24 +163,16 @@ def prior_dof_bound(n_features: int) -> int:
     return full.prior_dof_bound(n_features)
 
 
-def posterior_covariances(
-    scatter: jax.Array,
-    n_aug: jax.Array,
-    nk: jax.Array,
-    scale: jax.Array,
-    dof: jax.Array,
-    n_features: int,
-) -> jax.Array:
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
     """(D, D) ``Σ = (Λ + Σ_k S_k) / (N + ν + D + 1 + K)``, K the active components."""
+    d = prior.mean.shape[0]
     n_active = jnp.sum(nk > 0)
-    return (scale + jnp.sum(n_aug) * scatter) / (jnp.sum(nk) + dof + n_features + 1 + n_active)
+    return (prior.scale + jnp.sum(n_aug) * scatter) / (jnp.sum(nk) + prior.dof + d + 1 + n_active)
 
 
-def log_prior(
-    precisions_cholesky: jax.Array, half_log_det: jax.Array, scale: jax.Array, dof: jax.Array
-) -> jax.Array:
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
     """() ``log IW(Σ | ν, Λ)`` (:func:`jaxem._src.gmm.covariances.full.log_prior`)."""
-    return full.log_prior(precisions_cholesky, half_log_det, scale, dof)
+    return full.log_prior(precisions_cholesky, half_log_det, prior)
 
 
 # ------------------------------------------------ validation, unconstrained map
@@ -218,26 +210,10 @@ def conditional_elements(n_components: int, n_features: int) -> int:
     return n_features * n_features + n_components * n_features
 
 
-def conditionals(
-    means: jax.Array,
-    covariances: jax.Array,
-    precisions_cholesky: jax.Array,
-    obs: jax.Array,
-    diff: jax.Array,
-    *,
-    mean: bool,
-    covariance: bool,
-):
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
     """:func:`jaxem._src.gmm.covariances.full.conditionals` for the shared ``Σ``: one
-    Cholesky factor per row; ``cond_cov`` (R, D, D), the same for every component.
-
-    Args:
-        means: (K, D) ``μ_k``.
-        covariances, precisions_cholesky: the parameters' (this type's shapes).
-        obs: (R, D) 1 where observed, 0 where missing.
-        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
-        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
-    """
+    Cholesky factor per row; ``cond_cov`` (R, D, D), the same for every component."""
+    means, covariances = params.means, params.covariances
     missing = 1 - obs
     missing_block = missing[:, :, None] * np.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
     masked = obs[:, :, None] * covariances[None] * obs[:, None, :]

@@ -50,8 +50,7 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
     """(K, D) unit variances for each empty component (``n_k = 0``, inactive)."""
-    k, d = covariances.shape
-    return jnp.where((nk == 0)[:, None], unit(k, d, covariances.dtype), covariances)
+    return jnp.where((nk == 0)[:, None], jnp.ones_like(covariances), covariances)
 
 
 def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:

@@ -54,7 +54,7 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
     """(K,) unit variances for the empty components (``n_k = 0``, inactive)."""
-    return jnp.where(nk == 0, unit(nk.shape[0], 1, covariances.dtype), covariances)
+    return jnp.where(nk == 0, jnp.ones_like(covariances), covariances)
 
 
 def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:

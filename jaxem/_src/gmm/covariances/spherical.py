@@ -119,10 +119,8 @@ def natural_weights(
     return [-0.5 * precision], precision * centred_means
 
 
-#: No shared term, the second moments among the features: as diag.
+#: As diag: no term shared by the components, the second moments are moment features.
 feature_logits = diag.feature_logits
-
-
 shared_second_moment = diag.shared_second_moment
 
 
@@ -197,11 +195,11 @@ def conditional_elements(n_components: int, n_features: int) -> int:
 def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
     """:func:`jaxem._src.gmm.covariances.diag.conditionals` of the same mixture as
     diagonal covariances, ``σ²_k`` for every feature (``cond_cov`` (R, K, D))."""
-    shape = params.means.shape
+    k_by_d = params.means.shape
     per_feature = dataclasses.replace(
         params,
-        precisions_cholesky=jnp.broadcast_to(params.precisions_cholesky[:, None], shape),
-        covariances=jnp.broadcast_to(params.covariances[:, None], shape),
+        precisions_cholesky=jnp.broadcast_to(params.precisions_cholesky[:, None], k_by_d),
+        covariances=jnp.broadcast_to(params.covariances[:, None], k_by_d),
         covariance_type="diag",
     )
     return diag.conditionals(per_feature, obs, diff, mean=mean, covariance=covariance)

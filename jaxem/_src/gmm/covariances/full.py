@@ -58,7 +58,8 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     """(K, D, D) ``Σ_k = S_k / n_k − δ_k δ_kᵀ + reg·I``, with ``δ_k = μ_k − s_k``."""
     cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    return cov + reg_covar * np.eye(sxx.shape[-1], dtype=sxx.dtype)
+    # jnp.eye: a numpy constant here changes XLA's fusion, and the rounding, of MAP fits.
+    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:

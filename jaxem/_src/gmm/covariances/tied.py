@@ -49,7 +49,8 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     """(D, D) ``Σ = (S − Σ_k n_k δ_k δ_kᵀ) / Σ_k n_k + reg·I``."""
     cov = (sxx - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
     cov = 0.5 * (cov + cov.T)
-    return cov + reg_covar * np.eye(sxx.shape[-1], dtype=sxx.dtype)
+    # jnp.eye: a numpy constant here changes XLA's fusion, and the rounding, of MAP fits.
+    return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
 
 
 def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:

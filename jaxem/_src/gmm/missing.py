@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
@@ -118,9 +119,8 @@ def _row_weights(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
 
 
 def _rows_per_chunk(params: GMMParams, n_samples: int) -> int:
-    k, d = params.means.shape
-    per_row = {"full": k * d * d, "tied": d * d + k * d}.get(params.covariance_type, k * d)
-    return chunk_rows(n_samples, per_row)
+    module = cov_lib.get(params.covariance_type)
+    return chunk_rows(n_samples, module.conditional_elements(*params.means.shape))
 
 
 def _conditionals(
@@ -143,72 +143,17 @@ def _conditionals(
         every component), ``diag`` and ``spherical`` (R, K, D) (the diagonal;
         the conditional covariance is diagonal there).
     """
-    covariance_type = params.covariance_type
-    means = params.means
+    module = cov_lib.get(params.covariance_type)
     observed = ~jnp.isnan(x)
     obs = observed.astype(x.dtype)  # (R, D)
     x0 = jnp.where(observed, x, 0)
-    diff = obs[:, None, :] * (x0[:, None, :] - means[None, :, :])  # (R, K, D)
+    diff = obs[:, None, :] * (x0[:, None, :] - params.means[None, :, :])  # (R, K, D)
     const = jnp.sum(obs, axis=1) * math.log(2 * math.pi)  # (R,)
-    x_hat = cond_cov = None
-
-    if covariance_type in ("diag", "spherical"):
-        prec = params.precisions_cholesky  # (K, D) or (K,)
-        var = params.covariances
-        if covariance_type == "spherical":
-            prec = jnp.broadcast_to(prec[:, None], means.shape)
-            var = jnp.broadcast_to(var[:, None], means.shape)
-        y = diff * prec[None]
-        maha = jnp.sum(y * y, axis=-1)
-        log_det = obs @ jnp.log(prec).T  # (R, K): Σ_{d observed} log p_kd
-        log_dens = -0.5 * (const[:, None] + maha) + log_det
-        if mean:
-            x_hat = jnp.where(observed[:, None, :], x0[:, None, :], means[None])
-        if covariance:
-            cond_cov = (1 - obs)[:, None, :] * var[None]
-        return log_dens, x_hat, cond_cov
-
-    cov = params.covariances  # full (K, D, D), tied (D, D)
-    eye = jnp.eye(x.shape[1], dtype=x.dtype)
-    missing_block = (1 - obs)[:, :, None] * eye  # (R, D, D)
-    if covariance_type == "full":
-        masked = obs[:, None, :, None] * cov[None] * obs[:, None, None, :]
-        chol = jnp.linalg.cholesky(masked + missing_block[:, None])  # (R, K, D, D)
-        z = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
-        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (R, K)
-    else:
-        masked = obs[:, :, None] * cov[None] * obs[:, None, :]
-        chol = jnp.linalg.cholesky(masked + missing_block)  # (R, D, D)
-        z = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True)
-        z = jnp.swapaxes(z, 1, 2)  # (R, K, D)
-        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)[:, None]
-    maha = jnp.sum(z * z, axis=-1)
-    log_dens = -0.5 * (const[:, None] + maha) - log_det
-
-    if mean:
-        if covariance_type == "full":
-            alpha = jax.scipy.linalg.solve_triangular(chol, z[..., None], lower=True, trans=1)
-            regression = jnp.einsum("kde,rke->rkd", cov, alpha[..., 0])
-        else:
-            alpha = jax.scipy.linalg.solve_triangular(
-                chol, jnp.swapaxes(z, 1, 2), lower=True, trans=1
-            )  # (R, D, K)
-            regression = jnp.einsum("de,rek->rkd", cov, alpha)
-        x_hat = jnp.where(observed[:, None, :], x0[:, None, :], means[None] + regression)
-    if covariance:
-        missing = 1 - obs
-        if covariance_type == "full":
-            w = jax.scipy.linalg.solve_triangular(
-                chol, obs[:, None, :, None] * cov[None], lower=True
-            )
-            explained = jnp.einsum("rkij,rkil->rkjl", w, w)  # Σ_mo Σ_oo⁻¹ Σ_om on the m block
-            cond_cov = (
-                missing[:, None, :, None] * (cov[None] - explained) * missing[:, None, None, :]
-            )
-        else:
-            w = jax.scipy.linalg.solve_triangular(chol, obs[:, :, None] * cov[None], lower=True)
-            explained = jnp.einsum("rij,ril->rjl", w, w)
-            cond_cov = missing[:, :, None] * (cov[None] - explained) * missing[:, None, :]
+    maha, log_det, fill, cond_cov = module.conditionals(
+        params, obs, diff, mean=mean, covariance=covariance
+    )
+    log_dens = -0.5 * (const[:, None] + maha) + log_det
+    x_hat = jnp.where(observed[:, None, :], x0[:, None, :], fill) if mean else None
     return log_dens, x_hat, cond_cov
 
 
@@ -224,37 +169,19 @@ def _moments(
     x_hat: jax.Array,
     cond_cov: jax.Array,
     shift: jax.Array,
-    source_type: str,
-    target_type: str,
+    source: ModuleType,
+    target: ModuleType,
 ) -> tuple[jax.Array, jax.Array]:
-    """``Σ_n r_nk (x̂_nk − s_k)`` and the completed second moments of ``target_type``.
+    """``Σ_n r_nk (x̂_nk − s_k)`` and the completed second moments of the ``target``
+    covariance module's type.
 
-    ``cond_cov`` is in the layout :func:`_conditionals` gives for ``source_type``
-    (the covariance type of the parameters that completed the data).
+    ``cond_cov`` is in the layout the ``source`` module's ``conditionals`` gives
+    (the covariance type of the parameters that completed the data); the source
+    sums it in the form the target asks for (diagonals or matrices).
     """
     dx = x_hat - shift[None]  # (R, K, D)
     sum_x = jnp.einsum("nk,nkd->kd", resp, dx)
-    if target_type in ("diag", "spherical"):
-        if source_type in ("diag", "spherical"):
-            cond = jnp.einsum("nk,nkd->kd", resp, cond_cov)
-        elif source_type == "full":
-            cond = jnp.einsum("nk,nkd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
-        else:
-            cond = jnp.einsum("nk,nd->kd", resp, jnp.diagonal(cond_cov, axis1=-2, axis2=-1))
-        sxx = jnp.einsum("nk,nkd->kd", resp, dx * dx) + cond
-        return sum_x, sxx if target_type == "diag" else jnp.sum(sxx, axis=-1)
-    if source_type == "tied" and target_type == "tied":
-        cond = jnp.einsum("n,nde->de", jnp.sum(resp, axis=1), cond_cov)
-        return sum_x, jnp.einsum("nk,nkd,nke->de", resp, dx, dx) + cond
-    if source_type in ("diag", "spherical"):
-        v = jnp.einsum("nk,nkd->kd", resp, cond_cov)
-        cond = v[:, :, None] * jnp.eye(v.shape[-1], dtype=v.dtype)
-    elif source_type == "full":
-        cond = jnp.einsum("nk,nkde->kde", resp, cond_cov)
-    else:
-        cond = jnp.einsum("nk,nde->kde", resp, cond_cov)
-    sxx = jnp.einsum("nk,nkd,nke->kde", resp, dx, dx) + cond
-    return sum_x, sxx if target_type == "full" else jnp.sum(sxx, axis=0)
+    return sum_x, target.completed_second_moments(resp, dx, cond_cov, source)
 
 
 def _default_shift(resp: jax.Array, x: jax.Array, means: jax.Array, nk: jax.Array) -> jax.Array:
@@ -451,10 +378,9 @@ def suff_stats(
         :class:`jaxem.gmm.SuffStats`.
     """
     x = _check(params, x)
-    source_type = params.covariance_type
-    target_type = cov_lib.check_covariance_type(
-        source_type if covariance_type is None else covariance_type
-    )
+    if covariance_type is None:
+        covariance_type = params.covariance_type
+    source, target = cov_lib.get(params.covariance_type), cov_lib.get(covariance_type)
     resp = _check_resp(resp, x, params) * _row_weights(x, sample_weight)[:, None]
     nk = jnp.sum(resp, axis=0)
     if shift is None:
@@ -468,10 +394,10 @@ def suff_stats(
 
     def chunk(r, xb):
         _, x_hat, cond_cov = _conditionals(params, xb, mean=True, covariance=True)
-        return _moments(r, x_hat, cond_cov, shift, source_type, target_type)
+        return _moments(r, x_hat, cond_cov, shift, source, target)
 
     sum_x, sum_xx = chunked_sum(chunk, (resp, x), _rows_per_chunk(params, x.shape[0]))
-    return SuffStats(nk, sum_x, sum_xx, shift, target_type)
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)
 
 
 def m_step(
@@ -514,12 +440,12 @@ def m_step(
 
 def _chunk_pass(params: GMMParams, x: jax.Array, w: jax.Array):
     """Fused E-step and completed statistics about the current means of a chunk."""
-    covariance_type = params.covariance_type
+    module = cov_lib.get(params.covariance_type)
     log_dens, x_hat, cond_cov = _conditionals(params, x, mean=True, covariance=True)
     wlp = _weighted(params, log_dens)
     log_norm = jax.nn.logsumexp(wlp, axis=1)
     resp = jnp.exp(wlp - log_norm[:, None]) * w[:, None]
-    sum_x, sum_xx = _moments(resp, x_hat, cond_cov, params.means, covariance_type, covariance_type)
+    sum_x, sum_xx = _moments(resp, x_hat, cond_cov, params.means, module, module)
     return Moments(jnp.sum(resp, axis=0), sum_x, sum_xx), jnp.sum(w * log_norm)
 
 

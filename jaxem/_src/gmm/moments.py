@@ -27,7 +27,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
@@ -38,86 +37,47 @@ from jaxem._src.gmm.params import GMMParams
 ACCURACY_THRESHOLD = 2e-5
 
 
-def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n_features)
-
-
 def n_features_of(covariance_type: str, n_features: int) -> int:
-    """Width F of the moment features."""
-    if covariance_type == "full":
-        return n_features * (n_features + 1) // 2 + n_features + 1
-    if covariance_type == "diag":
-        return 2 * n_features + 1
-    if covariance_type == "spherical":
-        return n_features + 2
-    return n_features + 1  # tied: [x̃, 1]; the quadratic term is shared
+    """Width F of the moment features ``[quadratic, x̃, 1]``."""
+    return cov_lib.get(covariance_type).n_quadratic_features(n_features) + n_features + 1
 
 
 def features(xc: jax.Array, covariance_type: str) -> jax.Array:
-    """(B, F) moment features of centred data ``xc`` (B, D)."""
+    """(B, F) moment features ``[quadratic, x̃, 1]`` of centred data ``xc`` (B, D),
+    the quadratic ones of the covariance type's module."""
     ones = jnp.ones((xc.shape[0], 1), xc.dtype)
-    if covariance_type == "full":
-        d = xc.shape[1]
-        quad = [xc[:, i : i + 1] * xc[:, i:] for i in range(d)]  # vech, row by row
-        return jnp.concatenate([*quad, xc, ones], axis=1)
-    if covariance_type == "diag":
-        return jnp.concatenate([xc * xc, xc, ones], axis=1)
-    if covariance_type == "spherical":
-        return jnp.concatenate([jnp.sum(xc * xc, axis=1, keepdims=True), xc, ones], axis=1)
-    return jnp.concatenate([xc, ones], axis=1)
+    quadratic = cov_lib.get(covariance_type).quadratic_features(xc)
+    return jnp.concatenate([*quadratic, xc, ones], axis=1)
 
 
 def natural_weights(params: GMMParams, center: jax.Array) -> jax.Array:
     """(F, K) ``W`` with ``φ(x − c) W = log π + log N(x | μ, Σ)`` (tied: without the
     shared quadratic term); the constant row is 0 for inactive components."""
-    covariance_type = params.covariance_type
-    module = cov_lib.get(covariance_type)
+    module = cov_lib.get(params.covariance_type)
     d = params.n_features
     pc = params.precisions_cholesky
     m = params.means - center
-    log_det = module.log_det_cholesky(pc, d) * jnp.ones(params.n_components, pc.dtype)
-    if covariance_type in ("full", "tied"):
-        precision = pc @ jnp.swapaxes(pc, -1, -2)
-        lin = m @ precision if covariance_type == "tied" else jnp.einsum("kde,ke->kd", precision, m)
-    elif covariance_type == "diag":
-        precision = pc * pc
-        lin = precision * m
-    else:
-        precision = pc * pc
-        lin = precision[:, None] * m
+    quadratic, linear = module.natural_weights(pc, m)
     active = params.weights > 0
     log_weights = jnp.log(jnp.where(active, params.weights, 1))
-    const = -0.5 * jnp.sum(lin * m, axis=1) + log_det - 0.5 * d * math.log(2 * math.pi)
+    log_det = module.log_det_cholesky(pc, d)  # () for tied: broadcasts
+    const = -0.5 * jnp.sum(linear * m, axis=1) + log_det - 0.5 * d * math.log(2 * math.pi)
     const = jnp.where(active, const + log_weights, 0)
-    if covariance_type == "full":
-        iu, ju = _triu(d)
-        scale = np.where(iu == ju, -0.5, -1.0).astype(pc.dtype)
-        quad = precision[:, iu, ju] * scale
-        columns = [quad, lin, const[:, None]]
-    elif covariance_type == "diag":
-        columns = [-0.5 * precision, lin, const[:, None]]
-    elif covariance_type == "spherical":
-        columns = [-0.5 * precision[:, None], lin, const[:, None]]
-    else:
-        columns = [lin, const[:, None]]
-    return jnp.concatenate(columns, axis=1).T
+    return jnp.concatenate([*quadratic, linear, const[:, None]], axis=1).T
 
 
 def feature_sums(params: GMMParams, weights_matrix: jax.Array):
     """The chunk function over precomputed features: ``(Φ, w) -> (Rᵀ Φ, Σ w log p(x))``.
 
-    For a tied covariance the shared quadratic term is read from the centred data
-    in the first ``D`` columns of ``Φ``.
+    The covariance type's ``feature_logits`` adds what ``Φ W`` leaves out (for a
+    tied covariance the shared quadratic term, read from the centred data in
+    the first ``D`` columns of ``Φ``).
     """
-    covariance_type = params.covariance_type
+    module = cov_lib.get(params.covariance_type)
     active = params.weights > 0
-    d = params.n_features
 
     def chunk(phi, w):
-        logits = phi @ weights_matrix
-        if covariance_type == "tied":
-            y = phi[:, :d] @ params.precisions_cholesky
-            logits = logits - 0.5 * jnp.sum(y * y, axis=1, keepdims=True)
+        logits = module.feature_logits(phi @ weights_matrix, phi, params.precisions_cholesky)
         resp, log_norm = weighted_softmax(jnp.where(active, logits, -jnp.inf), w, axis=1)
         return resp.T @ phi, jnp.sum(w * log_norm)
 
@@ -135,27 +95,21 @@ def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
     return e * (jnp.expand_dims(w, axis) / total), log_norm
 
 
-def tied_second_moment(xc: jax.Array, w: jax.Array) -> jax.Array:
-    """(D, D) ``Σ_n w_n x̃_n x̃_nᵀ``: a tied covariance's statistic, independent of
-    the parameters."""
-    return (xc * w[:, None]).T @ xc
-
-
 def pass_sums(params: GMMParams, center: jax.Array, weights_matrix: jax.Array):
     """The chunk function of the fast pass: ``(x, w) -> (Rᵀ Φ, extra, Σ w log p(x))``,
     the features built chunk by chunk.
 
-    ``extra`` is ``Σ_n w_n x̃_n x̃_nᵀ`` for a tied covariance and 0 otherwise.
+    ``extra`` is the covariance type's ``shared_second_moment``: ``Σ_n w_n x̃_n x̃_nᵀ``
+    for a tied covariance and 0 otherwise.
     """
     covariance_type = params.covariance_type
+    module = cov_lib.get(covariance_type)
     sums = feature_sums(params, weights_matrix)
 
     def chunk(x, w):
-        xc = x - center
-        moments, ll = sums(features(xc, covariance_type), w)
-        tied = covariance_type == "tied"
-        extra = tied_second_moment(xc, w) if tied else jnp.zeros((), x.dtype)
-        return moments, extra, ll
+        phi = features(x - center, covariance_type)
+        moments, ll = sums(phi, w)
+        return moments, module.shared_second_moment(phi, w), ll
 
     return chunk
 
@@ -165,17 +119,7 @@ def moments_to_stats(moments: jax.Array, extra: jax.Array, covariance_type: str,
     d = n_features
     nk = moments[:, -1]
     sum_x = moments[:, -1 - d : -1]
-    if covariance_type == "full":
-        iu, ju = _triu(d)
-        k = moments.shape[0]
-        upper = jnp.zeros((k, d, d), moments.dtype).at[:, iu, ju].set(moments[:, : len(iu)])
-        sum_xx = upper + jnp.swapaxes(jnp.triu(upper, 1), -1, -2)
-    elif covariance_type == "diag":
-        sum_xx = moments[:, :d]
-    elif covariance_type == "spherical":
-        sum_xx = moments[:, 0]
-    else:
-        sum_xx = extra
+    sum_xx = cov_lib.get(covariance_type).feature_second_moments(moments, extra, d)
     return nk, sum_x, sum_xx
 
 

@@ -99,12 +99,6 @@ def _direct_from_features(params, phi, w, center):
     return direct_chunk(centred, _linear_part(phi, params.n_features), w)
 
 
-def _tied_extra(phi, w, d):
-    """``Σ w x̃x̃ᵀ`` of the chunk: a tied covariance's statistic (Σ_k r_nk = 1)."""
-    xc = phi[:, :d]
-    return moments.tied_second_moment(xc, w)
-
-
 def _about_means(summed, extra, center, params) -> Moments:
     """``Rᵀ Φ`` (K, F) as statistics about the E-step's means."""
     covariance_type = params.covariance_type
@@ -116,31 +110,27 @@ def _about_means(summed, extra, center, params) -> Moments:
 
 
 def _moment_chunk(params, phi, w, center):
-    d = params.n_features
+    module = cov_lib.get(params.covariance_type)
     weights_matrix = moments.natural_weights(params, center)
     summed, ll = moments.feature_sums(params, weights_matrix)(phi, w)
-    tied = params.covariance_type == "tied"
-    extra = _tied_extra(phi, w, d) if tied else jnp.zeros((), phi.dtype)
+    extra = module.shared_second_moment(phi, w)
     return _about_means(summed, extra, center, params), ll
 
 
 def _wide_moment_chunk(params, phi, w, center, n_batch):
     """:func:`_moment_chunk` for a batch of parameters (leading axis R): the R
     restarts' logits and statistics as one product of width ``R·K`` each."""
-    covariance_type = params.covariance_type
-    k, d = params.means.shape[1:]
+    module = cov_lib.get(params.covariance_type)
+    k = params.means.shape[1]
     weights_matrix = jax.vmap(moments.natural_weights, in_axes=(0, None))(params, center)
     wide = jnp.moveaxis(weights_matrix, 0, 1).reshape(phi.shape[1], n_batch * k)
     b = phi.shape[0]
     logits = (phi @ wide).reshape(b, n_batch, k)
-    if covariance_type == "tied":
-        y = jnp.einsum("nd,rde->nre", phi[:, :d], params.precisions_cholesky)
-        logits = logits - 0.5 * jnp.sum(y * y, axis=2, keepdims=True)
+    logits = module.feature_logits(logits, phi, params.precisions_cholesky)
     logits = jnp.where(params.weights > 0, logits, -jnp.inf)
     resp, log_norm = moments.weighted_softmax(logits, w[:, None], axis=2)  # (b, R, K), (b, R)
     summed = (resp.reshape(b, n_batch * k).T @ phi).reshape(n_batch, k, -1)
-    tied = covariance_type == "tied"
-    extra = _tied_extra(phi, w, d) if tied else jnp.zeros((), phi.dtype)
+    extra = module.shared_second_moment(phi, w)  # the same for every restart
     stats = jax.vmap(lambda s, p: _about_means(s, extra, center, p))(summed, params)
     return stats, w @ log_norm
 

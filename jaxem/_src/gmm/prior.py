@@ -36,7 +36,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln, multigammaln
+from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
 from jaxem._src.gmm import covariances as cov_lib
@@ -77,28 +77,27 @@ class Prior:
     covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
 
     def __post_init__(self):
-        cov_lib.check_covariance_type(self.covariance_type)
+        module = cov_lib.get(self.covariance_type)
         mean = getattr(self.mean, "shape", None)
         if mean is None or not isinstance(mean, tuple):  # jax internals build placeholders
             return
         if len(mean) != 1:
             raise ValueError(f"Prior.mean must have shape (n_features,); got {mean}")
         d = mean[0]
-        expected = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}
-        if jnp.shape(self.scale) != expected[self.covariance_type]:
+        expected = module.prior_scale_shape(d)
+        if jnp.shape(self.scale) != expected:
             raise ValueError(
                 f"Prior.scale for covariance_type={self.covariance_type!r} must have shape "
-                f"{expected[self.covariance_type]}; got {jnp.shape(self.scale)}"
+                f"{expected}; got {jnp.shape(self.scale)}"
             )
         for name in ("shrinkage", "dof", "dirichlet"):
             if jnp.ndim(getattr(self, name)) != 0:
                 raise ValueError(
                     f"Prior.{name} must be a scalar; got shape {jnp.shape(getattr(self, name))}"
                 )
-        low = d - 1 if self.covariance_type in ("full", "tied") else 0
         for name, value, bound in (
             ("shrinkage", self.shrinkage, 0),
-            ("dof", self.dof, low),
+            ("dof", self.dof, module.prior_dof_bound(d)),
             ("dirichlet", self.dirichlet, 0),
         ):
             value = concrete(value)
@@ -220,16 +219,7 @@ def posterior_covariances(
     Returns:
         Covariances of the type's shape (formulas in the module docstring).
     """
-    d = prior.mean.shape[0]
-    nu = prior.dof
-    if prior.covariance_type == "full":
-        return (prior.scale + n_aug[:, None, None] * scatter) / (nk + nu + d + 2)[:, None, None]
-    if prior.covariance_type == "tied":
-        n_active = jnp.sum(nk > 0)
-        return (prior.scale + jnp.sum(n_aug) * scatter) / (jnp.sum(nk) + nu + d + 1 + n_active)
-    if prior.covariance_type == "diag":
-        return (prior.scale + n_aug[:, None] * scatter) / (nk + nu + 3)[:, None]
-    return (prior.scale + d * n_aug * scatter) / (d * nk + d + nu + 2)
+    return cov_lib.get(prior.covariance_type).posterior_covariances(prior, scatter, n_aug, nk)
 
 
 def posterior_weights(prior: Prior, nk: jax.Array) -> jax.Array:
@@ -260,35 +250,14 @@ def log_prior(params: GMMParams, prior: Prior) -> jax.Array:
     dtype = params.means.dtype
     active = params.weights > 0
     chol = params.precisions_cholesky
-    kappa, nu, scale = prior.shrinkage, prior.dof, prior.scale
+    kappa = prior.shrinkage
 
     # μ_k | Σ_k ~ N(μ_P, Σ_k / κ); log_det_cholesky is ½ log |Σ_k⁻¹|.
     half_log_det = module.log_det_cholesky(chol, d)
     maha = module.mahalanobis(prior.mean[None, :], params.means, chol)[0]
     means_lp = -0.5 * d * jnp.log(2 * math.pi / kappa) + half_log_det - 0.5 * kappa * maha
 
-    if params.covariance_type in ("full", "tied"):
-        sign, log_det_scale = jnp.linalg.slogdet(scale)
-        log_norm = (
-            0.5 * nu * jnp.where(sign > 0, log_det_scale, jnp.nan)
-            - 0.5 * nu * d * math.log(2)
-            - multigammaln(0.5 * nu, d)
-        )
-        # tr(Λ Σ⁻¹) with Σ⁻¹ = L Lᵀ.
-        batch = "k" if params.covariance_type == "full" else ""
-        trace = jnp.einsum(f"de,{batch}df,{batch}ef->{batch}", scale, chol, chol)
-        cov_lp = log_norm + (nu + d + 1) * half_log_det - 0.5 * trace
-    else:
-        # σ² ~ InvGamma(ν/2, ς/2) per variance, σ⁻² = chol²; summed over features for diag.
-        precision = chol**2
-        per_variance = (
-            0.5 * nu * jnp.log(0.5 * scale)
-            - gammaln(0.5 * nu)
-            + (0.5 * nu + 1) * jnp.log(precision)
-            - 0.5 * scale * precision
-        )
-        diag = params.covariance_type == "diag"
-        cov_lp = jnp.sum(per_variance, axis=-1) if diag else per_variance
+    cov_lp = module.log_prior(chol, half_log_det, prior)
 
     n_active = jnp.sum(active).astype(dtype)
     alpha = prior.dirichlet
@@ -296,8 +265,6 @@ def log_prior(params: GMMParams, prior: Prior) -> jax.Array:
     weights_lp = (
         gammaln(n_active * alpha) - n_active * gammaln(alpha) + (alpha - 1) * jnp.sum(log_weights)
     )
-    per_component = means_lp if params.covariance_type == "tied" else means_lp + cov_lp
-    total = jnp.sum(jnp.where(active, per_component, 0)) + weights_lp
-    if params.covariance_type == "tied":
-        total = total + cov_lp
-    return total
+    if module.SHARED:  # one covariance: its density counts once
+        return jnp.sum(jnp.where(active, means_lp, 0)) + weights_lp + cov_lp
+    return jnp.sum(jnp.where(active, means_lp + cov_lp, 0)) + weights_lp

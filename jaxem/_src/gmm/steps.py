@@ -187,12 +187,7 @@ def maximize(
     nk_safe = _safe_count(nk)
     delta = stats.sum_x / nk_safe[:, None]
     means = stats.shift + delta
-    covariances = module.covariances(stats.sum_xx, nk_safe, delta, reg)
-    if stats.covariance_type != "tied":
-        # An empty component (weight 0, inactive) gets a unit covariance: finite
-        # factors whatever reg_covar is, so inactive components never produce NaN.
-        empty = (nk == 0).reshape(nk.shape + (1,) * (covariances.ndim - 1))
-        covariances = jnp.where(empty, _ridge(stats, 1), covariances)
+    covariances = module.fill_empty(module.covariances(stats.sum_xx, nk_safe, delta, reg), nk)
     covariances = module.ensure_positive_definite(covariances)
     weights = nk / jnp.sum(nk)
     return from_covariances(weights, means, covariances, stats.covariance_type)
@@ -250,25 +245,12 @@ def reshift(stats: SuffStats, shift: ArrayLike) -> SuffStats:
         >>> gmm.reshift(s, jnp.zeros((1, 1))).sum_xx.tolist()
         [[4.0]]
     """
+    module = cov_lib.get(stats.covariance_type)
     new = jnp.broadcast_to(jnp.asarray(shift, stats.shift.dtype), stats.shift.shape)
     delta = stats.shift - new
-    nk, sx, sxx = stats.nk, stats.sum_x, stats.sum_xx
-    cross = jnp.einsum("kd,ke->kde", sx, delta)
-    if stats.covariance_type == "full":
-        extra = (
-            cross
-            + jnp.swapaxes(cross, -1, -2)
-            + nk[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
-        )
-    elif stats.covariance_type == "tied":
-        extra = jnp.sum(cross + jnp.swapaxes(cross, -1, -2), axis=0) + jnp.einsum(
-            "k,kd,ke->de", nk, delta, delta
-        )
-    elif stats.covariance_type == "diag":
-        extra = 2 * sx * delta + nk[:, None] * delta * delta
-    else:
-        extra = jnp.sum(2 * sx * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
-    return dataclasses.replace(stats, sum_x=sx + nk[:, None] * delta, sum_xx=sxx + extra, shift=new)
+    nk, sx = stats.nk, stats.sum_x
+    sum_xx = module.reshift(stats.sum_xx, sx, nk, delta)
+    return dataclasses.replace(stats, sum_x=sx + nk[:, None] * delta, sum_xx=sum_xx, shift=new)
 
 
 def m_step(

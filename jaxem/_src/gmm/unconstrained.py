@@ -69,30 +69,6 @@ class UnconstrainedParams(NamedTuple):
     cholesky: jax.Array
 
 
-def _pack(factor: jax.Array) -> jax.Array:
-    """(..., D, D) upper-triangular with positive diagonal -> (..., D(D+1)/2)."""
-    n = factor.shape[-1]
-    rows, cols = jnp.triu_indices(n)
-    packed = factor[..., rows, cols]
-    return jnp.where(rows == cols, jnp.log(jnp.where(rows == cols, packed, 1)), packed)
-
-
-def _unpack(packed: jax.Array, n_features: int) -> jax.Array:
-    """(..., D(D+1)/2) -> (..., D, D) upper-triangular with ``exp`` on the diagonal."""
-    rows, cols = jnp.triu_indices(n_features)
-    values = jnp.where(rows == cols, jnp.exp(packed), packed)
-    factor = jnp.zeros((*packed.shape[:-1], n_features, n_features), packed.dtype)
-    return factor.at[..., rows, cols].set(values)
-
-
-def _covariances_from_factor(factor: jax.Array) -> jax.Array:
-    """``Σ = inv(P Pᵀ) = Aᵀ A`` with ``A = P⁻¹`` (``P`` upper-triangular)."""
-    eye = jnp.broadcast_to(jnp.eye(factor.shape[-1], dtype=factor.dtype), factor.shape)
-    inv = jax.scipy.linalg.solve_triangular(factor, eye, lower=False)
-    cov = jnp.swapaxes(inv, -1, -2) @ inv
-    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-
-
 def to_unconstrained(params: GMMParams) -> UnconstrainedParams:
     """Map mixture parameters to free real numbers (inverse of :func:`from_unconstrained`).
 
@@ -121,10 +97,7 @@ def to_unconstrained(params: GMMParams) -> UnconstrainedParams:
         raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
     weights = params.weights
     logits = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)), -jnp.inf)
-    if params.covariance_type in ("full", "tied"):
-        cholesky = _pack(params.precisions_cholesky)
-    else:
-        cholesky = jnp.log(params.precisions_cholesky)
+    cholesky = cov_lib.get(params.covariance_type).to_unconstrained(params.precisions_cholesky)
     return UnconstrainedParams(logits=logits, means=params.means, cholesky=cholesky)
 
 
@@ -152,7 +125,7 @@ def from_unconstrained(u: UnconstrainedParams, covariance_type: str) -> GMMParam
         >>> p.weights.tolist(), p.covariances[0].tolist()
         ([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]])
     """
-    cov_lib.check_covariance_type(covariance_type)
+    module = cov_lib.get(covariance_type)
     logits = jnp.asarray(u.logits)
     means = jnp.asarray(u.means)
     cholesky = jnp.asarray(u.cholesky)
@@ -161,25 +134,14 @@ def from_unconstrained(u: UnconstrainedParams, covariance_type: str) -> GMMParam
             f"u.means must be (K, D) and u.logits (K,); got {means.shape} and {logits.shape}"
         )
     n_components, n_features = means.shape
-    n_packed = n_features * (n_features + 1) // 2
-    expected = {
-        "full": (n_components, n_packed),
-        "tied": (n_packed,),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
+    expected = module.unconstrained_shape(n_components, n_features)
     if cholesky.shape != expected:
         raise ValueError(
             f"u.cholesky for covariance_type={covariance_type!r} with means {means.shape} "
             f"must have shape {expected}; got {cholesky.shape}"
         )
     weights = jax.nn.softmax(logits)
-    if covariance_type in ("full", "tied"):
-        factor = _unpack(cholesky, n_features)
-        covariances = _covariances_from_factor(factor)
-    else:
-        factor = jnp.exp(cholesky)
-        covariances = jnp.exp(-2 * cholesky)
+    factor, covariances = module.from_unconstrained(cholesky, n_features)
     return GMMParams(
         weights=weights,
         means=means,

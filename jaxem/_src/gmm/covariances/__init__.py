@@ -1,17 +1,66 @@
 """Covariance structures of a Gaussian mixture, one module per type.
 
-Each module implements the same small set of pure functions, dispatched on the
-static ``covariance_type`` at trace time:
+Everything that depends on the covariance type lives in that type's module
+(``full``, ``tied``, ``diag``, ``spherical``); the rest of the Gaussian code
+calls it through :func:`get` at trace time (``covariance_type`` is static) and
+does not branch on the type. Each module implements the same set of pure
+functions, in sections named after their callers (``tied`` reuses many of
+``full``'s, ``spherical`` some of ``diag``'s):
+
+* ``SHARED``: a constant, True for ``tied`` alone (one covariance for every
+  component: its prior density counts once, :mod:`jaxem._src.gmm.prior`).
+
+Density:
 
 * ``shape(K, D)``: the shape of ``covariances`` (scikit-learn's convention);
 * ``precisions_cholesky(covariances)`` and ``log_det_cholesky(prec_chol, D)``;
-* ``mahalanobis(x, means, prec_chol) -> (N, K)`` squared distances;
+* ``mahalanobis(x, means, prec_chol) -> (N, K)`` squared distances.
+
+M-step (:mod:`jaxem._src.gmm.steps`):
+
 * ``second_moments(resp, x, shift)``: the additive second-order statistic about a
   per-component ``shift`` (K, D);
-* ``covariances(sxx, nk, delta, reg_covar)``: the M-step for that type;
+* ``covariances(sxx, nk, delta, reg_covar)``: the maximization for that type;
+* ``fill_empty(covariances, nk)``: the placeholder covariance of empty components;
+* ``reshift(sum_xx, sum_x, nk, delta)``: the second moments about another shift;
 * ``ensure_positive_definite(covariances)``: a ridge only where a factorisation
-  would fail (singular data with ``reg_covar=0``);
-* ``n_parameters(K, D)`` and ``scale_noise(z, covariances, labels)`` (sampling).
+  would fail (singular data with ``reg_covar=0``).
+
+Model: ``n_parameters(K, D)``, ``scale_noise(z, covariances, labels)``
+(sampling), ``smallest_standardized_eigenvalue(covariances, variances,
+reg_covar)`` (the degeneracy check) and ``unit(K, D, dtype)`` (a placeholder
+covariance, its own precision factor).
+
+Moment formulation (:mod:`jaxem._src.gmm.moments`, :mod:`jaxem._src.gmm.passes`),
+features ``[quadratic, x̃, 1]``:
+
+* ``n_quadratic_features(D)`` and ``quadratic_features(xc)``: the quadratic ones;
+* ``natural_weights(prec_chol, centred_means) -> (quadratic, linear)``: their weights;
+* ``feature_logits(logits, features, prec_chol)``: what ``Φ W`` leaves out of the
+  log-densities (tied: the shared quadratic term);
+* ``shared_second_moment(features, w)`` and ``feature_second_moments(moments,
+  extra, D)``: the second moments from ``Rᵀ Φ`` (tied: from the shared one).
+
+Conjugate prior (:mod:`jaxem._src.gmm.prior`): ``prior_scale(covariance)``,
+``prior_scale_shape(D)``, ``prior_dof_bound(D)``, ``posterior_covariances(scatter,
+n_aug, nk, scale, dof, D)`` (the MAP M-step) and ``log_prior(prec_chol,
+half_log_det, scale, dof)`` (the covariances' prior density).
+
+Validation and the unconstrained map (:mod:`jaxem._src.gmm.params`,
+:mod:`jaxem._src.gmm.unconstrained`): ``check_values(covariances)`` (concrete
+values), ``unconstrained_shape(K, D)``, ``to_unconstrained(prec_chol)`` and
+``from_unconstrained(cholesky, D)``.
+
+Missing data (:mod:`jaxem._src.gmm.missing`):
+
+* ``conditional_elements(K, D)``: per-row size of the temporaries (chunking);
+* ``conditionals(means, covariances, prec_chol, obs, diff, mean=, covariance=)``:
+  the observed-marginal densities, conditional means and covariances;
+* ``summed_conditional_variances(resp, cond_cov)`` (K, D) and
+  ``summed_conditional_covariances(resp, cond_cov)`` (K, D, D): the conditional
+  covariances, summed with the responsibilities, in the two common forms;
+* ``completed_second_moments(resp, dx, cond_cov, source)``: the completed second
+  moments of this type from rows completed by the ``source`` module's parameters.
 """
 
 from __future__ import annotations
@@ -23,6 +72,44 @@ from jaxem._src.gmm.covariances import diag, full, spherical, tied
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 _MODULES = {"full": full, "tied": tied, "diag": diag, "spherical": spherical}
+
+#: The names every module defines (the list above).
+INTERFACE = (
+    "SHARED",
+    "shape",
+    "precisions_cholesky",
+    "log_det_cholesky",
+    "mahalanobis",
+    "second_moments",
+    "covariances",
+    "fill_empty",
+    "reshift",
+    "ensure_positive_definite",
+    "n_parameters",
+    "scale_noise",
+    "smallest_standardized_eigenvalue",
+    "unit",
+    "n_quadratic_features",
+    "quadratic_features",
+    "natural_weights",
+    "feature_logits",
+    "shared_second_moment",
+    "feature_second_moments",
+    "prior_scale",
+    "prior_scale_shape",
+    "prior_dof_bound",
+    "posterior_covariances",
+    "log_prior",
+    "check_values",
+    "unconstrained_shape",
+    "to_unconstrained",
+    "from_unconstrained",
+    "conditional_elements",
+    "conditionals",
+    "summed_conditional_variances",
+    "summed_conditional_covariances",
+    "completed_second_moments",
+)
 
 
 def check_covariance_type(covariance_type: object) -> str:

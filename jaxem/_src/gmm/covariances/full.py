@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import multigammaln
+
+#: Each component has its own covariance (tied's is shared).
+SHARED = False
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -13,13 +21,20 @@ def shape(n_components: int, n_features: int) -> tuple[int, ...]:
 def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     """(K, D, D) upper-triangular ``P_k = L_k⁻ᵀ``, ``inv(Σ_k) = P_k P_kᵀ``, ``Σ_k = L_k L_kᵀ``."""
     chol = jnp.linalg.cholesky(covariances)
-    eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
+    eye = jnp.broadcast_to(np.eye(covariances.shape[-1], dtype=covariances.dtype), chol.shape)
     return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
 
 
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``log det P_k = ½ log det Σ_k⁻¹``."""
-    return jnp.sum(jnp.log(jnp.diagonal(precisions_cholesky, axis1=-2, axis2=-1)), axis=-1)
+    return jnp.sum(jnp.log(diagonal(precisions_cholesky)), axis=-1)
+
+
+def diagonal(matrices: jax.Array) -> jax.Array:
+    """(..., D) the diagonals of (..., D, D) ``matrices``: a strided slice of the
+    flattened matrices (two jaxpr equations; ``jnp.diagonal``'s gather takes 15)."""
+    d = matrices.shape[-1]
+    return matrices.reshape(*matrices.shape[:-2], d * d)[..., :: d + 1]
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
@@ -27,6 +42,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     y = jnp.einsum("nd,kde->nke", x, precisions_cholesky)
     y = y - jnp.einsum("kd,kde->ke", means, precisions_cholesky)
     return jnp.sum(y * y, axis=-1)
+
+
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
@@ -39,7 +58,24 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     """(K, D, D) ``Σ_k = S_k / n_k − δ_k δ_kᵀ + reg·I``, with ``δ_k = μ_k − s_k``."""
     cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    # jnp.eye: a numpy constant here changes XLA's fusion, and the rounding, of MAP fits.
     return cov + reg_covar * jnp.eye(sxx.shape[-1], dtype=sxx.dtype)
+
+
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D, D) the identity for each empty component (``n_k = 0``, inactive):
+    finite factors whatever ``reg_covar`` is, so inactive components never
+    produce NaN."""
+    k, d = covariances.shape[:2]
+    return jnp.where((nk == 0)[:, None, None], unit(k, d, covariances.dtype), covariances)
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K, D, D) second moments about ``s_k − δ_k`` from those about ``s_k``:
+    ``S_k + a_k δ_kᵀ + δ_k a_kᵀ + n_k δ_k δ_kᵀ``, ``a_k = Σ_n r_nk (x_n − s_k)`` (``sum_x``)."""
+    cross = jnp.einsum("kd,ke->kde", sum_x, delta)
+    outer = jnp.einsum("kd,ke->kde", delta, delta)
+    return sum_xx + (cross + jnp.swapaxes(cross, -1, -2) + nk[:, None, None] * outer)
 
 
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
@@ -52,18 +88,22 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """
     d = covariances.shape[-1]
     finfo = jnp.finfo(covariances.dtype)
-    eye = jnp.eye(d, dtype=covariances.dtype)
+    eye = np.eye(d, dtype=covariances.dtype)
 
     def fails(ridge):
         chol = jnp.linalg.cholesky(covariances + ridge[..., None, None] * eye)
         return ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
 
-    scale = jnp.max(jnp.abs(jnp.diagonal(covariances, axis1=-2, axis2=-1)), axis=-1)
+    scale = jnp.max(jnp.abs(diagonal(covariances)), axis=-1)
     small = 10 * d * finfo.eps * scale
     large = d * jnp.max(jnp.abs(covariances), axis=(-2, -1)) + finfo.tiny**0.25
     zero = jnp.zeros_like(scale)
     ridge = jnp.where(fails(zero), jnp.where(fails(small), large, small), zero)
     return covariances + ridge[..., None, None] * eye
+
+
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
 
 
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
@@ -76,12 +116,6 @@ def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.
     return jnp.einsum("nde,ne->nd", chol[labels], z)
 
 
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """mclust's default prior scale from ``K^(−2/D)`` times the data covariance:
-    the matrix itself."""
-    return covariance
-
-
 def smallest_standardized_eigenvalue(
     covariances: jax.Array, variances: jax.Array, reg_covar: jax.Array
 ) -> jax.Array:
@@ -89,10 +123,245 @@ def smallest_standardized_eigenvalue(
     feature variances (the degeneracy check)."""
     d = variances.shape[0]
     scale = jax.lax.rsqrt(variances)
-    std = (covariances - reg_covar * jnp.eye(d, dtype=covariances.dtype)) * scale[:, None]
+    std = (covariances - reg_covar * np.eye(d, dtype=covariances.dtype)) * scale[:, None]
     return jnp.linalg.eigvalsh(std * scale[None, :])[..., 0]
 
 
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(K, D, D) identity matrices (a placeholder covariance, its own precision factor)."""
-    return jnp.broadcast_to(jnp.eye(n_features, dtype=dtype), shape(n_components, n_features))
+    return jnp.broadcast_to(np.eye(n_features, dtype=dtype), shape(n_components, n_features))
+
+
+# ------------------------------------------------------- moment formulation
+# (jaxem._src.gmm.moments) features [vech(x̃ x̃ᵀ), x̃, 1], the upper triangle row by row.
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """D(D+1)/2 quadratic moment features."""
+    return n_features * (n_features + 1) // 2
+
+
+def quadratic_features(xc: jax.Array) -> list[jax.Array]:
+    """``[vech(x̃ x̃ᵀ)]`` of centred rows ``xc`` (B, D): one (B, D(D+1)/2) block,
+    the upper triangle row by row."""
+    return [xc[:, i : i + 1] * xc[:, i:] for i in range(xc.shape[1])]
+
+
+def natural_weights(
+    precisions_cholesky: jax.Array, centred_means: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """Weights of the quadratic and linear moment features.
+
+    Args:
+        precisions_cholesky: (K, D, D) ``P_k``.
+        centred_means: (K, D) ``m̃_k = μ_k − c``.
+
+    Returns:
+        ``([(K, D(D+1)/2) −½Λ_k in vech order, off-diagonal entries doubled],
+        (K, D) Λ_k m̃_k)`` with ``Λ_k = P_k P_kᵀ``.
+    """
+    k, d = centred_means.shape
+    precision = precisions_cholesky @ jnp.swapaxes(precisions_cholesky, -1, -2)
+    linear = jnp.einsum("kde,ke->kd", precision, centred_means)
+    iu, ju = np.triu_indices(d)
+    scale = np.where(iu == ju, -0.5, -1.0).astype(precision.dtype)
+    # A gather of static in-range indices (no bounds handling): 3 equations for any D.
+    quad = jnp.take(precision.reshape(k, d * d), iu * d + ju, axis=1, mode="clip")
+    return [quad * scale], linear
+
+
+def feature_logits(logits: jax.Array, features: jax.Array, precisions_cholesky: jax.Array):
+    """The component log-densities from the products ``Φ W``: those products
+    (every term is a moment feature's)."""
+    return logits
+
+
+def shared_second_moment(features: jax.Array, w: jax.Array) -> jax.Array:
+    """() 0: the second moments are moment features (:func:`feature_second_moments`)."""
+    return jnp.zeros((), features.dtype)
+
+
+def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
+    """(K, D, D) second moments about the centre from ``Rᵀ Φ`` (K, F): its vech
+    columns spread over both triangles."""
+    d = n_features
+    iu, ju = np.triu_indices(d)
+    position = np.zeros((d, d), np.int32)
+    position[iu, ju] = position[ju, iu] = np.arange(len(iu))
+    sym = jnp.take(moments, position.ravel(), axis=1, mode="clip")
+    return sym.reshape(moments.shape[0], d, d)
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) Σ_k ~ IW(ν, Λ), Λ (D, D).
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """mclust's default prior scale from ``K^(−2/D)`` times the data covariance:
+    the matrix itself."""
+    return covariance
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return (n_features, n_features)
+
+
+def prior_dof_bound(n_features: int) -> int:
+    """The inverse-Wishart's degrees of freedom must exceed D − 1."""
+    return n_features - 1
+
+
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_k = (Λ + S_k) / (n_k + ν + D + 2)``, ``S_k`` = ``n_aug_k · scatter_k``
+    (arguments as :func:`jaxem._src.gmm.prior.posterior_covariances`)."""
+    d = prior.mean.shape[0]
+    return (prior.scale + n_aug[:, None, None] * scatter) / (nk + prior.dof + d + 2)[:, None, None]
+
+
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
+    """(K,) ``log IW(Σ_k | ν, Λ)``, from ``P_k``, ``half_log_det`` ``½ log |Σ_k⁻¹|``
+    (:func:`log_det_cholesky`) and the prior's ``dof`` and ``scale``; for a
+    (D, D) ``P`` the one density ()."""
+    d = precisions_cholesky.shape[-1]
+    dof, scale = prior.dof, prior.scale
+    sign, log_det_scale = jnp.linalg.slogdet(scale)
+    log_norm = (
+        0.5 * dof * jnp.where(sign > 0, log_det_scale, jnp.nan)
+        - 0.5 * dof * d * math.log(2)
+        - multigammaln(0.5 * dof, d)
+    )
+    # tr(Λ Σ⁻¹) with Σ⁻¹ = P Pᵀ.
+    trace = jnp.einsum("de,...df,...ef->...", scale, precisions_cholesky, precisions_cholesky)
+    return log_norm + (dof + d + 1) * half_log_det - 0.5 * trace
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the concrete (K, D, D) ``covariances`` are
+    symmetric positive definite."""
+    check_symmetric(covariances)
+    for i, matrix in enumerate(covariances):
+        if not is_positive_definite(matrix):
+            raise ValueError(f"covariances must be positive definite (component {i})")
+
+
+def check_symmetric(matrices: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the (..., D, D) ``matrices`` are symmetric to rounding."""
+    scale = np.max(np.abs(matrices), axis=(-2, -1), keepdims=True)
+    # Relative 1e-6 at least: float32 results converted to float64 must pass.
+    tolerance = max(1e3 * np.finfo(matrices.dtype).eps, 1e-6) * scale
+    if np.any(np.abs(matrices - np.swapaxes(matrices, -1, -2)) > tolerance):
+        raise ValueError("covariances must be symmetric")
+
+
+def is_positive_definite(matrix: np.ndarray) -> bool:
+    """Whether the (D, D) ``matrix`` has a Cholesky factorisation (in float64)."""
+    try:
+        np.linalg.cholesky(matrix.astype(np.float64))
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features * (n_features + 1) // 2)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """(..., D(D+1)/2) the upper triangle of each ``P`` row by row, ``log P_ii`` on
+    the diagonal."""
+    n = precisions_cholesky.shape[-1]
+    rows, cols = jnp.triu_indices(n)
+    packed = precisions_cholesky[..., rows, cols]
+    return jnp.where(rows == cols, jnp.log(jnp.where(rows == cols, packed, 1)), packed)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """``(P, Σ)`` from :func:`to_unconstrained`'s coordinates (..., D(D+1)/2): ``P``
+    upper-triangular with ``exp`` on the diagonal, ``Σ = inv(P Pᵀ) = Aᵀ A`` with
+    ``A = P⁻¹``."""
+    rows, cols = jnp.triu_indices(n_features)
+    values = jnp.where(rows == cols, jnp.exp(cholesky), cholesky)
+    factor = jnp.zeros((*cholesky.shape[:-1], n_features, n_features), cholesky.dtype)
+    factor = factor.at[..., rows, cols].set(values)
+    eye = jnp.broadcast_to(np.eye(n_features, dtype=factor.dtype), factor.shape)
+    inv = jax.scipy.linalg.solve_triangular(factor, eye, lower=False)
+    cov = jnp.swapaxes(inv, -1, -2) @ inv
+    return factor, 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) through the observed-masked matrix Σ̃ = M Σ M + (I − M).
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, K, D, D)."""
+    return n_components * n_features * n_features
+
+
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
+    """Observed-marginal densities and conditional moments of a chunk of rows.
+
+    The Cholesky factor of each row's and component's ``Σ̃_k`` gives ``log det
+    Σ_k,oo``, the Mahalanobis distance over the observed coordinates and the
+    regression ``Σ_k Σ̃_k⁻¹ M (x − μ_k)`` of the conditional mean.
+
+    Args:
+        params: the mixture (:class:`~jaxem.gmm.GMMParams` of this type).
+        obs: (R, D) 1 where observed, 0 where missing.
+        diff: (R, K, D) ``x − μ_k`` on the observed coordinates, 0 on the missing ones.
+        mean, covariance: whether to compute ``fill`` and ``cond_cov`` (else ``None``).
+
+    Returns:
+        ``(maha, log_det, fill, cond_cov)``: (R, K) ``(x_o − μ_ko)ᵀ Σ_k,oo⁻¹ (x_o − μ_ko)``;
+        (R, K) ``−½ log det Σ_k,oo``; (R, K, D) the conditional means ``x̂_nk`` on
+        the missing coordinates; (R, K, D, D) ``C_nk = Σ_k,mm − Σ_k,mo Σ_k,oo⁻¹ Σ_k,om``
+        on the missing block (zero elsewhere).
+    """
+    means, covariances = params.means, params.covariances
+    missing = 1 - obs
+    missing_block = missing[:, :, None] * np.eye(obs.shape[1], dtype=obs.dtype)  # (R, D, D)
+    masked = obs[:, None, :, None] * covariances[None] * obs[:, None, None, :]
+    chol = jnp.linalg.cholesky(masked + missing_block[:, None])  # (R, K, D, D)
+    z = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+    log_det = -jnp.sum(jnp.log(diagonal(chol)), axis=-1)  # (R, K)
+    fill = cond_cov = None
+    if mean:
+        alpha = jax.scipy.linalg.solve_triangular(chol, z[..., None], lower=True, trans=1)
+        fill = means[None] + jnp.einsum("kde,rke->rkd", covariances, alpha[..., 0])
+    if covariance:
+        w = jax.scipy.linalg.solve_triangular(
+            chol, obs[:, None, :, None] * covariances[None], lower=True
+        )
+        explained = jnp.einsum("rkij,rkil->rkjl", w, w)  # Σ_mo Σ_oo⁻¹ Σ_om on the m block
+        cond_cov = (
+            missing[:, None, :, None] * (covariances[None] - explained) * missing[:, None, None, :]
+        )
+    return jnp.sum(z * z, axis=-1), log_det, fill, cond_cov
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_n r_nk diag(C_nk)`` from :func:`conditionals`' (R, K, D, D) ``C``."""
+    return jnp.einsum("nk,nkd->kd", resp, diagonal(cond_cov))
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk C_nk`` from :func:`conditionals`' (R, K, D, D) ``C``."""
+    return jnp.einsum("nk,nkde->kde", resp, cond_cov)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(K, D, D) ``Σ_n r_nk ((x̂_nk − s_k)(x̂_nk − s_k)ᵀ + C_nk)``.
+
+    Args:
+        resp: (R, K) responsibilities.
+        dx: (R, K, D) ``x̂_nk − s_k``.
+        cond_cov: the conditional covariances in the layout of ``source``'s
+            :func:`conditionals`.
+        source: the covariance module of the parameters that completed the rows.
+    """
+    cond = source.summed_conditional_covariances(resp, cond_cov)
+    return jnp.einsum("nk,nkd,nke->kde", resp, dx, dx) + cond

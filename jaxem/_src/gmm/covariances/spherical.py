@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxem._src.gmm.covariances import diag
+
+#: Each component has its own covariance (tied's is shared).
+SHARED = False
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -26,6 +35,10 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     return jnp.sum(diff * diff, axis=-1) * precisions_cholesky[None, :] ** 2
 
 
+# ------------------------------------------------------------------ M-step
+# (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
     """(K,) ``Σ_n r_nk ‖x_n − s_k‖²``."""
     diff = x[:, None, :] - shift[None, :, :]
@@ -39,6 +52,18 @@ def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.
     return jnp.maximum(var, 0) + reg_covar
 
 
+def fill_empty(covariances: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) unit variances for the empty components (``n_k = 0``, inactive)."""
+    return jnp.where(nk == 0, jnp.ones_like(covariances), covariances)
+
+
+def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K,) second moments about ``s_k − δ_k`` from those about ``s_k``:
+    ``S_k + 2 a_k·δ_k + n_k ‖δ_k‖²``, ``a_k = Σ_n r_nk (x_n − s_k)`` (``sum_x``)."""
+    extra = jnp.sum(2 * sum_x * delta, axis=1) + nk * jnp.sum(delta * delta, axis=1)
+    return sum_xx + extra
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Floor zero variances at ``tiny^¼`` and subnormal ones at ``tiny/ε`` (where
     ``1/σ`` would overflow)."""
@@ -47,17 +72,16 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     return jnp.where(covariances > 0, floored, finfo.tiny**0.25)
 
 
+# ------------------------------------------------------------------- model
+# criteria, sampling, the degeneracy check, initialisation.
+
+
 def n_parameters(n_components: jax.Array, n_features: int) -> jax.Array:
     return n_components
 
 
 def scale_noise(z: jax.Array, covariances: jax.Array, labels: jax.Array) -> jax.Array:
     return z * jnp.sqrt(covariances)[labels][:, None]
-
-
-def prior_scale(covariance: jax.Array) -> jax.Array:
-    """() mclust's ``tr(cov) / D``."""
-    return jnp.trace(covariance) / covariance.shape[-1]
 
 
 def smallest_standardized_eigenvalue(
@@ -70,3 +94,127 @@ def smallest_standardized_eigenvalue(
 def unit(n_components: int, n_features: int, dtype) -> jax.Array:
     """(K,) ones."""
     return jnp.ones(shape(n_components, n_features), dtype)
+
+
+# ------------------------------------------------------- moment formulation
+# (jaxem._src.gmm.moments) features [‖x̃‖², x̃, 1].
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """One quadratic moment feature."""
+    return 1
+
+
+def quadratic_features(xc: jax.Array) -> list[jax.Array]:
+    """``[‖x̃‖²]`` (B, 1) of centred rows ``xc`` (B, D)."""
+    return [jnp.sum(xc * xc, axis=1, keepdims=True)]
+
+
+def natural_weights(
+    precisions_cholesky: jax.Array, centred_means: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """``([(K, 1) −½ p²_k], (K, D) p²_k m̃_k)`` (``precisions_cholesky`` (K,),
+    ``centred_means`` (K, D) ``μ_k − c``)."""
+    precision = (precisions_cholesky * precisions_cholesky)[:, None]
+    return [-0.5 * precision], precision * centred_means
+
+
+#: As diag: no term shared by the components, the second moments are moment features.
+feature_logits = diag.feature_logits
+shared_second_moment = diag.shared_second_moment
+
+
+def feature_second_moments(moments: jax.Array, extra: jax.Array, n_features: int) -> jax.Array:
+    """(K,) ``Σ r ‖x̃‖²`` from ``Rᵀ Φ`` (K, F)."""
+    return moments[:, 0]
+
+
+# ------------------------------------------------------------------ the prior
+# (jaxem._src.gmm.prior) σ²_k ~ InvGamma(ν/2, ς/2), ς ().
+
+
+def prior_scale(covariance: jax.Array) -> jax.Array:
+    """() mclust's ``tr(cov) / D``."""
+    return jnp.trace(covariance) / covariance.shape[-1]
+
+
+def prior_scale_shape(n_features: int) -> tuple[int, ...]:
+    return ()
+
+
+def prior_dof_bound(n_features: int) -> int:
+    return 0
+
+
+def posterior_covariances(prior, scatter: jax.Array, n_aug: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) ``σ²_k = (ς + tr S_k) / (D n_k + D + ν + 2)``."""
+    d = prior.mean.shape[0]
+    return (prior.scale + d * n_aug * scatter) / (d * nk + d + prior.dof + 2)
+
+
+def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) -> jax.Array:
+    """(K,) ``log InvGamma(σ²_k | ν/2, ς/2)``."""
+    return diag.inverse_gamma_log_density(precisions_cholesky, prior)
+
+
+# ------------------------------------------------ validation, unconstrained map
+# (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
+
+
+def check_values(covariances: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every concrete variance is positive."""
+    if np.any(covariances <= 0):
+        raise ValueError(
+            f"spherical covariances must be positive; got minimum {covariances.min()!r}"
+        )
+
+
+def unconstrained_shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components,)
+
+
+def to_unconstrained(precisions_cholesky: jax.Array) -> jax.Array:
+    """(K,) ``log p_k = −½ log σ²_k``."""
+    return diag.to_unconstrained(precisions_cholesky)
+
+
+def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """(K,) ``(p, σ²)`` as :func:`jaxem._src.gmm.covariances.diag.from_unconstrained`."""
+    return diag.from_unconstrained(cholesky, n_features)
+
+
+# ------------------------------------------------------------ missing data
+# (jaxem._src.gmm.missing) as diag's, the variance repeated per feature.
+
+
+def conditional_elements(n_components: int, n_features: int) -> int:
+    """Elements per row of :func:`conditionals`' temporaries (R, K, D)."""
+    return n_components * n_features
+
+
+def conditionals(params, obs: jax.Array, diff: jax.Array, *, mean: bool, covariance: bool):
+    """:func:`jaxem._src.gmm.covariances.diag.conditionals` of the same mixture as
+    diagonal covariances, ``σ²_k`` for every feature (``cond_cov`` (R, K, D))."""
+    k_by_d = params.means.shape
+    per_feature = dataclasses.replace(
+        params,
+        precisions_cholesky=jnp.broadcast_to(params.precisions_cholesky[:, None], k_by_d),
+        covariances=jnp.broadcast_to(params.covariances[:, None], k_by_d),
+        covariance_type="diag",
+    )
+    return diag.conditionals(per_feature, obs, diff, mean=mean, covariance=covariance)
+
+
+def summed_conditional_variances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D) as :func:`jaxem._src.gmm.covariances.diag.summed_conditional_variances`."""
+    return diag.summed_conditional_variances(resp, cond_cov)
+
+
+def summed_conditional_covariances(resp: jax.Array, cond_cov: jax.Array) -> jax.Array:
+    """(K, D, D) as :func:`jaxem._src.gmm.covariances.diag.summed_conditional_covariances`."""
+    return diag.summed_conditional_covariances(resp, cond_cov)
+
+
+def completed_second_moments(resp, dx, cond_cov, source: ModuleType) -> jax.Array:
+    """(K,) the trace of :func:`jaxem._src.gmm.covariances.diag.completed_second_moments`."""
+    return jnp.sum(diag.completed_second_moments(resp, dx, cond_cov, source), axis=-1)

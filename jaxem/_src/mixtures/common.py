@@ -15,8 +15,10 @@ __all__ = [
     "DirichletWeights",
     "check_counts",
     "count_summary",
+    "log_floor",
     "mixture_weights",
     "n_active_components",
+    "sample_labels",
 ]
 
 
@@ -39,6 +41,21 @@ def count_summary(x: jax.Array, w: jax.Array) -> dict[str, jax.Array]:
 
 def n_active_components(weights: jax.Array) -> jax.Array:
     return jnp.sum(weights > 0)
+
+
+def log_floor(p: jax.Array) -> jax.Array:
+    """``log p`` with ``p`` floored at the dtype's smallest normal number: finite
+    (about −708 in float64, −87 in float32) where ``p = 0``, so that ``0 · log p``
+    is 0 and never NaN. The parameters keep their exact value; only the log is
+    clipped."""
+    return jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
+
+
+def sample_labels(key: jax.Array, weights: jax.Array, n_samples: int) -> jax.Array:
+    """(n_samples,) component indices drawn from the mixing weights (inactive
+    components, weight 0, are never drawn)."""
+    log_weights = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)), -jnp.inf)
+    return jax.random.categorical(key, log_weights, shape=(n_samples,))
 
 
 def mixture_weights(nk: jax.Array, dirichlet: ArrayLike = 1.0) -> jax.Array:

@@ -23,9 +23,12 @@ from jaxem._src.mixtures.common import (
     DirichletWeights,
     check_counts,
     count_summary,
+    log_floor,
     mixture_weights,
     n_active_components,
+    sample_labels,
 )
+from jaxem._src.validation import check_static_int
 
 __all__ = ["Poisson", "PoissonParams", "PoissonStats"]
 
@@ -88,7 +91,7 @@ class Poisson(MixtureFamily):
         return jnp.sqrt(x + 0.375)  # Anscombe's variance-stabilising transform
 
     def log_components(self, params, x):
-        log_rates = jnp.log(jnp.maximum(params.rates, jnp.finfo(params.rates.dtype).tiny))
+        log_rates = log_floor(params.rates)
         const = jnp.sum(gammaln(x + 1), axis=1, keepdims=True)
         return x @ log_rates.T - jnp.sum(params.rates, axis=1) - const
 
@@ -112,7 +115,7 @@ class Poisson(MixtureFamily):
     def log_prior(self, params):
         active = params.weights > 0
         a, b = self.rate_shape, self.rate_rate
-        log_rates = jnp.log(jnp.maximum(params.rates, jnp.finfo(params.rates.dtype).tiny))
+        log_rates = log_floor(params.rates)
         # The Gamma(a, b) kernel; a = 1, b = 0 (no prior) contributes exactly 0.
         per_component = jnp.sum((a - 1) * log_rates - b * params.rates, axis=1)
         rates_lp = jnp.sum(jnp.where(active, per_component, 0))
@@ -121,3 +124,24 @@ class Poisson(MixtureFamily):
     def n_parameters(self, params):
         k = n_active_components(params.weights)
         return k - 1 + k * params.rates.shape[-1]
+
+    def sample(
+        self, key: jax.Array, params: PoissonParams, n_samples: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draw ``n_samples`` rows from the mixture.
+
+        Args:
+            key: a JAX PRNG key.
+            params: the mixture.
+            n_samples: number of rows (static).
+
+        Returns:
+            ``(x, labels)``: (n_samples, D) counts in the parameters' dtype and
+            (n_samples,) the component each row was drawn from (inactive
+            components are never drawn).
+        """
+        n_samples = check_static_int("n_samples", n_samples, minimum=1)
+        key_labels, key_x = jax.random.split(key)
+        labels = sample_labels(key_labels, params.weights, n_samples)
+        rates = params.rates[labels]
+        return jax.random.poisson(key_x, rates, rates.shape).astype(rates.dtype), labels

@@ -207,7 +207,7 @@ class Categorical(MixtureFamily):
         # feature missing in every row of a class): the data's marginal frequencies.
         seen = context["sum_x"]
         seen_totals = self._block_totals(seen)
-        uniform = 1 / np.asarray(self.n_categories)[self._columns()[0]]
+        uniform = jnp.asarray(1 / np.asarray(self.n_categories)[self._columns()[0]], counts.dtype)
         marginal = jnp.where(
             seen_totals > 0, seen / jnp.where(seen_totals > 0, seen_totals, 1), uniform
         )

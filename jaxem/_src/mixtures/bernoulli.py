@@ -27,6 +27,7 @@ from jaxem._src.mixtures.common import (
     DirichletWeights,
     check_counts,
     count_summary,
+    flush_subnormal,
     log_floor,
     mixture_weights,
     n_active_components,
@@ -108,7 +109,7 @@ class Bernoulli(MixtureFamily):
         active = nk > 0
         denominator = jnp.where(active, nk + (a + b - 2), 1)[:, None]
         denominator = jnp.where(denominator > 0, denominator, 1)
-        probs = jnp.clip((stats.sum_x + (a - 1)) / denominator, 0, 1)
+        probs = flush_subnormal(jnp.clip((stats.sum_x + (a - 1)) / denominator, 0, 1))
         mean = context["sum_x"] / context["count"]
         probs = jnp.where(active[:, None], probs, mean)  # a finite placeholder when inactive
         return BernoulliParams(mixture_weights(nk, self.dirichlet), probs)

@@ -35,6 +35,7 @@ from jaxem._src.family import MixtureFamily
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     count_summary,
+    flush_subnormal,
     log_floor,
     mixture_weights,
     n_active_components,
@@ -212,7 +213,7 @@ class Categorical(MixtureFamily):
             seen_totals > 0, seen / jnp.where(seen_totals > 0, seen_totals, 1), uniform
         )
         use = (nk > 0)[:, None] & (totals > 0)
-        probs = jnp.where(use, counts / jnp.where(use, totals, 1), marginal)
+        probs = jnp.where(use, flush_subnormal(counts / jnp.where(use, totals, 1)), marginal)
         return CategoricalParams(mixture_weights(nk, self.dirichlet), probs)
 
     @property

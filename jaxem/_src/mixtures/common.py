@@ -15,6 +15,7 @@ __all__ = [
     "DirichletWeights",
     "check_counts",
     "count_summary",
+    "flush_subnormal",
     "log_floor",
     "mixture_weights",
     "n_active_components",
@@ -49,6 +50,16 @@ def log_floor(p: jax.Array) -> jax.Array:
     is 0 and never NaN. The parameters keep their exact value; only the log is
     clipped."""
     return jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
+
+
+def flush_subnormal(p: jax.Array) -> jax.Array:
+    """``p`` with values under the dtype's smallest normal number set to exactly 0.
+
+    A probability or rate that EM drives to the boundary shrinks geometrically,
+    and once subnormal its arithmetic depends on how a kernel was compiled
+    (flush-to-zero or not): the in-memory and chunked passes would then part
+    ways. At 0 it is exact, and :func:`log_floor` gives it the same log."""
+    return jnp.where(p < jnp.finfo(p.dtype).tiny, 0, p)
 
 
 def sample_labels(key: jax.Array, weights: jax.Array, n_samples: int) -> jax.Array:

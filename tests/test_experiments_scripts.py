@@ -4,8 +4,8 @@ Each test calls the script's ``main(argv)`` with a problem small enough to run i
 seconds (most of the time is compilation) and checks that it wrote its figure
 and its markdown table to ``tmp_path``. The numbers are not checked: these are
 tests that the scripts still work with the library, not of their findings.
-``test_missing_data`` and ``test_initialisation`` run their scripts' ``--quick`` mode
-in a subprocess instead.
+``test_missing_data``, ``test_initialisation`` and ``test_discrete_mixtures`` run
+their scripts' ``--quick`` mode in a subprocess instead.
 ``test_em_vs_gradient_overlap`` is marked slow (run it with ``-m slow``).
 """
 
@@ -127,3 +127,16 @@ def test_initialisation(tmp_path):
     assert "standardized_kmeans" in text and "| faithful | full (VVV) | 4 |" in text
     reference = json.loads((tmp_path / "initialisation_quick_reference.json").read_text())
     assert set(reference["faithful"]["full"]) == {"1", "2", "3", "4"}
+
+
+@pytest.mark.slow  # ~45 s of CPU: three select programs (Bernoulli, categorical, Poisson)
+def test_discrete_mixtures(tmp_path):
+    # In a subprocess, like test_missing_data: the script turns on jax_enable_x64.
+    script = EXPERIMENTS / "discrete_mixtures.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = check_outputs(tmp_path, "discrete_mixtures_quick")
+    assert "| digits | 3 |" in text and "| anes96 | 1 |" in text and "| biochemists | 2 |" in text

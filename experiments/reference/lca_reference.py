@@ -17,27 +17,29 @@ weighted files with the frequency weight in the first column ``Freq``):
 * ``housing.csv``: R's ``MASS::housing`` (Copenhagen housing survey, 1681
   residents in 72 cells): ``Sat`` (3), ``Infl`` (3), ``Type`` (4), ``Cont`` (2),
   weighted by ``Freq`` (exported with ``Rscript``).
-* ``whiskey.csv`` (already there, from flexmix): the 21 binary brand-incidence
-  items as 2-category features, weighted by ``Freq``; a latent class model of
-  binary items is the Bernoulli mixture, so flexmix's references
-  (``flexmix_reference.json``) apply too.
+
+(The binary whiskey items of ``whiskey.csv``, as 2-category features, need no
+stepmix reference: a latent class model of binary items is the Bernoulli
+mixture, for which ``flexmix_reference.json`` has R's values.)
 
 For each data set and K = 1..5: ``StepMix(n_components=K,
 measurement="categorical", n_init=N_INIT, max_iter=MAX_ITER, abs_tol=1e-13,
 rel_tol=0, random_state=K)`` (stepmix stops a run when the mean log-likelihood
 changes by less than ``abs_tol``; it clips probabilities to [1e-15, 1 − 1e-15]).
 
-Output ``experiments/results/lca_reference.json``: ``{meta: {stepmix_version,
+Output ``experiments/results/lca_reference.json`` (each data set is merged in
+when its fits end, so the sets can run as parallel processes): ``{meta: {stepmix_version,
 n_init, max_iter, abs_tol, notes}, datasets: {name: {file, columns, weights,
 n_categories, n, sum_weights, fits: {K: {loglik (stepmix's best, total over
 the weighted rows), loglik_numpy (re-evaluated here from weights and probs),
 restart_logliks [N_INIT] (total), n_iter, converged, weights [K], probs [K][Σ
 C_j] (jaxem's layout: one block of C_j columns per feature)}}}}}``.
 
-Run from the repository root (about ten minutes on 2 cores; needs ``pip install
-stepmix statsmodels`` and, for housing, R with its recommended package MASS):
+Run from the repository root (needs ``pip install stepmix statsmodels`` and, for
+housing, R with its recommended package MASS; stepmix's EM is plain NumPy, about
+25 min for anes96 and as long for housing on a busy 2-core machine):
 
-    python experiments/reference/lca_reference.py
+    python experiments/reference/lca_reference.py [anes96_lca] [housing]
 """
 
 from __future__ import annotations

@@ -141,22 +141,21 @@ def run_digits(args):
                 params=params, shown=shown, aris=aris)  # fmt: skip
 
 
-def run_anes(args):
-    x = _csv("anes96_lca")
-    family = mixtures.Categorical.for_data(x)
-    ks = tuple(range(1, args.max_k + 1))
-    result, seconds = _select(family, x, ks, args.n_init, args.seed)
-    progress(f"anes96: BIC chooses K = {result.best_n_components} ({seconds:.1f} s)")
-    return dict(name="anes96", family=family, x=x, result=result, seconds=seconds)
-
-
-def run_biochemists(args):
-    x = _csv("biochemists")
-    family = mixtures.Poisson()
-    ks = tuple(range(1, args.max_k + 1))
-    result, seconds = _select(family, x, ks, args.n_init, args.seed)
-    progress(f"biochemists: BIC chooses K = {result.best_n_components} ({seconds:.1f} s)")
-    return dict(name="biochemists", family=family, x=x, result=result, seconds=seconds)
+def run_counts_and_classes(args):
+    """The latent class model of anes96 and the Poisson mixture of biochemists."""
+    runs = []
+    for name, csv, make in (
+        ("anes96", "anes96_lca", mixtures.Categorical.for_data),
+        ("biochemists", "biochemists", lambda x: mixtures.Poisson()),
+    ):
+        x = _csv(csv)
+        family = make(x)
+        result, seconds = _select(
+            family, x, tuple(range(1, args.max_k + 1)), args.n_init, args.seed
+        )
+        progress(f"{name}: BIC chooses K = {result.best_n_components} ({seconds:.1f} s)")
+        runs.append(dict(name=name, family=family, x=x, result=result, seconds=seconds))
+    return runs
 
 
 def _bic_table(runs) -> str:
@@ -249,7 +248,7 @@ def plot(runs, path: pathlib.Path) -> None:
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     stem = "discrete_mixtures_quick" if args.quick else "discrete_mixtures"
-    runs = [run_digits(args), run_anes(args), run_biochemists(args)]
+    runs = [run_digits(args), *run_counts_and_classes(args)]
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / f"{stem}.png"
     plot(runs, png)

@@ -22,18 +22,16 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
 from jaxem._src.mixtures.common import (
     DirichletWeights,
+    DiscreteMixture,
     check_counts,
     count_summary,
     flush_subnormal,
     log_floor,
     mixture_weights,
     n_active_components,
-    sample_labels,
 )
-from jaxem._src.validation import check_static_int
 
 __all__ = ["Bernoulli", "BernoulliParams", "BernoulliStats"]
 
@@ -61,7 +59,7 @@ class BernoulliStats(NamedTuple):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Bernoulli(MixtureFamily):
+class Bernoulli(DiscreteMixture):
     """The Bernoulli mixture family (latent class analysis of binary items).
 
     Data are (N, D) arrays of 0 and 1 (booleans, integers or floats).
@@ -114,10 +112,6 @@ class Bernoulli(MixtureFamily):
         probs = jnp.where(active[:, None], probs, mean)  # a finite placeholder when inactive
         return BernoulliParams(mixture_weights(nk, self.dirichlet), probs)
 
-    @property
-    def has_prior(self) -> bool:  # type: ignore[override]
-        return True  # the counts matter as soon as a, b or α differ from 1
-
     def log_prior(self, params):
         active = params.weights > 0
         a, b = self.beta_a, self.beta_b
@@ -130,24 +124,6 @@ class Bernoulli(MixtureFamily):
         k = n_active_components(params.weights)
         return k - 1 + k * params.probs.shape[-1]
 
-    def sample(
-        self, key: jax.Array, params: BernoulliParams, n_samples: int
-    ) -> tuple[jax.Array, jax.Array]:
-        """Draw ``n_samples`` rows from the mixture.
-
-        Args:
-            key: a JAX PRNG key.
-            params: the mixture.
-            n_samples: number of rows (static).
-
-        Returns:
-            ``(x, labels)``: (n_samples, D) 0/1 values in the parameters' dtype
-            and (n_samples,) the component each row was drawn from (inactive
-            components are never drawn).
-        """
-        n_samples = check_static_int("n_samples", n_samples, minimum=1)
-        key_labels, key_x = jax.random.split(key)
-        labels = sample_labels(key_labels, params.weights, n_samples)
+    def sample_components(self, key, params, labels):
         probs = params.probs[labels]
-        x = jax.random.uniform(key_x, probs.shape, probs.dtype) < probs
-        return x.astype(probs.dtype), labels
+        return (jax.random.uniform(key, probs.shape, probs.dtype) < probs).astype(probs.dtype)

@@ -31,15 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
 from jaxem._src.mixtures.common import (
     DirichletWeights,
+    DiscreteMixture,
     count_summary,
     flush_subnormal,
     log_floor,
     mixture_weights,
     n_active_components,
-    sample_labels,
 )
 from jaxem._src.validation import as_data, check_static_int, concrete
 
@@ -77,7 +76,7 @@ class OneHot(NamedTuple):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Categorical(MixtureFamily):
+class Categorical(DiscreteMixture):
     """The latent class model: a mixture of independent categorical features.
 
     Attributes:
@@ -216,10 +215,6 @@ class Categorical(MixtureFamily):
         probs = jnp.where(use, flush_subnormal(counts / jnp.where(use, totals, 1)), marginal)
         return CategoricalParams(mixture_weights(nk, self.dirichlet), probs)
 
-    @property
-    def has_prior(self) -> bool:  # type: ignore[override]
-        return True  # the counts matter as soon as β or α differ from 1
-
     def log_prior(self, params):
         active = params.weights > 0
         # The Dirichlet(β) kernels; β = 1 (no prior) contributes exactly 0.
@@ -231,30 +226,13 @@ class Categorical(MixtureFamily):
         k = n_active_components(params.weights)
         return k - 1 + k * (sum(self.n_categories) - len(self.n_categories))
 
-    def sample(
-        self, key: jax.Array, params: CategoricalParams, n_samples: int
-    ) -> tuple[jax.Array, jax.Array]:
-        """Draw ``n_samples`` rows from the latent class model.
-
-        Args:
-            key: a JAX PRNG key.
-            params: the model.
-            n_samples: number of rows (static).
-
-        Returns:
-            ``(x, labels)``: (n_samples, D) codes in the parameters' dtype and
-            (n_samples,) the class each row was drawn from (inactive classes are
-            never drawn).
-        """
-        n_samples = check_static_int("n_samples", n_samples, minimum=1)
-        key_labels, key_x = jax.random.split(key)
-        labels = sample_labels(key_labels, params.weights, n_samples)
-        keys = jax.random.split(key_x, len(self.n_categories))
+    def sample_components(self, key, params, labels):
+        keys = jax.random.split(key, len(self.n_categories))
         codes = []
         for k, p in zip(keys, self.feature_probs(params), strict=True):
             logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1)), -jnp.inf)
             codes.append(jax.random.categorical(k, logits[labels]))
-        return jnp.stack(codes, axis=1).astype(params.probs.dtype), labels
+        return jnp.stack(codes, axis=1).astype(params.probs.dtype)
 
 
 def _check_codes(x: ArrayLike, n_categories: tuple[int, ...] | None, *, name: str = "x"):

@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.validation import as_data, concrete
+from jaxem._src.family import MixtureFamily
+from jaxem._src.validation import as_data, check_static_int, concrete
 
 __all__ = [
     "DirichletWeights",
+    "DiscreteMixture",
     "check_counts",
     "count_summary",
     "flush_subnormal",
@@ -91,3 +93,34 @@ class DirichletWeights:
         active = weights > 0
         log_w = jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
         return (jnp.asarray(self.alpha, weights.dtype) - 1) * jnp.sum(log_w)
+
+
+class DiscreteMixture(MixtureFamily):
+    """What the discrete mixture families share: MAP-ready statistics (a prior's
+    pseudo-counts weigh against absolute counts) and sampling."""
+
+    @property
+    def has_prior(self) -> bool:  # type: ignore[override]
+        return True  # the counts matter as soon as a hyperparameter leaves its flat value
+
+    def sample(self, key: jax.Array, params, n_samples: int) -> tuple[jax.Array, jax.Array]:
+        """Draw ``n_samples`` rows from the mixture.
+
+        Args:
+            key: a JAX PRNG key.
+            params: the mixture.
+            n_samples: number of rows (static).
+
+        Returns:
+            ``(x, labels)``: (n_samples, D) rows in the parameters' dtype (0/1
+            values, counts or category codes) and (n_samples,) the component
+            each row was drawn from (inactive components are never drawn).
+        """
+        n_samples = check_static_int("n_samples", n_samples, minimum=1)
+        key_labels, key_x = jax.random.split(key)
+        labels = sample_labels(key_labels, params.weights, n_samples)
+        return self.sample_components(key_x, params, labels), labels
+
+    def sample_components(self, key: jax.Array, params, labels: jax.Array) -> jax.Array:
+        """(n, D) rows drawn from the components ``labels`` (n,)."""
+        raise NotImplementedError

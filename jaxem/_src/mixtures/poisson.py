@@ -18,17 +18,15 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
 from jaxem._src.mixtures.common import (
     DirichletWeights,
+    DiscreteMixture,
     check_counts,
     count_summary,
     log_floor,
     mixture_weights,
     n_active_components,
-    sample_labels,
 )
-from jaxem._src.validation import check_static_int
 
 __all__ = ["Poisson", "PoissonParams", "PoissonStats"]
 
@@ -56,7 +54,7 @@ class PoissonStats(NamedTuple):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Poisson(MixtureFamily):
+class Poisson(DiscreteMixture):
     """The Poisson mixture family.
 
     Attributes:
@@ -108,10 +106,6 @@ class Poisson(MixtureFamily):
         rates = jnp.where(active[:, None], rates, mean)  # a finite placeholder when inactive
         return PoissonParams(mixture_weights(nk, self.dirichlet), rates)
 
-    @property
-    def has_prior(self) -> bool:  # type: ignore[override]
-        return True  # the counts matter as soon as a or α differ from 1
-
     def log_prior(self, params):
         active = params.weights > 0
         a, b = self.rate_shape, self.rate_rate
@@ -125,23 +119,6 @@ class Poisson(MixtureFamily):
         k = n_active_components(params.weights)
         return k - 1 + k * params.rates.shape[-1]
 
-    def sample(
-        self, key: jax.Array, params: PoissonParams, n_samples: int
-    ) -> tuple[jax.Array, jax.Array]:
-        """Draw ``n_samples`` rows from the mixture.
-
-        Args:
-            key: a JAX PRNG key.
-            params: the mixture.
-            n_samples: number of rows (static).
-
-        Returns:
-            ``(x, labels)``: (n_samples, D) counts in the parameters' dtype and
-            (n_samples,) the component each row was drawn from (inactive
-            components are never drawn).
-        """
-        n_samples = check_static_int("n_samples", n_samples, minimum=1)
-        key_labels, key_x = jax.random.split(key)
-        labels = sample_labels(key_labels, params.weights, n_samples)
+    def sample_components(self, key, params, labels):
         rates = params.rates[labels]
-        return jax.random.poisson(key_x, rates, rates.shape).astype(rates.dtype), labels
+        return jax.random.poisson(key, rates, rates.shape).astype(rates.dtype)

@@ -3,9 +3,9 @@
 Exact sources (chunks read from a memmap, rows sharded over 4 devices) give the
 in-memory fit to 1e-9 in float64: history, n_iter, status and the objective
 (log-likelihood plus log prior). Online EM reaches the batch optimum within its
-documented tolerance. The Poisson mixture is added through the seam alone
-(``jaxem.mixtures``) and gets initialisation, restarts, selection, out-of-core
-and sharded fitting from the engine.
+documented tolerance. The Poisson, Bernoulli and categorical mixtures are added
+through the seam alone (``jaxem.mixtures``) and get initialisation, restarts,
+selection, out-of-core and sharded fitting from the engine.
 """
 
 import os
@@ -38,6 +38,28 @@ def _count_data(seed=0):
     return rng.poisson(rates[labels]).astype(np.float64)
 
 
+def _binary_data(seed=0):
+    rng = np.random.default_rng(seed)
+    high = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 0], [1, 0, 0, 0, 1, 1]])
+    probs = np.where(high, 0.85, 0.15)
+    labels = rng.integers(K, size=N)
+    return (rng.uniform(size=(N, 6)) < probs[labels]).astype(np.float64)
+
+
+N_CATEGORIES = (3, 2, 4)
+
+
+def _category_data(seed=0):
+    """Codes of 3 features (3, 2 and 4 categories): each class answers its own
+    code with probability 0.85, a uniformly random one otherwise."""
+    rng = np.random.default_rng(seed)
+    preferred = np.array([[0, 0, 1], [1, 1, 3], [2, 0, 0]])
+    labels = rng.integers(K, size=N)
+    noise = np.stack([rng.integers(0, c, N) for c in N_CATEGORIES], axis=1)
+    keep = rng.uniform(size=(N, len(N_CATEGORIES))) < 0.85
+    return np.where(keep, preferred[labels], noise).astype(np.float64)
+
+
 FAMILIES = {
     "gaussian-full": (lambda prior: gmm.family("full", prior=prior), _gaussian_data, "default"),
     "gaussian-diag": (lambda prior: gmm.family("diag", prior=prior), _gaussian_data, "default"),
@@ -45,6 +67,16 @@ FAMILIES = {
         lambda prior: mixtures.Poisson(**(prior or {})),
         _count_data,
         {"rate_shape": 2.0, "rate_rate": 0.5, "dirichlet": 2.0},
+    ),
+    "bernoulli": (
+        lambda prior: mixtures.Bernoulli(**(prior or {})),
+        _binary_data,
+        {"beta_a": 2.0, "beta_b": 1.5, "dirichlet": 2.0},
+    ),
+    "categorical": (
+        lambda prior: mixtures.Categorical(N_CATEGORIES, **(prior or {})),
+        _category_data,
+        {"category_dirichlet": 2.0, "dirichlet": 2.0},
     ),
 }
 OPTIONS = ("plain", "sample_weight", "prior", "n_active")
@@ -110,7 +142,7 @@ def test_online_em_reaches_the_batch_optimum(family_name):
     family, x, _, _ = _case(family_name, "plain")
     batch = jaxem.fit(family, jax.random.key(0), x, K, n_init=2, tol=1e-9, max_iter=500)
     rng = np.random.default_rng(0)
-    batches = [x[rng.permutation(N)].reshape(6, 40, 2) for _ in range(40)]
+    batches = [x[rng.permutation(N)].reshape(6, 40, -1) for _ in range(40)]
     stream = (b for epoch in batches for b in epoch)
     start = jaxem.fit(family, jax.random.key(0), x, K, n_init=2, max_iter=1).params
     online = jaxem.fit_online(family, start, stream, polyak=True, polyak_start=60)

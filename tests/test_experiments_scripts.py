@@ -4,8 +4,8 @@ Each test calls the script's ``main(argv)`` with a problem small enough to run i
 seconds (most of the time is compilation) and checks that it wrote its figure
 and its markdown table to ``tmp_path``. The numbers are not checked: these are
 tests that the scripts still work with the library, not of their findings.
-``test_missing_data`` and ``test_initialisation`` run their scripts' ``--quick`` mode
-in a subprocess instead.
+``test_missing_data``, ``test_initialisation`` and ``test_discrete_mixtures`` run
+their scripts' ``--quick`` mode in a subprocess instead.
 ``test_em_vs_gradient_overlap`` is marked slow (run it with ``-m slow``).
 """
 
@@ -32,6 +32,15 @@ def check_outputs(tmp_path: pathlib.Path, stem: str) -> str:
     assert text.startswith("# ")
     assert f"![figure]({png.name})" in text
     return text
+
+
+def run_quick(script: str, tmp_path: pathlib.Path, timeout: int = 300) -> None:
+    """Run ``experiments/<script> --quick --out tmp_path`` in a subprocess."""
+    run = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 @pytest.mark.slow  # seven compiled programs (L-BFGS, a Jacobian): 20-45 s even when tiny
@@ -103,12 +112,7 @@ def test_missing_data(tmp_path):
     # In a subprocess: the script turns on jax_enable_x64, which must not leak into
     # the other tests of this process.
     pytest.importorskip("sklearn")  # iris comes from scikit-learn's bundled copy
-    script = EXPERIMENTS / "missing_data.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
+    run_quick("missing_data.py", tmp_path)
     text = check_outputs(tmp_path, "missing_data_quick")
     assert "missing EM, full" in text and "mean imputation + EM" in text
     assert "| iris | 0.5 |" in text
@@ -117,13 +121,16 @@ def test_missing_data(tmp_path):
 @pytest.mark.slow  # ~55 s, compilation of 6 initialisers x 4 types
 def test_initialisation(tmp_path):
     # In a subprocess, like test_missing_data: the script turns on jax_enable_x64.
-    script = EXPERIMENTS / "initialisation.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
+    run_quick("initialisation.py", tmp_path)
     text = check_outputs(tmp_path, "initialisation_quick")
     assert "standardized_kmeans" in text and "| faithful | full (VVV) | 4 |" in text
     reference = json.loads((tmp_path / "initialisation_quick_reference.json").read_text())
     assert set(reference["faithful"]["full"]) == {"1", "2", "3", "4"}
+
+
+@pytest.mark.slow  # ~45 s of CPU: three select programs (Bernoulli, categorical, Poisson)
+def test_discrete_mixtures(tmp_path):
+    # In a subprocess, like test_missing_data: the script turns on jax_enable_x64.
+    run_quick("discrete_mixtures.py", tmp_path, timeout=600)
+    text = check_outputs(tmp_path, "discrete_mixtures_quick")
+    assert "| digits | 3 |" in text and "| anes96 | 1 |" in text and "| biochemists | 2 |" in text

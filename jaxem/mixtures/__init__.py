@@ -1,10 +1,32 @@
 """Mixture families beyond the Gaussian one, each a :class:`jaxem.Family`.
 
+* :class:`Poisson`: independent Poisson counts;
+* :class:`Bernoulli`: independent binary features;
+* :class:`Categorical`: independent categorical features (latent class analysis).
+
 Fit them with :func:`jaxem.fit`, :func:`jaxem.select` and :func:`jaxem.fit_online`,
 in memory, out of core (:func:`jaxem.chunks`) or on several devices
 (:func:`jaxem.sharded`).
 """
 
+from jaxem._src.mixtures.bernoulli import Bernoulli, BernoulliParams, BernoulliStats
+from jaxem._src.mixtures.categorical import (
+    Categorical,
+    CategoricalParams,
+    CategoricalStats,
+    OneHot,
+)
 from jaxem._src.mixtures.poisson import Poisson, PoissonParams, PoissonStats
 
-__all__ = ["Poisson", "PoissonParams", "PoissonStats"]
+__all__ = [
+    "Bernoulli",
+    "BernoulliParams",
+    "BernoulliStats",
+    "Categorical",
+    "CategoricalParams",
+    "CategoricalStats",
+    "OneHot",
+    "Poisson",
+    "PoissonParams",
+    "PoissonStats",
+]

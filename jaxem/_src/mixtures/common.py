@@ -9,14 +9,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.validation import as_data, concrete
+from jaxem._src.family import MixtureFamily
+from jaxem._src.validation import as_data, check_static_int, concrete
 
 __all__ = [
     "DirichletWeights",
+    "DiscreteMixture",
     "check_counts",
     "count_summary",
+    "flush_subnormal",
+    "log_floor",
     "mixture_weights",
     "n_active_components",
+    "sample_labels",
 ]
 
 
@@ -41,6 +46,31 @@ def n_active_components(weights: jax.Array) -> jax.Array:
     return jnp.sum(weights > 0)
 
 
+def log_floor(p: jax.Array) -> jax.Array:
+    """``log p`` with ``p`` floored at the dtype's smallest normal number: finite
+    (about −708 in float64, −87 in float32) where ``p = 0``, so that ``0 · log p``
+    is 0 and never NaN. The parameters keep their exact value; only the log is
+    clipped."""
+    return jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
+
+
+def flush_subnormal(p: jax.Array) -> jax.Array:
+    """``p`` with values under the dtype's smallest normal number set to exactly 0.
+
+    A probability or rate that EM drives to the boundary shrinks geometrically,
+    and once subnormal its arithmetic depends on how a kernel was compiled
+    (flush-to-zero or not): the in-memory and chunked passes would then part
+    ways. At 0 it is exact, and :func:`log_floor` gives it the same log."""
+    return jnp.where(p < jnp.finfo(p.dtype).tiny, 0, p)
+
+
+def sample_labels(key: jax.Array, weights: jax.Array, n_samples: int) -> jax.Array:
+    """(n_samples,) component indices drawn from the mixing weights (inactive
+    components, weight 0, are never drawn)."""
+    log_weights = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)), -jnp.inf)
+    return jax.random.categorical(key, log_weights, shape=(n_samples,))
+
+
 def mixture_weights(nk: jax.Array, dirichlet: ArrayLike = 1.0) -> jax.Array:
     """Mixing weights from the responsibility mass: ``π_k ∝ max(n_k + α − 1, 0)``
     over the components with ``n_k > 0`` (the posterior mode under a symmetric
@@ -63,3 +93,34 @@ class DirichletWeights:
         active = weights > 0
         log_w = jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
         return (jnp.asarray(self.alpha, weights.dtype) - 1) * jnp.sum(log_w)
+
+
+class DiscreteMixture(MixtureFamily):
+    """What the discrete mixture families share: MAP-ready statistics (a prior's
+    pseudo-counts weigh against absolute counts) and sampling."""
+
+    @property
+    def has_prior(self) -> bool:  # type: ignore[override]
+        return True  # the counts matter as soon as a hyperparameter leaves its flat value
+
+    def sample(self, key: jax.Array, params, n_samples: int) -> tuple[jax.Array, jax.Array]:
+        """Draw ``n_samples`` rows from the mixture.
+
+        Args:
+            key: a JAX PRNG key.
+            params: the mixture.
+            n_samples: number of rows (static).
+
+        Returns:
+            ``(x, labels)``: (n_samples, D) rows in the parameters' dtype (0/1
+            values, counts or category codes) and (n_samples,) the component
+            each row was drawn from (inactive components are never drawn).
+        """
+        n_samples = check_static_int("n_samples", n_samples, minimum=1)
+        key_labels, key_x = jax.random.split(key)
+        labels = sample_labels(key_labels, params.weights, n_samples)
+        return self.sample_components(key_x, params, labels), labels
+
+    def sample_components(self, key: jax.Array, params, labels: jax.Array) -> jax.Array:
+        """(n, D) rows drawn from the components ``labels`` (n,)."""
+        raise NotImplementedError

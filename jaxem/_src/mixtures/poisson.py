@@ -18,11 +18,12 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
 from jaxem._src.mixtures.common import (
     DirichletWeights,
+    DiscreteMixture,
     check_counts,
     count_summary,
+    log_floor,
     mixture_weights,
     n_active_components,
 )
@@ -53,7 +54,7 @@ class PoissonStats(NamedTuple):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Poisson(MixtureFamily):
+class Poisson(DiscreteMixture):
     """The Poisson mixture family.
 
     Attributes:
@@ -88,7 +89,7 @@ class Poisson(MixtureFamily):
         return jnp.sqrt(x + 0.375)  # Anscombe's variance-stabilising transform
 
     def log_components(self, params, x):
-        log_rates = jnp.log(jnp.maximum(params.rates, jnp.finfo(params.rates.dtype).tiny))
+        log_rates = log_floor(params.rates)
         const = jnp.sum(gammaln(x + 1), axis=1, keepdims=True)
         return x @ log_rates.T - jnp.sum(params.rates, axis=1) - const
 
@@ -105,14 +106,10 @@ class Poisson(MixtureFamily):
         rates = jnp.where(active[:, None], rates, mean)  # a finite placeholder when inactive
         return PoissonParams(mixture_weights(nk, self.dirichlet), rates)
 
-    @property
-    def has_prior(self) -> bool:  # type: ignore[override]
-        return True  # the counts matter as soon as a or α differ from 1
-
     def log_prior(self, params):
         active = params.weights > 0
         a, b = self.rate_shape, self.rate_rate
-        log_rates = jnp.log(jnp.maximum(params.rates, jnp.finfo(params.rates.dtype).tiny))
+        log_rates = log_floor(params.rates)
         # The Gamma(a, b) kernel; a = 1, b = 0 (no prior) contributes exactly 0.
         per_component = jnp.sum((a - 1) * log_rates - b * params.rates, axis=1)
         rates_lp = jnp.sum(jnp.where(active, per_component, 0))
@@ -121,3 +118,7 @@ class Poisson(MixtureFamily):
     def n_parameters(self, params):
         k = n_active_components(params.weights)
         return k - 1 + k * params.rates.shape[-1]
+
+    def sample_components(self, key, params, labels):
+        rates = params.rates[labels]
+        return jax.random.poisson(key, rates, rates.shape).astype(rates.dtype)

@@ -12,16 +12,12 @@ The public API, re-exported explicitly (everything under ``jaxem._src`` is priva
   :mod:`jaxem.kmeans`, :mod:`jaxem.hierarchical`.
 """
 
-from jaxem._src import xla_flags as _xla_flags
-
-_xla_flags.apply()
-
-from jaxem import gmm, hierarchical, kmeans, mixtures  # noqa: E402
-from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded  # noqa: E402
-from jaxem._src.engine import FitResult, SelectionResult  # noqa: E402
-from jaxem._src.family import Family, MixtureFamily  # noqa: E402
-from jaxem._src.gradient import fit_gradient  # noqa: E402
-from jaxem._src.loop import (  # noqa: E402
+from jaxem import gmm, hierarchical, kmeans, mixtures
+from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded
+from jaxem._src.engine import FitResult, SelectionResult
+from jaxem._src.family import Family, MixtureFamily
+from jaxem._src.gradient import fit_gradient
+from jaxem._src.loop import (
     CONVERGED,
     DEGENERATE,
     MAX_ITER,
@@ -31,8 +27,8 @@ from jaxem._src.loop import (  # noqa: E402
     em,
     iterate,
 )
-from jaxem._src.online import BatchInfo, OnlineResult, fit_online  # noqa: E402
-from jaxem._src.sources import PassInfo  # noqa: E402
+from jaxem._src.online import BatchInfo, OnlineResult, fit_online
+from jaxem._src.sources import PassInfo
 
 __all__ = [
     "CONVERGED",

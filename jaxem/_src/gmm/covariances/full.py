@@ -90,15 +90,17 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     finfo = jnp.finfo(covariances.dtype)
     eye = np.eye(d, dtype=covariances.dtype)
 
-    def fails(ridge):
-        chol = jnp.linalg.cholesky(covariances + ridge[..., None, None] * eye)
-        return ~jnp.all(jnp.isfinite(chol), axis=(-2, -1))
-
     scale = jnp.max(jnp.abs(diagonal(covariances)), axis=-1)
     small = 10 * d * finfo.eps * scale
     large = d * jnp.max(jnp.abs(covariances), axis=(-2, -1)) + finfo.tiny**0.25
     zero = jnp.zeros_like(scale)
-    ridge = jnp.where(fails(zero), jnp.where(fails(small), large, small), zero)
+    # Both trials in one batched Cholesky, not two calls: jaxlib 0.10's LAPACK
+    # kernels block an XLA:CPU pool thread while their batch runs on the same
+    # pool, so two independent factorisations in flight at once can take every
+    # thread of a 2-core pool and never finish (experiments/xla_deadlock_repro.py).
+    trials = covariances + jnp.stack([zero, small])[..., None, None] * eye
+    fails = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(trials)), axis=(-2, -1))
+    ridge = jnp.where(fails[0], jnp.where(fails[1], large, small), zero)
     return covariances + ridge[..., None, None] * eye
 
 

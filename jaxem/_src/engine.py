@@ -364,8 +364,14 @@ def best_of(
     """The :class:`FitResult` of the best restart: the highest final objective
     among the non-degenerate restarts (among all if every one is)."""
     bad = degenerate_restarts(family, results, context)
-    best = jnp.argmax(selection_scores(results.log_likelihood, bad))
-    chosen = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, best, keepdims=False), results)
+    if results.log_likelihood.shape[0] == 1:  # nothing to choose
+        best = jnp.asarray(0, jnp.int32)
+        chosen = jax.tree.map(lambda a: a[0], results)
+    else:
+        best = jnp.argmax(selection_scores(results.log_likelihood, bad)).astype(jnp.int32)
+        chosen = jax.tree.map(
+            lambda a: jax.lax.dynamic_index_in_dim(a, best, keepdims=False), results
+        )
     status = jnp.where(bad, loop.DEGENERATE, results.status).astype(jnp.int32)
     return FitResult(
         params=chosen.params,

@@ -109,9 +109,11 @@ def kmeans_plusplus(
             jnp.arange(max_trials)
         )
         cumulative = jnp.cumsum(w * closest)
-        # compare_all: the same indices as the default binary search, with a
-        # smaller program (N × trials comparisons, cheap next to the distances)
-        candidates = jnp.searchsorted(cumulative, u * potential, side="left", method="compare_all")
+        # searchsorted(side="left") as a count: the same indices as a binary
+        # search, with a smaller program (N × trials comparisons, cheap next to
+        # the distances)
+        below = cumulative[None, :] < (u * potential)[:, None]
+        candidates = jnp.sum(below, axis=1, dtype=jnp.int32)
         # All points coincide with a seed (fewer distinct points than clusters):
         # fall back to uniform candidates.
         uniform = jnp.floor(u * n_samples).astype(jnp.int32)

@@ -62,7 +62,7 @@ def gaussian_context(summary, ref: jax.Array) -> GaussianContext:
     delta = s1 / count
     cov = s2 / count - jnp.outer(delta, delta)
     cov = 0.5 * (cov + cov.T)
-    var = jnp.diagonal(cov)
+    var = cov_lib.full.diagonal(cov)
     return GaussianContext(count, ref + delta, cov, jnp.where(var > 0, var, 1))
 
 

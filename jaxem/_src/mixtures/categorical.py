@@ -91,14 +91,15 @@ class Categorical(DiscreteMixture):
     Example:
         >>> import jax, jax.numpy as jnp, jaxem
         >>> from jaxem import mixtures
-        >>> family = mixtures.Categorical((3, 2))
+        >>> family = mixtures.Categorical((3, 2, 2))  # 3 items: 2 classes are identified
         >>> truth = mixtures.CategoricalParams(
         ...     jnp.array([0.5, 0.5]),
-        ...     jnp.array([[0.8, 0.1, 0.1, 0.9, 0.1], [0.1, 0.1, 0.8, 0.1, 0.9]]))
-        >>> x, labels = family.sample(jax.random.key(0), truth, 500)
+        ...     jnp.array([[0.8, 0.1, 0.1, 0.9, 0.1, 0.8, 0.2],
+        ...                [0.1, 0.1, 0.8, 0.1, 0.9, 0.2, 0.8]]))
+        >>> x, labels = family.sample(jax.random.key(0), truth, 1000)
         >>> result = jaxem.fit(family, jax.random.key(1), x, 2, n_init=3)
         >>> [b.shape for b in family.feature_probs(result.params)]
-        [(2, 3), (2, 2)]
+        [(2, 3), (2, 2), (2, 2)]
         >>> sorted(round(float(p), 1) for p in result.params.probs[:, 0])
         [0.1, 0.8]
     """

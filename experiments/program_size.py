@@ -75,7 +75,7 @@ PROBE = textwrap.dedent(
         jax.block_until_ready(gmm.fit(jax.random.key(seed), x, 4, n_init=n_init))
         later.append(time.perf_counter() - start)
     args, kwargs = calls[0]
-    equations = count(jitted.trace(*args, **kwargs).jaxpr.jaxpr)
+    equations = count(getattr(jitted, "_jit", jitted).trace(*args, **kwargs).jaxpr.jaxpr)
     print(json.dumps(dict(equations=equations, first_call=first, later_call=sorted(later)[2])))
     """
 )

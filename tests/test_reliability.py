@@ -97,3 +97,11 @@ def test_reverse_mode_through_a_fit_names_forward_mode_and_forward_mode_works():
     slope = jax.jacfwd(em_loss)(1e-3)  # through a value the steps close over
     central = (em_loss(1e-3 + eps) - em_loss(1e-3 - eps)) / (2 * eps)
     np.testing.assert_allclose(slope, central, rtol=1e-5)
+
+
+def test_swapped_m_step_arguments_name_the_order():
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    resp = np.full((20, 2), 0.5)
+    assert np.allclose(gmm.m_step(resp, x).weights, 0.5)
+    with pytest.raises(ValueError, match=r"swap.*m_step\(resp, x\)"):
+        gmm.m_step(x, resp)

@@ -35,6 +35,14 @@ class GMMParams:
             ``covariances``; upper-triangular ``P`` with ``inv(Σ) = P Pᵀ``.
         covariance_type: static metadata, one of ``"full"``, ``"tied"``,
             ``"diag"``, ``"spherical"``; part of the pytree structure.
+
+    Gradients: the densities read ``weights``, ``means`` and
+    ``precisions_cholesky``; ``covariances`` is kept for reading and its
+    gradient through a density is zero. The fields are constrained (weights on
+    the simplex, factors upper-triangular with a positive diagonal), so a
+    gradient step on them does not give a valid model. For gradient-based
+    fitting use :mod:`jaxem.gmm.unconstrained` (``to_unconstrained`` /
+    ``from_unconstrained``, as :func:`jaxem.fit_gradient` does).
     """
 
     weights: jax.Array

@@ -10,6 +10,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows, chunked_map, chunked_sum
@@ -17,7 +18,7 @@ from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.density import check_data_for, density_chunk_rows, weighted_log_prob
 from jaxem._src.gmm.params import GMMParams, from_covariances
 from jaxem._src.gmm.prior import Prior, check_prior, posterior_covariances, posterior_weights
-from jaxem._src.validation import as_data, check_scalar
+from jaxem._src.validation import as_data, check_scalar, concrete
 
 __all__ = ["SuffStats", "e_step", "m_step", "maximize", "reshift", "suff_stats"]
 
@@ -283,8 +284,32 @@ def m_step(
         >>> gmm.m_step(resp, x, covariance_type="diag").means.tolist()
         [[0.5], [10.5]]
     """
+    _check_resp(resp, x)
     stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
     return maximize(stats, reg_covar=reg_covar, prior=prior)
+
+
+def _check_resp(resp: ArrayLike, x: ArrayLike) -> None:
+    """``resp`` must be (N, K) responsibilities for the N rows of ``x``: shapes
+    (checked by suff_stats), values (non-negative, rows summing to 1) when concrete. Swapped
+    arguments, ``m_step(x, resp)``, fail here instead of returning a model."""
+    rs, xs = jnp.shape(resp), jnp.shape(x)
+    if len(rs) != 2 or len(xs) != 2 or rs[0] != xs[0]:
+        return  # suff_stats names the shapes
+    values = concrete(resp)
+    if values is None or values.size == 0:
+        return
+    values = values.astype(np.float64)
+    sums = values.sum(axis=1)
+    # a row summing to 0 takes no part (e.g. rows left out of an initialisation)
+    rows_ok = (np.abs(sums - 1) <= 1e-3) | (sums == 0)
+    if not (np.all(values >= 0) and np.all(rows_ok)):
+        raise ValueError(
+            "m_step: resp must be responsibilities (non-negative, each row summing to 1 or 0); "
+            f"got values in [{values.min():.3g}, {values.max():.3g}] and row sums in "
+            f"[{sums.min():.3g}, {sums.max():.3g}]. Did you swap the arguments? "
+            "The order is m_step(resp, x)."
+        )
 
 
 def shifted_sum(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from jaxem import gradient as gradient_lib
+from jaxem._src import gradient as gradient_lib
 from jaxem._src.gmm.density import check_data_for
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.unconstrained import from_unconstrained, log_likelihood, to_unconstrained

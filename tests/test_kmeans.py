@@ -51,3 +51,29 @@ def test_fewer_distinct_points_than_clusters_stays_finite():
     result = km.kmeans(jax.random.key(0), x, 4)
     assert np.all(np.isfinite(result.centers))
     assert float(result.inertia) == 0.0
+
+
+def test_scale_is_kmeans_of_scaled_data_with_centres_unscaled():
+    x = blobs(seed=5, n=200, d=3, k=3) * np.array([1.0, 50.0, 0.02])
+    scale = 1 / x.std(0)
+    key = jax.random.key(4)
+    scaled = km.kmeans(key, x, 3, tol=0.0, scale=scale)
+    plain = km.kmeans(key, x * scale, 3, tol=0.0)
+    np.testing.assert_array_equal(scaled.labels, plain.labels)
+    np.testing.assert_allclose(scaled.centers * scale, plain.centers, rtol=1e-9)
+    np.testing.assert_allclose(scaled.inertia, plain.inertia, rtol=1e-9)
+    # The scale matters: unscaled k-means splits the wide feature instead.
+    assert not np.array_equal(km.kmeans(key, x, 3, tol=0.0).labels, plain.labels)
+
+
+def test_a_group_of_init_methods_is_one_program_equal_to_each_method():
+    from jaxem._src.init import GROUPS, init_resp
+
+    x = jnp.asarray(blobs(seed=6, n=150, d=2, k=3) * np.array([1.0, 100.0]))
+    (group,) = GROUPS
+    keys = jax.random.split(jax.random.key(1), len(group))
+    batched = jax.vmap(lambda k, i: init_resp(k, x, 3, group, 3, index=i))(
+        keys, jnp.arange(len(group))
+    )
+    for i, method in enumerate(group):
+        np.testing.assert_array_equal(batched[i], init_resp(keys[i], x, 3, method, 3))

@@ -208,26 +208,13 @@ def initial_stats(
     methods: Sequence[str],
 ) -> tuple[Starts, jax.Array]:
     """The restarts' starting statistics (leading axis) and their method codes
-    (indices into ``family.init_methods``).
-
-    Restart ``i`` uses ``jax.random.split(key, len(methods))[i]`` and
-    ``methods[i]``; the restarts of one method are computed as one ``vmap``. The
-    first M-step of the loop turns the statistics into parameters.
+    (indices into ``family.init_methods``): :meth:`~jaxem.Family.initial_stats`
+    with restart ``i`` using ``jax.random.split(key, len(methods))[i]`` and
+    ``methods[i]``. The first M-step of the loop turns the statistics into
+    parameters.
     """
     keys = jax.random.split(key, len(methods))
-
-    def starts_of(method, keys):
-        def start(k):
-            return family.initial_stats(k, x, w, n_components, n_active, method, context)
-
-        return jax.vmap(start)(keys)
-
-    groups: dict[str, list[int]] = {}
-    for i, method in enumerate(methods):
-        groups.setdefault(method, []).append(i)
-    order = np.concatenate([np.asarray(ix) for ix in groups.values()])
-    parts = [starts_of(m, keys[np.asarray(ix)]) for m, ix in groups.items()]
-    stats, frames = jax.tree.map(lambda *a: jnp.concatenate(a)[np.argsort(order)], *parts)
+    stats, frames = family.initial_stats(keys, x, w, n_components, n_active, methods, context)
     codes = jnp.asarray([family.init_methods.index(m) for m in methods], jnp.int32)
     return Starts(frames, stats, jnp.ones(len(methods), bool)), codes
 

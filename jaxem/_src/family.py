@@ -15,10 +15,11 @@ never sees loops, chunks, restarts or devices:
   first M-step from initial responsibilities).
 * :meth:`Family.log_prior`, :meth:`Family.n_parameters` and, where it means
   something, :meth:`Family.degenerate`.
-* initialisation: :meth:`Family.initial_stats` from a key, the data and K (by
-  default responsibilities from one of :data:`jaxem._src.init.INIT_METHODS`
-  on :meth:`Family.init_features`, then their statistics,
-  :meth:`Family.init_stats`; the loop's first M-step makes the parameters).
+* initialisation: :meth:`Family.initial_stats` of all restarts from their keys
+  and methods, the data and K (by default responsibilities from
+  :data:`jaxem._src.init.INIT_METHODS` on :meth:`Family.init_features`, then
+  their statistics, :meth:`Family.init_stats`; the loop's first M-step makes
+  the parameters).
 * data: :meth:`Family.summarize` (an additive summary of the data: counts,
   means, second moments) and :meth:`Family.context` (what the passes need of it,
   e.g. the data's centre), :meth:`Family.featurize` (parameter-independent
@@ -33,6 +34,8 @@ mixture needs only those and :meth:`~Family.n_parameters`.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Any, ClassVar
 
 import jax
@@ -41,7 +44,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.init import INIT_METHODS, init_resp
+from jaxem._src.init import INIT_METHODS, group_of, init_resp
 from jaxem._src.validation import as_data
 
 __all__ = ["Family", "MixtureFamily"]
@@ -179,20 +182,56 @@ class Family:
         """The (N, D') continuous representation the initialisers cluster."""
         return x
 
+    def init_group(self, method: str) -> tuple[str, ...]:
+        """The methods whose restarts share ``method``'s traced program (static;
+        :data:`jaxem._src.init.GROUPS` by default)."""
+        return group_of(method)
+
     def initial_stats(
         self,
-        key: jax.Array,
+        keys: jax.Array,
         x: Any,
         w: jax.Array,
         n_components: int,
         n_active: jax.Array,
-        method: str,
+        methods: tuple[str, ...],
         context: PyTree,
     ) -> tuple[PyTree, PyTree]:
-        """Starting statistics: responsibilities from ``method`` on
-        :meth:`init_features`, then :meth:`init_stats`."""
-        resp = init_resp(key, self.init_features(x, context), n_components, method, n_active, w)
-        return self.init_stats(resp, x, w, context)
+        """Starting statistics of a batch of restarts: ``(stats, frame)`` as
+        :meth:`init_stats`, with a leading axis; restart ``i`` uses ``keys[i]``
+        and ``methods[i]`` (static).
+
+        By default: responsibilities from :func:`~jaxem._src.init.init_resp` on
+        :meth:`init_features`, the restarts of one group of methods
+        (:meth:`init_group`) as one ``vmap`` (the method a traced index), then
+        one ``vmap`` of :meth:`init_stats` over all restarts.
+        """
+        features = self.init_features(x, context)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, method in enumerate(methods):
+            groups.setdefault(self.init_group(method), []).append(i)
+
+        def resp_of(group, key, index):
+            return init_resp(key, features, n_components, group, n_active, w, index=index)
+
+        # keys in group order (one gather), each group a static slice of them
+        order = np.concatenate([np.asarray(ix) for ix in groups.values()])
+        in_order = bool(np.all(order == np.arange(len(methods))))
+        keys = keys if in_order else keys[order]
+        bounds = np.cumsum([0, *(len(ix) for ix in groups.values())])
+        slices = itertools.pairwise(bounds)
+        resp = jnp.concatenate(
+            [
+                jax.vmap(functools.partial(resp_of, group))(
+                    keys[start:stop],
+                    np.asarray([group.index(methods[i]) for i in ix], np.int32),
+                )
+                for (group, ix), (start, stop) in zip(groups.items(), slices, strict=True)
+            ]
+        )
+        if not in_order:
+            resp = resp[np.argsort(order)]
+        return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
 
     def init_stats(
         self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree

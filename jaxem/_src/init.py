@@ -14,7 +14,9 @@ and three that look at the data's shape rather than its raw coordinates, for dat
 whose features have different scales (as R mclust does):
 
 * ``"standardized_kmeans"``: ``"kmeans"`` run on the standardised data (each
-  feature centred and scaled to unit variance), its partition used on ``x``;
+  feature centred and scaled to unit variance), its partition used on ``x``
+  (computed as k-means of ``x`` with distances scaled per feature, so that it
+  shares one program with ``"kmeans"``: :data:`GROUPS`);
 * ``"hc"``: model-based hierarchical agglomeration (:mod:`jaxem.hierarchical`,
   Ward's criterion, the classification likelihood of mclust's ``EII`` model) of
   the standardised data, on a random subset of at most :data:`HC_MAX_SAMPLES`
@@ -38,7 +40,15 @@ from jax.typing import ArrayLike
 from jaxem._src import hierarchical
 from jaxem._src import kmeans as kmeans_lib
 
-__all__ = ["HC_MAX_SAMPLES", "INIT_METHODS", "init_resp", "standardize", "svd_transform"]
+__all__ = [
+    "GROUPS",
+    "HC_MAX_SAMPLES",
+    "INIT_METHODS",
+    "group_of",
+    "init_resp",
+    "standardize",
+    "svd_transform",
+]
 
 INIT_METHODS = (
     "kmeans",
@@ -49,19 +59,34 @@ INIT_METHODS = (
     "hc",
     "hc_vvv",
 )
+# Methods computed by one traced program, each restart's method among them a traced
+# index (init_resp's ``index``): k-means on the raw and on the standardised data
+# differ only in the per-feature scale of the distances, so the restarts of both
+# are one vmap (one k-means in the compiled program, not two).
+GROUPS = (("kmeans", "standardized_kmeans"),)
 # Rows agglomerated by "hc" and "hc_vvv": O(m²) memory, about 0.1 s for m = 1000
 # on a CPU core for "hc".
 HC_MAX_SAMPLES = 1000
 
 
-def standardize(x: jax.Array, sample_weight: jax.Array | None = None) -> jax.Array:
-    """Each feature centred and scaled to unit (weighted) variance; constant features
-    are only centred."""
+def group_of(method: str) -> tuple[str, ...]:
+    """The methods that share ``method``'s traced program (:data:`GROUPS`)."""
+    return next((group for group in GROUPS if method in group), (method,))
+
+
+def _center_and_scale(x: jax.Array, sample_weight: jax.Array | None):
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
     total = jnp.sum(w)
     mean = jnp.sum(w[:, None] * x, axis=0) / total
     std = jnp.sqrt(jnp.sum(w[:, None] * (x - mean) ** 2, axis=0) / total)
-    return (x - mean) / jnp.where(std > 0, std, 1)
+    return mean, jnp.where(std > 0, std, 1)
+
+
+def standardize(x: jax.Array, sample_weight: jax.Array | None = None) -> jax.Array:
+    """Each feature centred and scaled to unit (weighted) variance; constant features
+    are only centred."""
+    mean, scale = _center_and_scale(x, sample_weight)
+    return (x - mean) / scale
 
 
 def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
@@ -97,50 +122,81 @@ def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.A
 def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     n_samples = x.shape[0]
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
-    if n_samples > HC_MAX_SAMPLES:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
+    subset = n_samples > HC_MAX_SAMPLES
+    if subset:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
         gumbel = jax.random.gumbel(key, (n_samples,), x.dtype)
         rows = jax.lax.top_k(jnp.log(w) + gumbel, HC_MAX_SAMPLES)[1]
+        x_sub, w_sub = x[rows], w[rows]
     else:
-        rows = jnp.arange(n_samples)
+        x_sub, w_sub = x, w
     if method == "hc_vvv":
         # The VVV criterion counts points (a cluster of at most D has no determinant
         # term): weights are taken as relative, the mean positive weight counting 1.
-        sub = w[rows]
-        sub = sub * jnp.count_nonzero(sub > 0) / jnp.sum(sub)
-        tree = hierarchical.vvv_tree(svd_transform(x[rows], sub), sub)
-    else:
-        tree = hierarchical.ward_tree(standardize(x, sample_weight)[rows], w[rows])
-    labels = hierarchical.cut(tree, n_active)
-    resp = jnp.zeros((n_samples, n_components), x.dtype)
-    return resp.at[rows].set(jax.nn.one_hot(labels, n_components, dtype=x.dtype))
+        w_sub = w_sub * jnp.count_nonzero(w_sub > 0) / jnp.sum(w_sub)
+        tree = hierarchical.vvv_tree(svd_transform(x_sub, w_sub), w_sub)
+    else:  # standardised with the statistics of all rows
+        z = standardize(x, sample_weight)
+        tree = hierarchical.ward_tree(z[rows] if subset else z, w_sub)
+    one_hot = jax.nn.one_hot(hierarchical.cut(tree, n_active), n_components, dtype=x.dtype)
+    if not subset:
+        return one_hot
+    return jnp.zeros((n_samples, n_components), x.dtype).at[rows].set(one_hot)
+
+
+def _kmeans_scale(x, sample_weight, methods, index):
+    """The per-feature distance scale of each k-means method of ``methods`` (None:
+    unscaled), the restart's own chosen by the traced ``index``."""
+    if "standardized_kmeans" not in methods:
+        return None
+    inverse_std = 1 / _center_and_scale(x, sample_weight)[1]
+    if methods == ("standardized_kmeans",):
+        return inverse_std
+    standardized = jnp.asarray([m == "standardized_kmeans" for m in methods])[index]
+    return jnp.where(standardized, inverse_std, 1)
 
 
 def init_resp(
     key: jax.Array,
     x: jax.Array,
     n_components: int,
-    method: str,
+    method: str | tuple[str, ...],
     n_active: ArrayLike,
     sample_weight: jax.Array | None = None,
+    *,
+    index: ArrayLike = 0,
 ) -> jax.Array:
-    """(N, K) initial responsibilities; columns ``n_active..K-1`` are zero."""
+    """(N, K) initial responsibilities; columns ``n_active..K-1`` are zero.
+
+    ``method`` is one of :data:`INIT_METHODS`, or a group of :data:`GROUPS` with
+    the traced ``index`` of the method to use in it (one program for all).
+    """
+    methods = (method,) if isinstance(method, str) else tuple(method)
+    if len(methods) > 1 and methods not in GROUPS:
+        raise ValueError(f"init methods {methods} do not share one program; groups: {GROUPS}")
+    if set(methods) <= {"kmeans", "standardized_kmeans"}:
+        # k-means of x, or of standardised x as a distance scale (module docstring);
+        # tol=0: Lloyd to a fixed point (labels consistent with their means).
+        labels = kmeans_lib.kmeans(
+            key,
+            x,
+            n_components,
+            n_active=n_active,
+            tol=0.0,
+            sample_weight=sample_weight,
+            scale=_kmeans_scale(x, sample_weight, methods, index),
+        ).labels
+        return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
+    (method,) = methods
     n_samples = x.shape[0]
     active = jnp.arange(n_components) < n_active
     if method == "random":
         resp = jax.random.uniform(key, (n_samples, n_components), x.dtype) * active
         return resp / jnp.sum(resp, axis=1, keepdims=True)
-    if method in ("kmeans", "standardized_kmeans"):
-        z = x if method == "kmeans" else standardize(x, sample_weight)
-        # tol=0: run Lloyd to a fixed point (labels consistent with their means).
-        labels = kmeans_lib.kmeans(
-            key, z, n_components, n_active=n_active, tol=0.0, sample_weight=sample_weight
-        ).labels
-        return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if method in ("hc", "hc_vvv"):
         return _hc_resp(key, x, n_components, n_active, sample_weight, method)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: the first K of a random permutation (nested in K)
         seeds = jax.random.permutation(key, n_samples)[:n_components]
-    resp = jnp.zeros((n_samples, n_components), x.dtype)
-    return resp.at[seeds, jnp.arange(n_components)].set(active.astype(x.dtype))
+    # one-hot columns on the seeds' rows, inactive columns zero
+    return ((jnp.arange(n_samples)[:, None] == seeds[None, :]) & active).astype(x.dtype)

@@ -3,6 +3,12 @@
 Used to initialise mixtures, and usable on its own. Everything is traceable:
 ``jit``, ``vmap`` over keys and data, and a traced number of active clusters
 ``n_active`` (clusters ``n_active..K-1`` are ignored) all work.
+
+Every function takes an optional per-feature ``scale``: distances are then those
+of ``x * scale`` (k-means of standardised data without a standardised copy, so
+that restarts on raw and on standardised data are one ``vmap`` over ``scale``
+whose distances are products with the one shared ``x``); centres stay in ``x``'s
+coordinates.
 """
 
 from __future__ import annotations
@@ -41,14 +47,19 @@ def _active_mask(n_clusters: int, n_active: ArrayLike | None) -> jax.Array:
     return jnp.arange(n_clusters) < n_active
 
 
-def _sq_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
-    """(N, K) squared Euclidean distances, as a matrix product (x should be centred)."""
-    d2 = (
-        jnp.sum(x * x, axis=1)[:, None]
-        - 2 * x @ centers.T
-        + jnp.sum(centers * centers, axis=1)[None, :]
-    )
+def _sq_distances(x: jax.Array, centers: jax.Array, s2: jax.Array | None) -> jax.Array:
+    """(N, K) squared distances ``Σ_d s2_d (x_d − c_d)²`` (s2 None: all 1), as matrix
+    products of the unscaled ``x`` (which should be centred)."""
+    if s2 is None:
+        norms, weighted = jnp.sum(x * x, axis=1), centers
+    else:
+        norms, weighted = (x * x) @ s2, centers * s2
+    d2 = norms[:, None] - 2 * x @ weighted.T + jnp.sum(centers * weighted, axis=1)[None, :]
     return jnp.maximum(d2, 0)
+
+
+def _squared_scale(scale: ArrayLike | None, dtype) -> jax.Array | None:
+    return None if scale is None else jnp.square(jnp.asarray(scale, dtype))
 
 
 def kmeans_plusplus(
@@ -57,6 +68,8 @@ def kmeans_plusplus(
     n_clusters: int,
     n_active: ArrayLike | None = None,
     sample_weight: ArrayLike | None = None,
+    *,
+    scale: ArrayLike | None = None,
 ) -> jax.Array:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
 
@@ -75,6 +88,7 @@ def kmeans_plusplus(
             the first seed. Defaults to ``n_clusters``.
         sample_weight: optional (N,) weights: a point of weight w counts as w
             copies (in the draws and the potential).
+        scale: optional (D,) per-feature scale of the distances (module docstring).
 
     Returns:
         (K,) int32 row indices of the seeds.
@@ -98,7 +112,12 @@ def kmeans_plusplus(
         first = jax.random.randint(key_first, (), 0, n_samples)
     else:
         first = jax.random.categorical(key_first, jnp.log(w))
-    closest = jnp.sum((x - x[first]) ** 2, axis=1)
+    s2 = _squared_scale(scale, x.dtype)
+
+    def sq_norm(d):  # squared scaled norm over the last axis
+        return jnp.sum(d * d if s2 is None else d * d * s2, axis=-1)
+
+    closest = sq_norm(x - x[first])
     indices = jnp.full((n_clusters,), first, jnp.int32)
 
     def body(c, carry):
@@ -119,7 +138,7 @@ def kmeans_plusplus(
         uniform = jnp.floor(u * n_samples).astype(jnp.int32)
         candidates = jnp.where(potential > 0, candidates, uniform)
         candidates = jnp.clip(candidates, 0, n_samples - 1)
-        dist = jnp.sum((x[None, :, :] - x[candidates][:, None, :]) ** 2, axis=2)
+        dist = sq_norm(x[None, :, :] - x[candidates][:, None, :])
         dist = jnp.minimum(closest[None, :], dist)
         potentials = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
         best = jnp.argmin(potentials)
@@ -140,6 +159,7 @@ def lloyd(
     tol: ArrayLike = 1e-4,
     max_iter: int = 300,
     sample_weight: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
 ) -> KMeansResult:
     """Lloyd's algorithm from ``centers`` until the labels stop changing or the
     centres move less than ``tol · mean(var(x))`` in total squared distance
@@ -152,6 +172,8 @@ def lloyd(
         tol: relative tolerance (traced).
         max_iter: maximum iterations (static).
         sample_weight: optional (N,) weights of the points.
+        scale: optional (D,) per-feature scale of the distances (module
+            docstring; the inertia and the tolerance are in the scaled metric).
 
     Returns:
         :class:`KMeansResult`, with labels of the final centres.
@@ -162,10 +184,12 @@ def lloyd(
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
     offset = w @ x / jnp.sum(w)
     xc = x - offset
-    threshold = tol * jnp.mean(w @ (xc * xc) / jnp.sum(w))
+    s2 = _squared_scale(scale, x.dtype)
+    variance = w @ (xc * xc) / jnp.sum(w)
+    threshold = tol * jnp.mean(variance if s2 is None else variance * s2)
 
     def assign(c):
-        d2 = jnp.where(active[None, :], _sq_distances(xc, c), jnp.inf)
+        d2 = jnp.where(active[None, :], _sq_distances(xc, c, s2), jnp.inf)
         return jnp.argmin(d2, axis=1).astype(jnp.int32), jnp.min(d2, axis=1)
 
     def update(labels, c):
@@ -183,7 +207,7 @@ def lloyd(
         labels, _ = assign(c)
         new = update(labels, c)
         strict = jnp.all(labels == labels_old)
-        moved = jnp.sum((new - c) ** 2)
+        moved = jnp.sum((new - c) ** 2 if s2 is None else (new - c) ** 2 * s2)
         # On strict convergence the centres are those of these labels already.
         new = jnp.where(strict, c, new)
         return i + 1, new, labels, strict | (moved <= threshold)
@@ -204,6 +228,7 @@ def kmeans(
     tol: ArrayLike = 1e-4,
     max_iter: int = 300,
     sample_weight: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
 ) -> KMeansResult:
     """k-means: :func:`kmeans_plusplus` seeding, then :func:`lloyd` (one run).
 
@@ -216,7 +241,13 @@ def kmeans(
         [0.1, 10.1]
     """
     x = jnp.asarray(x)
-    seeds = kmeans_plusplus(key, x, n_clusters, n_active, sample_weight)
+    seeds = kmeans_plusplus(key, x, n_clusters, n_active, sample_weight, scale=scale)
     return lloyd(
-        x, x[seeds], n_active=n_active, tol=tol, max_iter=max_iter, sample_weight=sample_weight
+        x,
+        x[seeds],
+        n_active=n_active,
+        tol=tol,
+        max_iter=max_iter,
+        sample_weight=sample_weight,
+        scale=scale,
     )

@@ -22,7 +22,7 @@ from jaxem._src.gmm.fit import (
 )
 from jaxem._src.gmm.gradient import fit_gradient
 from jaxem._src.gmm.init import INIT_METHODS, init
-from jaxem._src.gmm.interop import from_sklearn
+from jaxem._src.gmm.interop import from_sklearn, to_sklearn
 from jaxem._src.gmm.missing import impute
 from jaxem._src.gmm.online import OnlineResult, fit_online, stepwise_update
 from jaxem._src.gmm.params import GMMParams, make_params
@@ -77,5 +77,6 @@ __all__ = [
     "shard_rows",
     "stepwise_update",
     "suff_stats",
+    "to_sklearn",
     "unconstrained",
 ]

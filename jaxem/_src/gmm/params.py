@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.validation import concrete, dtype_of
 
-__all__ = ["GMMParams", "make_params"]
+__all__ = ["GMMParams", "from_precisions", "make_params", "precisions"]
 
 
 @jax.tree_util.register_dataclass
@@ -76,6 +76,21 @@ def from_covariances(
         precisions_cholesky=module.precisions_cholesky(covariances),
         covariance_type=covariance_type,
     )
+
+
+def from_precisions(
+    weights: jax.Array, means: jax.Array, precisions: jax.Array, covariance_type: str
+) -> GMMParams:
+    """Unchecked constructor from precisions (``inv(Σ)``, scikit-learn's
+    ``precisions_init``): the factors as scikit-learn computes them (traceable)."""
+    covariances, prec_chol = cov_lib.get(covariance_type).from_precisions(precisions)
+    return GMMParams(weights, means, covariances, prec_chol, covariance_type)
+
+
+def precisions(params: GMMParams) -> jax.Array:
+    """The precisions ``inv(Σ)`` in the shape of ``params.covariances``
+    (scikit-learn's ``precisions_``), from the Cholesky factors."""
+    return cov_lib.get(params.covariance_type).precisions(params.precisions_cholesky)
 
 
 def make_params(

@@ -14,6 +14,8 @@ Density:
 
 * ``shape(K, D)``: the shape of ``covariances`` (scikit-learn's convention);
 * ``precisions_cholesky(covariances)`` and ``log_det_cholesky(prec_chol, D)``;
+* ``precisions(prec_chol)`` (scikit-learn's ``precisions_``) and
+  ``from_precisions(precisions) -> (covariances, prec_chol)``;
 * ``mahalanobis(x, means, prec_chol) -> (N, K)`` squared distances.
 
 M-step (:mod:`jaxem._src.gmm.steps`):
@@ -78,6 +80,8 @@ INTERFACE = (
     "SHARED",
     "shape",
     "precisions_cholesky",
+    "precisions",
+    "from_precisions",
     "log_det_cholesky",
     "mahalanobis",
     "second_moments",

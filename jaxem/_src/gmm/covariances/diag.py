@@ -22,6 +22,16 @@ def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     return jax.lax.rsqrt(covariances)
 
 
+def precisions(precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, D) ``1 / σ²_kd = p_kd²``."""
+    return precisions_cholesky * precisions_cholesky
+
+
+def from_precisions(precisions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(σ², p) = (1 / a, sqrt(a))`` from (K, D) precisions ``a``."""
+    return 1 / precisions, jnp.sqrt(precisions)
+
+
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``Σ_d log p_kd``."""
     return jnp.sum(jnp.log(precisions_cholesky), axis=-1)

@@ -25,6 +25,26 @@ def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
 
 
+def precisions(precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, D, D) ``inv(Σ_k) = P_k P_kᵀ`` (scikit-learn's ``precisions_``)."""
+    return precisions_cholesky @ jnp.swapaxes(precisions_cholesky, -1, -2)
+
+
+def from_precisions(precisions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(Σ, P)`` from (K, D, D) precision matrices ``A_k = inv(Σ_k)``.
+
+    ``P_k`` is the upper-triangular factor with ``A_k = P_k P_kᵀ``, computed as
+    scikit-learn does (the Cholesky factor of ``A_k`` with rows and columns
+    reversed, reversed back); ``Σ_k = P_k⁻ᵀ P_k⁻¹``.
+    """
+    flipped = jnp.flip(precisions, axis=(-2, -1))
+    chol = jnp.flip(jnp.linalg.cholesky(flipped), axis=(-2, -1))
+    eye = jnp.broadcast_to(np.eye(precisions.shape[-1], dtype=precisions.dtype), chol.shape)
+    inverse = jax.scipy.linalg.solve_triangular(chol, eye, lower=False)  # P⁻¹, upper
+    cov = jnp.swapaxes(inverse, -1, -2) @ inverse
+    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2)), chol
+
+
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``log det P_k = ½ log det Σ_k⁻¹``."""
     return jnp.sum(jnp.log(diagonal(precisions_cholesky)), axis=-1)

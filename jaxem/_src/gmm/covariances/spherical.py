@@ -24,6 +24,16 @@ def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     return jax.lax.rsqrt(covariances)
 
 
+def precisions(precisions_cholesky: jax.Array) -> jax.Array:
+    """(K,) ``1 / σ²_k = p_k²``."""
+    return diag.precisions(precisions_cholesky)
+
+
+def from_precisions(precisions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(K,) ``(σ², p)`` from precisions, as :func:`diag.from_precisions`."""
+    return diag.from_precisions(precisions)
+
+
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """(K,) ``D log p_k``."""
     return n_features * jnp.log(precisions_cholesky)

@@ -24,6 +24,16 @@ def precisions_cholesky(covariances: jax.Array) -> jax.Array:
     return full.precisions_cholesky(covariances)
 
 
+def precisions(precisions_cholesky: jax.Array) -> jax.Array:
+    """(D, D) ``inv(Σ) = P Pᵀ``."""
+    return full.precisions(precisions_cholesky)
+
+
+def from_precisions(precisions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(Σ, P)`` from the (D, D) precision matrix, as :func:`full.from_precisions`."""
+    return full.from_precisions(precisions)
+
+
 def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Array:
     """() ``log det P``; broadcasts over components."""
     return full.log_det_cholesky(precisions_cholesky, n_features)

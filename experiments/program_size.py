@@ -36,9 +36,13 @@ PROBE = textwrap.dedent(
     import jax, jax.extend
     jax.config.update("jax_enable_x64", True)
     from jaxem import gmm
+    import os, jaxem
     try:
         from jaxem._src import api as host
         name = "_fit_program"
+        # an editable install can serve jaxem._src from another checkout
+        if not host.__file__.startswith(os.path.dirname(jaxem.__file__)):
+            raise ImportError(host.__file__)
     except ImportError:  # before the engine (commit 650622b and older)
         import importlib
         host = importlib.import_module("jaxem.gmm.fit")

@@ -293,7 +293,8 @@ def _check_resp(resp: ArrayLike, x: ArrayLike) -> None:
     """``resp`` must be (N, K) responsibilities for the N rows of ``x``: shapes
     (checked by suff_stats), values (non-negative, rows summing to 1) when concrete. Swapped
     arguments, ``m_step(x, resp)``, fail here instead of returning a model."""
-    rs, xs = jnp.shape(resp), jnp.shape(x)
+    # shapes without converting: resp may be anything a user passed (e.g. parameters)
+    rs, xs = np.shape(resp), np.shape(x)
     if len(rs) != 2 or len(xs) != 2 or rs[0] != xs[0]:
         return  # suff_stats names the shapes
     values = concrete(resp)

@@ -149,8 +149,6 @@ def _kmeans_scale(x, sample_weight, methods, index):
     if "standardized_kmeans" not in methods:
         return None
     inverse_std = 1 / _center_and_scale(x, sample_weight)[1]
-    if methods == ("standardized_kmeans",):
-        return inverse_std
     standardized = jnp.asarray([m == "standardized_kmeans" for m in methods])[index]
     return jnp.where(standardized, inverse_std, 1)
 

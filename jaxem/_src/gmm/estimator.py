@@ -23,8 +23,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from jaxem._src import api, engine
 from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import density
 from jaxem._src.gmm.criteria import n_parameters
-from jaxem._src.gmm.density import log_prob, predict_proba
 from jaxem._src.gmm.density import sample as sample_params
 from jaxem._src.gmm.fit import family as gaussian_family
 from jaxem._src.gmm.fit import resolve_formulation
@@ -93,8 +93,11 @@ _initial_program = BoundedJit(_initial, static_argnames=("n_components", "method
 
 
 def _densities(params: GMMParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(N,) log-densities and (N, K) responsibilities of the rows of ``x``."""
-    return log_prob(params, x), predict_proba(params, x)
+    """(N,) log-densities and (N, K) responsibilities of the rows of ``x``, from
+    one evaluation of the weighted component densities."""
+    return density._rowwise(
+        params, x, lambda wlp: (jax.nn.logsumexp(wlp, axis=-1), jax.nn.softmax(wlp, axis=-1))
+    )
 
 
 # Prediction compiles once per bucket of rows (padded with zeros, then cut),

@@ -79,16 +79,25 @@ FAMILIES = {
         {"category_dirichlet": 2.0, "dirichlet": 2.0},
     ),
 }
-OPTIONS = ("plain", "sample_weight", "prior", "n_active")
+#: Each option alone, and all three at once ("all"). The default run checks every
+#: family without options and with all of them (a failure there is then found
+#: option by option in the slow run); the single options are marked slow.
+OPTIONS = ("plain", "sample_weight", "prior", "n_active", "all")
+FAST_OPTIONS = ("plain", "all")
 
 
 def _case(family_name, option):
     make, data, prior = FAMILIES[family_name]
     x = data()
-    family = make(prior if option == "prior" else None)
-    w = np.random.default_rng(1).uniform(0.5, 2.0, N) if option == "sample_weight" else None
-    n_active = 2 if option == "n_active" else None
+    family = make(prior if option in ("prior", "all") else None)
+    weighted = option in ("sample_weight", "all")
+    w = np.random.default_rng(1).uniform(0.5, 2.0, N) if weighted else None
+    n_active = 2 if option in ("n_active", "all") else None
     return family, x, w, n_active
+
+
+def _options(fast=FAST_OPTIONS):
+    return [o if o in fast else pytest.param(o, marks=pytest.mark.slow) for o in OPTIONS]
 
 
 FIT = dict(n_init=2, max_iter=40, tol=1e-7, n_refine=1, refine_max_iter=40)
@@ -105,7 +114,7 @@ def assert_same_fit(a, b, rtol=1e-9):
         np.testing.assert_allclose(u, v, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", _options())
 @pytest.mark.parametrize("family_name", sorted(FAMILIES))
 def test_chunks_from_a_memmap_equal_the_in_memory_fit(family_name, option, tmp_path):
     family, x, w, n_active = _case(family_name, option)
@@ -120,22 +129,32 @@ def test_chunks_from_a_memmap_equal_the_in_memory_fit(family_name, option, tmp_p
     data = jaxem.chunks(gmm.array_chunks(mm, 64, w))
     res = jaxem.fit(family, key, data, K, n_active=n_active, **FIT)
     assert_same_fit(res, ref)
-    if option == "prior":  # the objective includes the log prior, in both
-        bound = _bound(family_name, family, x)
-        ll = float(jnp.mean(bound.log_prob(res.params, jnp.asarray(x))))
-        expected = ll + float(bound.log_prior(res.params)) / N
+    if option in ("prior", "all"):  # the objective includes the log prior, in both
+        bound = _bound(family_name, family, x, w, n_active or K)
+        weights = np.ones(N) if w is None else w
+        ll_sum = float(jnp.sum(weights * bound.log_prob(res.params, jnp.asarray(x))))
+        expected = (ll_sum + float(bound.log_prior(res.params))) / weights.sum()
         np.testing.assert_allclose(float(res.log_likelihood), expected, rtol=1e-9)
 
 
-def _bound(family_name, family, x):
-    """The family with its data-dependent prior resolved (mclust's default prior)."""
+def _bound(family_name, family, x, w, n_active):
+    """The family with its data-dependent prior resolved (mclust's default prior,
+    from the weighted data and the number of active components)."""
     if family_name.startswith("gaussian"):
         covariance_type = family_name.split("-")[1]
-        return gmm.family(covariance_type, prior=gmm.default_prior(x, K, covariance_type))
+        prior = gmm.default_prior(x, n_active, covariance_type, sample_weight=w)
+        return gmm.family(covariance_type, prior=prior)
     return family
 
 
-@pytest.mark.parametrize("family_name", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "family_name",
+    # the Gaussian family's online EM is also tested in tests/test_gmm_streaming.py
+    [
+        pytest.param(f, marks=pytest.mark.slow) if f.startswith("gaussian") else f
+        for f in sorted(FAMILIES)
+    ],
+)
 def test_online_em_reaches_the_batch_optimum(family_name):
     """Stepwise EM over 40 shuffled passes of mini-batches ends within 2e-3 of the
     batch fit's mean log-likelihood (its documented accuracy at this size)."""
@@ -184,7 +203,7 @@ _SHARDED = textwrap.dedent(
     mesh = jax.make_mesh((4,), ("data",))
     key = jax.random.key(3)
     for name in sorted(FAMILIES):
-        for option in OPTIONS:
+        for option in {options!r}:
             family, x, w, n_active = _case(name, option)
             ref = jaxem.fit(family, key, x, K, sample_weight=w, n_active=n_active, **FIT)
             data = jaxem.sharded(x, mesh)
@@ -195,11 +214,16 @@ _SHARDED = textwrap.dedent(
 )
 
 
-def test_sharded_over_four_devices_equals_the_in_memory_fit():
+@pytest.mark.parametrize(
+    "options", [("all",), pytest.param(OPTIONS, marks=pytest.mark.slow)], ids=["all", "each"]
+)
+def test_sharded_over_four_devices_equals_the_in_memory_fit(options):
+    """Every family with all options at once (each option alone: slow), in a
+    fresh process that sees 4 CPU devices."""
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
     )
-    script = _SHARDED.format(path=os.path.dirname(__file__))
+    script = _SHARDED.format(path=os.path.dirname(__file__), options=options)
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )

@@ -228,8 +228,8 @@ def solve_dof(target: ArrayLike) -> jax.Array:
     t, _, _ = jax.lax.fori_loop(0, DOF_NEWTON_STEPS, step, (start, lo0, hi0))
     f_lo, _ = phi(lo0)
     f_hi, _ = phi(hi0)
-    t = jnp.where(f_hi >= 0, hi0, jnp.where(f_lo <= 0, lo0, t))
-    return jnp.exp(t)
+    nu = jnp.where(f_lo <= 0, DOF_MIN, jnp.exp(t))
+    return jnp.where(f_hi >= 0, DOF_MAX, nu).astype(dtype)  # the bounds exactly
 
 
 def _log_gamma_ratio(a: jax.Array, b: float) -> jax.Array:

@@ -288,22 +288,25 @@ def test_restarts_refinement_and_selection_run_through_the_engine():
 
 
 def test_online_em_reaches_the_batch_optimum():
-    """Stepwise EM over 40 shuffled passes of mini-batches ends within 5e-3 of
-    the batch fit's mean log-likelihood (the Gaussian families' contract asks
-    2e-3; the t mixture's ν moves slowly on mini-batches of 50 rows, measured
-    gap 1e-3)."""
+    """Stepwise EM over 40 shuffled passes of mini-batches of 50 rows ends within
+    2e-3 of the batch fit's mean log-likelihood (the engine contract's tolerance;
+    measured 7e-5)."""
     family = mixtures.StudentT("full")
     x = SYNTHETIC
     batch = _batch_fit()
     rng = np.random.default_rng(0)
     batches = [x[rng.permutation(len(x))].reshape(6, 50, -1) for _ in range(40)]
     stream = (b for epoch in batches for b in epoch)
-    # the reference's start: one row of each cluster, the data's covariance, ν = 5, 10, 20
-    start = _start(family, REFERENCE["datasets"]["synthetic"]["runs"]["full/estimate"]["start"])
+    # the start of tests/test_engine_contract.py: one EM iteration of the engine's
+    # initialisation (ν = dof_init = 30). From the reference's start instead (ν = 5,
+    # 10, 20 and the data's covariance) the gap is 1e-2: one component's ν stays
+    # near 19 for the 240 batches (batch optimum 4.6), its statistics averaged
+    # over E-steps at old ν forget slowly at γ_t = (t + 2)^−0.6.
+    start = jaxem.fit(family, jax.random.key(0), x, K, n_init=2, max_iter=1).params
     online = jaxem.fit_online(family, start, stream, polyak=True, polyak_start=60)
     final = float(jnp.mean(family.log_prob(online.params, jnp.asarray(x))))
     gap = float(batch.log_likelihood) - final
-    assert -1e-9 < gap < 5e-3, gap
+    assert -1e-9 < gap < 2e-3, gap
 
 
 _SHARDED = textwrap.dedent(

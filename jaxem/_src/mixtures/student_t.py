@@ -300,10 +300,12 @@ class StudentT(MixtureFamily):
         >>> family = mixtures.StudentT("diag")
         >>> truth = family.make_params(jnp.array([0.5, 0.5]), jnp.array([[-5.0], [5.0]]),
         ...                            jnp.ones((2, 1)), dof=jnp.array([3.0, 3.0]))
-        >>> x, _ = family.sample(jax.random.key(0), truth, 2000)
-        >>> result = jaxem.fit(family, jax.random.key(1), x, 2, n_init=3)
+        >>> x, _ = family.sample(jax.random.key(0), truth, 400)
+        >>> result = jaxem.fit(family, jax.random.key(1), x, 2, init="kmeans")
         >>> sorted(result.params.means[:, 0].round().tolist())
         [-5.0, 5.0]
+        >>> result.params.dof.shape  # ν per component, estimated
+        (2,)
     """
 
     covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))

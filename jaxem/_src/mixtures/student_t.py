@@ -286,11 +286,11 @@ class StudentT(MixtureFamily):
         covariance_type: static, ``"full"``, ``"tied"``, ``"diag"`` or
             ``"spherical"`` scale matrices.
         dof: ``"estimate"`` (the default: ν per component, estimated; stored
-            as ``None``) or a fixed ν > 0 (traced: ``vmap`` over it works), the
-            same for every component.
+            as ``None``) or a fixed ν > 0, a number or (K,) one per component
+            (traced: ``vmap`` over it works).
         reg_covar: () added to the scale matrices' diagonal in every M-step (traced).
-        dof_init: () the ν of every component after the first M-step when ν is
-            estimated (traced).
+        dof_init: () or (K,) the ν after the first M-step when ν is estimated
+            (traced).
         dirichlet: ``α ≥ 1`` of a symmetric Dirichlet prior on the weights
             (traced; 1 is flat).
 
@@ -322,8 +322,10 @@ class StudentT(MixtureFamily):
             object.__setattr__(self, "dof", None)
         for name in ("dof", "dof_init"):
             value = concrete(getattr(self, name)) if getattr(self, name) is not None else None
-            if value is not None and (value.ndim or not value > 0):
-                raise ValueError(f"{name} must be a number > 0; got {value!r}")
+            if value is not None and (value.ndim > 1 or not np.all(value > 0)):
+                raise ValueError(
+                    f"{name} must be > 0 (a number or one per component); got {value!r}"
+                )
 
     @property
     def estimates_dof(self) -> bool:

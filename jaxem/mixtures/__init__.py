@@ -2,7 +2,9 @@
 
 * :class:`Poisson`: independent Poisson counts;
 * :class:`Bernoulli`: independent binary features;
-* :class:`Categorical`: independent categorical features (latent class analysis).
+* :class:`Categorical`: independent categorical features (latent class analysis);
+* :class:`StudentT`: multivariate Student-t (robust to outliers), ν per component
+  estimated or fixed, with full, tied, diagonal or spherical scale matrices.
 
 Fit them with :func:`jaxem.fit`, :func:`jaxem.select` and :func:`jaxem.fit_online`,
 in memory, out of core (:func:`jaxem.chunks`) or on several devices
@@ -17,6 +19,7 @@ from jaxem._src.mixtures.categorical import (
     OneHot,
 )
 from jaxem._src.mixtures.poisson import Poisson, PoissonParams, PoissonStats
+from jaxem._src.mixtures.student_t import StudentT, StudentTParams, StudentTStats
 
 __all__ = [
     "Bernoulli",
@@ -29,4 +32,7 @@ __all__ = [
     "Poisson",
     "PoissonParams",
     "PoissonStats",
+    "StudentT",
+    "StudentTParams",
+    "StudentTStats",
 ]

@@ -1,0 +1,533 @@
+"""Mixtures of multivariate Student-t distributions, as an engine family.
+
+``p(x) = Σ_k π_k t_ν_k(x | μ_k, Σ_k)`` with
+
+    log t_ν(x | μ, Σ) = log Γ((ν + D)/2) − log Γ(ν/2) − (D/2) log(νπ) − ½ log|Σ|
+                        − ((ν + D)/2) log(1 + δ/ν),    δ = (x − μ)ᵀ Σ⁻¹ (x − μ),
+
+the scale matrices ``Σ_k`` full, tied, diagonal or spherical (the Gaussian
+family's covariance modules, :mod:`jaxem._src.gmm.covariances`, reused as they
+are), and the degrees of freedom ``ν_k`` per component either fixed by the user
+or estimated.
+
+EM (McLachlan & Peel 1998; Peel & McLachlan 2000, "Robust mixture modelling
+using the t distribution", Statistics and Computing 10) treats each row as
+Gaussian with covariance ``Σ_k / U`` given a latent ``U ~ Gamma(ν_k/2, ν_k/2)``.
+Given the component, the E-step's weights are
+
+    u_nk = E[U | x_n, k] = (ν_k + D) / (ν_k + δ_nk),
+    E[log U | x_n, k] = log u_nk + ψ((ν_k + D)/2) − log((ν_k + D)/2),
+
+and the statistics of a chunk, additive over rows (``r_nk`` the
+responsibilities, ``w_n`` the sample weights), are
+
+    n_k = Σ w r,   n^u_k = Σ w r u,   Σ w r u (x − m_k),   Σ w r u (x − m_k)(x − m_k)ᵀ,
+    s_k = Σ w r (E[log U] − E[U] + 1),
+
+the sums about the E-step's means ``m_k`` (as the Gaussian family's, so that
+they keep their digits far from the origin, :class:`StudentTStats`). The
+M-step is closed form but for ``ν``:
+
+    π_k = n_k / Σ n,   μ_k = Σ w r u x / n^u_k,
+    Σ_k = Σ w r u (x − μ_k)(x − μ_k)ᵀ / n_k  (+ reg_covar; tied: summed over k, / Σ n),
+    ν_k solves  log(ν/2) − ψ(ν/2) = −s_k / n_k.
+
+The ``ν`` equation is Peel & McLachlan's (their eq. 30:
+``−ψ(ν/2) + log(ν/2) + 1 + Σ r (log u − u) / n_k + ψ((ν_old + D)/2) −
+log((ν_old + D)/2) = 0``) with the E-step's terms gathered into ``s_k``, so that
+the statistic adds over chunks. Its left side falls from +∞ to 0 as ν grows and
+its right side is ≥ 0 by Jensen's inequality (``log U ≤ U − 1``), so it has one
+root; :func:`solve_dof` finds it by a fixed number of safeguarded Newton steps
+on ``log ν`` inside the compiled M-step, clipped to ``[DOF_MIN, DOF_MAX]`` (the
+constrained maximum, since the ν part of the expected complete-data
+log-likelihood is unimodal).
+
+Which algorithm this is: the expected complete-data log-likelihood separates
+into a part in ``π``, a part in ``(μ, Σ)`` (given the weights ``u``) and a part
+in ``ν`` (given ``E[log U] − E[U]``), so maximising each part is a full M-step:
+this is EM (what Peel & McLachlan call the ECM algorithm when the ``(μ, Σ)`` and
+``ν`` updates are written as two conditional maximisations; here they do not
+interact), and the log-likelihood never decreases. It is **not** ECME (Liu &
+Rubin 1995), which chooses ``ν`` to maximise the observed log-likelihood at the
+new ``(μ, Σ)`` and converges faster in ``ν``: that needs the data's Mahalanobis
+distances under the new parameters for every trial ``ν``, a further pass over
+the data per trial, which the additive-statistics seam (one pass per iteration,
+statistics summed over chunks and devices) does not offer. With ``ν`` fixed the
+two coincide.
+
+As ``ν → ∞`` the weights ``u → 1`` and the model is the Gaussian mixture: with
+a fixed ``ν`` of 1e8 the fit equals the Gaussian family's to about
+``E[δ²]/ν`` (tests/test_mixtures_student_t.py).
+
+Initialisation is the Gaussian family's (k-means, random rows, agglomeration on
+the raw data) with ``u = 1`` and ``E[log U] − E[U] + 1`` at its value under the
+prior ``Gamma(ν₀/2, ν₀/2)``, ``ψ(ν₀/2) − log(ν₀/2)``, so the first M-step is the
+Gaussian one and gives ``ν = ν₀`` (the fixed ``ν``, or ``dof_init``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import digamma, gammaln, polygamma
+from jax.typing import ArrayLike
+
+from jaxem._src.family import MixtureFamily
+from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm.family import degenerate, gaussian_context, gaussian_summary, portfolio
+from jaxem._src.gmm.params import make_params as make_gaussian_params
+from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum, suff_stats
+from jaxem._src.mixtures.common import (
+    DirichletWeights,
+    mixture_weights,
+    n_active_components,
+    sample_labels,
+)
+from jaxem._src.validation import check_static_int, concrete
+
+__all__ = [
+    "DOF_MAX",
+    "DOF_MIN",
+    "StudentT",
+    "StudentTParams",
+    "StudentTStats",
+    "log_t_constant",
+    "solve_dof",
+]
+
+#: Bounds of an estimated ν: the M-step's root is clipped into them. Above
+#: 1000 a t component is within ~D²/ν of a Gaussian; below 0.1 its tails are
+#: too heavy for any moment to exist many times over.
+DOF_MIN = 0.1
+DOF_MAX = 1000.0
+
+#: Safeguarded Newton steps of :func:`solve_dof` (from a start within a factor
+#: ~2 of the root, 6 reach float64 rounding; the rest are margin).
+DOF_NEWTON_STEPS = 12
+
+# Above this argument, log x − ψ(x) and its derivative by their asymptotic series
+# (the direct difference loses digits to cancellation there; the first term left
+# out is < 1e-16 relative).
+_ASYMPTOTIC = 50.0
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StudentTParams:
+    """Parameters of a K-component multivariate-t mixture in D dimensions.
+
+    Attributes:
+        weights: (K,) mixing weights (0 marks an inactive component).
+        means: (K, D) locations ``μ_k``.
+        covariances: the scale matrices ``Σ_k`` in the Gaussian family's shape
+            for ``covariance_type`` (full (K, D, D), tied (D, D), diag (K, D),
+            spherical (K,)); a component's covariance is ``ν/(ν − 2) Σ_k``
+            when ``ν > 2``.
+        precisions_cholesky: their precision Cholesky factors (as
+            :class:`~jaxem.gmm.GMMParams`).
+        dof: (K,) degrees of freedom ``ν_k``.
+        covariance_type: static.
+    """
+
+    weights: jax.Array
+    means: jax.Array
+    covariances: jax.Array
+    precisions_cholesky: jax.Array
+    dof: jax.Array
+    covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[-1]
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return self.means.dtype
+
+
+class StudentTStats(NamedTuple):
+    """Additive statistics of a pass, about the E-step's means ``m_k``.
+
+    Attributes:
+        nk: (K,) ``Σ w r``.
+        sum_u: (K,) ``Σ w r u``.
+        sum_x: (K, D) ``Σ w r u (x − m_k)``.
+        sum_xx: ``Σ w r u (x − m_k)(x − m_k)ᵀ`` in the covariance type's shape
+            (full (K, D, D), tied (D, D) summed over k, diag (K, D), spherical (K,)).
+        sum_dof: (K,) ``Σ w r (E[log U] − E[U] + 1)`` (≤ 0), the ν equation's.
+    """
+
+    nk: jax.Array
+    sum_u: jax.Array
+    sum_x: jax.Array
+    sum_xx: jax.Array
+    sum_dof: jax.Array
+
+
+# ----------------------------------------------------------------- numerics
+
+
+def _log_minus_digamma(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(log x − ψ(x), d/dx of it)``, accurate for large ``x`` too."""
+    big = x > _ASYMPTOTIC
+    xs = jnp.where(big, x, _ASYMPTOTIC)  # each branch on arguments it handles
+    xb = jnp.where(big, _ASYMPTOTIC, x)
+    inv = 1 / xs
+    inv2 = inv * inv
+    series = inv * (0.5 + inv * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252))))
+    series_d = -inv2 * (0.5 + inv * (1 / 6 - inv2 * (1 / 30 - inv2 * (1 / 42))))
+    direct = jnp.log(xb) - digamma(xb)
+    direct_d = 1 / xb - polygamma(1, xb)
+    return jnp.where(big, series, direct), jnp.where(big, series_d, direct_d)
+
+
+def solve_dof(target: ArrayLike) -> jax.Array:
+    """The ``ν`` with ``log(ν/2) − ψ(ν/2) = target`` (elementwise), in
+    ``[DOF_MIN, DOF_MAX]``.
+
+    The left side falls monotonically from +∞ to 0, nearly as ``1/ν``, so
+    ``log`` of it is nearly linear in ``log ν``: Newton on ``log ν`` from
+    ``ν = 1/target`` (clipped), each step kept inside the bracket that the signs
+    so far allow (a bisection otherwise), :data:`DOF_NEWTON_STEPS` steps.
+    Outside the bracket (``target`` ≤ its value at ``DOF_MAX``, Gaussian-like
+    weights; or ≥ its value at ``DOF_MIN``) the bound. Traceable; no loop whose
+    trip count depends on the values (the same on every device).
+    """
+    target = jnp.asarray(target)
+    dtype = target.dtype if jnp.issubdtype(target.dtype, jnp.floating) else jnp.float32
+    target = jnp.maximum(target.astype(dtype), jnp.finfo(dtype).tiny)
+    lo0 = jnp.full(target.shape, math.log(DOF_MIN), dtype)
+    hi0 = jnp.full(target.shape, math.log(DOF_MAX), dtype)
+    log_target = jnp.log(target)
+
+    def phi(t):
+        value, slope = _log_minus_digamma(0.5 * jnp.exp(t))
+        # d/dt log g(e^t / 2) = (e^t / 2) g'(x) / g(x)
+        return jnp.log(value) - log_target, 0.5 * jnp.exp(t) * slope / value
+
+    def step(_, carry):
+        t, lo, hi = carry
+        f, df = phi(t)
+        # φ decreases in t: f > 0 means the root is above t
+        lo = jnp.where(f > 0, t, lo)
+        hi = jnp.where(f > 0, hi, t)
+        newton = t - f / jnp.where(df < 0, df, -1)
+        inside = (newton >= lo) & (newton <= hi)  # closed: a root hit exactly stays
+        return jnp.where(inside, newton, 0.5 * (lo + hi)), lo, hi
+
+    start = jnp.clip(-log_target, lo0, hi0)
+    t, _, _ = jax.lax.fori_loop(0, DOF_NEWTON_STEPS, step, (start, lo0, hi0))
+    f_lo, _ = phi(lo0)
+    f_hi, _ = phi(hi0)
+    nu = jnp.where(f_lo <= 0, DOF_MIN, jnp.exp(t))
+    return jnp.where(f_hi >= 0, DOF_MAX, nu).astype(dtype)  # the bounds exactly
+
+
+def _log_gamma_ratio(a: jax.Array, b: float) -> jax.Array:
+    """``log Γ(a + b) − log Γ(a) − b log a``, accurate for large ``a`` too.
+
+    Below :data:`_ASYMPTOTIC` the difference of ``gammaln``s (absolute error
+    ~1e-14); above it Stirling's series of both, the leading terms through
+    ``log1p`` (the difference of two ``gammaln``s near 1e9 at ``ν = 1e8`` would
+    lose 1e-7; ``jax.scipy.special.betaln`` errs by ~1e-6 for arguments above 8
+    in jax 0.10, so it is not used).
+    """
+    big = a > _ASYMPTOTIC
+    ab = jnp.where(big, a, _ASYMPTOTIC)
+    al = jnp.where(big, _ASYMPTOTIC, a)
+
+    def series(z):  # Stirling's series of log Γ(z) less its leading terms
+        inv = 1 / z
+        inv2 = inv * inv
+        return inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (1 / 1680))))
+
+    stirling = (ab + b - 0.5) * jnp.log1p(b / ab) - b + series(ab + b) - series(ab)
+    direct = gammaln(al + b) - gammaln(al) - b * jnp.log(al)
+    return jnp.where(big, stirling, direct)
+
+
+def log_t_constant(dof: jax.Array, n_features: int) -> jax.Array:
+    """``log Γ((ν + D)/2) − log Γ(ν/2) − (D/2) log(νπ)``, accurate for large ν
+    (:func:`_log_gamma_ratio`: at ν = 1e8 the terms are ~1e9 and their
+    difference ~18)."""
+    d = n_features
+    return _log_gamma_ratio(0.5 * dof, 0.5 * d) - 0.5 * d * math.log(2 * math.pi)
+
+
+def _dof_target(sum_dof: jax.Array, nk: jax.Array) -> jax.Array:
+    """``−s_k / n_k ≥ 0``: the right side of the ν equation."""
+    return jnp.maximum(-sum_dof / jnp.where(nk > 0, nk, 1), 0)
+
+
+def _prior_dof_stat(dof: jax.Array) -> jax.Array:
+    """``E[log U] − E[U] + 1`` under ``U ~ Gamma(ν/2, ν/2)``: ``ψ(ν/2) − log(ν/2)``."""
+    return -_log_minus_digamma(0.5 * dof)[0]
+
+
+# ------------------------------------------------------------------- family
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StudentT(MixtureFamily):
+    """The multivariate Student-t mixture family (see the module docstring for
+    the algorithm: EM with ν per component, not ECME).
+
+    Attributes:
+        covariance_type: static, ``"full"``, ``"tied"``, ``"diag"`` or
+            ``"spherical"`` scale matrices.
+        dof: ``"estimate"`` (the default: ν per component, estimated; stored
+            as ``None``) or a fixed ν > 0, a number or (K,) one per component
+            (traced: ``vmap`` over it works).
+        reg_covar: () added to the scale matrices' diagonal in every M-step (traced).
+        dof_init: () or (K,) the ν after the first M-step when ν is estimated
+            (traced).
+        dirichlet: ``α ≥ 1`` of a symmetric Dirichlet prior on the weights
+            (traced; 1 is flat).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxem
+        >>> from jaxem import mixtures
+        >>> family = mixtures.StudentT("diag")
+        >>> truth = family.make_params(jnp.array([0.5, 0.5]), jnp.array([[-5.0], [5.0]]),
+        ...                            jnp.ones((2, 1)), dof=jnp.array([3.0, 3.0]))
+        >>> x, _ = family.sample(jax.random.key(0), truth, 400)
+        >>> result = jaxem.fit(family, jax.random.key(1), x, 2, init="kmeans")
+        >>> sorted(result.params.means[:, 0].round().tolist())
+        [-5.0, 5.0]
+        >>> result.params.dof.shape  # ν per component, estimated
+        (2,)
+    """
+
+    covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
+    dof: ArrayLike | str | None = "estimate"
+    reg_covar: ArrayLike = 1e-6
+    dof_init: ArrayLike = 30.0
+    dirichlet: ArrayLike = 1.0
+
+    def __post_init__(self):
+        cov_lib.check_covariance_type(self.covariance_type)
+        if isinstance(self.dof, str):
+            if self.dof != "estimate":
+                raise ValueError(f"dof must be 'estimate' or a number > 0; got {self.dof!r}")
+            object.__setattr__(self, "dof", None)
+        for name in ("dof", "dof_init"):
+            value = concrete(getattr(self, name)) if getattr(self, name) is not None else None
+            if value is not None and (value.ndim > 1 or not np.all(value > 0)):
+                raise ValueError(
+                    f"{name} must be > 0 (a number or one per component); got {value!r}"
+                )
+
+    @property
+    def estimates_dof(self) -> bool:
+        """Whether ν is estimated (static)."""
+        return self.dof is None
+
+    def _start_dof(self, k: int, dtype) -> jax.Array:
+        value = self.dof_init if self.dof is None else self.dof
+        return jnp.broadcast_to(jnp.asarray(value, dtype), (k,))
+
+    def make_params(
+        self,
+        weights: ArrayLike,
+        means: ArrayLike,
+        covariances: ArrayLike,
+        dof: ArrayLike | None = None,
+    ) -> StudentTParams:
+        """Validated parameters of this family's covariance type (as
+        :func:`jaxem.gmm.make_params`); ``dof`` (K,) or a scalar, by default the
+        family's fixed ν (or ``dof_init``)."""
+        g = make_gaussian_params(weights, means, covariances, self.covariance_type)
+        k = g.n_components
+        if dof is None:
+            dof = self._start_dof(k, g.dtype)
+        dof = jnp.broadcast_to(jnp.asarray(dof, g.dtype), (k,))
+        v = concrete(dof)
+        if v is not None and not np.all(v > 0):
+            raise ValueError(f"dof must be > 0; got {v}")
+        return StudentTParams(
+            g.weights, g.means, g.covariances, g.precisions_cholesky, dof, self.covariance_type
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def summarize(self, x, w, ref):
+        return gaussian_summary(x, w, ref)
+
+    def context(self, summary, ref):
+        return gaussian_context(summary, ref)
+
+    # -------------------------------------------------------------------- EM
+
+    def _distances(self, params: StudentTParams, x: jax.Array):
+        """(N, K) Mahalanobis distances ``δ`` and (N, K) ``log t_ν(x | μ_k, Σ_k)``."""
+        module = cov_lib.get(params.covariance_type)
+        d = x.shape[-1]
+        # centred at the mixture's mean first, as the Gaussian densities: the
+        # distances do not change, float32 keeps its digits far from the origin
+        center = jax.lax.stop_gradient(params.weights @ params.means)
+        maha = module.mahalanobis(x - center, params.means - center, params.precisions_cholesky)
+        log_det = module.log_det_cholesky(params.precisions_cholesky, d)
+        dof = params.dof
+        log_kernel = -0.5 * (dof + d) * jnp.log1p(maha / dof)
+        return maha, log_t_constant(dof, d) + log_det + log_kernel
+
+    def log_components(self, params, x):
+        return self._distances(params, x)[1]
+
+    def pass_(self, params, rows, w, context):
+        module = cov_lib.get(params.covariance_type)
+        d = rows.shape[-1]
+        maha, log_comp = self._distances(params, rows)
+        active = params.weights > 0
+        log_weights = jnp.log(jnp.where(active, params.weights, 1))
+        joint = jnp.where(active, log_comp + log_weights, -jnp.inf)
+        log_norm = jax.nn.logsumexp(joint, axis=1)
+        resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
+        dof = params.dof
+        v = (d - maha) / (dof + maha)  # u − 1, exact near u = 1
+        ru = resp * (1 + v)
+        # E[log U] − E[U] + 1 = (log u − u + 1) + ψ((ν+D)/2) − log((ν+D)/2)
+        e_dof = jnp.log1p(v) - v + _prior_dof_stat(dof + d)
+        stats = StudentTStats(
+            nk=jnp.sum(resp, axis=0),
+            sum_u=jnp.sum(ru, axis=0),
+            sum_x=shifted_sum(ru, rows, params.means),
+            sum_xx=module.second_moments(ru, rows, params.means),
+            sum_dof=jnp.sum(resp * e_dof, axis=0),
+        )
+        return stats, jnp.sum(w * log_norm)
+
+    def maximize(self, stats, params, context):
+        module = cov_lib.get(self.covariance_type)
+        nk, nu = stats.nk, stats.sum_u
+        dtype = stats.sum_x.dtype
+        eps = 10 * jnp.finfo(dtype).eps
+        nk_safe, nu_safe = nk + eps, nu + eps
+        delta = stats.sum_x / nu_safe[:, None]
+        means = params.means + delta
+        # Σ w r u (x − μ)(x − μ)ᵀ / n_k = S / n_k − (n^u_k / n_k) δ δᵀ: the
+        # Gaussian M-step with δ scaled by √(n^u_k / n_k)
+        scaled = delta * jnp.sqrt(nu_safe / nk_safe)[:, None]
+        reg = jnp.asarray(self.reg_covar, dtype)
+        covariances = module.covariances(stats.sum_xx, nk_safe, scaled, reg)
+        covariances = module.ensure_positive_definite(module.fill_empty(covariances, nk))
+        if self.dof is None:
+            solved = solve_dof(_dof_target(stats.sum_dof, nk))
+            dof = jnp.where(nk > 0, solved, params.dof)
+        else:
+            dof = self._start_dof(nk.shape[0], dtype)
+        weights = mixture_weights(nk, self.dirichlet)
+        return StudentTParams(
+            weights,
+            means,
+            covariances,
+            module.precisions_cholesky(covariances),
+            dof.astype(dtype),
+            self.covariance_type,
+        )
+
+    @property
+    def has_prior(self) -> bool:  # type: ignore[override]
+        return True  # the Dirichlet prior weighs against absolute counts
+
+    def log_prior(self, params):
+        return DirichletWeights(self.dirichlet).log_kernel(params.weights)
+
+    def canonical(self, params):
+        module = cov_lib.get(params.covariance_type)
+        return dataclasses.replace(
+            params, precisions_cholesky=module.precisions_cholesky(params.covariances)
+        )
+
+    def reframe(self, stats, old, new):
+        about = SuffStats(stats.sum_u, stats.sum_x, stats.sum_xx, old.means, self.covariance_type)
+        moved = reshift(about, new.means)
+        return stats._replace(sum_x=moved.sum_x, sum_xx=moved.sum_xx)
+
+    # ----------------------------------------------------------------- model
+
+    def n_parameters(self, params):
+        """``(K−1) + K·D + scale parameters`` (the Gaussian count) ``+ K`` when ν
+        is estimated, over the active components."""
+        module = cov_lib.get(params.covariance_type)
+        k = n_active_components(params.weights)
+        d = params.means.shape[-1]
+        count = module.n_parameters(k, d) + k * d + k - 1
+        return count + k if self.dof is None else count
+
+    def bic(self, params: StudentTParams, x: ArrayLike) -> jax.Array:
+        """``−2 log L + p log N`` on ``x`` (N, D) (lower is better)."""
+        lp = self.log_prob(params, jnp.asarray(x))
+        n = jnp.asarray(lp.shape[0], lp.dtype)
+        return -2 * jnp.sum(lp) + self.n_parameters(params) * jnp.log(n)
+
+    def aic(self, params: StudentTParams, x: ArrayLike) -> jax.Array:
+        """``−2 log L + 2p`` on ``x`` (N, D) (lower is better)."""
+        lp = self.log_prob(params, jnp.asarray(x))
+        return -2 * jnp.sum(lp) + 2 * self.n_parameters(params)
+
+    def degenerate(self, params, context):
+        """The Gaussian family's check on the scale matrices: an active
+        component whose ``Σ_k − reg_covar·I``, in units of the data's variances,
+        is singular (a spike on coincident or collinear rows)."""
+        return degenerate(params, context.variances, self.reg_covar)
+
+    def trim(self, params):
+        keep = np.asarray(params.weights) > 0
+        shared = cov_lib.get(params.covariance_type).SHARED
+        return StudentTParams(
+            params.weights[keep],
+            params.means[keep],
+            params.covariances if shared else params.covariances[keep],
+            params.precisions_cholesky if shared else params.precisions_cholesky[keep],
+            params.dof[keep],
+            params.covariance_type,
+        )
+
+    def sample(
+        self, key: jax.Array, params: StudentTParams, n_samples: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draw ``n_samples`` rows: ``x = μ_k + L_k z / √g``, ``z ~ N(0, I)``,
+        ``g ~ Gamma(ν_k/2, ν_k/2)``.
+
+        Returns:
+            ``(x, labels)``: (n_samples, D) rows and (n_samples,) the component
+            each was drawn from (inactive components are never drawn).
+        """
+        n_samples = check_static_int("n_samples", n_samples, minimum=1)
+        module = cov_lib.get(params.covariance_type)
+        key_labels, key_z, key_g = jax.random.split(key, 3)
+        labels = sample_labels(key_labels, params.weights, n_samples)
+        d = params.means.shape[-1]
+        z = jax.random.normal(key_z, (n_samples, d), params.dtype)
+        half = 0.5 * params.dof[labels]
+        g = jax.random.gamma(key_g, half, dtype=params.dtype) / half
+        noise = module.scale_noise(z, params.covariances, labels)
+        return params.means[labels] + noise / jnp.sqrt(g)[:, None], labels
+
+    # -------------------------------------------------------- initialisation
+
+    def portfolio(self, n_init, n_samples):
+        return portfolio(n_init, n_samples)
+
+    def init_stats(self, resp, x, w, context):
+        """Gaussian statistics (``u = 1``) about the responsibility-weighted means
+        and ``E[log U] − E[U] + 1`` at its prior value under ``ν₀``: the first
+        M-step is the Gaussian one and gives ``ν = ν₀``."""
+        stats = suff_stats(resp, x, covariance_type=self.covariance_type, sample_weight=w)
+        nk = stats.nk
+        k, d = stats.shift.shape
+        dof = self._start_dof(k, x.dtype)
+        unit = cov_lib.get(self.covariance_type).unit(k, d, x.dtype)
+        frame = StudentTParams(nk / jnp.sum(nk), stats.shift, unit, unit, dof, self.covariance_type)
+        return StudentTStats(nk, nk, stats.sum_x, stats.sum_xx, nk * _prior_dof_stat(dof)), frame

@@ -264,6 +264,7 @@ def _batch_fit():
     return jaxem.fit(family, jax.random.key(0), SYNTHETIC, K, n_init=4, tol=1e-9, max_iter=500)
 
 
+@pytest.mark.slow  # engine features tested for every family in test_engine_contract
 def test_restarts_refinement_and_selection_run_through_the_engine():
     family = mixtures.StudentT("full")
     result = _batch_fit()
@@ -359,6 +360,7 @@ def _contaminated(seed=0, n=150):
     return np.concatenate([a, b, outliers]), np.r_[np.zeros(n), np.ones(n)]
 
 
+@pytest.mark.slow
 def test_t_mixture_keeps_the_clusters_that_outliers_pull_a_gaussian_mixture_off():
     x, truth = _contaminated()
     inliers = jnp.asarray(x[: len(truth)])

@@ -161,7 +161,9 @@ class BayesianGaussianMixture(MixtureEstimator):
         where the default from the data applies)."""
         mean_prior = covariance_prior = None
         if self.mean_prior is not None:
-            mean_prior = check_array(self.mean_prior, dtype=[np.float64, np.float32], ensure_2d=False)
+            mean_prior = check_array(
+                self.mean_prior, dtype=[np.float64, np.float32], ensure_2d=False
+            )
             _check_shape(mean_prior, (n_features,), "means")
             mean_prior = np.asarray(mean_prior, dtype)
         dof = self.degrees_of_freedom_prior

@@ -265,7 +265,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         if sample_weight is None:
             return None
         w = _check_sample_weight(sample_weight, x, dtype=x.dtype)
-        check_sample_weight(w, x)  # finite, non-negative, not all zero
+        with computing(x.dtype):
+            check_sample_weight(w, x)  # finite, non-negative, not all zero
         # all ones is the unweighted fit: the initialisers then draw as without weights
         return None if np.all(w == 1) else np.asarray(w, x.dtype)
 

@@ -272,6 +272,23 @@ def test_variational_family_on_chunked_data():
         assert int(chunked.n_iter) == int(in_memory.n_iter) == 15
 
 
+@pytest.mark.slow  # a 32 × 32, K = 32 program (20 s to compile)
+def test_lapack_calls_ordered():
+    """No two blocking LAPACK calls can run at once in a variational fit (the
+    objective's M-step and the loop's are ordered by the pass between them):
+    see tests/test_lapack_order.py for why that would hang on XLA:CPU."""
+    from hlo_lapack import unordered_lapack_pairs
+
+    x = jax.numpy.asarray(np.random.default_rng(0).normal(size=(120, 32)).astype(np.float32))
+
+    def fit(key, x):
+        return jaxem.fit(variational.family("full"), key, x, 32, n_init=3)
+
+    text = jax.jit(fit).lower(jax.random.key(0), x).compile().as_text()
+    assert 'custom_call_target="lapack_spotrf_ffi"' in text
+    assert unordered_lapack_pairs(text, blocking_only=True) == []
+
+
 # ------------------------------------------------------- scikit-learn's checks
 
 # Checks that fail by design, with the reason (scikit-learn's recommended mechanism).

@@ -198,6 +198,29 @@ def test_fitted_estimator_api(capsys):
         BayesianGaussianMixture(mean_prior=[0.0, 0.0, 0.0]).fit(X)
 
 
+def test_priors_and_tol_are_traced():
+    """Changing the priors, tol or reg_covar reuses the compiled fit (they are
+    traced leaves of the family), and they change the fit."""
+    from jaxem._src.api import _fit_program
+
+    first = BayesianGaussianMixture(
+        n_components=K, random_state=0, weight_concentration_prior=1e-2
+    ).fit(X)
+    n_programs = _fit_program.cache_size()
+    second = BayesianGaussianMixture(
+        n_components=K,
+        random_state=0,
+        weight_concentration_prior=10.0,
+        mean_precision_prior=2.0,
+        degrees_of_freedom_prior=3.0,
+        tol=1e-2,
+        reg_covar=1e-5,
+    ).fit(X)
+    assert _fit_program.cache_size() == n_programs
+    assert second.weight_concentration_prior_ == 10.0 and second.degrees_of_freedom_prior_ == 3.0
+    assert not np.allclose(first.weight_concentration_[1], second.weight_concentration_[1])
+
+
 def test_pipeline_grid_search_clone_pickle():
     pipe = make_pipeline(StandardScaler(), BayesianGaussianMixture(random_state=0))
     search = GridSearchCV(

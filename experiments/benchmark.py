@@ -6,6 +6,11 @@ for a fixed number of iterations; the table gives milliseconds per iteration,
 speed-ups, the share of the machine's measured matrix-product rate and memory
 bandwidth reached, and how far each library's answer is from jaxem's.
 
+End-to-end fits of the scikit-learn estimators (``jaxem.sklearn.GaussianMixture``
+and ``BayesianGaussianMixture`` against scikit-learn's, initialisation and
+restarts included, first and later calls apart) are timed by
+``experiments/estimators.py``.
+
 Run from the repository root::
 
     python experiments/benchmark.py [--quick] [--configs full-100k-16-16,...]

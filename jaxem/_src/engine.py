@@ -134,11 +134,14 @@ class FitResult:
         return names if isinstance(names, str) else np.asarray(names)
 
 
-def objective(family: Family, params: PyTree, ll_sum: jax.Array, total: jax.Array) -> jax.Array:
-    """The objective EM monitors, per unit of sample weight: ``(Σ_n w_n log
-    p(x_n | θ) + log p(θ)) / Σ_n w_n`` (the mean log-likelihood without a prior,
-    the mean log posterior with one). Computed here only."""
-    return (ll_sum + family.log_prior(params)) / total
+def objective(
+    family: Family, params: PyTree, stats: PyTree, ll_sum: jax.Array, total: jax.Array
+) -> jax.Array:
+    """The objective EM monitors, per unit of sample weight, from a pass at
+    ``params``: :meth:`Family.objective`, by default ``(Σ_n w_n log p(x_n | θ)
+    + log p(θ)) / Σ_n w_n`` (the mean log-likelihood without a prior, the mean
+    log posterior with one). Every loop computes it here."""
+    return family.objective(params, stats, ll_sum, total)
 
 
 class Starts(NamedTuple):
@@ -182,7 +185,7 @@ def run_em(
 
     def evaluate(params):
         stats, ll_sum, total = reduce(params)
-        return stats, objective(family, params, ll_sum, total)
+        return stats, objective(family, params, stats, ll_sum, total)
 
     def one(start):
         return loop.iterate_statistics(

@@ -14,7 +14,9 @@ never sees loops, chunks, restarts or devices:
   from summed statistics (``params`` are those of the E-step, ``None`` in the
   first M-step from initial responsibilities).
 * :meth:`Family.log_prior`, :meth:`Family.n_parameters` and, where it means
-  something, :meth:`Family.degenerate`.
+  something, :meth:`Family.degenerate`; :meth:`Family.objective`, the value EM
+  monitors (by default the mean log-likelihood plus log prior; a variational
+  family's evidence lower bound).
 * initialisation: :meth:`Family.initial_stats` of all restarts from their keys
   and methods, the data and K (by default responsibilities from
   :data:`jaxem._src.init.INIT_METHODS` on :meth:`Family.init_features`, then
@@ -120,6 +122,16 @@ class Family:
     def log_prior(self, params: PyTree) -> jax.Array:
         """``log p(θ)`` under the family's prior (0 without one)."""
         return jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+
+    def objective(
+        self, params: PyTree, stats: PyTree, ll_sum: jax.Array, total: jax.Array
+    ) -> jax.Array:
+        """The objective EM monitors, per unit of sample weight, from one pass
+        at ``params`` (its summed ``stats`` and ``ll_sum``) and the total
+        weight. Default: ``(Σ w log p(x | θ) + log p(θ)) / Σ w``, the mean log
+        likelihood (log posterior with a prior). A variational family overrides
+        it with its evidence lower bound."""
+        return (ll_sum + self.log_prior(params)) / total
 
     @property
     def has_prior(self) -> bool:

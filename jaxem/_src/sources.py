@@ -434,7 +434,7 @@ def _record(carry, family, params, sums, tol, *, criterion, max_iter):
     stats, ll_sum, total = sums
 
     def one(c, p, s, ll):
-        value = objective(family, p, ll, total)
+        value = objective(family, p, s, ll, total)
         new = loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion)
         return loop.keep_finished(c, new), value
 

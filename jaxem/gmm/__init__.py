@@ -29,7 +29,7 @@ from jaxem._src.gmm.params import GMMParams, make_params
 from jaxem._src.gmm.prior import Prior, default_prior, log_prior
 from jaxem._src.gmm.steps import SuffStats, e_step, m_step, maximize, reshift, suff_stats
 from jaxem._src.sources import PassInfo, array_chunks, print_progress, shard_rows
-from jaxem.gmm import missing, unconstrained
+from jaxem.gmm import missing, unconstrained, variational
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -79,4 +79,5 @@ __all__ = [
     "suff_stats",
     "to_sklearn",
     "unconstrained",
+    "variational",
 ]

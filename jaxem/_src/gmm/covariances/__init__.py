@@ -48,6 +48,12 @@ Conjugate prior (:mod:`jaxem._src.gmm.prior`): ``prior_scale(covariance)``,
 n_aug, nk, scale, dof, D)`` (the MAP M-step) and ``log_prior(prec_chol,
 half_log_det, scale, dof)`` (the covariances' prior density).
 
+Variational posterior (:mod:`jaxem._src.gmm.variational`, Bishop 2006 §10.2):
+``wishart_prior_scale(covariance)`` (scikit-learn's default covariance prior),
+``wishart_dof(dof_prior, nk)`` and ``wishart_covariances(covariance_prior, sk, nk,
+diff, shrinkage, dof)`` (the normal–Wishart update, normalised by the degrees of
+freedom as scikit-learn's ``covariances_``).
+
 Validation and the unconstrained map (:mod:`jaxem._src.gmm.params`,
 :mod:`jaxem._src.gmm.unconstrained`): ``check_values(covariances)`` (concrete
 values), ``unconstrained_shape(K, D)``, ``to_unconstrained(prec_chol)`` and
@@ -104,6 +110,9 @@ INTERFACE = (
     "prior_dof_bound",
     "posterior_covariances",
     "log_prior",
+    "wishart_prior_scale",
+    "wishart_dof",
+    "wishart_covariances",
     "check_values",
     "unconstrained_shape",
     "to_unconstrained",

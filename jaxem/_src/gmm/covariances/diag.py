@@ -184,6 +184,33 @@ def inverse_gamma_log_density(precisions_cholesky: jax.Array, prior) -> jax.Arra
     )
 
 
+# --------------------------------------------------- the variational posterior
+# (jaxem._src.gmm.variational) independent Gamma posteriors per feature.
+
+
+def wishart_prior_scale(covariance: jax.Array) -> jax.Array:
+    """(D,) scikit-learn's default covariance prior: the feature variances."""
+    return jnp.diagonal(covariance, axis1=-2, axis2=-1)
+
+
+def wishart_dof(dof_prior: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) ``ν_k = ν_0 + n_k``."""
+    return dof_prior + nk
+
+
+def wishart_covariances(
+    covariance_prior: jax.Array,
+    sk: jax.Array,
+    nk: jax.Array,
+    diff: jax.Array,
+    shrinkage: jax.Array,
+    dof: jax.Array,
+) -> jax.Array:
+    """(K, D) ``σ²_kd = (ψ_0d + n_k (s_kd + (β_0/β_k) d_kd²)) / ν_k``."""
+    cov = covariance_prior + nk[:, None] * (sk + shrinkage[:, None] * jnp.square(diff))
+    return cov / dof[:, None]
+
+
 # ------------------------------------------------ validation, unconstrained map
 # (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
 

@@ -257,6 +257,36 @@ def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) ->
     return log_norm + (dof + d + 1) * half_log_det - 0.5 * trace
 
 
+# --------------------------------------------------- the variational posterior
+# (jaxem._src.gmm.variational) Λ_k ~ W(ν_k, (ν_k Σ_k)⁻¹), Bishop (2006) eq. 10.62–10.63.
+
+
+def wishart_prior_scale(covariance: jax.Array) -> jax.Array:
+    """(D, D) scikit-learn's default covariance prior: the data covariance."""
+    return covariance
+
+
+def wishart_dof(dof_prior: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) ``ν_k = ν_0 + n_k``."""
+    return dof_prior + nk
+
+
+def wishart_covariances(
+    covariance_prior: jax.Array,
+    sk: jax.Array,
+    nk: jax.Array,
+    diff: jax.Array,
+    shrinkage: jax.Array,
+    dof: jax.Array,
+) -> jax.Array:
+    """(K, D, D) ``Σ_k = (Ψ_0 + n_k S_k + n_k (β_0/β_k) d_k d_kᵀ) / ν_k``, with
+    ``S_k`` the responsibility-weighted covariance, ``d_k = x̄_k − m_0`` and
+    ``shrinkage`` ``β_0/β_k`` (K,)."""
+    outer = diff[:, :, None] * diff[:, None, :]
+    cov = covariance_prior + nk[:, None, None] * sk + (nk * shrinkage)[:, None, None] * outer
+    return cov / dof[:, None, None]
+
+
 # ------------------------------------------------ validation, unconstrained map
 # (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
 

@@ -167,6 +167,33 @@ def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) ->
     return diag.inverse_gamma_log_density(precisions_cholesky, prior)
 
 
+# --------------------------------------------------- the variational posterior
+# (jaxem._src.gmm.variational) one Gamma posterior per component.
+
+
+def wishart_prior_scale(covariance: jax.Array) -> jax.Array:
+    """() scikit-learn's default covariance prior: the mean feature variance."""
+    return jnp.mean(jnp.diagonal(covariance, axis1=-2, axis2=-1), axis=-1)
+
+
+def wishart_dof(dof_prior: jax.Array, nk: jax.Array) -> jax.Array:
+    """(K,) ``ν_k = ν_0 + n_k``."""
+    return dof_prior + nk
+
+
+def wishart_covariances(
+    covariance_prior: jax.Array,
+    sk: jax.Array,
+    nk: jax.Array,
+    diff: jax.Array,
+    shrinkage: jax.Array,
+    dof: jax.Array,
+) -> jax.Array:
+    """(K,) ``σ²_k = (ψ_0 + n_k (s_k + (β_0/β_k) mean_d d_kd²)) / ν_k``."""
+    cov = covariance_prior + nk * (sk + shrinkage * jnp.mean(jnp.square(diff), axis=-1))
+    return cov / dof
+
+
 # ------------------------------------------------ validation, unconstrained map
 # (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
 

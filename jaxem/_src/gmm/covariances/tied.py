@@ -186,6 +186,35 @@ def log_prior(precisions_cholesky: jax.Array, half_log_det: jax.Array, prior) ->
     return full.log_prior(precisions_cholesky, half_log_det, prior)
 
 
+# --------------------------------------------------- the variational posterior
+# (jaxem._src.gmm.variational) one Wishart shared by the components.
+
+
+def wishart_prior_scale(covariance: jax.Array) -> jax.Array:
+    """(D, D) scikit-learn's default covariance prior: the data covariance."""
+    return covariance
+
+
+def wishart_dof(dof_prior: jax.Array, nk: jax.Array) -> jax.Array:
+    """() ``ν = ν_0 + Σ_k n_k / K`` (scikit-learn's tied update)."""
+    return dof_prior + jnp.sum(nk) / nk.shape[-1]
+
+
+def wishart_covariances(
+    covariance_prior: jax.Array,
+    sk: jax.Array,
+    nk: jax.Array,
+    diff: jax.Array,
+    shrinkage: jax.Array,
+    dof: jax.Array,
+) -> jax.Array:
+    """(D, D) ``Σ = (Ψ_0 + S Σ_k n_k / K + (1/K) Σ_k n_k (β_0/β_k) d_k d_kᵀ) / ν``
+    (``S`` the pooled covariance)."""
+    k = nk.shape[-1]
+    spread = jnp.einsum("k,kd,ke->de", nk * shrinkage, diff, diff) / k
+    return (covariance_prior + sk * (jnp.sum(nk) / k) + spread) / dof
+
+
 # ------------------------------------------------ validation, unconstrained map
 # (jaxem._src.gmm.params, jaxem._src.gmm.unconstrained)
 

@@ -296,6 +296,7 @@ def test_categorical_sample_recovers_its_probabilities():
     np.testing.assert_allclose(freq, CATEGORICAL.probs, atol=0.03)
 
 
+@pytest.mark.slow  # four programs; the default run checks float32 fits of the Gaussian family
 def test_float32_fits_agree_with_float64():
     """Both families fit in float32 to the float64 optimum (same key, same starts),
     and their float32 log-likelihood is that of their parameters in float64.

@@ -34,6 +34,7 @@ mixture needs only those and :meth:`~Family.n_parameters`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from typing import Any, ClassVar
@@ -47,9 +48,23 @@ from jaxem._src.chunking import chunk_rows
 from jaxem._src.init import INIT_METHODS, group_of, init_resp
 from jaxem._src.validation import as_data
 
-__all__ = ["Family", "MixtureFamily"]
+__all__ = ["Family", "MixtureFamily", "log_weights", "weights_from_logs"]
 
 PyTree = Any
+
+
+def log_weights(weights: jax.Array) -> jax.Array:
+    """(K,) ``log π_k`` of the active components, 0 (a finite placeholder) for
+    the inactive ones: coordinates of the weights in which to extrapolate."""
+    active = weights > 0
+    return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
+
+
+def weights_from_logs(logs: jax.Array, like: jax.Array) -> jax.Array:
+    """The inverse of :func:`log_weights`: ``softmax`` over the components
+    active in ``like`` (K,), exactly 0 for the others (they stay inactive)."""
+    active = like > 0
+    return jnp.where(active, jax.nn.softmax(jnp.where(active, logs, -jnp.inf)), 0)
 
 
 class Family:
@@ -131,6 +146,19 @@ class Family:
         """Parameters with derived fields recomputed from the primary ones (after
         averaging iterates, say). Default: as they are."""
         return params
+
+    def unconstrain(self, params: PyTree) -> PyTree:
+        """Coordinates in which an accelerated EM (SQUAREM,
+        :mod:`jaxem._src.acceleration`) extrapolates: a pytree of finite reals
+        that :meth:`constrain` maps back to valid parameters. Default: the
+        parameters themselves."""
+        return params
+
+    def constrain(self, u: PyTree, like: PyTree) -> PyTree:
+        """Parameters from :meth:`unconstrain`'s coordinates ``u``; ``like``
+        are parameters whose structure they share (which components are
+        inactive, static fields). Default: ``u`` itself."""
+        return u
 
     def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:
         """Statistics computed under ``old`` parameters re-expressed so that they
@@ -258,6 +286,14 @@ class MixtureFamily(Family):
     def log_components(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log p(x_n | θ_k)``."""
         raise NotImplementedError
+
+    def unconstrain(self, params: PyTree) -> PyTree:
+        """The weights as log-weights (:func:`log_weights`), the other fields as
+        they are; families with constrained component parameters override it."""
+        return dataclasses.replace(params, weights=log_weights(params.weights))
+
+    def constrain(self, u: PyTree, like: PyTree) -> PyTree:
+        return dataclasses.replace(u, weights=weights_from_logs(u.weights, like.weights))
 
     def n_components_of(self, params: PyTree) -> int:
         return params.weights.shape[-1]

@@ -33,6 +33,12 @@ poissmix.loglik <- function(p, y) {
 }
 
 pf1 <- fpiter(p = p0, y = y, fixptfn = poissmix.em, objfn = poissmix.loglik, control = list(tol = tol))
+# EM's trajectory: the log-likelihood of the parameters entering iteration k (k = 1:
+# the start), at k = 1..10 and every 100th, from a run with intermed = TRUE.
+traj <- fpiter(p = p0, y = y, fixptfn = poissmix.em, objfn = poissmix.loglik,
+               control = list(tol = tol, intermed = TRUE))$p.intermed
+ks <- sort(unique(c(1:10, seq(100, nrow(traj), by = 100), nrow(traj))))
+em_ll <- sapply(ks, function(k) -poissmix.loglik(traj[k, 1:3], y))
 pf2 <- squarem(p = p0, y = y, fixptfn = poissmix.em, objfn = poissmix.loglik,
                control = list(tol = tol, intermed = TRUE))
 
@@ -46,7 +52,8 @@ cat('  "start": ', num(p0), ",\n", sep = "")
 cat('  "parametrisation": "par = (p, mu1, mu2): weight of component 1 and the two Poisson means; objective = negative summed log-likelihood",\n')
 cat('  "em": {"fpevals": ', pf1$fpevals, ', "objfevals": ', pf1$objfevals,
     ', "convergence": ', tolower(pf1$convergence), ', "par": ', num(pf1$par),
-    ', "loglik": ', sprintf("%.17g", -pf1$value.objfn), "},\n", sep = "")
+    ', "loglik": ', sprintf("%.17g", -pf1$value.objfn),
+    ', "trajectory_iterations": ', num(ks), ', "trajectory_loglik": ', num(em_ll), "},\n", sep = "")
 cat('  "squarem": {"fpevals": ', pf2$fpevals, ', "objfevals": ', pf2$objfevals,
     ', "iter": ', pf2$iter, ', "convergence": ', tolower(pf2$convergence),
     ', "par": ', num(pf2$par), ', "loglik": ', sprintf("%.17g", -pf2$value.objfn),

@@ -14,15 +14,22 @@ with ``α`` clamped to ``[step_min, step_max]``. When ``|α − 1| > 0.01`` a pl
 EM step from ``θ'`` stabilises it, ``θ_new = F(θ')``; the objective of
 ``θ_new`` must not fall below that of ``θ₀`` by more than ``objective_slack``,
 otherwise the cycle falls back to ``θ_new = θ₂`` (two plain EM steps, which
-never decrease it). ``step_max`` adapts as in the R package SQUAREM
+never decrease it in exact arithmetic; where they do, because an M-step is not
+an ascent step of the monitored objective — ``reg_covar``, or a component
+dropped when its mass underflows after a jump towards a likelihood spike — the
+loop stops and returns ``θ₀``). ``step_max`` adapts as in the R package SQUAREM
 (Varadhan 2021, ``squarem1``): it starts at ``step_max0``, is multiplied by
 ``mstep`` each time ``α`` reaches it, and divided by ``mstep`` (not below
 ``step_max0``) when an extrapolation at ``step_max`` is rejected.
 
-Here the extrapolation is taken in the family's unconstrained coordinates
-(:meth:`jaxem.Family.unconstrain`: log-weights, log-rates, logits, the log
-diagonal of precision Cholesky factors), so ``θ'`` is always a valid
-parameter; a component of weight 0 stays inactive (its coordinates are masked).
+A family's fit extrapolates in the parameters' own coordinates, as the package
+does, and a point outside the parameter space (:meth:`jaxem.Family.valid`: a
+negative weight or rate, a probability above 1) is rejected like a decrease; or,
+with ``Squarem(coordinates="unconstrained")``, in the family's unconstrained
+coordinates (:meth:`jaxem.Family.unconstrain`: log-weights, log-rates, logits,
+the log diagonal of precision Cholesky factors), where every point is valid.
+A component of weight 0 stays inactive either way (its coordinates are 0 in all
+three points, or masked).
 
 One loop iteration is one pass over the data (one E-step, whose objective comes
 with it, and the M-step of the point it evaluated), and the loop is a small
@@ -46,11 +53,19 @@ from jax.typing import ArrayLike
 
 from jaxem._src import loop
 
-__all__ = ["ACCELERATIONS", "Squarem", "check_accelerate", "iterate_squarem"]
+__all__ = [
+    "ACCELERATIONS",
+    "COORDINATES",
+    "Squarem",
+    "check_accelerate",
+    "family_coordinates",
+    "iterate_squarem",
+]
 
 PyTree = Any
 
 ACCELERATIONS = (None, "squarem")
+COORDINATES = ("natural", "unconstrained")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,18 +85,34 @@ class Squarem:
             mean per unit of sample weight) the objective of a cycle's point may
             fall below the previous one before the cycle falls back to two EM
             steps. 0 keeps the history nondecreasing.
+        coordinates: where a family's fit extrapolates (``jaxem.fit``; for
+            :func:`jaxem.em` the ``transform`` argument decides):
+            ``"natural"`` (default), the parameters themselves, as the R package
+            does, a point outside the parameter space
+            (:meth:`jaxem.Family.valid`) being rejected like a decrease; or
+            ``"unconstrained"``, :meth:`jaxem.Family.unconstrain` (log-weights,
+            log-rates, logits, log-diagonal Cholesky factors), where every
+            point is valid. On experiment 1's overlapping Gaussians and on
+            Hasselblad's Poisson mixture the natural coordinates needed fewer
+            passes (experiments/acceleration.py): a small weight is extrapolated
+            along a straight line instead of exponentially.
     """
 
     step_min0: float = 1.0
     step_max0: float = 1.0
     mstep: float = 4.0
     objective_slack: float = 0.0
+    coordinates: str = "natural"
 
     def __post_init__(self):
         if not (self.step_max0 >= self.step_min0 and self.mstep > 1 and self.objective_slack >= 0):
             raise ValueError(
                 "Squarem needs step_max0 >= step_min0, mstep > 1 and objective_slack >= 0; got "
                 f"{self}"
+            )
+        if self.coordinates not in COORDINATES:
+            raise ValueError(
+                f"Squarem's coordinates must be one of {COORDINATES}; got {self.coordinates!r}"
             )
 
 
@@ -99,12 +130,29 @@ def identity_constrain(u: PyTree, like: PyTree) -> PyTree:
     return u
 
 
+def family_coordinates(family: Any, config: Squarem):
+    """``(unconstrain, constrain(u, like))`` of a family's fit: its own
+    coordinates, or the parameters themselves with a point outside the
+    parameter space made NaN (its objective is then not finite: rejected)."""
+    if config.coordinates == "unconstrained":
+        return family.unconstrain, family.constrain
+
+    def constrain(u, like):
+        ok = family.valid(u)
+        return jax.tree.map(
+            lambda a: jnp.where(ok, a, jnp.nan) if jnp.issubdtype(a.dtype, jnp.floating) else a, u
+        )
+
+    return (lambda p: p), constrain
+
+
 # Roles of the point the last pass evaluated (what the next pass evaluates):
 _START = 0  # nothing yet: the next pass evaluates the starting point (a base)
 _BASE = 1  # θ₀, the cycle's base (recorded): next F(θ₀) = θ₁
 _FIRST = 2  # θ₁: next the extrapolated θ' (or, |α − 1| ≤ 0.01, the candidate θ')
 _EXTRAPOLATED = 3  # θ': next its stabilising step F(θ'), the candidate
 _REJECTED = 4  # a candidate below the base: next θ₂ (the fallback, a base)
+_STALLED = 5  # θ₂ fell below θ₀ (the M-step is no ascent step there): next θ₀, final
 
 # |α − 1| at most this: θ' is (nearly) θ₂ and is not stabilised (the package's 0.01).
 _NO_STABILISATION = 0.01
@@ -192,8 +240,9 @@ def next_point(
         carry.base, carry.point, mapped, carry.step_min, carry.step_max, unconstrain, constrain
     )
     role = carry.role
-    # _START: the start; _BASE, _EXTRAPOLATED: F(point); _FIRST: θ'; _REJECTED: θ₂
-    point = _select(role, start, mapped, extrapolated, mapped, carry.saved)
+    # _START: the start; _BASE, _EXTRAPOLATED: F(point); _FIRST: θ'; _REJECTED: θ₂;
+    # _STALLED: θ₀ again, the returned parameters
+    point = _select(role, start, mapped, extrapolated, mapped, carry.saved, carry.base)
     first = role == _FIRST
     return point, carry._replace(
         saved=_where(first, mapped, carry.saved),
@@ -226,7 +275,12 @@ def record(
     is_candidate = ((role == _FIRST) & ~stabilise) | (role == _EXTRAPOLATED)
     accept = jnp.isfinite(ll) & (ll >= carry.base_ll - config.objective_slack)
     rejected = is_candidate & ~accept
-    is_base = (role == _START) | (role == _REJECTED) | (is_candidate & accept)
+    # Two EM steps never decrease the objective in exact arithmetic, but an M-step
+    # can fail to be an ascent step: with reg_covar, or when a component's mass
+    # underflows to 0 and it is dropped (after a jump to a likelihood spike). Then
+    # the loop stops at θ₀, so the history never decreases.
+    stalled = (role == _REJECTED) & ~(ll >= carry.base_ll) & ~stopped
+    is_base = (role == _START) | ((role == _REJECTED) & ~stalled) | (is_candidate & accept)
     is_base &= ~stopped  # after the rule stopped, the pass is the final one
 
     # The package's step-length rule, once per cycle (when its candidate is judged).
@@ -242,16 +296,21 @@ def record(
 
     advanced = loop.advance(state, ll, tol, criterion)
     new_role = jnp.where(
-        is_base,
-        _BASE,
+        stalled,
+        _STALLED,
         jnp.where(
-            rejected,
-            _REJECTED,
-            jnp.where((role == _FIRST) & stabilise, _EXTRAPOLATED, _FIRST),
+            is_base,
+            _BASE,
+            jnp.where(
+                rejected,
+                _REJECTED,
+                jnp.where((role == _FIRST) & stabilise, _EXTRAPOLATED, _FIRST),
+            ),
         ),
     ).astype(jnp.int32)
+    state = _where(is_base, advanced, state)
     return SquaremCarry(
-        state=_where(is_base, advanced, state),
+        state=state._replace(done=state.done | stalled),
         point=point,
         stats=stats,
         have_stats=jnp.zeros_like(carry.have_stats),

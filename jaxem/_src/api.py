@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxem._src import engine
+from jaxem._src.acceleration import Squarem, check_accelerate
 from jaxem._src.autodiff import forward_mode_only
 from jaxem._src.engine import (
     REFINE_MAX_ITER,
@@ -35,7 +36,6 @@ from jaxem._src.engine import (
     pipeline,
 )
 from jaxem._src.family import Family
-from jaxem._src.acceleration import Squarem, check_accelerate
 from jaxem._src.loop import check_criterion, warn_if_unresolvable
 from jaxem._src.programs import BoundedJit
 from jaxem._src.sources import (

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src import loop
+from jaxem._src import acceleration, loop
 from jaxem._src.family import Family
 from jaxem._src.loop import EMResult
 from jaxem._src.validation import check_scalar, check_static_int
@@ -202,11 +202,15 @@ def run_em(
         stats, ll_sum, total = reduce(params)
         return stats, objective(family, params, ll_sum, total)
 
+    unconstrain = constrain = None
+    if accelerate is not None:
+        unconstrain, constrain = acceleration.family_coordinates(family, accelerate)
+
     def one(start):
         return loop.iterate_statistics(
             maximize, evaluate, start.params, start.stats, start.have_stats,
             tol=tol, max_iter=max_iter, criterion=criterion, accelerate=accelerate,
-            unconstrain=family.unconstrain, constrain=family.constrain,
+            unconstrain=unconstrain, constrain=constrain,
         )  # fmt: skip
 
     return jax.vmap(one)(starts)

@@ -147,10 +147,18 @@ class Family:
         averaging iterates, say). Default: as they are."""
         return params
 
+    def valid(self, params: PyTree) -> jax.Array:
+        """() bool: whether ``params`` lie in the parameter space (weights and
+        rates non-negative, probabilities in [0, 1], Cholesky factors with a
+        positive diagonal). SQUAREM extrapolating in the parameters' own
+        coordinates (:mod:`jaxem._src.acceleration`) rejects a point outside
+        it and falls back to EM steps. Default: always."""
+        return jnp.asarray(True)
+
     def unconstrain(self, params: PyTree) -> PyTree:
-        """Coordinates in which an accelerated EM (SQUAREM,
-        :mod:`jaxem._src.acceleration`) extrapolates: a pytree of finite reals
-        that :meth:`constrain` maps back to valid parameters. Default: the
+        """Unconstrained coordinates (for SQUAREM with
+        ``coordinates="unconstrained"``): a pytree of finite reals that
+        :meth:`constrain` maps back to valid parameters. Default: the
         parameters themselves."""
         return params
 
@@ -286,6 +294,11 @@ class MixtureFamily(Family):
     def log_components(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log p(x_n | θ_k)``."""
         raise NotImplementedError
+
+    def valid(self, params: PyTree) -> jax.Array:
+        """Non-negative weights; families with constrained component
+        parameters add their own conditions."""
+        return jnp.all(params.weights >= 0)
 
     def unconstrain(self, params: PyTree) -> PyTree:
         """The weights as log-weights (:func:`log_weights`), the other fields as

@@ -424,16 +424,15 @@ def _begin(starts, *, max_iter, accelerate):
     return jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, max_iter, dtype))(starts)
 
 
-@jax.jit
-def _next_params(family, carry, context):
+@functools.partial(jax.jit, static_argnames=("accelerate",))
+def _next_params(family, carry, context, *, accelerate=None):
     def maximize(stats, params):
         return family.maximize(stats, params, context)
 
-    if isinstance(carry, acceleration.SquaremCarry):
+    if accelerate is not None:
         # the next point of each SQUAREM cycle, and the carry that remembers it
-        return jax.vmap(
-            lambda c: acceleration.next_point(c, maximize, family.unconstrain, family.constrain)
-        )(carry)
+        coordinates = acceleration.family_coordinates(family, accelerate)
+        return jax.vmap(lambda c: acceleration.next_point(c, maximize, *coordinates))(carry)
     return jax.vmap(lambda c: loop.next_params(c, maximize))(carry), carry
 
 
@@ -560,7 +559,7 @@ class HostChunks:
         iteration = 0
         while not bool(jnp.all(carry.finished)):
             started = time.perf_counter()
-            params, carry = _next_params(family, carry, context)
+            params, carry = _next_params(family, carry, context, accelerate=accelerate)
             sums, n_chunks = self._pass(family, params, context)
             running = ~np.asarray(carry.state.done | (carry.state.n_iter >= max_iter))
             carry, values = _record(

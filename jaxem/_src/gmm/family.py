@@ -188,6 +188,12 @@ class GaussianFamily(MixtureFamily):
             return jnp.zeros((), params.dtype)
         return log_prior(params, self.prior)
 
+    def valid(self, params):
+        factor = params.precisions_cholesky
+        if params.covariance_type in ("full", "tied"):
+            factor = jnp.diagonal(factor, axis1=-2, axis2=-1)
+        return super().valid(params) & jnp.all(factor > 0)
+
     def unconstrain(self, params):
         # log-weights, means, the precision Cholesky factors' free coordinates
         # (log diagonal): jaxem.gmm.unconstrained, inactive logits made finite

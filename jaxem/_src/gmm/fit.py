@@ -17,13 +17,13 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxem._src import api
+from jaxem._src.acceleration import Squarem
 from jaxem._src.engine import REFINE_MAX_ITER, REFINE_TOL, FitResult, SelectionResult
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import GaussianFamily, check_formulation
 from jaxem._src.gmm.moments import ACCURACY_THRESHOLD
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.prior import Prior, check_prior
-from jaxem._src.acceleration import Squarem
 from jaxem._src.loop import EMResult
 from jaxem._src.sources import InMemory, PassInfo
 from jaxem._src.validation import as_data, check_scalar, concrete

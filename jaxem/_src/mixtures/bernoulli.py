@@ -113,6 +113,9 @@ class Bernoulli(DiscreteMixture):
         probs = jnp.where(active[:, None], probs, mean)  # a finite placeholder when inactive
         return BernoulliParams(mixture_weights(nk, self.dirichlet), probs)
 
+    def valid(self, params):
+        return super().valid(params) & jnp.all((params.probs >= 0) & (params.probs <= 1))
+
     def unconstrain(self, params):
         logits = log_floor(params.probs) - log_floor(1 - params.probs)
         return BernoulliParams(log_weights(params.weights), logits)

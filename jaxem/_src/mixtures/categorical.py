@@ -217,6 +217,10 @@ class Categorical(DiscreteMixture):
         probs = jnp.where(use, flush_subnormal(counts / jnp.where(use, totals, 1)), marginal)
         return CategoricalParams(mixture_weights(nk, self.dirichlet), probs)
 
+    def valid(self, params):
+        # affine combinations keep every block summing to 1; only signs can fail
+        return super().valid(params) & jnp.all(params.probs >= 0)
+
     def unconstrain(self, params):
         return CategoricalParams(log_weights(params.weights), log_floor(params.probs))
 

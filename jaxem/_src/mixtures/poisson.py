@@ -107,6 +107,9 @@ class Poisson(DiscreteMixture):
         rates = jnp.where(active[:, None], rates, mean)  # a finite placeholder when inactive
         return PoissonParams(mixture_weights(nk, self.dirichlet), rates)
 
+    def valid(self, params):
+        return super().valid(params) & jnp.all(params.rates >= 0)
+
     def unconstrain(self, params):
         return PoissonParams(log_weights(params.weights), log_floor(params.rates))
 

@@ -264,3 +264,21 @@ def test_accelerate_argument_is_checked():
     with pytest.raises(ValueError, match="coordinates"):
         jaxem.Squarem(coordinates="logit")
     assert loop.EMResult.__dataclass_fields__["n_evals"].default is None
+
+
+def test_host_chunks_follow_the_same_cycles(ref):
+    # The out-of-core host loop runs the same state machine pass by pass: data
+    # read in chunks (with their weights) give the in-memory fit's cycles.
+    x = np.asarray(ref["data"]["deaths"], np.float64)[:, None]
+    freq = np.asarray(ref["data"]["freq"], np.float64)
+    kwargs = dict(start=poisson_start(ref), tol=1e-12, max_iter=200, n_refine=0)
+    memory = jaxem.fit(
+        mixtures.Poisson(), None, x, sample_weight=freq, accelerate="squarem", **kwargs
+    )
+    pieces = [(x[:4], freq[:4]), (x[4:8], freq[4:8]), (x[8:], freq[8:])]
+    chunked = jaxem.fit(
+        mixtures.Poisson(), None, jaxem.chunks(pieces), accelerate="squarem", **kwargs
+    )
+    assert int(chunked.n_evals) == int(memory.n_evals)
+    assert int(chunked.n_iter) == int(memory.n_iter)
+    np.testing.assert_allclose(chunked.log_likelihood, memory.log_likelihood, rtol=1e-12)

@@ -102,8 +102,8 @@ def test_poisson_family_matches_the_package(ref):
     # Map evaluations: 85 against the package's 72 (+18%). The difference is
     # jaxem's strict safeguard (the package accepts cycle 14's decrease;
     # objective_slack=1/1096 gives 76) and the two weights (w, 1 − w) as
-    # coordinates where the package has one. Margin stated: within 25%.
-    assert abs(int(fit.n_evals) - ref["squarem"]["fpevals"]) <= 0.25 * ref["squarem"]["fpevals"]
+    # coordinates where the package has one. Margin stated: within 20%.
+    assert abs(int(fit.n_evals) - ref["squarem"]["fpevals"]) <= 0.2 * ref["squarem"]["fpevals"]
     h = np.asarray(fit.history[: int(fit.n_iter)])
     assert np.all(np.diff(h) >= 0)
 
@@ -282,3 +282,44 @@ def test_host_chunks_follow_the_same_cycles(ref):
     assert int(chunked.n_evals) == int(memory.n_evals)
     assert int(chunked.n_iter) == int(memory.n_iter)
     np.testing.assert_allclose(chunked.log_likelihood, memory.log_likelihood, rtol=1e-12)
+
+
+@pytest.mark.slow  # eight compiled programs, tiny problems: about 30 s
+def test_acceleration_script_runs(tmp_path):
+    import sys
+
+    experiments = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+    if str(experiments) not in sys.path:
+        sys.path.insert(0, str(experiments))
+    import acceleration as script
+
+    out = script.main(
+        [
+            "--seeds", "2", "--n", "60", "--separations", "1", "--max-iter-em", "300",
+            "--max-iter-squarem", "100", "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert (tmp_path / "acceleration.md").read_text().startswith("# ")
+    assert out["hasselblad"]["port_max_abs_diff_per_cycle"] < 1e-8
+
+
+def test_poisson_family_matches_the_package_from_three_starts():
+    # experiments/reference/squarem.R ran the package from three starts (the help
+    # page's, the vignette's and a fixed one): 45, 72 and 72 evaluations for
+    # SQUAREM. jaxem's strict, natural-coordinate SQUAREM takes 41, 85 and 69
+    # passes to the same log-likelihood: within 20% of the package's count.
+    ref = json.loads((REFERENCE.parent / "squarem_reference.json").read_text())
+    freq = np.asarray(ref["meta"]["data"]["freq"], np.float64)
+    x = np.asarray(ref["meta"]["data"]["deaths"], np.float64)[:, None]
+    for name, start in ref["starts"].items():
+        p0 = start["p0"]
+        params = mixtures.PoissonParams(
+            jnp.asarray([p0[0], 1 - p0[0]]), jnp.asarray([[p0[1]], [p0[2]]])
+        )
+        fit = jaxem.fit(
+            mixtures.Poisson(), None, x, start=params, sample_weight=freq, tol=1e-12,
+            max_iter=3000, n_refine=0, accelerate="squarem",
+        )  # fmt: skip
+        package = start["runs"]["sqs3"]
+        assert abs(float(fit.log_likelihood) * freq.sum() - package["loglik"]) < 1e-9, name
+        assert abs(int(fit.n_evals) - package["fpevals"]) <= 0.2 * package["fpevals"], name

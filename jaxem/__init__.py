@@ -2,7 +2,8 @@
 
 The public API, re-exported explicitly (everything under ``jaxem._src`` is private):
 
-* the generic loop: :func:`em`, :func:`iterate`, :class:`EMResult` and its status codes;
+* the generic loop: :func:`em`, :func:`iterate`, :class:`EMResult` and its status codes,
+  and its acceleration :class:`Squarem` (``accelerate="squarem"``);
 * the engine for any model family: :func:`fit`, :func:`select`, :func:`fit_online`,
   the data sources :func:`chunks` (out of core) and :func:`sharded` (several
   devices), and the seam :class:`Family` / :class:`MixtureFamily`;
@@ -13,6 +14,7 @@ The public API, re-exported explicitly (everything under ``jaxem._src`` is priva
 """
 
 from jaxem import gmm, hierarchical, kmeans, mixtures
+from jaxem._src.acceleration import Squarem
 from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded
 from jaxem._src.engine import FitResult, SelectionResult
 from jaxem._src.family import Family, MixtureFamily
@@ -46,6 +48,7 @@ __all__ = [
     "PassInfo",
     "SelectionResult",
     "ShardedData",
+    "Squarem",
     "chunks",
     "em",
     "fit",

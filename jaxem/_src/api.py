@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxem._src import engine
+from jaxem._src.acceleration import Squarem, check_accelerate
 from jaxem._src.autodiff import forward_mode_only
 from jaxem._src.engine import (
     REFINE_MAX_ITER,
@@ -188,6 +189,7 @@ def fit(
     refine_max_iter: int = REFINE_MAX_ITER,
     start: PyTree | None = None,
     criterion: str = "change",
+    accelerate: str | Squarem | None = None,
 ) -> FitResult:
     """Fit a model of ``family`` by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -229,6 +231,11 @@ def fit(
             batch of restarts along a leading axis.
         criterion: the screening's stopping rule, ``"change"`` (scikit-learn's)
             or ``"aitken"`` (:func:`jaxem.iterate`), static.
+        accelerate: ``None`` (plain EM, the default), ``"squarem"`` or a
+            :class:`jaxem.Squarem` (static): SQUAREM (Varadhan & Roland 2008)
+            in the family's unconstrained coordinates, for screening and
+            refinement; ``n_iter`` then counts SQUAREM cycles and
+            ``n_evals`` passes over the data. The objective never decreases.
 
     Returns:
         :class:`~jaxem.FitResult`.
@@ -252,6 +259,7 @@ def fit(
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     check_criterion(criterion)
+    accelerate = check_accelerate(accelerate)
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     n_active = check_n_active(n_active, n_components)
 
@@ -260,7 +268,7 @@ def fit(
             raise ValueError("chunked data carry their own sample weights as (x, w) chunks")
         return _fit_chunks(
             family, key, x, n_components, init, n_init, tol, max_iter, n_active,
-            n_refine, refine_tol, refine_max_iter, start, criterion,
+            n_refine, refine_tol, refine_max_iter, start, criterion, accelerate,
         )  # fmt: skip
     if isinstance(x, ShardedData):
         source, n_samples = _sharded_source(family, key, x, sample_weight, n_components, start)
@@ -284,6 +292,7 @@ def fit(
         n_refine=n_refine,
         refine_max_iter=refine_max_iter,
         criterion=criterion,
+        accelerate=accelerate,
     )
     if start is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
@@ -305,7 +314,7 @@ def _floating(a) -> bool:
 
 def _fit_chunks(
     family, key, data, n_components, init, n_init, tol, max_iter, n_active,
-    n_refine, refine_tol, refine_max_iter, start, criterion,
+    n_refine, refine_tol, refine_max_iter, start, criterion, accelerate=None,
 ):  # fmt: skip
     dtype = _chunk_dtype(data, start)
     if criterion == "change":
@@ -318,7 +327,9 @@ def _fit_chunks(
         callback=data.callback,
     )
     methods = () if start is not None else init_methods_for(family, init, n_init, data.init_size)
-    config = FitConfig(n_components, methods, max_iter, n_refine, refine_max_iter, criterion)
+    config = FitConfig(
+        n_components, methods, max_iter, n_refine, refine_max_iter, criterion, accelerate
+    )
     if start is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
     result, _, _ = pipeline(
@@ -457,6 +468,7 @@ def select(
     n_refine: int | None = None,
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
+    accelerate: str | Squarem | None = None,
 ) -> SelectionResult:
     """Fit every (model, K) and pick the lowest BIC (or AIC).
 
@@ -474,7 +486,7 @@ def select(
         criterion: ``"bic"`` (``−2 log L + p log N``) or ``"aic"`` (``−2 log L +
             2p``), with ``N`` the total sample weight; lower is better.
         init, n_init, tol, max_iter, sample_weight, n_refine, refine_tol,
-            refine_max_iter: as in :func:`fit`.
+            refine_max_iter, accelerate: as in :func:`fit`.
 
     Returns:
         :class:`~jaxem.SelectionResult`; with a prior, the criteria use the
@@ -492,6 +504,7 @@ def select(
     n_init = check_static_int("n_init", n_init, minimum=1)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
+    accelerate = check_accelerate(accelerate)
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     names = tuple(families)
     first = families[names[0]]
@@ -516,6 +529,7 @@ def select(
             max_iter=max_iter,
             n_refine=n_refine,
             refine_max_iter=refine_max_iter,
+            accelerate=accelerate,
         )
         results, s, ll = _select_program(
             family,

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src import loop
+from jaxem._src import acceleration, loop
 from jaxem._src.family import Family
 from jaxem._src.loop import EMResult
 from jaxem._src.validation import check_scalar, check_static_int
@@ -92,6 +92,9 @@ class FitResult:
         restart_degenerate: (n_init,) whether each restart ended degenerate
             (:meth:`Family.degenerate`); such restarts are chosen only if all are.
         restart_refined: (n_init,) whether each restart was refined.
+        n_evals: () passes over the data of the chosen restart when EM was
+            accelerated (``n_iter`` then counts its SQUAREM cycles); ``None``
+            for plain EM (:attr:`evaluations` gives it either way).
         init_methods: static, the family's initialisation methods.
     """
 
@@ -108,7 +111,19 @@ class FitResult:
     restart_initializers: jax.Array
     restart_degenerate: jax.Array
     restart_refined: jax.Array
+    n_evals: jax.Array | None = None
     init_methods: tuple[str, ...] = dataclasses.field(default=(), metadata=dict(static=True))
+
+    @property
+    def evaluations(self) -> jax.Array:
+        """Passes over the data of the chosen restart: :attr:`n_evals` when
+        accelerated; for plain EM one per iteration and one for the returned
+        parameters of each loop (``n_iter + 1``, ``n_iter + 2`` if refined)."""
+        if self.n_evals is not None:
+            return self.n_evals
+        best = jnp.asarray(self.best_restart)[..., None]
+        refined = jnp.take_along_axis(jnp.asarray(self.restart_refined), best, axis=-1)[..., 0]
+        return self.n_iter + 1 + refined
 
     @property
     def initializer(self) -> str | np.ndarray:
@@ -172,11 +187,14 @@ def run_em(
     tol: ArrayLike,
     max_iter: int,
     criterion: str,
+    accelerate: Any = None,
 ) -> EMResult:
     """EM from a batch of starts (leading axis), one compiled ``while_loop``
     each under ``vmap``: the loop of every traceable source. ``reduce(params) ->
     (stats, Σ w log p, Σ w)`` is the source's pass summed over the data; the
-    monitored value is :func:`objective`."""
+    monitored value is :func:`objective`. ``accelerate`` (static): ``None`` or
+    SQUAREM in the family's unconstrained coordinates
+    (:meth:`~jaxem.Family.unconstrain`)."""
     if not isinstance(starts, Starts):
         starts = from_params(reduce, starts)
 
@@ -187,10 +205,15 @@ def run_em(
         stats, ll_sum, total = reduce(params)
         return stats, objective(family, params, stats, ll_sum, total)
 
+    unconstrain = constrain = None
+    if accelerate is not None:
+        unconstrain, constrain = acceleration.family_coordinates(family, accelerate)
+
     def one(start):
         return loop.iterate_statistics(
             maximize, evaluate, start.params, start.stats, start.have_stats,
-            tol=tol, max_iter=max_iter, criterion=criterion,
+            tol=tol, max_iter=max_iter, criterion=criterion, accelerate=accelerate,
+            unconstrain=unconstrain, constrain=constrain,
         )  # fmt: skip
 
     return jax.vmap(one)(starts)
@@ -310,6 +333,7 @@ def _merge(results: EMResult, more: EMResult, top: jax.Array):
         n_iter=results.n_iter.at[top].add(more.n_iter),
         converged=results.converged.at[top].set(more.converged),
         status=results.status.at[top].set(more.status),
+        n_evals=None if results.n_evals is None else results.n_evals.at[top].add(more.n_evals),
     )
     refined = jnp.zeros(results.n_iter.shape, bool).at[top].set(True)
     return merged, refined
@@ -377,6 +401,7 @@ def best_of(
         restart_initializers=codes,
         restart_degenerate=bad,
         restart_refined=refined,
+        n_evals=chosen.n_evals,
         init_methods=tuple(family.init_methods),
     )
 
@@ -394,6 +419,7 @@ class FitConfig:
     n_refine: int
     refine_max_iter: int
     criterion: str = "change"
+    accelerate: Any = None  # None or an acceleration.Squarem (hashable)
 
 
 def pipeline(
@@ -443,6 +469,7 @@ def pipeline(
         tol=tol,
         max_iter=config.max_iter,
         criterion=config.criterion,
+        accelerate=config.accelerate,
     )
     refined = jnp.zeros(results.n_iter.shape, bool)
     if config.n_refine:
@@ -456,6 +483,7 @@ def pipeline(
                 tol=refine_tol,
                 max_iter=config.refine_max_iter,
                 criterion="aitken",
+                accelerate=config.accelerate,
             )
 
         results, refined = refine(family, results, context, run, config.n_refine)

@@ -36,6 +36,7 @@ mixture needs only those and :meth:`~Family.n_parameters`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from typing import Any, ClassVar
@@ -49,9 +50,23 @@ from jaxem._src.chunking import chunk_rows
 from jaxem._src.init import INIT_METHODS, group_of, init_resp
 from jaxem._src.validation import as_data
 
-__all__ = ["Family", "MixtureFamily"]
+__all__ = ["Family", "MixtureFamily", "log_weights", "weights_from_logs"]
 
 PyTree = Any
+
+
+def log_weights(weights: jax.Array) -> jax.Array:
+    """(K,) ``log π_k`` of the active components, 0 (a finite placeholder) for
+    the inactive ones: coordinates of the weights in which to extrapolate."""
+    active = weights > 0
+    return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
+
+
+def weights_from_logs(logs: jax.Array, like: jax.Array) -> jax.Array:
+    """The inverse of :func:`log_weights`: ``softmax`` over the components
+    active in ``like`` (K,), exactly 0 for the others (they stay inactive)."""
+    active = like > 0
+    return jnp.where(active, jax.nn.softmax(jnp.where(active, logs, -jnp.inf)), 0)
 
 
 class Family:
@@ -143,6 +158,27 @@ class Family:
         """Parameters with derived fields recomputed from the primary ones (after
         averaging iterates, say). Default: as they are."""
         return params
+
+    def valid(self, params: PyTree) -> jax.Array:
+        """() bool: whether ``params`` lie in the parameter space (weights and
+        rates non-negative, probabilities in [0, 1], Cholesky factors with a
+        positive diagonal). SQUAREM extrapolating in the parameters' own
+        coordinates (:mod:`jaxem._src.acceleration`) rejects a point outside
+        it and falls back to EM steps. Default: always."""
+        return jnp.asarray(True)
+
+    def unconstrain(self, params: PyTree) -> PyTree:
+        """Unconstrained coordinates (for SQUAREM with
+        ``coordinates="unconstrained"``): a pytree of finite reals that
+        :meth:`constrain` maps back to valid parameters. Default: the
+        parameters themselves."""
+        return params
+
+    def constrain(self, u: PyTree, like: PyTree) -> PyTree:
+        """Parameters from :meth:`unconstrain`'s coordinates ``u``; ``like``
+        are parameters whose structure they share (which components are
+        inactive, static fields). Default: ``u`` itself."""
+        return u
 
     def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:
         """Statistics computed under ``old`` parameters re-expressed so that they
@@ -270,6 +306,19 @@ class MixtureFamily(Family):
     def log_components(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log p(x_n | θ_k)``."""
         raise NotImplementedError
+
+    def valid(self, params: PyTree) -> jax.Array:
+        """Non-negative weights; families with constrained component
+        parameters add their own conditions."""
+        return jnp.all(params.weights >= 0)
+
+    def unconstrain(self, params: PyTree) -> PyTree:
+        """The weights as log-weights (:func:`log_weights`), the other fields as
+        they are; families with constrained component parameters override it."""
+        return dataclasses.replace(params, weights=log_weights(params.weights))
+
+    def constrain(self, u: PyTree, like: PyTree) -> PyTree:
+        return dataclasses.replace(u, weights=weights_from_logs(u.weights, like.weights))
 
     def n_components_of(self, params: PyTree) -> int:
         return params.weights.shape[-1]

@@ -90,6 +90,11 @@ class EMResult:
             iterations.
         status: () int32, :data:`CONVERGED`, :data:`MAX_ITER` or
             :data:`NONFINITE` (:func:`status_name` names it).
+        n_evals: () int32, passes over the data (E-steps, each giving the
+            objective and, with the M-step of its point, one evaluation of the
+            EM map) of an accelerated run, where ``n_iter`` counts its cycles
+            (:mod:`jaxem._src.acceleration`); ``None`` for plain EM, where it
+            is ``n_iter + 1`` (:attr:`evaluations` gives it either way).
     """
 
     params: PyTree
@@ -98,6 +103,14 @@ class EMResult:
     n_iter: jax.Array
     converged: jax.Array
     status: jax.Array
+    n_evals: jax.Array | None = None
+
+    @property
+    def evaluations(self) -> jax.Array:
+        """Passes over the data, E-steps: :attr:`n_evals` of an accelerated
+        run, ``n_iter + 1`` of plain EM (one per iteration and the final one
+        that evaluates the returned parameters)."""
+        return self.n_iter + 1 if self.n_evals is None else self.n_evals
 
 
 class LoopState(NamedTuple):
@@ -172,6 +185,8 @@ def iterate(
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
     criterion: str = "change",
+    accelerate: Any = None,
+    transform: tuple[Callable[[PyTree], PyTree], Callable[[PyTree], PyTree]] | None = None,
 ) -> EMResult:
     """Iterate ``params <- step(params)`` until a stopping rule holds.
 
@@ -208,6 +223,15 @@ def iterate(
         max_iter: maximum number of iterations; static (it fixes ``history``'s
             shape).
         criterion: ``"change"`` or ``"aitken"`` (static), see above.
+        accelerate: ``None`` (plain iteration, the default), ``"squarem"`` or a
+            :class:`jaxem.Squarem` (static): SQUAREM extrapolation of the map
+            ``step`` (:mod:`jaxem._src.acceleration`); ``n_iter`` then counts its
+            cycles and ``n_evals`` the calls of ``step``, the history holds the
+            log-likelihood of each cycle's accepted point and never decreases.
+            ``log_likelihood`` is then unused (the step gives it).
+        transform: ``(to_unconstrained, from_unconstrained)``, pure functions
+            between ``params`` and the pytree of reals in which SQUAREM
+            extrapolates (e.g. log-weights, log-variances); identity by default.
 
     Returns:
         An :class:`EMResult`.
@@ -223,6 +247,11 @@ def iterate(
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
     check_criterion(criterion)
+    if accelerate is not None:
+        from jaxem._src.acceleration import check_accelerate
+
+        accelerate = check_accelerate(accelerate)
+    unconstrain, constrain = _transform_pair(transform)
     if not callable(step) or not (log_likelihood is None or callable(log_likelihood)):
         raise TypeError(
             "iterate(step, log_likelihood, params, ...) takes two functions first; got "
@@ -259,7 +288,7 @@ def iterate(
             new_params, ll = one_step(p)
             return advance(state, ll, tol, criterion), new_params
 
-        if log_likelihood is not None:
+        if log_likelihood is not None and accelerate is None:
             state, params = jax.lax.while_loop(cond, body, (start(max_iter, dtype), params))
             return finish(state, params, log_likelihood(params, *ll_consts))
 
@@ -277,9 +306,25 @@ def iterate(
             tol=tol,
             max_iter=max_iter,
             criterion=criterion,
+            accelerate=accelerate,
+            unconstrain=unconstrain,
+            constrain=constrain,
         )
 
     return forward_mode_only(run)(params, tol, step_consts, ll_consts)
+
+
+def _transform_pair(transform):
+    """``(unconstrain, constrain(u, like))`` from a user's ``(to, from)`` pair."""
+    if transform is None:
+        return None, None
+    if not (isinstance(transform, tuple) and len(transform) == 2 and all(map(callable, transform))):
+        raise TypeError(
+            "transform must be a pair of functions (to_unconstrained, from_unconstrained); got "
+            f"{transform!r}"
+        )
+    to_u, from_u = transform
+    return to_u, lambda u, like: from_u(u)
 
 
 class Carry(NamedTuple):
@@ -366,6 +411,9 @@ def iterate_statistics(
     tol: ArrayLike,
     max_iter: int,
     criterion: str = "change",
+    accelerate: Any = None,
+    unconstrain: Callable[[PyTree], PyTree] | None = None,
+    constrain: Callable[[PyTree, PyTree], PyTree] | None = None,
 ) -> EMResult:
     """EM as a loop over statistics: ``params ← maximize(stats, params)``,
     ``(stats, ll) ← evaluate(params)``, with :func:`iterate`'s stopping rule.
@@ -376,7 +424,20 @@ def iterate_statistics(
     own. Each iteration runs ``maximize`` and ``evaluate`` once; after the rule
     stops the loop one more iteration gives the returned parameters and their
     log-likelihood. Traceable; the engine's loop.
+
+    ``accelerate`` (static): ``None`` (plain EM), ``"squarem"`` or a
+    :class:`~jaxem._src.acceleration.Squarem`: SQUAREM extrapolation in the
+    coordinates ``unconstrain(params)`` (``constrain(u, like)`` maps back;
+    identity by default), see :func:`~jaxem._src.acceleration.iterate_squarem`.
     """
+    if accelerate is not None:
+        from jaxem._src import acceleration
+
+        return acceleration.iterate_squarem(
+            maximize, evaluate, params, stats, have_stats, tol=tol, max_iter=max_iter,
+            criterion=criterion, config=acceleration.check_accelerate(accelerate),
+            unconstrain=unconstrain, constrain=constrain,
+        )  # fmt: skip
     dtype = jax.eval_shape(lambda p: evaluate(p)[1], params).dtype
     tol = jnp.asarray(tol, dtype)
 
@@ -433,6 +494,8 @@ def em(
     tol: ArrayLike = 1e-3,
     max_iter: int = 100,
     criterion: str = "change",
+    accelerate: Any = None,
+    transform: tuple[Callable[[PyTree], PyTree], Callable[[PyTree], PyTree]] | None = None,
 ) -> EMResult:
     """Run Expectation–Maximization from ``params`` on data ``x``.
 
@@ -456,6 +519,11 @@ def em(
         tol: tolerance on the change of the mean log-likelihood (traced).
         max_iter: maximum number of iterations (static).
         criterion: ``"change"`` (default) or ``"aitken"`` (static).
+        accelerate: ``None`` (plain EM, the default), ``"squarem"`` or a
+            :class:`jaxem.Squarem` (static): SQUAREM (Varadhan & Roland 2008)
+            with its monotonicity safeguard, see :func:`iterate`.
+        transform: ``(to_unconstrained, from_unconstrained)`` for SQUAREM's
+            extrapolation (identity by default), see :func:`iterate`.
 
     Returns:
         An :class:`EMResult`; ``result.log_likelihood`` is the mean
@@ -484,7 +552,10 @@ def em(
         expectations, ll = e_step(p, x)
         return m_step(expectations, x), ll
 
-    return iterate(step, None, params, tol=tol, max_iter=max_iter, criterion=criterion)
+    return iterate(
+        step, None, params, tol=tol, max_iter=max_iter, criterion=criterion,
+        accelerate=accelerate, transform=transform,
+    )  # fmt: skip
 
 
 def _check_step_order(e_step, m_step, params, x) -> None:

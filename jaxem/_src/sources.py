@@ -37,7 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxem._src import loop
+from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
 from jaxem._src.engine import Starts, objective, run_em
 from jaxem._src.family import Family
@@ -129,15 +129,16 @@ class InMemory:
         )
         return stats, ll_sum, jnp.sum(self.w)
 
-    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
         batch = jax.tree.leaves(starts)[0].shape[0]
 
         def reduce(params):
             return self.reduce(family, params, prepared, context, batch)
 
         return run_em(
-            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
-        )
+            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
+            accelerate=accelerate,
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------- several devices
@@ -191,7 +192,7 @@ class Sharded:
             self.x, context
         )
 
-    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
         batch = jax.tree.leaves(starts)[0].shape[0]
         axis = self.axis_name
         cached = prepared is not None
@@ -211,8 +212,9 @@ class Sharded:
             return summed(params, rows, self.w, context)
 
         return run_em(
-            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
-        )
+            family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
+            accelerate=accelerate,
+        )  # fmt: skip
 
 
 def shard_rows(
@@ -410,18 +412,28 @@ def _chunk_sums(family, params, x, w, context, *, mode):
     return stats, ll_sum, jnp.sum(w)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter",))
-def _begin(starts, *, max_iter):
+@functools.partial(jax.jit, static_argnames=("max_iter", "accelerate"))
+def _begin(starts, *, max_iter, accelerate):
     dtype = jax.tree.leaves(starts.stats)[0].dtype
+    if accelerate is not None:
+        return jax.vmap(
+            lambda s: acceleration.begin(
+                s.params, s.stats, s.have_stats, max_iter, dtype, accelerate
+            )
+        )(starts)
     return jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, max_iter, dtype))(starts)
 
 
-@jax.jit
-def _next_params(family, carry, context):
+@functools.partial(jax.jit, static_argnames=("accelerate",))
+def _next_params(family, carry, context, *, accelerate=None):
     def maximize(stats, params):
         return family.maximize(stats, params, context)
 
-    return jax.vmap(lambda c: loop.next_params(c, maximize))(carry)
+    if accelerate is not None:
+        # the next point of each SQUAREM cycle, and the carry that remembers it
+        coordinates = acceleration.family_coordinates(family, accelerate)
+        return jax.vmap(lambda c: acceleration.next_point(c, maximize, *coordinates))(carry)
+    return jax.vmap(lambda c: loop.next_params(c, maximize))(carry), carry
 
 
 @jax.jit
@@ -429,13 +441,19 @@ def _all_fast(family, params, context):
     return jnp.all(jax.vmap(lambda p: family.fast(p, context))(params))
 
 
-@functools.partial(jax.jit, static_argnames=("criterion", "max_iter"))
-def _record(carry, family, params, sums, tol, *, criterion, max_iter):
+@functools.partial(jax.jit, static_argnames=("criterion", "max_iter", "accelerate"))
+def _record(carry, family, params, sums, tol, *, criterion, max_iter, accelerate):
     stats, ll_sum, total = sums
 
     def one(c, p, s, ll):
         value = objective(family, p, s, ll, total)
-        new = loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion)
+        if accelerate is None:
+            new = loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion)
+        else:
+            new = acceleration.record(
+                c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion,
+                config=accelerate,
+            )  # fmt: skip
         return loop.keep_finished(c, new), value
 
     return jax.vmap(one)(carry, params, stats, ll_sum)
@@ -525,7 +543,7 @@ class HostChunks:
             raise ValueError("the chunk source yielded no chunks")
         return acc, n_chunks
 
-    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion):
+    def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
         if not isinstance(starts, Starts):
             mode = "features" if family.has_features else "raw"
             xb, wb = next(iter(self._chunks()))
@@ -536,17 +554,18 @@ class HostChunks:
             stats = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
             starts = Starts(starts, stats, jnp.zeros(n, bool))
         tol = jnp.asarray(tol, jnp.dtype(self.dtype))
-        carry = _begin(starts, max_iter=max_iter)
+        carry = _begin(starts, max_iter=max_iter, accelerate=accelerate)
         previous = -np.inf
         iteration = 0
         while not bool(jnp.all(carry.finished)):
             started = time.perf_counter()
-            params = _next_params(family, carry, context)
+            params, carry = _next_params(family, carry, context, accelerate=accelerate)
             sums, n_chunks = self._pass(family, params, context)
             running = ~np.asarray(carry.state.done | (carry.state.n_iter >= max_iter))
             carry, values = _record(
-                carry, family, params, sums, tol, criterion=criterion, max_iter=max_iter
-            )
+                carry, family, params, sums, tol, criterion=criterion, max_iter=max_iter,
+                accelerate=accelerate,
+            )  # fmt: skip
             if self.callback is not None:
                 values = np.asarray(values)
                 shown = float(np.max(values[running])) if running.any() else float(values.max())
@@ -563,4 +582,4 @@ class HostChunks:
                     )
                 )
                 previous = shown
-        return jax.vmap(loop.end)(carry)
+        return jax.vmap(acceleration.end if accelerate else loop.end)(carry)

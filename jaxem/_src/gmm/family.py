@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import MixtureFamily
+from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import moments, passes
 from jaxem._src.gmm.criteria import n_parameters
@@ -29,6 +29,7 @@ from jaxem._src.gmm.density import component_log_prob
 from jaxem._src.gmm.params import GMMParams, from_covariances
 from jaxem._src.gmm.prior import Prior, log_prior, prior_from_moments
 from jaxem._src.gmm.steps import SuffStats, maximize, reshift, suff_stats
+from jaxem._src.gmm.unconstrained import from_unconstrained, to_unconstrained
 from jaxem._src.init import HC_MAX_SAMPLES
 
 __all__ = ["DEGENERATE_THRESHOLD", "FORMULATIONS", "GaussianContext", "GaussianFamily"]
@@ -186,6 +187,22 @@ class GaussianFamily(MixtureFamily):
         if self.prior is None:
             return jnp.zeros((), params.dtype)
         return log_prior(params, self.prior)
+
+    def valid(self, params):
+        factor = params.precisions_cholesky
+        if params.covariance_type in ("full", "tied"):
+            factor = jnp.diagonal(factor, axis1=-2, axis2=-1)
+        return super().valid(params) & jnp.all(factor > 0)
+
+    def unconstrain(self, params):
+        # log-weights, means, the precision Cholesky factors' free coordinates
+        # (log diagonal): jaxem.gmm.unconstrained, inactive logits made finite
+        u = to_unconstrained(params)
+        return u._replace(logits=log_weights(params.weights))
+
+    def constrain(self, u, like):
+        params = from_unconstrained(u, like.covariance_type)
+        return dataclasses.replace(params, weights=weights_from_logs(u.logits, like.weights))
 
     def reframe(self, stats, old, new):
         full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, old.means, self.covariance_type)

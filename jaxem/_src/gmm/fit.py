@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jaxem._src import api
+from jaxem._src.acceleration import Squarem
 from jaxem._src.engine import REFINE_MAX_ITER, REFINE_TOL, FitResult, SelectionResult
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import GaussianFamily, check_formulation
@@ -149,6 +150,7 @@ def fit(
     n_refine: int | None = None,
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
+    accelerate: str | Squarem | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -208,6 +210,8 @@ def fit(
             a gain in mean log-likelihood under this.
         refine_max_iter: at most this many more iterations per refined restart
             (static).
+        accelerate: ``None`` (plain EM) or ``"squarem"`` / :class:`jaxem.Squarem`
+            (static): SQUAREM in unconstrained coordinates (:func:`jaxem.fit`).
 
     Returns:
         :class:`~jaxem.FitResult`.
@@ -241,6 +245,7 @@ def fit(
         n_refine=n_refine,
         refine_tol=refine_tol,
         refine_max_iter=refine_max_iter,
+        accelerate=accelerate,
     )
 
 
@@ -255,6 +260,7 @@ def fit_from(
     formulation: str = "auto",
     prior: Prior | None = None,
     criterion: str = "change",
+    accelerate: str | Squarem | None = None,
 ) -> EMResult:
     """EM from given parameters, with the engine's fast passes (no restarts).
 
@@ -263,6 +269,7 @@ def fit_from(
         x: (N, D) data, or :func:`jaxem.chunks` / :func:`jaxem.sharded` data.
         tol, max_iter, reg_covar, sample_weight, formulation, prior: as :func:`fit`.
         criterion: ``"change"`` or ``"aitken"`` (then ``tol`` is Aitken's).
+        accelerate: as :func:`fit`.
 
     Returns:
         :class:`~jaxem.EMResult`.
@@ -278,7 +285,7 @@ def fit_from(
     )
     result = api.fit(
         fam, None, x, start=params, sample_weight=sample_weight, tol=tol, max_iter=max_iter,
-        n_refine=0, criterion=criterion,
+        n_refine=0, criterion=criterion, accelerate=accelerate,
     )  # fmt: skip
     return EMResult(
         params=result.params,
@@ -287,6 +294,7 @@ def fit_from(
         n_iter=result.n_iter,
         converged=result.converged,
         status=result.status,
+        n_evals=result.n_evals,
     )
 
 
@@ -432,6 +440,7 @@ def select(
     n_refine: int | None = None,
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
+    accelerate: str | Squarem | None = None,
 ) -> SelectionResult:
     """Fit every (covariance type, K) and pick the lowest BIC (or AIC).
 
@@ -449,6 +458,7 @@ def select(
         n_init, init, tol, max_iter, reg_covar, sample_weight: as in :func:`fit`.
         n_refine, refine_tol, refine_max_iter: the refinement of the best
             restarts of each fit, as in :func:`fit`.
+        accelerate: as in :func:`fit`.
         prior: ``None``, ``"default"`` (mclust's default prior for each K and
             covariance type, as mclust's ``priorControl()``) or a
             :class:`~jaxem.gmm.Prior` (for a single covariance type). The
@@ -491,6 +501,7 @@ def select(
         n_refine=n_refine,
         refine_tol=refine_tol,
         refine_max_iter=refine_max_iter,
+        accelerate=accelerate,
     )
 
 

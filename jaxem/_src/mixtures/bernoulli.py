@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxem._src.family import log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -111,6 +112,16 @@ class Bernoulli(DiscreteMixture):
         mean = context["sum_x"] / context["count"]
         probs = jnp.where(active[:, None], probs, mean)  # a finite placeholder when inactive
         return BernoulliParams(mixture_weights(nk, self.dirichlet), probs)
+
+    def valid(self, params):
+        return super().valid(params) & jnp.all((params.probs >= 0) & (params.probs <= 1))
+
+    def unconstrain(self, params):
+        logits = log_floor(params.probs) - log_floor(1 - params.probs)
+        return BernoulliParams(log_weights(params.weights), logits)
+
+    def constrain(self, u, like):
+        return BernoulliParams(weights_from_logs(u.weights, like.weights), jax.nn.sigmoid(u.probs))
 
     def log_prior(self, params):
         active = params.weights > 0

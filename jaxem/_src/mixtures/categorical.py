@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxem._src.family import log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -215,6 +216,20 @@ class Categorical(DiscreteMixture):
         use = (nk > 0)[:, None] & (totals > 0)
         probs = jnp.where(use, flush_subnormal(counts / jnp.where(use, totals, 1)), marginal)
         return CategoricalParams(mixture_weights(nk, self.dirichlet), probs)
+
+    def valid(self, params):
+        # affine combinations keep every block summing to 1; only signs can fail
+        return super().valid(params) & jnp.all(params.probs >= 0)
+
+    def unconstrain(self, params):
+        return CategoricalParams(log_weights(params.weights), log_floor(params.probs))
+
+    def constrain(self, u, like):
+        # each feature's block of log-probabilities normalised (capped so exp stays finite)
+        p = jnp.exp(jnp.minimum(u.probs, 600))
+        totals = self._block_totals(p)
+        probs = jnp.where(totals > 0, p / jnp.where(totals > 0, totals, 1), like.probs)
+        return CategoricalParams(weights_from_logs(u.weights, like.weights), probs)
 
     def log_prior(self, params):
         active = params.weights > 0

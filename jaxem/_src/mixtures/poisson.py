@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
+from jaxem._src.family import log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -105,6 +106,15 @@ class Poisson(DiscreteMixture):
         mean = context["sum_x"] / context["count"]
         rates = jnp.where(active[:, None], rates, mean)  # a finite placeholder when inactive
         return PoissonParams(mixture_weights(nk, self.dirichlet), rates)
+
+    def valid(self, params):
+        return super().valid(params) & jnp.all(params.rates >= 0)
+
+    def unconstrain(self, params):
+        return PoissonParams(log_weights(params.weights), log_floor(params.rates))
+
+    def constrain(self, u, like):
+        return PoissonParams(weights_from_logs(u.weights, like.weights), jnp.exp(u.rates))
 
     def log_prior(self, params):
         active = params.weights > 0

@@ -12,14 +12,11 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
-from sklearn.mixture._base import _check_shape
-from sklearn.mixture._gaussian_mixture import _check_precision_matrix, _check_precision_positivity
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import variational
-from jaxem._src.gmm.estimator_base import DTYPES, MixtureEstimator, bind_program
+from jaxem._src.gmm.estimator_base import DTYPES, MixtureEstimator, _init_array, bind_program
 from jaxem._src.init import INIT_METHODS
 from jaxem._src.sources import InMemory
 
@@ -161,11 +158,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         where the default from the data applies)."""
         mean_prior = covariance_prior = None
         if self.mean_prior is not None:
-            mean_prior = check_array(
-                self.mean_prior, dtype=[np.float64, np.float32], ensure_2d=False
-            )
-            _check_shape(mean_prior, (n_features,), "means")
-            mean_prior = np.asarray(mean_prior, dtype)
+            mean_prior = _init_array("means", self.mean_prior, (n_features,), dtype)
         dof = self.degrees_of_freedom_prior
         if dof is not None and not dof > n_features - 1.0:
             raise ValueError(
@@ -174,26 +167,24 @@ class BayesianGaussianMixture(MixtureEstimator):
             )
         if self.covariance_prior is not None:
             kind = self.covariance_type
+            name = f"{kind} covariance_prior"
             if kind == "spherical":
                 covariance_prior = np.asarray(self.covariance_prior, dtype)
-                if covariance_prior.ndim != 0:
+                if covariance_prior.ndim != 0 or not covariance_prior > 0:
                     raise ValueError(
-                        "The parameter 'spherical covariance_prior' should be a positive "
-                        f"number; got shape {covariance_prior.shape}"
+                        f"The parameter {name!r} should be a positive number; got "
+                        f"{self.covariance_prior!r}"
                     )
+            elif kind in ("full", "tied"):
+                shape = (n_features, n_features)
+                covariance_prior = _init_array(name, self.covariance_prior, shape, dtype)
+                symmetric = np.allclose(covariance_prior, covariance_prior.T)
+                if not symmetric or np.linalg.eigvalsh(covariance_prior).min() <= 0:
+                    raise ValueError(f"{name!r} should be symmetric, positive-definite")
             else:
-                covariance_prior = check_array(
-                    self.covariance_prior, dtype=[np.float64, np.float32], ensure_2d=False
-                )
-                if kind in ("full", "tied"):
-                    _check_shape(
-                        covariance_prior, (n_features, n_features), f"{kind} covariance_prior"
-                    )
-                    _check_precision_matrix(covariance_prior, kind)
-                else:
-                    _check_shape(covariance_prior, (n_features,), f"{kind} covariance_prior")
-                    _check_precision_positivity(covariance_prior, kind)
-                covariance_prior = np.asarray(covariance_prior, dtype)
+                covariance_prior = _init_array(name, self.covariance_prior, (n_features,), dtype)
+                if np.any(covariance_prior <= 0):
+                    raise ValueError(f"{name!r} should be positive")
         return mean_prior, covariance_prior
 
     def _make_family(self, x, w):

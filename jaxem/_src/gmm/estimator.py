@@ -11,7 +11,6 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from jaxem._src.gmm import covariances as cov_lib
@@ -19,6 +18,7 @@ from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.estimator_base import (
     DTYPES,
     MixtureEstimator,
+    _init_array,
     computing,
     key_from_random_state,
 )
@@ -300,14 +300,3 @@ class GaussianMixture(MixtureEstimator):
     def aic(self, X):
         """Akaike information criterion ``−2 log L + 2p`` on ``X`` (lower is better)."""
         return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
-
-
-def _init_array(name, value, shape, dtype):
-    array = check_array(
-        value, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True, input_name=name
-    )
-    if array.shape != tuple(shape):
-        raise ValueError(
-            f"The parameter {name!r} should have the shape of {tuple(shape)}, but got {array.shape}"
-        )
-    return np.asarray(array, dtype)

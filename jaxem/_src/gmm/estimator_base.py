@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from jaxem._src import api, engine
@@ -403,3 +403,16 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
             x, labels = np.asarray(x)[:n_samples], np.asarray(labels)[:n_samples]
         order = np.argsort(labels, kind="stable")
         return np.array(x[order]), labels[order].astype(np.int64)
+
+
+def _init_array(name, value, shape, dtype):
+    """A user-given array of parameters, checked as scikit-learn checks it
+    (finite, floating, the expected shape), in ``dtype``."""
+    array = check_array(
+        value, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True, input_name=name
+    )
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"The parameter {name!r} should have the shape of {tuple(shape)}, but got {array.shape}"
+        )
+    return np.asarray(array, dtype)

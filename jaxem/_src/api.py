@@ -229,8 +229,8 @@ def fit(
         refine_max_iter: at most this many more iterations per refined restart.
         start: starting parameters instead of initialisation: one set, or a
             batch of restarts along a leading axis.
-        criterion: the screening's stopping rule, ``"change"`` (scikit-learn's)
-            or ``"aitken"`` (:func:`jaxem.iterate`), static.
+        criterion: the screening's stopping rule, ``"change"`` (scikit-learn's),
+            ``"aitken"`` or ``"relative"`` (R mclust's) (:func:`jaxem.iterate`), static.
         accelerate: ``None`` (plain EM, the default), ``"squarem"`` or a
             :class:`jaxem.Squarem` (static): SQUAREM (Varadhan & Roland 2008)
             in the family's unconstrained coordinates, for screening and

@@ -53,7 +53,7 @@ __all__ = [
 
 PyTree = Any
 
-CRITERIA = ("change", "aitken")
+CRITERIA = ("change", "aitken", "relative")
 
 #: Status codes of :attr:`EMResult.status` (and of a fit's restarts).
 CONVERGED = 0  #: the stopping rule held
@@ -151,6 +151,8 @@ def advance(state: LoopState, ll: ArrayLike, tol: ArrayLike, criterion: str) -> 
     at_resolution = jnp.abs(change) <= rounding
     if criterion == "change":
         rule = (jnp.abs(change) < tol) | (at_resolution & (tol > 0))
+    elif criterion == "relative":
+        rule = (jnp.abs(change) < tol * jnp.abs(ll)) | at_resolution
     else:
         rule = _aitken_gain_below(ll, state.ll, state.ll_prev, tol) | at_resolution
     return LoopState(
@@ -204,8 +206,11 @@ def iterate(
       the change rule ignores; this rule keeps going there. It needs a rate in
       ``[0, 1)`` from three log-likelihoods, so it never stops before the third
       iteration, except at rounding (below).
+    * ``"relative"`` (R mclust's rule): ``|ll_i - ll_{i-1}| < tol·|ll_i|``; mclust
+      stops at ``|L_i − L_{i−1}| / (1 + |L_i|) ≤ tol`` of the total log-likelihood
+      ``L = N·ll``, the same rule but for the ``1/N`` next to ``|ll_i|``.
 
-    With either rule a change within rounding of ``ll_i``
+    With any rule a change within rounding of ``ll_i``
     (``16·eps·max(1, |ll_i|)``: about ``2e-6·|ll|`` in float32) stops the loop,
     since the dtype cannot resolve a smaller one; the change rule with
     ``tol=0`` is the exception and runs exactly ``max_iter`` iterations (unless
@@ -222,7 +227,7 @@ def iterate(
             be traced (changing it does not recompile).
         max_iter: maximum number of iterations; static (it fixes ``history``'s
             shape).
-        criterion: ``"change"`` or ``"aitken"`` (static), see above.
+        criterion: ``"change"``, ``"aitken"`` or ``"relative"`` (static), see above.
         accelerate: ``None`` (plain iteration, the default), ``"squarem"`` or a
             :class:`jaxem.Squarem` (static): SQUAREM extrapolation of the map
             ``step`` (:mod:`jaxem._src.acceleration`); ``n_iter`` then counts its

@@ -7,7 +7,7 @@ under ``jit``, ``vmap`` and ``grad``. :func:`fit`, :func:`select`,
 """
 
 from jaxem._src.engine import FitResult, SelectionResult
-from jaxem._src.gmm.covariances import COVARIANCE_TYPES
+from jaxem._src.gmm.covariances import COVARIANCE_TYPES, MCLUST_MODELS
 from jaxem._src.gmm.criteria import aic, bic, n_parameters
 from jaxem._src.gmm.density import log_prob, predict, predict_proba, sample
 from jaxem._src.gmm.family import DEGENERATE_THRESHOLD, GaussianFamily, degenerate, portfolio
@@ -35,6 +35,7 @@ __all__ = [
     "COVARIANCE_TYPES",
     "DEGENERATE_THRESHOLD",
     "INIT_METHODS",
+    "MCLUST_MODELS",
     "FitResult",
     "GMMParams",
     "GaussianFamily",

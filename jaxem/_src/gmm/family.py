@@ -172,7 +172,9 @@ class GaussianFamily(MixtureFamily):
     def maximize(self, stats, params, context):
         shift = params.means
         full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, shift, self.covariance_type)
-        return maximize(full, reg_covar=self.reg_covar, prior=self.prior)
+        return maximize(
+            full, reg_covar=self.reg_covar, prior=self.prior, previous=params.covariances
+        )
 
     @property
     def has_prior(self) -> bool:  # type: ignore[override]
@@ -190,7 +192,7 @@ class GaussianFamily(MixtureFamily):
 
     def valid(self, params):
         factor = params.precisions_cholesky
-        if params.covariance_type in ("full", "tied"):
+        if cov_lib.get(params.covariance_type).STORAGE in ("full", "tied"):
             factor = jnp.diagonal(factor, axis1=-2, axis2=-1)
         return super().valid(params) & jnp.all(factor > 0)
 

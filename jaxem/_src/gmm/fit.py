@@ -52,8 +52,13 @@ def family(
     and :func:`jaxem.select`.
 
     Args:
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
-        reg_covar: added to the covariance diagonal in every M-step (traced).
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or one of
+            R mclust's 14 models (:data:`~jaxem.gmm.MCLUST_MODELS`: ``"EII"``, ...,
+            ``"VVV"``; ``"VII"``, ``"VVI"``, ``"EEE"`` and ``"VVV"`` are the four
+            types under mclust's names).
+        reg_covar: added to the covariance diagonal in every M-step (traced); for
+            mclust's models, to every component's sample covariance before the
+            model's maximization.
         prior: MAP EM under a conjugate prior (:mod:`jaxem.gmm.prior`): a
             :class:`~jaxem.gmm.Prior`, or ``"default"`` for R mclust's default
             (:func:`~jaxem.gmm.default_prior` of the data, with K the number of
@@ -73,8 +78,13 @@ def family(
         >>> result.params.covariances.shape
         (2, 2)
     """
-    cov_lib.check_covariance_type(covariance_type)
+    covariance_type = cov_lib.check_covariance_type(covariance_type)
     check_scalar("reg_covar", reg_covar)
+    if prior is not None and covariance_type not in cov_lib.COVARIANCE_TYPES:
+        raise ValueError(
+            f"prior: a conjugate prior needs covariance_type in {cov_lib.COVARIANCE_TYPES} "
+            f"(or an mclust alias of one); got {covariance_type!r}"
+        )
     check_formulation(formulation)
     default = isinstance(prior, str)
     if default and prior != "default":
@@ -477,7 +487,11 @@ def select(
         (1, 2)
     """
     x = as_data(x)
-    types = tuple(cov_lib.check_covariance_type(t) for t in covariance_types)
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    types = tuple(covariance_types)
+    for t in types:
+        cov_lib.check_covariance_type(t)
     if not types:
         raise ValueError("covariance_types must name at least one covariance type")
     formulation = resolve_formulation("auto", x, reg_covar)

@@ -141,7 +141,7 @@ def default_prior(
         >>> float(p.dof), round(float(p.scale), 4)   # D + 2;  (4/3) · 4^(−2/2)
         (4.0, 0.3333)
     """
-    cov_lib.check_covariance_type(covariance_type)
+    covariance_type = cov_lib.check_covariance_type(covariance_type, cov_lib.COVARIANCE_TYPES)
     x = as_data(x)
     n = x.shape[0]
     if n < 2:

@@ -150,7 +150,11 @@ def suff_stats(
 
 
 def maximize(
-    stats: SuffStats, *, reg_covar: ArrayLike = 1e-6, prior: Prior | None = None
+    stats: SuffStats,
+    *,
+    reg_covar: ArrayLike = 1e-6,
+    prior: Prior | None = None,
+    previous: ArrayLike | None = None,
 ) -> GMMParams:
     """Maximization from sufficient statistics.
 
@@ -173,6 +177,9 @@ def maximize(
         reg_covar: non-negative regularization added to the covariance diagonal
             (traced: changing it does not recompile).
         prior: optional conjugate prior (traced; its type must match).
+        previous: optional covariances of the current parameters, the warm start
+            of the models whose M-step iterates (mclust's VEI, EVE, VVE, VEV);
+            without it they start as mclust's first M-step does.
 
     Returns:
         :class:`GMMParams`.
@@ -188,7 +195,8 @@ def maximize(
     nk_safe = _safe_count(nk)
     delta = stats.sum_x / nk_safe[:, None]
     means = stats.shift + delta
-    covariances = module.fill_empty(module.covariances(stats.sum_xx, nk_safe, delta, reg), nk)
+    covariances = module.covariances(stats.sum_xx, nk_safe, delta, reg, previous)
+    covariances = module.fill_empty(covariances, nk)
     covariances = module.ensure_positive_definite(covariances)
     weights = nk / jnp.sum(nk)
     return from_covariances(weights, means, covariances, stats.covariance_type)
@@ -268,7 +276,8 @@ def m_step(
     Args:
         resp: (N, K) responsibilities.
         x: (N, D) data.
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"`` (static).
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or one
+            of mclust's models (:data:`~jaxem.gmm.MCLUST_MODELS`) (static).
         reg_covar: added to the covariance diagonal (traced).
         sample_weight: optional (N,) sample weights.
         prior: optional conjugate prior (MAP M-step, :mod:`jaxem.gmm.prior`).

@@ -424,7 +424,7 @@ def family(
         >>> result.params.weights.shape
         (3,)
     """
-    cov_lib.check_covariance_type(covariance_type)
+    covariance_type = cov_lib.check_covariance_type(covariance_type, cov_lib.COVARIANCE_TYPES)
     if weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
         raise ValueError(
             f"weight_concentration_prior_type must be one of {WEIGHT_PRIOR_TYPES}; "

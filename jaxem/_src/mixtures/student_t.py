@@ -315,7 +315,8 @@ class StudentT(MixtureFamily):
     dirichlet: ArrayLike = 1.0
 
     def __post_init__(self):
-        cov_lib.check_covariance_type(self.covariance_type)
+        canonical = cov_lib.check_covariance_type(self.covariance_type, cov_lib.COVARIANCE_TYPES)
+        object.__setattr__(self, "covariance_type", canonical)
         if isinstance(self.dof, str):
             if self.dof != "estimate":
                 raise ValueError(f"dof must be 'estimate' or a number > 0; got {self.dof!r}")

@@ -75,62 +75,69 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from jaxem._src.gmm.covariances import diag, full, spherical, tied
+from jaxem._src.gmm.covariances import (
+    diag,
+    eei,
+    eev,
+    eii,
+    eve,
+    evi,
+    evv,
+    full,
+    spherical,
+    tied,
+    vee,
+    vei,
+    vev,
+    vve,
+)
+from jaxem._src.gmm.covariances.interface import INTERFACE as INTERFACE
 
+#: scikit-learn's four covariance types (the default of ``select``).
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
-_MODULES = {"full": full, "tied": tied, "diag": diag, "spherical": spherical}
+#: R mclust's 14 models ``Σ_k = λ_k D_k A_k D_kᵀ``, in mclust's order.
+MCLUST_MODELS = (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
 
-#: The names every module defines (the list above).
-INTERFACE = (
-    "SHARED",
-    "shape",
-    "precisions_cholesky",
-    "precisions",
-    "from_precisions",
-    "log_det_cholesky",
-    "mahalanobis",
-    "second_moments",
-    "covariances",
-    "fill_empty",
-    "reshift",
-    "ensure_positive_definite",
-    "n_parameters",
-    "scale_noise",
-    "smallest_standardized_eigenvalue",
-    "unit",
-    "n_quadratic_features",
-    "quadratic_features",
-    "natural_weights",
-    "feature_logits",
-    "shared_second_moment",
-    "feature_second_moments",
-    "prior_scale",
-    "prior_scale_shape",
-    "prior_dof_bound",
-    "posterior_covariances",
-    "log_prior",
-    "wishart_prior_scale",
-    "wishart_dof",
-    "wishart_covariances",
-    "check_values",
-    "unconstrained_shape",
-    "to_unconstrained",
-    "from_unconstrained",
-    "conditional_elements",
-    "conditionals",
-    "summed_conditional_variances",
-    "summed_conditional_covariances",
-    "completed_second_moments",
+#: mclust's names of scikit-learn's four types.
+ALIASES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
+
+_MODULES = {
+    "full": full,
+    "tied": tied,
+    "diag": diag,
+    "spherical": spherical,
+    "EII": eii,
+    "EEI": eei,
+    "VEI": vei,
+    "EVI": evi,
+    "VEE": vee,
+    "EVE": eve,
+    "VVE": vve,
+    "EEV": eev,
+    "VEV": vev,
+    "EVV": evv,
+}
+
+#: Every accepted name: the four types, mclust's 14 models (four of them aliases).
+ALL_COVARIANCE_TYPES = (
+    COVARIANCE_TYPES + tuple(m for m in MCLUST_MODELS if m not in ALIASES) + tuple(ALIASES)
 )
 
 
-def check_covariance_type(covariance_type: object) -> str:
-    if not isinstance(covariance_type, str) or covariance_type not in _MODULES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}"
-        )
-    return covariance_type
+def check_covariance_type(covariance_type: object, supported: tuple[str, ...] | None = None) -> str:
+    """The canonical name of ``covariance_type`` (an mclust alias of one of the four
+    types becomes that type: ``"VVV"`` is ``"full"``); ``ValueError`` unless it is
+    one of :data:`ALL_COVARIANCE_TYPES`, or of ``supported`` when given (the
+    features that support only some types)."""
+    allowed = ALL_COVARIANCE_TYPES if supported is None else supported
+    names = allowed + tuple(a for a, t in ALIASES.items() if t in allowed and a not in allowed)
+    if not isinstance(covariance_type, str) or covariance_type not in names:
+        raise ValueError(f"covariance_type must be one of {names}; got {covariance_type!r}")
+    return ALIASES.get(covariance_type, covariance_type)
 
 
 def get(covariance_type: str) -> ModuleType:

@@ -11,6 +11,8 @@ from jax.scipy.special import gammaln
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
+#: How the covariances are stored (this module's own shape).
+STORAGE = "diag"
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -53,7 +55,9 @@ def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array
     return jnp.einsum("nk,nkd->kd", resp, diff * diff)
 
 
-def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+def covariances(
+    sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array, previous=None
+) -> jax.Array:
     """(K, D) ``σ²_kd = S_kd / n_k − δ_kd² + reg``, floored at ``reg``."""
     return jnp.maximum(sxx / nk[:, None] - delta * delta, 0) + reg_covar
 

@@ -12,6 +12,8 @@ from jax.scipy.special import multigammaln
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
+#: How the covariances are stored (this module's own shape).
+STORAGE = "full"
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -74,7 +76,9 @@ def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array
     return jnp.einsum("nk,nkd,nke->kde", resp, diff, diff)
 
 
-def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+def covariances(
+    sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array, previous=None
+) -> jax.Array:
     """(K, D, D) ``Σ_k = S_k / n_k − δ_k δ_kᵀ + reg·I``, with ``δ_k = μ_k − s_k``."""
     cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))

@@ -13,6 +13,8 @@ from jaxem._src.gmm.covariances import diag
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
+#: How the covariances are stored (this module's own shape).
+STORAGE = "spherical"
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -55,7 +57,9 @@ def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array
     return jnp.einsum("nk,nk->k", resp, jnp.sum(diff * diff, axis=-1))
 
 
-def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+def covariances(
+    sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array, previous=None
+) -> jax.Array:
     """(K,) ``σ²_k = (S_k / n_k − ‖δ_k‖²) / D + reg``, floored at ``reg``."""
     n_features = delta.shape[-1]
     var = (sxx / nk - jnp.sum(delta * delta, axis=-1)) / n_features

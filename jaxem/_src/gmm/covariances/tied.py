@@ -13,6 +13,8 @@ from jaxem._src.gmm.covariances import full
 #: One covariance for every component: the parts of the model that are per component
 #: elsewhere (the prior's density, the quadratic moment term) are counted once.
 SHARED = True
+#: How the covariances are stored (this module's own shape).
+STORAGE = "tied"
 
 
 def shape(n_components: int, n_features: int) -> tuple[int, ...]:
@@ -55,7 +57,9 @@ def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array
     return jnp.sum(full.second_moments(resp, x, shift), axis=0)
 
 
-def covariances(sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array) -> jax.Array:
+def covariances(
+    sxx: jax.Array, nk: jax.Array, delta: jax.Array, reg_covar: jax.Array, previous=None
+) -> jax.Array:
     """(D, D) ``Σ = (S − Σ_k n_k δ_k δ_kᵀ) / Σ_k n_k + reg·I``."""
     cov = (sxx - jnp.einsum("k,kd,ke->de", nk, delta, delta)) / jnp.sum(nk)
     cov = 0.5 * (cov + cov.T)

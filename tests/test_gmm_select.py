@@ -29,6 +29,13 @@ def test_scores_equal_criteria_of_the_fits():
         for m, k in enumerate([1, 2, 3, 4]):
             single = gmm.fit(key, x, 4, n_active=k, covariance_type=ct, n_init=2, init="kmeans")
             np.testing.assert_allclose(r.scores[t, m], gmm.aic(single.params, x), rtol=1e-9)
+            bic = gmm.bic(single.params, x)
+            np.testing.assert_allclose(r.bic[t, m], bic, rtol=1e-9)
+            # ICL (mclust's icl, lower is better): BIC − 2 Σ_n log max_k r_nk
+            resp, _ = gmm.e_step(single.params, x)
+            icl = bic - 2 * np.sum(np.log(np.max(np.asarray(resp), axis=1)))
+            np.testing.assert_allclose(r.icl[t, m], icl, rtol=1e-9)
+            assert r.icl[t, m] >= r.bic[t, m]
     t, m = np.unravel_index(np.argmin(r.scores), r.scores.shape)
     assert r.best_covariance_type == ["full", "diag"][t]
     assert r.best_n_components == [1, 2, 3, 4][m] == r.params.n_components
@@ -57,7 +64,7 @@ def test_old_faithful_selects_tied_three_as_mclust():
 def test_select_rejects_bad_arguments():
     x = blobs(n=30, d=2, k=2)
     with pytest.raises(ValueError, match="criterion must be one of"):
-        gmm.select(jax.random.key(0), x, criterion="icl")
+        gmm.select(jax.random.key(0), x, criterion="dic")
     with pytest.raises(ValueError, match="n_components must name"):
         gmm.select(jax.random.key(0), x, n_components=[])
     with pytest.raises(ValueError, match="covariance_type must be one of"):

@@ -438,12 +438,17 @@ def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     def one(k):
         result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
         ll = result.log_likelihood - bound.log_prior(result.params) / context_count(context)
-        return result, ll, bound.n_parameters(result.params)
+        classification = engine.classification_log_likelihood(
+            bound, result.params, source.x, source.w
+        )
+        return result, ll, bound.n_parameters(result.params), classification
 
-    results, lls, n_params = jax.vmap(one)(ks)
+    results, lls, n_params, classification = jax.vmap(one)(ks)
     n = jnp.sum(source.w)
-    scores = jax.vmap(lambda p, ll: engine.criterion_score(criterion, p, ll, n))(n_params, lls)
-    return results, scores, lls
+    scores = jax.vmap(lambda p, ll, c: engine.criterion_score(criterion, p, ll, n, c))(
+        n_params, lls, classification
+    )
+    return results, scores, lls, n_params, classification
 
 
 def context_count(context) -> jax.Array:
@@ -470,7 +475,7 @@ def select(
     refine_max_iter: int = REFINE_MAX_ITER,
     accelerate: str | Squarem | None = None,
 ) -> SelectionResult:
-    """Fit every (model, K) and pick the lowest BIC (or AIC).
+    """Fit every (model, K) and pick the lowest BIC (or AIC, or ICL).
 
     One compiled program per model fits all K at once (a ``vmap`` of :func:`fit`
     over the number of active components inside ``max(n_components)``), each
@@ -483,8 +488,12 @@ def select(
         key: JAX PRNG key.
         x: (N, D) data in memory.
         n_components: the numbers of components to try.
-        criterion: ``"bic"`` (``−2 log L + p log N``) or ``"aic"`` (``−2 log L +
-            2p``), with ``N`` the total sample weight; lower is better.
+        criterion: ``"bic"`` (``−2 log L + p log N``), ``"aic"`` (``−2 log L +
+            2p``) or ``"icl"`` (BIC ``− 2 Σ_n log max_k r_nk``, Biernacki, Celeux &
+            Govaert 2000, as R mclust's ``icl``), with ``N`` the total sample
+            weight; lower is better. The result has every fit's BIC and ICL
+            whichever criterion chooses (:attr:`SelectionResult.bic`,
+            :attr:`SelectionResult.icl`).
         init, n_init, tol, max_iter, sample_weight, n_refine, refine_tol,
             refine_max_iter, accelerate: as in :func:`fit`.
 
@@ -517,7 +526,7 @@ def select(
         )
     w = check_sample_weight(sample_weight, leaf)
     source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w, w is not None)
-    scores, lls, fits = [], [], []
+    scores, lls, fits, counts, classification = [], [], [], [], []
     for name in names:
         family = families[name]
         if not isinstance(family, Family):
@@ -531,7 +540,7 @@ def select(
             refine_max_iter=refine_max_iter,
             accelerate=accelerate,
         )
-        results, s, ll = _select_program(
+        results, s, ll, p, c = _select_program(
             family,
             source,
             key,
@@ -543,6 +552,8 @@ def select(
         )
         scores.append(np.asarray(s))
         lls.append(np.asarray(ll))
+        counts.append(np.asarray(p))
+        classification.append(np.asarray(c))
         fits.append(results)
     scores_array, lls_array = np.stack(scores), np.stack(lls)
     t, m = np.unravel_index(np.nanargmin(scores_array), scores_array.shape)
@@ -558,4 +569,7 @@ def select(
         params=families[names[t]].trim(best.params),
         log_likelihood=float(lls_array[t, m]),
         fits=tuple(fits),
+        n_parameters=np.stack(counts),
+        classification_log_likelihoods=np.stack(classification),
+        n_samples=float(jnp.sum(source.w)),
     )

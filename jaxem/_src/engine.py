@@ -494,13 +494,33 @@ def pipeline(
 
 
 def criterion_score(
-    criterion: str, n_parameters: jax.Array, log_likelihood: jax.Array, n_samples: ArrayLike
+    criterion: str,
+    n_parameters: jax.Array,
+    log_likelihood: jax.Array,
+    n_samples: ArrayLike,
+    classification: ArrayLike = 0.0,
 ) -> jax.Array:
-    """BIC ``−2 N ℓ + p log N`` or AIC ``−2 N ℓ + 2 p`` from the mean
-    log-likelihood ℓ over ``N`` samples (lower is better)."""
+    """BIC ``−2 N ℓ + p log N``, AIC ``−2 N ℓ + 2 p`` or ICL ``BIC − 2 C`` from the
+    mean log-likelihood ℓ over ``N`` samples and, for ICL, ``C = Σ_n log max_k
+    r_nk`` (:func:`classification_log_likelihood`); lower is better."""
     n_samples = jnp.asarray(n_samples, log_likelihood.dtype)
-    penalty = n_parameters * jnp.log(n_samples) if criterion == "bic" else 2 * n_parameters
-    return -2 * n_samples * log_likelihood + penalty
+    penalty = 2 * n_parameters if criterion == "aic" else n_parameters * jnp.log(n_samples)
+    score = -2 * n_samples * log_likelihood + penalty
+    if criterion == "icl":
+        score = score - 2 * classification
+    return score
+
+
+def classification_log_likelihood(family: Family, params: PyTree, x: Any, w: jax.Array):
+    """() ``Σ_n w_n log max_k r_nk``: the log-probability of the MAP
+    classification under the responsibilities ``r`` of ``params`` (ICL's
+    entropy term, Biernacki, Celeux & Govaert 2000), for a mixture family (one
+    with ``weights`` and :meth:`~jaxem.Family.log_components`)."""
+    active = params.weights > 0
+    log_weights = jnp.where(active, jnp.log(jnp.where(active, params.weights, 1)), -jnp.inf)
+    joint = family.log_components(params, x) + log_weights
+    best = jnp.max(joint, axis=1) - jax.nn.logsumexp(joint, axis=1)
+    return jnp.sum(w * best)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -520,6 +540,10 @@ class SelectionResult:
         params: parameters of the chosen model, trimmed to its active components.
         log_likelihood: mean per-sample log-likelihood of the chosen model.
         fits: the T batched :class:`FitResult` (leading axis over ``n_components``).
+        n_parameters: (T, M) free parameters of every fit.
+        classification_log_likelihoods: (T, M) ``Σ_n w_n log max_k r_nk`` of every
+            fit (:func:`classification_log_likelihood`).
+        n_samples: the total sample weight N.
     """
 
     scores: np.ndarray
@@ -532,6 +556,22 @@ class SelectionResult:
     params: PyTree
     log_likelihood: float
     fits: tuple[FitResult, ...] = ()
+    n_parameters: np.ndarray | None = None
+    classification_log_likelihoods: np.ndarray | None = None
+    n_samples: float | None = None
+
+    @property
+    def bic(self) -> np.ndarray:
+        """(T, M) BIC ``−2 N ℓ + p log N`` of every fit (lower is better; R mclust's
+        BIC is its negative)."""
+        n = self.n_samples
+        return -2 * n * self.log_likelihoods + self.n_parameters * np.log(n)
+
+    @property
+    def icl(self) -> np.ndarray:
+        """(T, M) ICL ``BIC − 2 Σ_n log max_k r_nk`` of every fit (lower is better;
+        R mclust's ``icl`` is its negative)."""
+        return self.bic - 2 * self.classification_log_likelihoods
 
     @property
     def best_score(self) -> float:
@@ -550,6 +590,6 @@ class SelectionResult:
 
 
 def check_information_criterion(criterion: object) -> str:
-    if criterion not in ("bic", "aic"):
-        raise ValueError(f"criterion must be one of ('bic', 'aic'); got {criterion!r}")
+    if criterion not in ("bic", "aic", "icl"):
+        raise ValueError(f"criterion must be one of ('bic', 'aic', 'icl'); got {criterion!r}")
     return criterion

@@ -182,7 +182,8 @@ def fit(
             :func:`jaxem.sharded` (several devices).
         n_components: K, static: the number of components (or the maximum, with
             ``n_active``).
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or one of
+            R mclust's 14 models (:data:`~jaxem.gmm.MCLUST_MODELS`), as :func:`family`.
         init: ``"auto"`` (default): the restarts spread over several methods
             (:func:`~jaxem._src.gmm.family.portfolio`: k-means on standardised
             data, R mclust's model-based agglomeration, Ward agglomeration,
@@ -452,7 +453,7 @@ def select(
     refine_max_iter: int = REFINE_MAX_ITER,
     accelerate: str | Squarem | None = None,
 ) -> SelectionResult:
-    """Fit every (covariance type, K) and pick the lowest BIC (or AIC).
+    """Fit every (covariance type, K) and pick the lowest BIC (or AIC, or ICL).
 
     One compiled program per covariance type fits all K at once (a ``vmap`` over
     the number of active components inside ``max(n_components)``), each with
@@ -463,8 +464,12 @@ def select(
         key: JAX PRNG key.
         x: (N, D) data.
         n_components: the numbers of components to try.
-        covariance_types: the covariance types to try.
-        criterion: ``"bic"`` or ``"aic"``; lower is better.
+        covariance_types: the covariance types to try: scikit-learn's four by
+            default; :data:`~jaxem.gmm.MCLUST_MODELS` for R mclust's 14 (the
+            result names them as given).
+        criterion: ``"bic"``, ``"aic"`` or ``"icl"`` (R mclust's ICL: BIC plus the
+            entropy of the MAP classification); lower is better. Every fit's BIC
+            and ICL are in the result (``.bic``, ``.icl``) whichever chooses.
         n_init, init, tol, max_iter, reg_covar, sample_weight: as in :func:`fit`.
         n_refine, refine_tol, refine_max_iter: the refinement of the best
             restarts of each fit, as in :func:`fit`.

@@ -1,14 +1,19 @@
 """Covariance structures of a Gaussian mixture, one module per type.
 
 Everything that depends on the covariance type lives in that type's module
-(``full``, ``tied``, ``diag``, ``spherical``); the rest of the Gaussian code
+(``full``, ``tied``, ``diag``, ``spherical``, and R mclust's ten further models
+``eii``, ``eei``, ``vei``, ``evi``, ``vee``, ``eve``, ``vve``, ``eev``, ``vev``,
+``evv``, which store their covariances as one of the four and take its
+functions but for the M-step and the parameter count: :mod:`.eigen`); the rest
+of the Gaussian code
 calls it through :func:`get` at trace time (``covariance_type`` is static) and
 does not branch on the type. Each module implements the same set of pure
 functions, in sections named after their callers (``tied`` reuses many of
 ``full``'s, ``spherical`` some of ``diag``'s):
 
 * ``SHARED``: a constant, True for ``tied`` alone (one covariance for every
-  component: its prior density counts once, :mod:`jaxem._src.gmm.prior`).
+  component: its prior density counts once, :mod:`jaxem._src.gmm.prior`);
+* ``STORAGE``: which of the four shapes the covariances have.
 
 Density:
 
@@ -22,7 +27,9 @@ M-step (:mod:`jaxem._src.gmm.steps`):
 
 * ``second_moments(resp, x, shift)``: the additive second-order statistic about a
   per-component ``shift`` (K, D);
-* ``covariances(sxx, nk, delta, reg_covar)``: the maximization for that type;
+* ``covariances(sxx, nk, delta, reg_covar, previous=None)``: the maximization for
+  that type (``previous``, the current covariances, warm-starts the models whose
+  maximization iterates);
 * ``fill_empty(covariances, nk)``: the placeholder covariance of empty components;
 * ``reshift(sum_xx, sum_x, nk, delta)``: the second moments about another shift;
 * ``ensure_positive_definite(covariances)``: a ridge only where a factorisation

@@ -64,6 +64,19 @@ def cells(name: str) -> list[tuple[str, np.ndarray, dict]]:
     return out
 
 
+def usable(label: str, model: str, rec: dict) -> bool:
+    """Whether mclust's fit is a reference: it succeeded (returnCode 0), and it is
+    not an edge start (a one- or two-point cluster, a scatter matrix of rank < D)
+    with a per-component orientation (EEV, VEV): the eigenvectors of a
+    rank-deficient scatter that span its null space are arbitrary (whatever
+    LAPACK returns), and the fit follows them (from the same start jaxem ends
+    elsewhere: 34 iterations against 5 on faithful_K3_singleton EEV, 20 against
+    18 on iris_K3_pair VEV)."""
+    if rec["returnCode"] != 0:
+        return False
+    return label.isdigit() or model[2] != "V"
+
+
 def record(name: str, cell, model: str) -> dict:
     if isinstance(cell, int):
         return REFERENCE["results"][name][str(cell)][model]
@@ -131,7 +144,7 @@ def compare(name: str, model: str) -> dict[str, float]:
     x = data(name)
     n, d = x.shape
     todo = [(label, labels, record(name, cell, model)) for label, labels, cell in cells(name)]
-    todo = [(label, labels, rec) for label, labels, rec in todo if rec["returnCode"] == 0]
+    todo = [(label, labels, rec) for label, labels, rec in todo if usable(label, model, rec)]
     resp = np.zeros((len(todo), n, K_MAX))
     for i, (_, labels, _) in enumerate(todo):
         resp[i, np.arange(n), labels] = 1

@@ -209,14 +209,24 @@ def run_em(
     if accelerate is not None:
         unconstrain, constrain = acceleration.family_coordinates(family, accelerate)
 
+    total = _count(context) if criterion == "relative" else None
+
     def one(start):
         return loop.iterate_statistics(
             maximize, evaluate, start.params, start.stats, start.have_stats,
             tol=tol, max_iter=max_iter, criterion=criterion, accelerate=accelerate,
-            unconstrain=unconstrain, constrain=constrain,
+            unconstrain=unconstrain, constrain=constrain, total=total,
         )  # fmt: skip
 
     return jax.vmap(one)(starts)
+
+
+def _count(context: PyTree) -> jax.Array | None:
+    """The total sample weight of a family's context (``count``), if it records one:
+    the ``N`` of the relative stopping rule."""
+    if isinstance(context, dict):
+        return context.get("count")
+    return getattr(context, "count", None)
 
 
 # ----------------------------------------------------------------- initialisation

@@ -135,10 +135,14 @@ def start(max_iter: int, dtype: Any) -> LoopState:
     )
 
 
-def advance(state: LoopState, ll: ArrayLike, tol: ArrayLike, criterion: str) -> LoopState:
+def advance(
+    state: LoopState, ll: ArrayLike, tol: ArrayLike, criterion: str, total: ArrayLike | None = None
+) -> LoopState:
     """Record the log-likelihood ``ll`` of one more iteration and apply the rule.
 
-    ``"change"``: ``|ll_i − ll_{i−1}| < tol``; ``"aitken"``: see :func:`iterate`.
+    ``"change"``: ``|ll_i − ll_{i−1}| < tol``; ``"aitken"``, ``"relative"``: see
+    :func:`iterate` (``total``: the total sample weight N, which makes
+    ``"relative"`` mclust's rule exactly).
     Either way a change within rounding of ``ll_i`` (``16·eps·max(1, |ll_i|)``)
     stops the loop (for the change rule only when ``tol > 0``): the dtype cannot
     resolve more. A non-finite ``ll`` stops it too.
@@ -151,8 +155,11 @@ def advance(state: LoopState, ll: ArrayLike, tol: ArrayLike, criterion: str) -> 
     at_resolution = jnp.abs(change) <= rounding
     if criterion == "change":
         rule = (jnp.abs(change) < tol) | (at_resolution & (tol > 0))
-    elif criterion == "relative":
+    elif criterion == "relative" and total is None:
         rule = (jnp.abs(change) < tol * jnp.abs(ll)) | at_resolution
+    elif criterion == "relative":
+        n = jnp.asarray(total, dtype)
+        rule = (n * jnp.abs(change) < tol * (1 + n * jnp.abs(ll))) | at_resolution
     else:
         rule = _aitken_gain_below(ll, state.ll, state.ll_prev, tol) | at_resolution
     return LoopState(
@@ -208,7 +215,8 @@ def iterate(
       iteration, except at rounding (below).
     * ``"relative"`` (R mclust's rule): ``|ll_i - ll_{i-1}| < tol·|ll_i|``; mclust
       stops at ``|L_i − L_{i−1}| / (1 + |L_i|) ≤ tol`` of the total log-likelihood
-      ``L = N·ll``, the same rule but for the ``1/N`` next to ``|ll_i|``.
+      ``L = N·ll``, the same rule but for the ``1/N`` next to ``|ll_i|`` (the
+      engine's loops, which know N, apply mclust's rule exactly).
 
     With any rule a change within rounding of ``ll_i``
     (``16·eps·max(1, |ll_i|)``: about ``2e-6·|ll|`` in float32) stops the loop,
@@ -371,6 +379,7 @@ def record(
     tol: ArrayLike,
     max_iter: int,
     criterion: str,
+    total: ArrayLike | None = None,
 ) -> Carry:
     """The evaluation ``(stats, ll)`` of ``params`` applied to the carry.
 
@@ -383,7 +392,7 @@ def record(
     state = carry.state
     dtype = state.history.dtype
     stopped = state.done | (state.n_iter >= max_iter)
-    advanced = advance(state, ll, tol, criterion)
+    advanced = advance(state, ll, tol, criterion, total)
     return Carry(
         state=jax.tree.map(lambda a, b: jnp.where(stopped, a, b), state, advanced),
         params=params,
@@ -419,6 +428,7 @@ def iterate_statistics(
     accelerate: Any = None,
     unconstrain: Callable[[PyTree], PyTree] | None = None,
     constrain: Callable[[PyTree, PyTree], PyTree] | None = None,
+    total: ArrayLike | None = None,
 ) -> EMResult:
     """EM as a loop over statistics: ``params ← maximize(stats, params)``,
     ``(stats, ll) ← evaluate(params)``, with :func:`iterate`'s stopping rule.
@@ -449,7 +459,9 @@ def iterate_statistics(
     def body(carry):
         new = next_params(carry, maximize)
         new_stats, ll = evaluate(new)
-        return record(carry, new, new_stats, ll, tol=tol, max_iter=max_iter, criterion=criterion)
+        return record(
+            carry, new, new_stats, ll, tol=tol, max_iter=max_iter, criterion=criterion, total=total
+        )
 
     carry = begin(params, stats, have_stats, max_iter, dtype)
     return end(jax.lax.while_loop(lambda c: ~c.finished, body, carry))

@@ -29,7 +29,7 @@ from jaxem._src.gmm.params import GMMParams, make_params
 from jaxem._src.gmm.prior import Prior, default_prior, log_prior
 from jaxem._src.gmm.steps import SuffStats, e_step, m_step, maximize, reshift, suff_stats
 from jaxem._src.sources import PassInfo, array_chunks, print_progress, shard_rows
-from jaxem.gmm import missing, unconstrained, variational
+from jaxem.gmm import missing, noise, unconstrained, variational
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -68,6 +68,7 @@ __all__ = [
     "maximize",
     "missing",
     "n_parameters",
+    "noise",
     "portfolio",
     "predict",
     "predict_proba",

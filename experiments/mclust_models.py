@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 
 import jax
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -112,18 +113,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "",
     ]
     (args.out / "mclust_models.md").write_text("\n".join(lines))
+    tables = {"models": models, "K": ks, "bic": sel.bic.tolist(), "icl": sel.icl.tolist()}
+    (args.out / "mclust_models.json").write_text(json.dumps({**out, **tables}, indent=1))
     fig = Figure(figsize=(9, 6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    colors = [matplotlib.colormaps["tab20"](i / 20) for i in range(20)]
     for i, model in enumerate(models):
         style = "-" if i < 7 else "--"
-        ax.plot(ks, sel.bic[i], style, marker="o", markersize=3, label=model)
+        ax.plot(ks, sel.bic[i], style, color=colors[i], marker="o", markersize=3, label=model)
     ax.set_xlabel("number of components K")
     ax.set_ylabel("BIC (−2 log L + p log N, lower is better)")
     ax.set_title(
         f"Old Faithful: mclust's 14 models (choice {sel.best_model}, K = {sel.best_n_components})"
     )
-    ax.set_ylim(sel.bic.min() - 20, np.sort(sel.bic.ravel())[len(ks) * 6])
+    ax.set_ylim(sel.bic.min() - 5, sel.bic.min() + 90)
     ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out / "mclust_models_bic.png", dpi=120)

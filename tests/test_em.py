@@ -163,7 +163,7 @@ def test_aitken_rule_stops_at_a_fixed_point_and_not_while_steps_grow():
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
-        (dict(criterion="relative"), ValueError, "criterion must be one of"),
+        (dict(criterion="ratio"), ValueError, "criterion must be one of"),
         (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
         (dict(max_iter=2.5), TypeError, "max_iter must be a Python int"),
         (dict(tol=-1.0), ValueError, "tol must be a finite number >= 0"),

@@ -298,3 +298,63 @@ def test_select_over_the_14_models_chooses_as_mclust():
     np.testing.assert_allclose(r.bic.min(), bic.min(), rtol=1e-3)
     np.testing.assert_allclose(r.bic[:, :2], bic[:, :2], rtol=1e-3)
     np.testing.assert_allclose(r.icl[:, :2], icl[:, :2], rtol=1e-3)
+
+
+NEW_MODELS = ("EII", "EEI", "VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV")
+FAST = ("EII", "VEI", "EVV")  # the default suite's share: each program costs seconds
+
+
+@pytest.mark.parametrize(
+    "model", [m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in NEW_MODELS]
+)
+def test_m_step_has_the_models_structure(model):
+    """``Σ_k = λ_k D_k A_k D_kᵀ`` with volume, shape and orientation equal across
+    the active components where the name says E (I: axis-aligned, and a scalar
+    shape for EII), from random responsibilities with ``reg_covar`` and an
+    inactive fourth component (identity, weight 0); under ``vmap`` (two sets of
+    responsibilities) and ``jit``."""
+    x = jnp.asarray(data("iris"))
+    rng = np.random.default_rng(0)
+    resp = rng.dirichlet(np.ones(3), size=(2, x.shape[0]))
+    resp = jnp.asarray(np.concatenate([resp, np.zeros((2, x.shape[0], 1))], axis=-1))
+
+    @jax.jit
+    @jax.vmap
+    def m_step(r):
+        return gmm.m_step(r, x, covariance_type=model, reg_covar=1e-3)
+
+    params = m_step(resp)
+    for b in range(2):
+        weights = np.asarray(params.weights[b])
+        assert weights[3] == 0 and np.all(weights[:3] > 0)
+        cov = np.asarray(params.covariances[b])
+        storage = cov_lib.get(model).STORAGE
+        if storage == "spherical":
+            cov = cov[:, None, None] * np.eye(4)
+        elif storage == "diag":
+            cov = cov[:, :, None] * np.eye(4)
+        np.testing.assert_array_equal(cov[3], np.eye(4))
+        cov = cov[:3]
+        values = np.linalg.eigvalsh(cov)
+        volume = np.exp(np.mean(np.log(values), axis=1))
+        shape = values / volume[:, None]
+        if model[0] == "E":
+            np.testing.assert_allclose(volume, volume[0], rtol=1e-10)
+        else:
+            assert np.ptp(volume) > 1e-3 * volume.max()
+        if model[1] == "E":
+            np.testing.assert_allclose(shape, np.broadcast_to(shape[0], shape.shape), rtol=1e-8)
+        elif model[1] == "I":
+            np.testing.assert_allclose(shape, 1, rtol=1e-10)
+        else:
+            assert np.ptp(shape[:, -1]) > 1e-3
+        if model[2] == "I":
+            np.testing.assert_allclose(cov, cov * np.eye(4), atol=1e-12)
+        elif model[2] == "E":  # a common orientation: the matrices commute
+            for j in range(1, 3):
+                commutator = cov[0] @ cov[j] - cov[j] @ cov[0]
+                assert np.max(np.abs(commutator)) < 1e-9 * np.max(np.abs(cov)) ** 2
+        else:
+            commutator = cov[0] @ cov[1] - cov[1] @ cov[0]
+            assert np.max(np.abs(commutator)) > 1e-6 * np.max(np.abs(cov)) ** 2
+        assert np.all(values > 1e-3 * (1 - 1e-9))  # reg_covar in every direction

@@ -229,3 +229,20 @@ def test_variational_family_is_refused():
     family = gmm.variational.family("full")
     with pytest.raises(TypeError, match="objective"):
         jaxem.standard_errors(family, None, x)
+
+
+@pytest.mark.slow  # two fit programs (10 restarts, and 300 vmapped refits): ~40 s
+def test_parametric_bootstrap_agrees_on_old_faithful(tmp_path):
+    import pathlib
+    import sys
+
+    experiments = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+    if str(experiments) not in sys.path:
+        sys.path.insert(0, str(experiments))
+    import standard_errors
+
+    result = standard_errors.main(["--boot", "300", "--out", str(tmp_path)])
+    assert result["n_boot_used"] >= 295
+    # within Monte Carlo error (4 of them: 11 parameters) and 15% (finite N)
+    assert np.max(np.abs(result["z"])) < 4
+    np.testing.assert_allclose(result["ratio"], 1, atol=0.15)

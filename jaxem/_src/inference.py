@@ -150,7 +150,9 @@ class _Problem:
         if isinstance(family, MixtureFamily):
             rows = family.chunk_rows(self.w.shape[0], params, self.x, 1, "raw")
             ll_sum = chunked_sum(
-                lambda xb, wb: wb @ family.log_prob(params, xb), (self.x, self.w), rows
+                lambda xb, wb: jnp.sum(jnp.where(wb > 0, wb * family.log_prob(params, xb), 0)),
+                (self.x, self.w),
+                rows,
             )
         else:
             _, ll_sum = self.reduce(params)

@@ -208,10 +208,15 @@ def test_poisson_standard_errors_equal_the_inverse_hessian(poisson):
     assert float(jnp.max(jnp.abs(gradient))) < 1e-6  # a maximum
     np.testing.assert_allclose(se.covariance, ref, rtol=1e-6, atol=1e-9)
     assert se.information.shape == (3, 3)
-    # the same information from observed_information
+    # the same information from observed_information; a sample weight w counts a
+    # row w times: weights of 2 double it
     info, basis = jaxem.observed_information(mixtures.Poisson(), params, x)
     np.testing.assert_allclose(info, se.information, rtol=1e-10)
     np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-12)
+    doubled, _ = jaxem.observed_information(
+        mixtures.Poisson(), params, x, sample_weight=np.full(len(x), 2.0)
+    )
+    np.testing.assert_allclose(doubled, 2 * info, rtol=1e-10)
 
 
 def test_inactive_components_and_the_gauge_are_not_free_coordinates():

@@ -9,6 +9,8 @@ The public API, re-exported explicitly (everything under ``jaxem._src`` is priva
   devices), and the seam :class:`Family` / :class:`MixtureFamily`;
 * the families: :mod:`jaxem.gmm` (Gaussian mixtures), :mod:`jaxem.mixtures`
   (Poisson, ...);
+* inference at a fit: :func:`standard_errors` (observed information, delta
+  method), :func:`observed_information`, :func:`em_rate`;
 * :func:`fit_gradient` (gradient-based maximum likelihood with optax) and
   :mod:`jaxem.kmeans`, :mod:`jaxem.hierarchical`.
 """
@@ -19,6 +21,7 @@ from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharde
 from jaxem._src.engine import FitResult, SelectionResult
 from jaxem._src.family import Family, MixtureFamily
 from jaxem._src.gradient import fit_gradient
+from jaxem._src.inference import Inference, em_rate, observed_information, standard_errors
 from jaxem._src.loop import (
     CONVERGED,
     DEGENERATE,
@@ -43,6 +46,7 @@ __all__ = [
     "EMResult",
     "Family",
     "FitResult",
+    "Inference",
     "MixtureFamily",
     "OnlineResult",
     "PassInfo",
@@ -51,6 +55,7 @@ __all__ = [
     "Squarem",
     "chunks",
     "em",
+    "em_rate",
     "fit",
     "fit_gradient",
     "fit_online",
@@ -59,7 +64,9 @@ __all__ = [
     "iterate",
     "kmeans",
     "mixtures",
+    "observed_information",
     "select",
     "sharded",
+    "standard_errors",
 ]
 __version__ = "0.1.0"

@@ -195,6 +195,22 @@ def test_sample_weight_counts_rows():
         )
 
 
+def test_accelerate_reaches_the_same_fit_in_fewer_iterations():
+    """accelerate="squarem" (issue #22): plain EM's optimum from the same start, in
+    fewer iterations (SQUAREM cycles), the lower bounds never decreasing."""
+    params = dict(n_components=K, covariance_type="full", tol=1e-10, max_iter=3000)
+    params.update(_given_start("full"))
+    plain = GaussianMixture(**params).fit(X)
+    fast = GaussianMixture(**params, accelerate="squarem").fit(X)
+    assert plain.converged_ and fast.converged_
+    np.testing.assert_allclose(fast.score(X), plain.score(X), rtol=1e-8)
+    np.testing.assert_allclose(fast.means_, plain.means_, rtol=1e-4, atol=1e-4)
+    assert fast.n_iter_ < plain.n_iter_
+    assert np.all(np.diff(fast.lower_bounds_) >= 0)
+    with pytest.raises(ValueError, match="accelerate"):
+        GaussianMixture(K, accelerate="fast").fit(X)
+
+
 def test_partial_initial_parameters_and_max_iter_0():
     """Given means replace the method's (the other parameters are the method's, as
     in scikit-learn); max_iter=0 returns the initial parameters."""

@@ -180,6 +180,12 @@ class Family:
         inactive, static fields). Default: ``u`` itself."""
         return u
 
+    def differentiable(self) -> Family:
+        """This family with a pass that every mode of differentiation goes
+        through (forward and reverse, nested), for derivatives of the EM map
+        and of the log-likelihood (:mod:`jaxem._src.inference`). Default: itself."""
+        return self
+
     def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:
         """Statistics computed under ``old`` parameters re-expressed so that they
         add to statistics computed under ``new`` ones (stepwise EM). Default: as

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
+from jaxem._src.acceleration import Squarem
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.estimator_base import (
@@ -101,6 +102,9 @@ class GaussianMixture(MixtureEstimator):
             :class:`jaxem.gmm.Prior` of this covariance type.
         n_refine: restarts refined after screening (``0 ≤ n_refine ≤ n_init``);
             default 0, scikit-learn's procedure.
+        accelerate: ``None`` (plain EM, scikit-learn's) or ``"squarem"`` /
+            :class:`jaxem.Squarem`: SQUAREM (:func:`jaxem.fit`); ``n_iter_`` then
+            counts its cycles and ``lower_bounds_`` holds the accepted ones.
         dtype: ``"float64"`` (default) or ``"float32"``.
 
     Attributes:
@@ -141,6 +145,7 @@ class GaussianMixture(MixtureEstimator):
         "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
         "prior": [None, StrOptions({"default"}), Prior],
         "n_refine": [Interval(numbers.Integral, 0, None, closed="left")],
+        "accelerate": [None, StrOptions({"squarem"}), Squarem],
         "dtype": [StrOptions(set(DTYPES)), Options(type, {np.float64, np.float32})],
     }
 
@@ -163,6 +168,7 @@ class GaussianMixture(MixtureEstimator):
         verbose_interval=10,
         prior=None,
         n_refine=0,
+        accelerate=None,
         dtype="float64",
     ):
         self.n_components = n_components
@@ -181,6 +187,7 @@ class GaussianMixture(MixtureEstimator):
         self.verbose_interval = verbose_interval
         self.prior = prior
         self.n_refine = n_refine
+        self.accelerate = accelerate
         self.dtype = dtype
 
     # ----------------------------------------------------------------- hooks

@@ -236,6 +236,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 tol=self.tol / scale,
                 sample_weight=jw,
                 n_refine=min(n_refine, self._n_starts(family, starts)),
+                accelerate=getattr(self, "accelerate", None),
             )
             if starts is None:
                 key = key_from_random_state(self.random_state)

@@ -206,6 +206,10 @@ class GaussianFamily(MixtureFamily):
         params = from_unconstrained(u, like.covariance_type)
         return dataclasses.replace(params, weights=weights_from_logs(u.logits, like.weights))
 
+    def differentiable(self):
+        # the moment formulation's batching rule (custom_vmap) has no autodiff rules
+        return dataclasses.replace(self, formulation="direct")
+
     def reframe(self, stats, old, new):
         full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, old.means, self.covariance_type)
         moved = reshift(full, new.means)

@@ -77,11 +77,17 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, polygamma
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
+from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import degenerate, gaussian_context, gaussian_summary, portfolio
+from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.params import make_params as make_gaussian_params
 from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum, suff_stats
+from jaxem._src.gmm.unconstrained import (
+    UnconstrainedParams,
+    from_unconstrained,
+    to_unconstrained,
+)
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     mixture_weights,
@@ -443,6 +449,30 @@ class StudentT(MixtureFamily):
 
     def log_prior(self, params):
         return DirichletWeights(self.dirichlet).log_kernel(params.weights)
+
+    def unconstrain(self, params):
+        """Log-weights, the means, the scale matrices' precision Cholesky
+        factors in :mod:`jaxem.gmm.unconstrained`'s coordinates and ``log ν``."""
+        gaussian = GMMParams(
+            params.weights, params.means, params.covariances, params.precisions_cholesky,
+            params.covariance_type,
+        )  # fmt: skip
+        return {
+            "logits": log_weights(params.weights),
+            "means": params.means,
+            "cholesky": to_unconstrained(gaussian).cholesky,
+            "log_dof": jnp.log(params.dof),
+        }
+
+    def constrain(self, u, like):
+        """The inverse of :meth:`unconstrain`; a fixed ``ν`` stays ``like``'s."""
+        coordinates = UnconstrainedParams(u["logits"], u["means"], u["cholesky"])
+        gaussian = from_unconstrained(coordinates, like.covariance_type)
+        dof = jnp.exp(u["log_dof"]) if self.estimates_dof else like.dof
+        return StudentTParams(
+            weights_from_logs(u["logits"], like.weights), gaussian.means,
+            gaussian.covariances, gaussian.precisions_cholesky, dof, like.covariance_type,
+        )  # fmt: skip
 
     def canonical(self, params):
         module = cov_lib.get(params.covariance_type)

@@ -1,0 +1,253 @@
+"""Standard errors, observed information and the EM rate (jaxem._src.inference): issue #22, part 3.
+
+The references here are written out by hand in explicit coordinates of their
+own (K − 1 = 1 logit, Cholesky factors of the covariances, log-rates), with
+``jax.hessian`` of a log-likelihood written from scipy's densities: at a
+maximum the delta-method covariance of the parameters does not depend on the
+coordinates, so the two must agree to rounding.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import gammaln
+from jax.scipy.stats import multivariate_normal
+
+import jaxem
+from jaxem import gmm, mixtures
+from jaxem._src.inference import free_coordinates
+
+
+def tight_gmm_fit(x, start):
+    """EM with reg_covar = 0 to the resolution of float64 (a maximum)."""
+    m_step = functools.partial(gmm.m_step, reg_covar=0.0)
+    return jaxem.em(gmm.e_step, m_step, start, x, tol=1e-14, max_iter=5000)
+
+
+# ----------------------------------------------------------------- Gaussian, 2-D
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    """Two overlapping 2-D Gaussians (EM's rate about 0.8), fitted to a maximum."""
+    key1, key2 = jax.random.split(jax.random.key(3))
+    x = jnp.concatenate(
+        [
+            jax.random.normal(key1, (60, 2)) @ jnp.array([[1.0, 0.3], [0.0, 0.7]]),
+            jax.random.normal(key2, (90, 2)) * 0.8 + jnp.array([1.5, 0.5]),
+        ]
+    )
+    start = gmm.make_params(
+        jnp.array([0.4, 0.6]), jnp.array([[0.0, 0.0], [2.0, 1.0]]), jnp.stack([jnp.eye(2)] * 2)
+    )
+    fit = tight_gmm_fit(x, start)
+    assert bool(fit.converged)
+    family = gmm.family("full", reg_covar=0.0)
+    return x, fit.params, jaxem.standard_errors(family, fit.params, x)
+
+
+def gmm_coordinates(x):
+    """Explicit coordinates of a 2-component mixture: a logit, the means and the
+    Cholesky factors of Σ (log diagonal). ``(unpack, log_joint)``."""
+    d = x.shape[1]
+    rows, cols = np.tril_indices(d)
+
+    def unpack(z):
+        a, rest = z[0], z[1:]
+        weights = jnp.stack([jax.nn.sigmoid(a), 1 - jax.nn.sigmoid(a)])
+        means = rest[: 2 * d].reshape(2, d)
+        chol = rest[2 * d :].reshape(2, -1)
+        factors = jnp.zeros((2, d, d)).at[:, rows, cols].set(chol)
+        diag = jnp.exp(jnp.diagonal(factors, axis1=1, axis2=2))
+        factors = factors.at[:, np.arange(d), np.arange(d)].set(diag)
+        return weights, means, factors @ jnp.swapaxes(factors, 1, 2)
+
+    def log_joint(z):  # (N, 2)
+        weights, means, covs = unpack(z)
+        logs = [
+            jnp.log(weights[k]) + multivariate_normal.logpdf(x, means[k], covs[k]) for k in range(2)
+        ]
+        return jnp.stack(logs, 1)
+
+    return unpack, log_joint
+
+
+def gmm_point(params):
+    """``params`` in :func:`gmm_coordinates`."""
+    rows, cols = np.tril_indices(params.means.shape[1])
+    chol = np.linalg.cholesky(np.asarray(params.covariances))[:, rows, cols]
+    chol = np.where(rows == cols, np.log(np.abs(chol)), chol)
+    w = np.asarray(params.weights)
+    return jnp.concatenate(
+        [jnp.array([np.log(w[0] / w[1])]), params.means.ravel(), jnp.asarray(chol.ravel())]
+    )
+
+
+@jax.jit
+def gmm_reference(z_hat, x):
+    """Delta-method covariance of (weights, means, covariances) and
+    ``I_complete⁻¹ I_obs``, from jax.hessian in :func:`gmm_coordinates`."""
+    unpack, log_joint = gmm_coordinates(x)
+
+    def loglik(z):
+        return jnp.sum(jax.nn.logsumexp(log_joint(z), axis=1))
+
+    def natural(z):
+        return jnp.concatenate([a.ravel() for a in unpack(z)])
+
+    i_obs = -jax.hessian(loglik)(z_hat)
+    jac = jax.jacfwd(natural)(z_hat)
+    covariance = jac @ jnp.linalg.inv(i_obs) @ jac.T
+    # Dempster, Laird & Rubin (1977): DM = 1 − I_complete⁻¹ I_obs at the maximum,
+    # I_complete the Hessian of Q(θ' | θ̂) = Σ r̂ log p(x, z | θ') in θ' at θ̂.
+    resp = jax.nn.softmax(log_joint(z_hat), axis=1)
+    i_complete = -jax.hessian(lambda z: jnp.sum(resp * log_joint(z)))(z_hat)
+    return covariance, jnp.linalg.solve(i_complete, i_obs), unpack(z_hat)
+
+
+@pytest.fixture(scope="module")
+def gauss_reference(gauss):
+    x, params, _ = gauss
+    covariance, missing, point = gmm_reference(gmm_point(params), x)
+    np.testing.assert_allclose(point[2], params.covariances, rtol=1e-12)
+    return covariance, np.linalg.eigvals(np.asarray(missing)).real
+
+
+def test_gmm_standard_errors_equal_the_inverse_hessian(gauss, gauss_reference):
+    _, _, se = gauss
+    ref, _ = gauss_reference
+    n = ref.shape[0]  # weights (2), means (4), covariances (8): the first leaves
+    ours = se.covariance[:n, :n]
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6 * float(jnp.max(jnp.abs(ref))))
+    np.testing.assert_allclose(
+        se.standard_errors.covariances.ravel(), jnp.sqrt(jnp.diagonal(ref))[6:], rtol=1e-6
+    )
+    # the weights sum to 1: equal standard errors
+    np.testing.assert_allclose(se.standard_errors.weights[0], se.standard_errors.weights[1])
+    # free coordinates: 1 logit + 4 means + 6 precision-factor coordinates
+    assert se.information.shape == (11, 11)
+    assert bool(jnp.all(jnp.linalg.eigvalsh(se.information) > 0))
+    np.testing.assert_allclose(se.free_covariance @ se.information, np.eye(11), atol=1e-8)
+
+
+def test_em_rate_is_the_largest_fraction_of_missing_information(gauss, gauss_reference):
+    _, _, se = gauss
+    _, fractions = gauss_reference
+    expected = 1 - fractions.min()
+    assert 0.5 < expected < 0.99  # overlapping: EM is slow here
+    np.testing.assert_allclose(se.em_rate, expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(np.abs(se.em_eigenvalues)), np.sort(1 - fractions), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_em_rate_is_the_ratio_of_successive_changes(gauss):
+    # near the maximum EM's parameter changes shrink by the rate per iteration
+    x, params, se = gauss
+    m_step = functools.partial(gmm.m_step, reg_covar=0.0)
+
+    @jax.jit
+    def steps(p):
+        def body(p, _):
+            new = m_step(gmm.e_step(p, x)[0], x)
+            return new, jnp.linalg.norm(new.means - p.means)
+
+        return jax.lax.scan(body, p, None, length=120)[1]
+
+    start = gmm.make_params(params.weights, params.means * 1.01, params.covariances)
+    changes = np.asarray(steps(start))
+    assert changes[-1] > 1e-11  # still above rounding
+    np.testing.assert_allclose(changes[-1] / changes[-2], se.em_rate, rtol=1e-3)
+
+
+# ------------------------------------------------------------------------ Poisson
+
+
+def numpy_poisson_em(x, weights, rates, n_iter=3000):
+    """Plain EM for a 1-D Poisson mixture (no compilation)."""
+    for _ in range(n_iter):
+        log_joint = np.log(weights) + x * np.log(rates) - rates
+        resp = np.exp(log_joint - log_joint.max(1, keepdims=True))
+        resp /= resp.sum(1, keepdims=True)
+        nk = resp.sum(0)
+        weights, rates = nk / len(x), (resp * x).sum(0) / nk
+    return weights, rates
+
+
+@pytest.fixture(scope="module")
+def poisson():
+    rates = jnp.where(jnp.arange(300) < 120, 1.5, 6.0)
+    x = np.asarray(jax.random.poisson(jax.random.key(1), rates, (300,)), np.float64)[:, None]
+    weights, rates = numpy_poisson_em(x, np.array([0.5, 0.5]), np.array([1.0, 5.0]))
+    params = mixtures.PoissonParams(jnp.asarray(weights), jnp.asarray(rates)[:, None])
+    return x, params, jaxem.standard_errors(mixtures.Poisson(), params, x)
+
+
+def test_poisson_standard_errors_equal_the_inverse_hessian(poisson):
+    x, params, se = poisson
+
+    def unpack(z):
+        weights = jnp.stack([jax.nn.sigmoid(z[0]), 1 - jax.nn.sigmoid(z[0])])
+        return weights, jnp.exp(z[1:])
+
+    def loglik(z):
+        weights, rates = unpack(z)
+        logs = jnp.log(weights) + x * jnp.log(rates) - rates - gammaln(x + 1)
+        return jnp.sum(jax.nn.logsumexp(logs, axis=1))
+
+    @jax.jit
+    def reference(z):
+        jac = jax.jacfwd(lambda z: jnp.concatenate(unpack(z)))(z)
+        return jax.grad(loglik)(z), jac @ jnp.linalg.inv(-jax.hessian(loglik)(z)) @ jac.T
+
+    w, r = np.asarray(params.weights), np.asarray(params.rates)[:, 0]
+    gradient, ref = reference(jnp.array([np.log(w[0] / w[1]), *np.log(r)]))
+    assert float(jnp.max(jnp.abs(gradient))) < 1e-6  # a maximum
+    np.testing.assert_allclose(se.covariance, ref, rtol=1e-6, atol=1e-9)
+    assert se.information.shape == (3, 3)
+    # the same information from observed_information; a sample weight w counts a
+    # row w times: weights of 2 double it
+    info, basis = jaxem.observed_information(mixtures.Poisson(), params, x)
+    np.testing.assert_allclose(info, se.information, rtol=1e-10)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-12)
+    doubled, _ = jaxem.observed_information(
+        mixtures.Poisson(), params, x, sample_weight=np.full(len(x), 2.0)
+    )
+    np.testing.assert_allclose(doubled, 2 * info, rtol=1e-10)
+
+
+def test_inactive_components_and_the_gauge_are_not_free_coordinates():
+    p = mixtures.PoissonParams(jnp.array([0.3, 0.7, 0.0]), jnp.array([[1.0], [4.0], [2.0]]))
+    basis = free_coordinates(mixtures.Poisson(), p)
+    assert basis.shape == (6, 3)
+    # free directions keep the log-weights normalised (Σ π_k d log π_k = 0: the
+    # constant added to all of them is the gauge) and leave the inactive component
+    np.testing.assert_allclose(np.array([0.3, 0.7]) @ basis[:2], 0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(basis)[[2, 5]], 0, atol=1e-12)
+
+
+def test_variational_family_is_refused():
+    x = jnp.zeros((5, 1))
+    family = gmm.variational.family("full")
+    with pytest.raises(TypeError, match="objective"):
+        jaxem.standard_errors(family, None, x)
+
+
+@pytest.mark.slow  # two fit programs (10 restarts, and 300 vmapped refits): ~40 s
+def test_parametric_bootstrap_agrees_on_old_faithful(tmp_path):
+    import pathlib
+    import sys
+
+    experiments = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+    if str(experiments) not in sys.path:
+        sys.path.insert(0, str(experiments))
+    import standard_errors
+
+    result = standard_errors.main(["--boot", "300", "--out", str(tmp_path)])
+    assert result["n_boot_used"] >= 295
+    # within Monte Carlo error (4 of them: 11 parameters) and 15% (finite N)
+    assert np.max(np.abs(result["z"])) < 4
+    np.testing.assert_allclose(result["ratio"], 1, atol=0.15)

@@ -180,6 +180,14 @@ class Family:
         inactive, static fields). Default: ``u`` itself."""
         return u
 
+    def differentiable(self) -> Family:
+        """This family configured so that its pass and M-step can be
+        differentiated in reverse mode (implicit differentiation of a fit,
+        :mod:`jaxem._src.implicit`, differentiates one EM iteration). Default:
+        itself; a family whose fast formulation has only a forward-mode
+        derivative returns its plain one."""
+        return self
+
     def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:
         """Statistics computed under ``old`` parameters re-expressed so that they
         add to statistics computed under ``new`` ones (stepwise EM). Default: as

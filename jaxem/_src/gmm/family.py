@@ -204,6 +204,11 @@ class GaussianFamily(MixtureFamily):
         params = from_unconstrained(u, like.covariance_type)
         return dataclasses.replace(params, weights=weights_from_logs(u.logits, like.weights))
 
+    def differentiable(self):
+        # the moment passes batch restarts with a custom vmap rule, which has
+        # no reverse-mode derivative; the direct pass (the same map) has one
+        return dataclasses.replace(self, formulation="direct")
+
     def reframe(self, stats, old, new):
         full = SuffStats(stats.nk, stats.sum_x, stats.sum_xx, old.means, self.covariance_type)
         moved = reshift(full, new.means)

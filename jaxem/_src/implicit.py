@@ -147,14 +147,64 @@ def _solve(matvec: Callable[[PyTree], PyTree], b: PyTree, config: Implicit) -> P
     restart = min(config.restart, size)
     if config.solver == "gmres":
         maxiter = 20 if config.maxiter is None else config.maxiter
-        x, _ = sparse_linalg.gmres(
-            flat_matvec, flat, x0=flat, tol=tol, restart=restart, maxiter=maxiter,
-            solve_method="batched",
-        )  # fmt: skip
+        x = _gmres(flat_matvec, flat, tol=tol, restart=restart, maxiter=maxiter)
     else:
         maxiter = 20 * restart if config.maxiter is None else config.maxiter
         x, _ = sparse_linalg.bicgstab(flat_matvec, flat, x0=flat, tol=tol, maxiter=maxiter)
     return unravel(x)
+
+
+def _gmres(matvec, b, *, tol, restart, maxiter):
+    """Restarted GMRES(``restart``) for ``matvec(x) = b`` (flat vectors), from
+    ``x = b``, until the residual (GMRES's own estimate) is below ``tol·‖b‖``
+    or after ``maxiter`` cycles.
+
+    Written here rather than :func:`jax.scipy.sparse.linalg.gmres` because a
+    compiled program is paid for per shape: this one calls ``matvec`` (a
+    vector–Jacobian product of a whole EM iteration) from one place, a
+    ``fori_loop`` whose first trip computes the cycle's residual and the others
+    the Arnoldi vectors, and the program is about half the size. Arnoldi uses
+    classical Gram–Schmidt twice; the small least-squares problem an SVD.
+    """
+    n, m, dtype = b.shape[0], restart, b.dtype
+    threshold = tol * jnp.linalg.norm(b)
+    rows = jnp.arange(m + 1)
+
+    def cycle(state):
+        x, _, k = state
+
+        def trip(j, carry):
+            basis, hessenberg, beta = carry
+            w = matvec(jnp.where(j == 0, x, basis[j - 1]))
+            residual = b - w  # trip 0: the cycle's residual
+            column = j - 1  # trips 1..m: Arnoldi column j − 1
+            mask = rows <= column
+            h = jnp.where(mask, basis @ w, 0)
+            w = w - h @ basis
+            again = jnp.where(mask, basis @ w, 0)
+            w, h = w - again @ basis, h + again
+            norm = jnp.linalg.norm(w)
+            h = h.at[j].set(norm)
+            beta = jnp.where(j == 0, jnp.linalg.norm(residual), beta)
+            first = residual / jnp.where(beta > 0, beta, 1)
+            vector = jnp.where(j == 0, first, w / jnp.where(norm > 0, norm, 1))
+            hessenberg = jnp.where(j == 0, hessenberg, hessenberg.at[:, column].set(h))
+            return basis.at[j].set(vector), hessenberg, beta
+
+        start = (jnp.zeros((m + 1, n), dtype), jnp.zeros((m + 1, m), dtype), jnp.zeros((), dtype))
+        basis, hessenberg, beta = jax.lax.fori_loop(0, m + 1, trip, start)
+        rhs = jnp.zeros(m + 1, dtype).at[0].set(beta)
+        y = jnp.linalg.lstsq(hessenberg, rhs)[0]
+        estimate = jnp.linalg.norm(rhs - hessenberg @ y)
+        return x + y @ basis[:m], estimate, k + 1
+
+    def keep_going(state):
+        _, estimate, k = state
+        return (estimate > threshold) & (k < maxiter)
+
+    inf = jnp.asarray(jnp.inf, dtype)
+    x, _, _ = jax.lax.while_loop(keep_going, cycle, (b, inf, jnp.asarray(0, jnp.int32)))
+    return x
 
 
 def fixed_point(

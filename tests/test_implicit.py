@@ -19,6 +19,7 @@ at the inputs and at the finite-difference points).
 import functools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -210,6 +211,61 @@ def test_vmap_and_jit_of_implicit_gradients_equal_single_and_forward_mode():
             np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(got[b], fwd[b], rtol=1e-8, atol=1e-12)
     assert float(jnp.abs(batched[1][0])) > 1e-3  # the hyperparameter matters
+
+
+@jax.jit
+def _inactive_gradient(x):
+    """The implicit gradient of the Poisson loss with a third, inactive
+    component (weight 0) in the start: it must stay out of the solve."""
+    start = mixtures.PoissonParams(
+        jnp.array([0.5, 0.5, 0.0]), jnp.concatenate([_POISSON_START.rates, jnp.ones((1, D))])
+    )
+    loss = functools.partial(poisson_fit_loss, implicit=True, start=start)
+    return jax.grad(loss)((x, *_primals("fit-poisson")[1:]))
+
+
+def test_inactive_component_does_not_change_the_implicit_gradient():
+    primals = _primals("fit-poisson")
+    zero = tuple(jnp.zeros_like(a) for a in primals)
+    _, _, two = _program(primals, zero, name="fit-poisson")
+    with_inactive = _inactive_gradient(primals[0])
+    for got, want in zip(with_inactive, two, strict=True):
+        assert bool(jnp.all(jnp.isfinite(got)))
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_slow_em_rate_near_one():
+    """Heavily overlapping components (EM's rate 0.99): GMRES in the implicit
+    solve, the dense solve and forward mode through 20000 iterations agree."""
+    rng = np.random.default_rng(0)
+    rng.normal(size=(200, 1))  # the second draw of this stream is the data
+    x = jnp.asarray(np.concatenate([rng.normal(size=(100, 1)), rng.normal(size=(100, 1)) + 1.0]))
+    start = gmm.make_params(
+        jnp.array([0.4, 0.6]), jnp.array([[-0.5], [1.5]]), jnp.ones((2, 1, 1)), "full"
+    )
+
+    def loss(reg, implicit):
+        m_step = functools.partial(gmm.m_step, reg_covar=reg)
+        result = jaxem.em(gmm.e_step, m_step, start, x, tol=0.0, max_iter=20000, implicit=implicit)
+        return jnp.sum(result.params.means) + result.params.weights[0], result.params
+
+    jvp = jax.jit(jax.jvp, static_argnums=0)
+    (_, params), (forward, _) = jvp(lambda r: loss(r, False), (1e-3,), (1.0,))
+    family = gmm.family("full", reg_covar=1e-3)
+    flat, unravel = jax.flatten_util.ravel_pytree(family.unconstrain(params))
+
+    def em_map(v):
+        p = family.constrain(unravel(v), params)
+        new = gmm.m_step(gmm.e_step(p, x)[0], x, reg_covar=1e-3)
+        return jax.flatten_util.ravel_pytree(family.unconstrain(new))[0]
+
+    rate = np.max(np.abs(np.linalg.eigvals(np.asarray(jax.jacfwd(em_map)(flat)))))
+    assert 0.98 < rate < 1
+    for solver in ("gmres", "dense"):
+        config = jaxem.Implicit(solver=solver)
+        implicit = jax.jit(jax.grad(lambda r, c=config: loss(r, c)[0]))(1e-3)
+        np.testing.assert_allclose(implicit, forward, rtol=1e-7, err_msg=solver)
 
 
 def test_reverse_mode_without_implicit_points_to_it():

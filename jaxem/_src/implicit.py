@@ -82,6 +82,17 @@ class Implicit:
             ``dim(u)``, where GMRES is exact in one cycle).
         maxiter: at most this many GMRES restarts (BiCGStab: iterations);
             ``None`` is 20 restarts (BiCGStab: ``20·restart`` iterations).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxem
+        >>> # x <- (x + a) / 2 has the fixed point x* = a, so dx*/da = 1
+        >>> def solution(a):
+        ...     step = lambda x: ((x + a) / 2, -((x - a) ** 2))
+        ...     result = jaxem.iterate(step, None, jnp.asarray(0.0), tol=0.0, max_iter=60,
+        ...                            implicit=jaxem.Implicit(solver="dense"))
+        ...     return result.params
+        >>> float(jax.grad(solution)(jnp.asarray(3.0)))
+        1.0
     """
 
     solver: str = "gmres"

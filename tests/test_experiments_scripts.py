@@ -136,7 +136,7 @@ def test_discrete_mixtures(tmp_path):
     assert "| digits | 3 |" in text and "| anes96 | 1 |" in text and "| biochemists | 2 |" in text
 
 
-@pytest.mark.slow  # ~25 s of CPU: the compiled fits, their implicit gradients and grids
+@pytest.mark.slow  # five compiled programs (fits, gradient steps, grids): 5 min on busy cores
 def test_bilevel(tmp_path):
     run_quick("bilevel.py", tmp_path, timeout=600)
     text = check_outputs(tmp_path, "bilevel")

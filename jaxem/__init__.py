@@ -3,7 +3,8 @@
 The public API, re-exported explicitly (everything under ``jaxem._src`` is private):
 
 * the generic loop: :func:`em`, :func:`iterate`, :class:`EMResult` and its status codes,
-  and its acceleration :class:`Squarem` (``accelerate="squarem"``);
+  and its acceleration :class:`Squarem` (``accelerate="squarem"``) and implicit
+  differentiation :class:`Implicit` (``implicit=True``: ``jax.grad`` through a fit);
 * the engine for any model family: :func:`fit`, :func:`select`, :func:`fit_online`,
   the data sources :func:`chunks` (out of core) and :func:`sharded` (several
   devices), and the seam :class:`Family` / :class:`MixtureFamily`;
@@ -21,6 +22,7 @@ from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharde
 from jaxem._src.engine import FitResult, SelectionResult
 from jaxem._src.family import Family, MixtureFamily
 from jaxem._src.gradient import fit_gradient
+from jaxem._src.implicit import Implicit
 from jaxem._src.inference import Inference, em_rate, observed_information, standard_errors
 from jaxem._src.loop import (
     CONVERGED,
@@ -46,6 +48,7 @@ __all__ = [
     "EMResult",
     "Family",
     "FitResult",
+    "Implicit",
     "Inference",
     "MixtureFamily",
     "OnlineResult",

@@ -134,3 +134,10 @@ def test_discrete_mixtures(tmp_path):
     run_quick("discrete_mixtures.py", tmp_path, timeout=600)
     text = check_outputs(tmp_path, "discrete_mixtures_quick")
     assert "| digits | 3 |" in text and "| anes96 | 1 |" in text and "| biochemists | 2 |" in text
+
+
+@pytest.mark.slow  # five compiled programs (fits, gradient steps, grids): 5 min on busy cores
+def test_bilevel(tmp_path):
+    run_quick("bilevel.py", tmp_path, timeout=600)
+    text = check_outputs(tmp_path, "bilevel")
+    assert "reg_covar: gradient" in text and "random search" in text

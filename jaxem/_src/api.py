@@ -36,6 +36,7 @@ from jaxem._src.engine import (
     pipeline,
 )
 from jaxem._src.family import Family
+from jaxem._src.implicit import Implicit, check_implicit, fixed_point, with_gradient
 from jaxem._src.loop import check_criterion, warn_if_unresolvable
 from jaxem._src.programs import BoundedJit
 from jaxem._src.sources import (
@@ -153,16 +154,36 @@ def sharded(
 # --------------------------------------------------------------------------- fit
 
 
-def _fit(family, source, key, n_active, tol, refine_tol, starts, *, config):
+def _fit(family, source, key, n_active, tol, refine_tol, starts, *, config, implicit=None):
     def run(family, source, key, n_active, tol, refine_tol, starts):
         return pipeline(family, source, key, n_active, tol, refine_tol, config, starts)[0]
 
-    return forward_mode_only(run)(family, source, key, n_active, tol, refine_tol, starts)
+    if implicit is None:
+        return forward_mode_only(run)(family, source, key, n_active, tol, refine_tol, starts)
+    # The fit runs on inputs without derivatives; the chosen fixed point and
+    # its objective carry the implicit derivative with respect to the family's
+    # hyperparameters, the data and the sample weights.
+    family_, source_, starts_ = jax.lax.stop_gradient((family, source, starts))
+    result = forward_mode_only(run)(family_, source_, key, n_active, tol, refine_tol, starts_)
+
+    def step(params, family, source, n_active):
+        return engine.em_map(family, source, n_active, params)
+
+    params = fixed_point(
+        lambda p, *args: step(p, *args)[0], result.params, (family, source, n_active),
+        config=implicit, unconstrain=family_.unconstrain, constrain=family_.constrain,
+    )  # fmt: skip
+    ll = with_gradient(
+        lambda p, *args: step(p, *args)[1],
+        result.log_likelihood,
+        (params, family, source, n_active),
+    )
+    return dataclasses.replace(result, params=params, log_likelihood=ll)
 
 
 # The compiled fits: at most programs.MAX_PROGRAMS of each are kept (a process
 # that kept every one aborted at Linux's limit of memory mappings).
-_fit_program = BoundedJit(_fit, static_argnames=("config",))
+_fit_program = BoundedJit(_fit, static_argnames=("config", "implicit"))
 
 
 def _batched_start(start: PyTree | None, family: Family) -> PyTree | None:
@@ -190,6 +211,7 @@ def fit(
     start: PyTree | None = None,
     criterion: str = "change",
     accelerate: str | Squarem | None = None,
+    implicit: bool | Implicit = False,
 ) -> FitResult:
     """Fit a model of ``family`` by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -236,6 +258,18 @@ def fit(
             in the family's unconstrained coordinates, for screening and
             refinement; ``n_iter`` then counts SQUAREM cycles and
             ``n_evals`` passes over the data. The objective never decreases.
+        implicit: ``False`` (default: forward mode differentiates the
+            iterations run, reverse mode raises), ``True`` or a
+            :class:`jaxem.Implicit` (static; data in memory): reverse mode
+            (``jax.grad``) differentiates ``params`` and ``log_likelihood``
+            of the chosen restart by the implicit function theorem at its
+            fixed point, in the family's unconstrained coordinates, with
+            respect to ``x``, ``sample_weight`` and the family's traced
+            hyperparameters (:mod:`jaxem._src.implicit`). Initialisation,
+            restarts and the choice among them are not differentiated (a
+            fixed point does not depend on where EM started); the other
+            fields carry no derivative. Converge tightly (small ``tol``) when
+            the derivative matters.
 
     Returns:
         :class:`~jaxem.FitResult`.
@@ -260,8 +294,14 @@ def fit(
     check_scalar("tol", tol)
     check_criterion(criterion)
     accelerate = check_accelerate(accelerate)
+    implicit = check_implicit(implicit)
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     n_active = check_n_active(n_active, n_components)
+    if implicit is not None and isinstance(x, ChunkedData | ShardedData):
+        raise ValueError(
+            "implicit= differentiates fits of data in memory; got "
+            f"{type(x).__name__} (chunked and sharded fits run their loop outside one program)"
+        )
 
     if isinstance(x, ChunkedData):
         if sample_weight is not None:
@@ -305,6 +345,7 @@ def fit(
         jnp.asarray(refine_tol, dtype),
         start,
         config=config,
+        implicit=implicit,
     )
 
 

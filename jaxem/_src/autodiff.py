@@ -5,7 +5,9 @@ cannot reverse-differentiate it; forward mode (``jax.jvp``, ``jax.jacfwd``)
 works and is exact for the iterations run. :func:`forward_mode_only` wraps such a
 function so that forward mode is unchanged and reverse mode (``jax.grad``,
 ``jax.vjp``) raises a :class:`TypeError` that says what to use instead, rather
-than JAX's message about ``while_loop`` transposes.
+than JAX's message about ``while_loop`` transposes; the message points to
+``implicit=True`` (:mod:`jaxem._src.implicit`), which differentiates the
+fixed point in reverse mode.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ __all__ = ["REVERSE_MODE_MESSAGE", "forward_mode_only"]
 
 REVERSE_MODE_MESSAGE = (
     "reverse-mode differentiation (jax.grad, jax.vjp) does not pass through an EM fit: "
-    "it is a lax.while_loop that runs until a data-dependent stopping rule holds. Use "
-    "forward mode instead (jax.jvp, jax.jacfwd, or jax.linearize for many outputs), which "
-    "is exact for the iterations run; for gradients of a loss of the fitted parameters "
-    "with respect to many inputs, differentiate the densities at the fitted parameters "
-    "(gmm.log_prob is differentiable in the data and the parameters)."
+    "it is a lax.while_loop that runs until a data-dependent stopping rule holds. For "
+    "gradients of the fitted parameters or log-likelihood, pass implicit=True (jaxem.em, "
+    "jaxem.iterate, jaxem.fit, jaxem.gmm.fit, jaxem.gmm.fit_from): the fixed point is then "
+    "differentiated by the implicit function theorem, with respect to the data, sample "
+    "weights and hyperparameters (converge tightly). Or use forward mode instead (jax.jvp, "
+    "jax.jacfwd, or jax.linearize for many outputs), which is exact for the iterations run."
 )
 
 # An identity on tangents whose transpose raises: placed at the outputs of a

@@ -47,6 +47,7 @@ __all__ = [
     "best_of",
     "criterion_score",
     "default_n_refine",
+    "em_map",
     "initial_stats",
     "objective",
     "pipeline",
@@ -227,6 +228,24 @@ def _count(context: PyTree) -> jax.Array | None:
     if isinstance(context, dict):
         return context.get("count")
     return getattr(context, "count", None)
+
+
+def em_map(family: Family, source: Any, n_active: ArrayLike, params: PyTree):
+    """One EM iteration over all the data of a traceable ``source`` (in memory)
+    from ``params``, as a pure function of the family (its hyperparameters),
+    the source (data and sample weights) and ``params``: ``(M(params),
+    objective(params))``. The data's context and the data-dependent
+    hyperparameters (:meth:`Family.bind`) are recomputed from the source, so
+    derivatives with respect to the data pass through them; the family's
+    reverse-differentiable configuration (:meth:`Family.differentiable`)
+    computes it: the map whose fixed point :mod:`jaxem._src.implicit`
+    differentiates."""
+    family = family.differentiable()
+    context = source.context(family)
+    bound = family.bind(context, n_active)
+    prepared = source.prepare(bound, context)
+    stats, ll_sum, total = source.reduce(bound, params, prepared, context, 1)
+    return bound.maximize(stats, params, context), objective(bound, params, stats, ll_sum, total)
 
 
 # ----------------------------------------------------------------- initialisation

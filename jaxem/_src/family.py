@@ -182,8 +182,11 @@ class Family:
 
     def differentiable(self) -> Family:
         """This family with a pass that every mode of differentiation goes
-        through (forward and reverse, nested), for derivatives of the EM map
-        and of the log-likelihood (:mod:`jaxem._src.inference`). Default: itself."""
+        through (forward and reverse, nested): for implicit differentiation of a
+        fit (:mod:`jaxem._src.implicit`, which differentiates one EM iteration)
+        and for derivatives of the EM map and the log-likelihood
+        (:mod:`jaxem._src.inference`). Default: itself; a family whose fast
+        formulation has only a forward-mode derivative returns its plain one."""
         return self
 
     def reframe(self, stats: PyTree, old: PyTree, new: PyTree) -> PyTree:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._src.autodiff import forward_mode_only
+from jaxem._src.implicit import check_implicit, fixed_point, with_gradient
 from jaxem._src.validation import check_scalar, check_static_int, concrete
 
 __all__ = [
@@ -196,6 +197,7 @@ def iterate(
     criterion: str = "change",
     accelerate: Any = None,
     transform: tuple[Callable[[PyTree], PyTree], Callable[[PyTree], PyTree]] | None = None,
+    implicit: Any = False,
 ) -> EMResult:
     """Iterate ``params <- step(params)`` until a stopping rule holds.
 
@@ -245,6 +247,16 @@ def iterate(
         transform: ``(to_unconstrained, from_unconstrained)``, pure functions
             between ``params`` and the pytree of reals in which SQUAREM
             extrapolates (e.g. log-weights, log-variances); identity by default.
+            With ``implicit``, also the coordinates of its linear solve.
+        implicit: ``False`` (default: forward mode differentiates the
+            iterations run, reverse mode raises), ``True`` or a
+            :class:`jaxem.Implicit` (static): reverse mode (``jax.grad``)
+            differentiates the returned ``params`` and ``log_likelihood`` by
+            the implicit function theorem at the fixed point
+            ``params = step(params)[0]`` (:mod:`jaxem._src.implicit`), with
+            respect to everything the step reads (closed-over data and
+            hyperparameters). Forward mode is then unavailable, and the loop
+            itself is not differentiated: converge tightly.
 
     Returns:
         An :class:`EMResult`.
@@ -264,6 +276,7 @@ def iterate(
         from jaxem._src.acceleration import check_accelerate
 
         accelerate = check_accelerate(accelerate)
+    implicit = check_implicit(implicit)
     unconstrain, constrain = _transform_pair(transform)
     if not callable(step) or not (log_likelihood is None or callable(log_likelihood)):
         raise TypeError(
@@ -324,7 +337,25 @@ def iterate(
             constrain=constrain,
         )
 
-    return forward_mode_only(run)(params, tol, step_consts, ll_consts)
+    if implicit is None:
+        return forward_mode_only(run)(params, tol, step_consts, ll_consts)
+    # The loop runs on inputs without derivatives; the fixed point it reaches
+    # carries the implicit derivative with respect to the step's inputs.
+    stopped = jax.lax.stop_gradient((params, step_consts, ll_consts))
+    result = forward_mode_only(run)(stopped[0], tol, stopped[1], stopped[2])
+    fitted = fixed_point(
+        lambda p, consts: step(p, *consts)[0], result.params, (step_consts,),
+        config=implicit, unconstrain=unconstrain, constrain=constrain,
+    )  # fmt: skip
+    if log_likelihood is None:
+        ll = with_gradient(
+            lambda p, consts: step(p, *consts)[1], result.log_likelihood, (fitted, step_consts)
+        )
+    else:
+        ll = with_gradient(
+            lambda p, consts: log_likelihood(p, *consts), result.log_likelihood, (fitted, ll_consts)
+        )
+    return dataclasses.replace(result, params=fitted, log_likelihood=ll)
 
 
 def _transform_pair(transform):
@@ -513,6 +544,7 @@ def em(
     criterion: str = "change",
     accelerate: Any = None,
     transform: tuple[Callable[[PyTree], PyTree], Callable[[PyTree], PyTree]] | None = None,
+    implicit: Any = False,
 ) -> EMResult:
     """Run Expectation–Maximization from ``params`` on data ``x``.
 
@@ -523,8 +555,11 @@ def em(
     ``max_iter`` iterations. Works eagerly, under ``jax.jit`` and under
     ``jax.vmap`` (each batch element stops on its own criterion).
 
-    Reverse-mode differentiation (``jax.grad``) does not pass through the loop
-    (a ``lax.while_loop``); forward mode (``jax.jvp``, ``jax.jacfwd``) does.
+    Forward mode (``jax.jvp``, ``jax.jacfwd``) differentiates the iterations
+    run. Reverse mode (``jax.grad``) does not pass through the loop (a
+    ``lax.while_loop``); with ``implicit=True`` it differentiates the fixed
+    point instead, by the implicit function theorem, with respect to ``x``
+    and anything the steps close over (``reg_covar``, sample weights, a prior).
 
     Args:
         e_step: ``(params, x) -> (expectations, mean log-likelihood)``.
@@ -540,7 +575,12 @@ def em(
             :class:`jaxem.Squarem` (static): SQUAREM (Varadhan & Roland 2008)
             with its monotonicity safeguard, see :func:`iterate`.
         transform: ``(to_unconstrained, from_unconstrained)`` for SQUAREM's
-            extrapolation (identity by default), see :func:`iterate`.
+            extrapolation and the implicit solve (identity by default), see
+            :func:`iterate`.
+        implicit: ``False`` (default), ``True`` or a :class:`jaxem.Implicit`
+            (static): reverse-mode derivatives of ``params`` and
+            ``log_likelihood`` by the implicit function theorem at the fixed
+            point (see :func:`iterate`); converge tightly.
 
     Returns:
         An :class:`EMResult`; ``result.log_likelihood`` is the mean
@@ -571,7 +611,7 @@ def em(
 
     return iterate(
         step, None, params, tol=tol, max_iter=max_iter, criterion=criterion,
-        accelerate=accelerate, transform=transform,
+        accelerate=accelerate, transform=transform, implicit=implicit,
     )  # fmt: skip
 
 

@@ -207,7 +207,8 @@ class GaussianFamily(MixtureFamily):
         return dataclasses.replace(params, weights=weights_from_logs(u.logits, like.weights))
 
     def differentiable(self):
-        # the moment formulation's batching rule (custom_vmap) has no autodiff rules
+        # the moment passes batch restarts with a custom vmap rule, which has
+        # no reverse-mode derivative; the direct pass (the same map) has one
         return dataclasses.replace(self, formulation="direct")
 
     def reframe(self, stats, old, new):

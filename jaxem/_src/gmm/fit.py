@@ -24,6 +24,7 @@ from jaxem._src.gmm.family import GaussianFamily, check_formulation
 from jaxem._src.gmm.moments import ACCURACY_THRESHOLD
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.prior import Prior, check_prior
+from jaxem._src.implicit import Implicit
 from jaxem._src.loop import EMResult
 from jaxem._src.sources import InMemory, PassInfo
 from jaxem._src.validation import as_data, check_scalar, concrete
@@ -161,6 +162,7 @@ def fit(
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
     accelerate: str | Squarem | None = None,
+    implicit: bool | Implicit = False,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM: initialisation and ``n_init`` restarts in one call.
 
@@ -223,6 +225,10 @@ def fit(
             (static).
         accelerate: ``None`` (plain EM) or ``"squarem"`` / :class:`jaxem.Squarem`
             (static): SQUAREM in unconstrained coordinates (:func:`jaxem.fit`).
+        implicit: ``True`` or a :class:`jaxem.Implicit` (static): reverse-mode
+            derivatives of the fitted ``params`` and ``log_likelihood`` with
+            respect to ``x``, ``sample_weight``, ``reg_covar`` and ``prior`` by
+            the implicit function theorem (:func:`jaxem.fit`).
 
     Returns:
         :class:`~jaxem.FitResult`.
@@ -257,6 +263,7 @@ def fit(
         refine_tol=refine_tol,
         refine_max_iter=refine_max_iter,
         accelerate=accelerate,
+        implicit=implicit,
     )
 
 
@@ -272,6 +279,7 @@ def fit_from(
     prior: Prior | None = None,
     criterion: str = "change",
     accelerate: str | Squarem | None = None,
+    implicit: bool | Implicit = False,
 ) -> EMResult:
     """EM from given parameters, with the engine's fast passes (no restarts).
 
@@ -280,7 +288,7 @@ def fit_from(
         x: (N, D) data, or :func:`jaxem.chunks` / :func:`jaxem.sharded` data.
         tol, max_iter, reg_covar, sample_weight, formulation, prior: as :func:`fit`.
         criterion: ``"change"`` or ``"aitken"`` (then ``tol`` is Aitken's).
-        accelerate: as :func:`fit`.
+        accelerate, implicit: as :func:`fit`.
 
     Returns:
         :class:`~jaxem.EMResult`.
@@ -296,7 +304,7 @@ def fit_from(
     )
     result = api.fit(
         fam, None, x, start=params, sample_weight=sample_weight, tol=tol, max_iter=max_iter,
-        n_refine=0, criterion=criterion, accelerate=accelerate,
+        n_refine=0, criterion=criterion, accelerate=accelerate, implicit=implicit,
     )  # fmt: skip
     return EMResult(
         params=result.params,

@@ -8,12 +8,12 @@ The public API, re-exported explicitly (everything under ``jaxem._src`` is priva
   the data sources :func:`chunks` (out of core) and :func:`sharded` (several
   devices), and the seam :class:`Family` / :class:`MixtureFamily`;
 * the families: :mod:`jaxem.gmm` (Gaussian mixtures), :mod:`jaxem.mixtures`
-  (Poisson, ...);
+  (Poisson, ...), :mod:`jaxem.hmm` (hidden Markov models);
 * :func:`fit_gradient` (gradient-based maximum likelihood with optax) and
   :mod:`jaxem.kmeans`, :mod:`jaxem.hierarchical`.
 """
 
-from jaxem import gmm, hierarchical, kmeans, mixtures
+from jaxem import gmm, hierarchical, hmm, kmeans, mixtures
 from jaxem._src.acceleration import Squarem
 from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded
 from jaxem._src.engine import FitResult, SelectionResult
@@ -56,6 +56,7 @@ __all__ = [
     "fit_online",
     "gmm",
     "hierarchical",
+    "hmm",
     "iterate",
     "kmeans",
     "mixtures",

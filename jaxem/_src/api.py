@@ -278,9 +278,10 @@ def fit(
         w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
         dtype = jax.tree.leaves(x)[0].dtype
         source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w, w is not None)
-    if start is None and n_components > n_samples:
+    if start is None and n_components > _max_components(family, x, n_samples):
         raise ValueError(
-            f"n_components={n_components} must be <= the number of samples ({n_samples})"
+            f"n_components={n_components} must be <= the number of samples "
+            f"({_max_components(family, x, n_samples)})"
         )
     dtype = source.w.dtype
     if criterion == "change":
@@ -306,6 +307,13 @@ def fit(
         start,
         config=config,
     )
+
+
+def _max_components(family: Family, x: Any, n_samples: int) -> int:
+    """K's upper bound for in-memory data (:meth:`Family.max_components`)."""
+    if isinstance(x, ShardedData):
+        return n_samples
+    return family.max_components(x)
 
 
 def _floating(a) -> bool:
@@ -437,12 +445,14 @@ _select_program = BoundedJit(_select, static_argnames=("config", "criterion"))
 def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     def one(k):
         result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
-        ll = result.log_likelihood - bound.log_prior(result.params) / context_count(context)
-        return result, ll, bound.n_parameters(result.params)
+        n = context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
+        ll = result.log_likelihood - bound.log_prior(result.params) / n
+        return result, ll, bound.n_parameters(result.params), n
 
-    results, lls, n_params = jax.vmap(one)(ks)
-    n = jnp.sum(source.w)
-    scores = jax.vmap(lambda p, ll: engine.criterion_score(criterion, p, ll, n))(n_params, lls)
+    results, lls, n_params, n = jax.vmap(one)(ks)
+    scores = jax.vmap(lambda p, ll, n: engine.criterion_score(criterion, p, ll, n))(
+        n_params, lls, n
+    )
     return results, scores, lls
 
 
@@ -511,9 +521,10 @@ def select(
     x = first.check_data(x)
     leaf = jax.tree.leaves(x)[0]
     n_samples = leaf.shape[0]
-    if max(ks) > n_samples:
+    if max(ks) > first.max_components(x):
         raise ValueError(
-            f"n_components up to {max(ks)} must be <= the number of samples ({n_samples})"
+            f"n_components up to {max(ks)} must be <= the number of samples "
+            f"({first.max_components(x)})"
         )
     w = check_sample_weight(sample_weight, leaf)
     source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w, w is not None)

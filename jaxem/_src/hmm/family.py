@@ -178,9 +178,12 @@ class HMM(Family):
         log_b = self.emission.log_components(params.emission, x.frames())
         return jnp.where(x.mask[..., None], log_b.reshape(s, t, -1), 0)
 
-    def smooth(self, params: HMMParams, x: Sequences) -> inference.Smoothed:
+    def smooth(self, params: HMMParams, x) -> inference.Smoothed:
         """Forward–backward on every sequence: posteriors (S, T, K),
         transition counts (S, K, K) and log-likelihoods (S,)."""
+        return _smooth(self, params, self.check_data(x))
+
+    def _smooth(self, params: HMMParams, x: Sequences) -> inference.Smoothed:
         log_b = self.log_emissions(params, x)
 
         def one(lb, mask):
@@ -191,7 +194,7 @@ class HMM(Family):
         return jax.vmap(one)(log_b, x.mask)
 
     def pass_(self, params, rows, w, context):
-        smoothed = self.smooth(params, rows)
+        smoothed = self._smooth(params, rows)
         s, t, k = smoothed.posteriors.shape
         resp = smoothed.posteriors * w[:, None, None]  # 0 at padding already
         frames = rows.frames()
@@ -318,21 +321,12 @@ class HMM(Family):
         """``(statistics, log-likelihood per frame)``; ``maximize(stats,
         params, context)`` is the M-step (the user-facing pair)."""
         x = self.check_data(x)
-        w = jnp.ones(x.x.shape[0], x.x.dtype)
-        stats, ll = self.pass_(params, x, w, None)
+        stats, ll = _pass(self, params, x)
         return stats, ll / stats.frames
 
     def log_prob(self, params: HMMParams, x) -> jax.Array:
         """(S,) ``log p(x_s)`` of every sequence (hmmlearn's ``score`` of each)."""
-        x = self.check_data(x)
-        log_b = self.log_emissions(params, x)
-
-        def one(lb, mask):
-            return inference.forward(
-                params.startprob, params.transmat, lb, mask, parallel=self.parallel
-            )[1]
-
-        return jax.vmap(one)(log_b, x.mask)
+        return _log_prob(self, params, self.check_data(x))
 
     def score(self, params: HMMParams, x) -> jax.Array:
         """() total log-likelihood of all sequences (hmmlearn's ``score``)."""
@@ -340,15 +334,11 @@ class HMM(Family):
 
     def predict_proba(self, params: HMMParams, x) -> jax.Array:
         """(S, T, K) posterior state probabilities ``p(z_t | x_s)`` (0 at padding)."""
-        return self.smooth(params, self.check_data(x)).posteriors
+        return _smooth(self, params, self.check_data(x)).posteriors
 
     def decode(self, params: HMMParams, x) -> tuple[jax.Array, jax.Array]:
         """Viterbi: ``(log p(x_s, z*_s) (S,), z* (S, T))``, −1 at padding."""
-        x = self.check_data(x)
-        log_b = self.log_emissions(params, x)
-        return jax.vmap(
-            lambda lb, mask: inference.viterbi(params.startprob, params.transmat, lb, mask)
-        )(log_b, x.mask)
+        return _decode(self, params, self.check_data(x))
 
     def predict(self, params: HMMParams, x) -> jax.Array:
         """(S, T) the Viterbi path of each sequence, −1 at padding."""
@@ -395,3 +385,37 @@ class HMM(Family):
         frames = self.emission.sample_components(key_x, params.emission, states.reshape(-1))
         x = frames.reshape(n_sequences, n_steps, -1)
         return Sequences(x, jnp.full((n_sequences,), n_steps, jnp.int32)), states
+
+
+# The user-facing inference, one compiled program each per family and shapes
+# (the family is a traced argument: its hyperparameters do not recompile).
+
+
+@jax.jit
+def _smooth(family: HMM, params: HMMParams, x: Sequences) -> inference.Smoothed:
+    return family._smooth(params, x)
+
+
+@jax.jit
+def _pass(family: HMM, params: HMMParams, x: Sequences):
+    return family.pass_(params, x, jnp.ones(x.x.shape[0], x.x.dtype), None)
+
+
+@jax.jit
+def _log_prob(family: HMM, params: HMMParams, x: Sequences) -> jax.Array:
+    log_b = family.log_emissions(params, x)
+
+    def one(lb, mask):
+        return inference.forward(
+            params.startprob, params.transmat, lb, mask, parallel=family.parallel
+        )[1]
+
+    return jax.vmap(one)(log_b, x.mask)
+
+
+@jax.jit
+def _decode(family: HMM, params: HMMParams, x: Sequences):
+    log_b = family.log_emissions(params, x)
+    return jax.vmap(lambda lb, m: inference.viterbi(params.startprob, params.transmat, lb, m))(
+        log_b, x.mask
+    )

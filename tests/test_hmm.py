@@ -8,6 +8,11 @@ rtol 1e-8. hmmlearn's Gaussian covariance prior is switched off
 (``covars_prior=0, covars_weight=1``) and jaxem's ``reg_covar=0``: both M-steps
 are then maximum likelihood. The start/transition Dirichlet priors are
 implemented by jaxem as hmmlearn's and tested with non-flat values.
+
+``GMMHMM`` (a Gaussian mixture per state): hmmlearn 0.3.3 takes its
+covariance statistics about the E-step's means, not the updated ones, which
+is not the exact M-step; the reference is hmmlearn run one iteration at a time
+with that term removed (:func:`_gmmhmm_reference`), matched to rtol 1e-8.
 """
 
 import warnings
@@ -313,3 +318,74 @@ def test_sequences_layouts_and_errors():
         hmm.sequences(np.zeros((2, 3, 1)), lengths=[3, 4])
     with pytest.raises(ValueError, match="non-negative whole counts"):
         hmm.poisson().check_data([np.array([[1.0], [-1.0]])])
+
+
+def _gmmhmm_reference(x, covariance_type, k, d=2, m=2):
+    """hmmlearn's GMMHMM with its covariance update corrected to exact EM.
+
+    hmmlearn 0.3.3 forms the covariance statistics about the E-step's means
+    (``centered = X - self.means_`` in ``_accumulate_sufficient_statistics``),
+    so its covariances exceed the EM update by ``(μ_new − μ_old)(μ_new −
+    μ_old)ᵀ``. The reference runs hmmlearn one iteration at a time (its
+    E-step, start/transition/weight/mean updates) and subtracts that term:
+    exact Baum–Welch, which jaxem implements. Returns the model, the starting
+    arrays and the per-iteration log-likelihoods.
+    """
+    rng = np.random.default_rng(0)
+    extra = dict(covars_prior=-(d + 2) / 2) if covariance_type == "spherical" else {}
+    model = H.GMMHMM(K, m, covariance_type=covariance_type, n_iter=1, tol=-np.inf,
+                     init_params="", params="stmcw", **extra)  # fmt: skip
+    model.startprob_, model.transmat_ = START.copy(), START_TRANS.copy()
+    model.means_ = rng.normal(0, 1, (K, m, d))
+    model.weights_ = np.full((K, m), 1 / m)
+    model.covars_ = {"full": np.tile(np.eye(d), (K, m, 1, 1)), "diag": np.ones((K, m, d)),
+                     "spherical": np.ones((K, m))}[covariance_type]  # fmt: skip
+    start = dict(means=model.means_.copy(), covariances=model.covars_.copy(),
+                 weights=model.weights_.copy())  # fmt: skip
+    history = []
+    for _ in range(k):
+        old = model.means_.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(x, LENGTHS)
+        history.append(model.monitor_.history[0])
+        delta = model.means_ - old
+        if covariance_type == "full":
+            model.covars_ = model.covars_ - delta[..., :, None] * delta[..., None, :]
+        elif covariance_type == "diag":
+            model.covars_ = model.covars_ - delta**2
+        else:
+            model.covars_ = model.covars_ - np.mean(delta**2, axis=-1)
+    return model, start, np.asarray(history)
+
+
+def _gmmhmm_match(data, covariance_type, k):
+    x = data["full"]
+    model, start, history = _gmmhmm_reference(x, covariance_type, k)
+    family = hmm.gmm(2, covariance_type, reg_covar=0.0)
+    p0 = hmm.make_params(START, START_TRANS, family, **start)
+    seqs = hmm.sequences(x, LENGTHS)
+    result = jaxem.fit(family, None, seqs, start=p0, max_iter=k, tol=0.0, n_refine=0)
+    p = result.params
+    np.testing.assert_allclose(p.startprob, model.startprob_, rtol=RTOL)
+    np.testing.assert_allclose(p.transmat, model.transmat_, rtol=RTOL)
+    np.testing.assert_allclose(p.emission.mix_weights, model.weights_, rtol=RTOL)
+    g = p.emission.gaussians
+    np.testing.assert_allclose(g.means.reshape(model.means_.shape), model.means_, rtol=RTOL)
+    covariances = np.asarray(g.covariances).reshape(model.covars_.shape)
+    np.testing.assert_allclose(covariances, model.covars_, rtol=RTOL)
+    np.testing.assert_allclose(np.asarray(result.history)[:k] * sum(LENGTHS), history, rtol=RTOL)
+    np.testing.assert_allclose(family.score(p, seqs), model.score(x, LENGTHS), rtol=RTOL)
+    _, path = family.decode(p, seqs)
+    np.testing.assert_array_equal(_unpad(path), model.decode(x, LENGTHS)[1])
+
+
+def test_gmmhmm_matches_hmmlearn_exact_em(data):
+    _gmmhmm_match(data, "full", 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 10, 50])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_gmmhmm_matches_hmmlearn_exact_em_all(data, covariance_type, k):
+    _gmmhmm_match(data, covariance_type, k)

@@ -2,7 +2,8 @@
 
 An HMM is a family (:class:`HMM`) whose states' emissions are any of jaxem's
 mixture families: :func:`gaussian` (full, tied, diagonal or spherical
-covariances), :func:`categorical` and :func:`poisson`. The data are many
+covariances), :func:`gmm` (a Gaussian mixture per state), :func:`categorical` and
+:func:`poisson`. The data are many
 sequences of different lengths (:func:`sequences`: padded, with their
 lengths); :func:`jaxem.fit` runs vmapped restarts of Baum–Welch on them and
 :func:`jaxem.select` chooses the number of states by BIC (N = the number of
@@ -23,20 +24,29 @@ Example:
 """
 
 from jaxem._src.hmm.family import HMM, HMMParams, HMMStats
+from jaxem._src.hmm.gmm_emission import (
+    GaussianMixtureEmission,
+    MixtureEmissionParams,
+    MixtureEmissionStats,
+)
 from jaxem._src.hmm.inference import Smoothed, backward, forward, smooth, viterbi
-from jaxem._src.hmm.models import categorical, gaussian, make_params, poisson
+from jaxem._src.hmm.models import categorical, gaussian, gmm, make_params, poisson
 from jaxem._src.hmm.sequences import Sequences, sequences
 
 __all__ = [
     "HMM",
+    "GaussianMixtureEmission",
     "HMMParams",
     "HMMStats",
+    "MixtureEmissionParams",
+    "MixtureEmissionStats",
     "Sequences",
     "Smoothed",
     "backward",
     "categorical",
     "forward",
     "gaussian",
+    "gmm",
     "make_params",
     "poisson",
     "sequences",

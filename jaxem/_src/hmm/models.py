@@ -9,11 +9,12 @@ from jax.typing import ArrayLike
 from jaxem._src.gmm.fit import family as gaussian_family
 from jaxem._src.gmm.params import make_params as gmm_make_params
 from jaxem._src.hmm.family import HMM, HMMParams
+from jaxem._src.hmm.gmm_emission import GaussianMixtureEmission, MixtureEmissionParams
 from jaxem._src.mixtures.categorical import Categorical, CategoricalParams
 from jaxem._src.mixtures.poisson import Poisson, PoissonParams
-from jaxem._src.validation import check_scalar
+from jaxem._src.validation import check_scalar, check_static_int
 
-__all__ = ["categorical", "gaussian", "make_params", "poisson"]
+__all__ = ["categorical", "gaussian", "gmm", "make_params", "poisson"]
 
 
 def _priors(startprob_prior, transmat_prior):
@@ -54,6 +55,30 @@ def gaussian(
         [-2.0, 2.0]
     """
     emission = gaussian_family(covariance_type, reg_covar=reg_covar, formulation="direct")
+    return HMM(emission, parallel=parallel, **_priors(startprob_prior, transmat_prior))
+
+
+def gmm(
+    n_mix: int = 2,
+    covariance_type: str = "full",
+    *,
+    reg_covar: ArrayLike = 1e-6,
+    startprob_prior: ArrayLike = 1.0,
+    transmat_prior: ArrayLike = 1.0,
+    parallel: bool = False,
+) -> HMM:
+    """An HMM whose states emit mixtures of ``n_mix`` Gaussians (hmmlearn's
+    ``GMMHMM``; ``covariance_type`` ``"full"``, ``"diag"`` or ``"spherical"``,
+    one covariance per Gaussian). Maximum likelihood (with ``reg_covar``), as
+    hmmlearn's defaults for full and diagonal covariances."""
+    n_mix = check_static_int("n_mix", n_mix, minimum=1)
+    if covariance_type not in ("full", "diag", "spherical"):
+        raise ValueError(
+            "covariance_type of a GMM-HMM must be 'full', 'diag' or 'spherical'; "
+            f"got {covariance_type!r}"
+        )
+    gaussian = gaussian_family(covariance_type, reg_covar=reg_covar, formulation="direct")
+    emission = GaussianMixtureEmission(gaussian, n_mix)
     return HMM(emission, parallel=parallel, **_priors(startprob_prior, transmat_prior))
 
 
@@ -98,7 +123,8 @@ def make_params(
         transmat: (K, K) transition matrix.
         family: the HMM (its emission type decides the keywords).
         **emission: ``means`` and ``covariances`` (Gaussian, in
-            scikit-learn's shapes for the covariance type), ``rates``
+            scikit-learn's shapes for the covariance type; for a GMM-HMM
+            hmmlearn's (K, M, ...) shapes and ``weights`` (K, M)), ``rates``
             (Poisson, (K, D)) or ``probs`` (categorical, (K, Σ C_j)).
 
     Returns:
@@ -117,6 +143,17 @@ def make_params(
     em = family.emission
     if isinstance(em, Poisson):
         params = PoissonParams(jnp.asarray(weights), jnp.asarray(emission["rates"], float))
+    elif isinstance(em, GaussianMixtureEmission):
+        means = np.asarray(emission["means"], float)
+        kk, m, d = means.shape
+        cov = np.asarray(emission["covariances"], float)
+        cov = cov.reshape(kk * m, *cov.shape[2:])
+        gaussians = gmm_make_params(
+            np.full(kk * m, 1 / (kk * m)), means.reshape(kk * m, d), cov,
+            em.gaussian.covariance_type,
+        )  # fmt: skip
+        mix = jnp.asarray(emission["weights"], float)
+        params = MixtureEmissionParams(jnp.asarray(weights), mix, gaussians)
     elif isinstance(em, Categorical):
         params = CategoricalParams(jnp.asarray(weights), jnp.asarray(emission["probs"], float))
     else:

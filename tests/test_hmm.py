@@ -389,3 +389,27 @@ def test_gmmhmm_matches_hmmlearn_exact_em(data):
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_gmmhmm_matches_hmmlearn_exact_em_all(data, covariance_type, k):
     _gmmhmm_match(data, covariance_type, k)
+
+
+@pytest.mark.slow
+def test_experiment_scripts_run(tmp_path):
+    """Smoke tests of experiments/hmm_faithful.py and hmm_benchmark.py (--quick)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    experiments = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))
+    import hmm_faithful
+
+    hmm_faithful.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "hmm_faithful.png").stat().st_size > 0
+    assert "![figure](hmm_faithful.png)" in (tmp_path / "hmm_faithful.md").read_text()
+    out = tmp_path / "bench.md"
+    run = subprocess.run(
+        [sys.executable, str(experiments / "hmm_benchmark.py"), "--quick", "--budget", "1",
+         "--libraries", "jaxem,hmmlearn", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| long | 1 × 5000 | jaxem |" in out.read_text()

@@ -413,3 +413,17 @@ def test_experiment_scripts_run(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| long | 1 × 5000 | jaxem |" in out.read_text()
+
+
+def test_sequence_weights_multiply_the_statistics(data):
+    """A sequence of weight 2 counts as the sequence twice (the pass is additive)."""
+    _, family, start = _models("poisson", 1)
+    x = data["poisson"]
+    seqs = hmm.sequences(x, LENGTHS)
+    parts = np.split(x, np.cumsum(LENGTHS)[:-1])
+    twice = hmm.sequences([parts[0], *parts])
+    run = jax.jit(lambda s, w: family.pass_(start, s, w, None))
+    a = run(seqs, jnp.asarray([2.0, 1, 1, 1]))
+    b = run(twice, jnp.ones(5))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-12)

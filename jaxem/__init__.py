@@ -9,14 +9,14 @@ The public API, re-exported explicitly (everything under ``jaxem._src`` is priva
   the data sources :func:`chunks` (out of core) and :func:`sharded` (several
   devices), and the seam :class:`Family` / :class:`MixtureFamily`;
 * the families: :mod:`jaxem.gmm` (Gaussian mixtures), :mod:`jaxem.mixtures`
-  (Poisson, ...);
+  (Poisson, ...), :mod:`jaxem.hmm` (hidden Markov models);
 * inference at a fit: :func:`standard_errors` (observed information, delta
   method), :func:`observed_information`, :func:`em_rate`;
 * :func:`fit_gradient` (gradient-based maximum likelihood with optax) and
   :mod:`jaxem.kmeans`, :mod:`jaxem.hierarchical`.
 """
 
-from jaxem import gmm, hierarchical, kmeans, mixtures
+from jaxem import gmm, hierarchical, hmm, kmeans, mixtures
 from jaxem._src.acceleration import Squarem
 from jaxem._src.api import ChunkedData, ShardedData, chunks, fit, select, sharded
 from jaxem._src.engine import FitResult, SelectionResult
@@ -64,6 +64,7 @@ __all__ = [
     "fit_online",
     "gmm",
     "hierarchical",
+    "hmm",
     "iterate",
     "kmeans",
     "mixtures",

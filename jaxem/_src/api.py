@@ -35,7 +35,7 @@ from jaxem._src.engine import (
     init_methods_for,
     pipeline,
 )
-from jaxem._src.family import Family
+from jaxem._src.family import Family, MixtureFamily
 from jaxem._src.implicit import Implicit, check_implicit, fixed_point, with_gradient
 from jaxem._src.loop import check_criterion, warn_if_unresolvable
 from jaxem._src.programs import BoundedJit
@@ -318,9 +318,10 @@ def fit(
         w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
         dtype = jax.tree.leaves(x)[0].dtype
         source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w, w is not None)
-    if start is None and n_components > n_samples:
+    if start is None and n_components > _max_components(family, x, n_samples):
         raise ValueError(
-            f"n_components={n_components} must be <= the number of samples ({n_samples})"
+            f"n_components={n_components} must be <= the number of samples "
+            f"({_max_components(family, x, n_samples)})"
         )
     dtype = source.w.dtype
     if criterion == "change":
@@ -347,6 +348,13 @@ def fit(
         config=config,
         implicit=implicit,
     )
+
+
+def _max_components(family: Family, x: Any, n_samples: int) -> int:
+    """K's upper bound for in-memory data (:meth:`Family.max_components`)."""
+    if isinstance(x, ShardedData):
+        return n_samples
+    return family.max_components(x)
 
 
 def _floating(a) -> bool:
@@ -478,16 +486,19 @@ _select_program = BoundedJit(_select, static_argnames=("config", "criterion"))
 def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     def one(k):
         result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
-        ll = result.log_likelihood - bound.log_prior(result.params) / context_count(context)
-        classification = engine.classification_log_likelihood(
-            bound, result.params, source.x, source.w
-        )
-        return result, ll, bound.n_parameters(result.params), classification
+        n = context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
+        ll = result.log_likelihood - bound.log_prior(result.params) / n
+        if isinstance(bound, MixtureFamily):
+            classification = engine.classification_log_likelihood(
+                bound, result.params, source.x, source.w
+            )
+        else:  # ICL's entropy term is defined here for mixtures only
+            classification = jnp.full_like(ll, jnp.nan)
+        return result, ll, bound.n_parameters(result.params), classification, n
 
-    results, lls, n_params, classification = jax.vmap(one)(ks)
-    n = jnp.sum(source.w)
-    scores = jax.vmap(lambda p, ll, c: engine.criterion_score(criterion, p, ll, n, c))(
-        n_params, lls, classification
+    results, lls, n_params, classification, n = jax.vmap(one)(ks)
+    scores = jax.vmap(lambda p, ll, n, c: engine.criterion_score(criterion, p, ll, n, c))(
+        n_params, lls, n, classification
     )
     return results, scores, lls, n_params, classification
 
@@ -561,9 +572,10 @@ def select(
     x = first.check_data(x)
     leaf = jax.tree.leaves(x)[0]
     n_samples = leaf.shape[0]
-    if max(ks) > n_samples:
+    if max(ks) > first.max_components(x):
         raise ValueError(
-            f"n_components up to {max(ks)} must be <= the number of samples ({n_samples})"
+            f"n_components up to {max(ks)} must be <= the number of samples "
+            f"({first.max_components(x)})"
         )
     w = check_sample_weight(sample_weight, leaf)
     source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w, w is not None)

@@ -89,6 +89,12 @@ class Family:
         values when concrete). Default: a finite floating (N, D) array."""
         return as_data(x, name=name)
 
+    def max_components(self, x: Any) -> int:
+        """The largest number of components the (checked) data ``x`` can fit
+        (static). Default: its number of rows; an HMM's states are bounded by
+        its frames, not its sequences."""
+        return jax.tree.leaves(x)[0].shape[0]
+
     def summarize(self, x: Any, w: jax.Array, ref: Any) -> PyTree:
         """Additive summary of a chunk of rows ``x`` with weights ``w`` (N,).
 
@@ -347,6 +353,13 @@ class MixtureFamily(Family):
     def suff_stats(self, resp: jax.Array, x: Any) -> PyTree:
         """Statistics of rows ``x`` with (weighted) responsibilities ``resp`` (N, K)."""
         raise NotImplementedError
+
+    def weighted_stats(self, params: PyTree, resp: jax.Array, x: Any) -> PyTree:
+        """Statistics of rows ``x`` with given (weighted) responsibilities
+        ``resp`` (N, K), in the frame of ``params`` (what :meth:`maximize` reads
+        with them): the components' part of a pass whose responsibilities come
+        from elsewhere (an HMM's state posteriors). Default: :meth:`suff_stats`."""
+        return self.suff_stats(resp, x)
 
     def log_joint(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log π_k + log p(x_n | θ_k)``; ``-inf`` for inactive components."""

@@ -224,8 +224,20 @@ class GaussianFamily(MixtureFamily):
     def suff_stats(self, resp, x):
         raise NotImplementedError("the Gaussian family computes its statistics in pass_")
 
+    def weighted_stats(self, params, resp, x):
+        """:class:`~jaxem._src.gmm.passes.Moments` about ``params.means`` (the
+        frame :meth:`maximize` reads) of rows ``x`` with responsibilities ``resp``."""
+        stats = suff_stats(resp, x, covariance_type=self.covariance_type, shift=params.means)
+        return passes.Moments(stats.nk, stats.sum_x, stats.sum_xx)
+
     def n_parameters(self, params):
         return n_parameters(params)
+
+    def sample_components(self, key, params, labels):
+        """(n, D) points drawn from the components ``labels`` (n,)."""
+        module = cov_lib.get(params.covariance_type)
+        z = jax.random.normal(key, (labels.shape[0], params.means.shape[-1]), params.dtype)
+        return params.means[labels] + module.scale_noise(z, params.covariances, labels)
 
     def degenerate(self, params, context):
         return degenerate(params, context.variances, self.reg_covar)

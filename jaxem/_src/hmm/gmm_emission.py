@@ -1,0 +1,167 @@
+"""Gaussian-mixture emissions: each HMM state a mixture of M Gaussians (GMMHMM).
+
+``p(x | z = k) = Σ_m w_km N(x | μ_km, Σ_km)``. The K·M Gaussians are one
+:class:`~jaxem.gmm.GaussianFamily` mixture of K·M components (state ``k``'s
+are components ``k·M … k·M + M − 1``), so densities, statistics, the M-step
+and initialisation are the Gaussian family's: given the state posteriors
+``γ_tk``, component ``(k, m)`` has responsibility ``γ_tk r_tkm`` with ``r`` the
+posterior of the component within the state, and ``w_km`` is its share of the
+state's mass. Covariance types ``full``, ``diag`` and ``spherical`` (one
+covariance per Gaussian; hmmlearn's per-state ``tied`` is not offered).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.gmm.density import component_log_prob
+from jaxem._src.gmm.family import GaussianFamily
+from jaxem._src.gmm.params import GMMParams
+
+__all__ = ["GaussianMixtureEmission", "MixtureEmissionParams", "MixtureEmissionStats"]
+
+PyTree = Any
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class MixtureEmissionParams:
+    """Emission parameters of K states with M Gaussians each.
+
+    Attributes:
+        weights: (K,) the states' occupancy (0: an inactive state).
+        mix_weights: (K, M) ``w_km``, each row summing to 1 (hmmlearn's ``weights_``).
+        gaussians: :class:`~jaxem.gmm.GMMParams` of the K·M Gaussians
+            (``means`` (K·M, D), covariances in the type's shape for K·M).
+    """
+
+    weights: jax.Array
+    mix_weights: jax.Array
+    gaussians: GMMParams
+
+
+class MixtureEmissionStats(NamedTuple):
+    """``nk`` (K,) the states' mass and the K·M Gaussians' moments."""
+
+    nk: jax.Array
+    moments: PyTree
+
+
+def _log_mix(mix_weights):
+    return jnp.where(mix_weights > 0, jnp.log(jnp.where(mix_weights > 0, mix_weights, 1)), -jnp.inf)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GaussianMixtureEmission(MixtureFamily):
+    """The emission family of a GMM-HMM (see the module docstring).
+
+    Attributes:
+        gaussian: the Gaussian family of the K·M Gaussians (``reg_covar``,
+            covariance type).
+        n_mix: M, static.
+    """
+
+    gaussian: GaussianFamily
+    n_mix: int = dataclasses.field(default=2, metadata=dict(static=True))
+
+    def summarize(self, x, w, ref):
+        return self.gaussian.summarize(x, w, ref)
+
+    def context(self, summary, ref):
+        return self.gaussian.context(summary, ref)
+
+    def bind(self, context, n_active):
+        return dataclasses.replace(
+            self, gaussian=self.gaussian.bind(context, n_active * self.n_mix)
+        )
+
+    def _joint(self, params, x):
+        """(N, K, M) ``log w_km + log N(x | μ_km, Σ_km)``."""
+        comp = component_log_prob(params.gaussians, x)
+        k = params.mix_weights.shape[0]
+        return comp.reshape(x.shape[0], k, self.n_mix) + _log_mix(params.mix_weights)
+
+    def log_components(self, params, x):
+        return jax.nn.logsumexp(self._joint(params, x), axis=-1)
+
+    def weighted_stats(self, params, resp, x):
+        joint = self._joint(params, x)
+        within = jax.nn.softmax(joint, axis=-1)  # (N, K, M)
+        resp_km = (resp[:, :, None] * within).reshape(x.shape[0], -1)
+        moments = self.gaussian.weighted_stats(params.gaussians, resp_km, x)
+        return MixtureEmissionStats(jnp.sum(resp, axis=0), moments)
+
+    def maximize(self, stats, params, context):
+        gaussians = self.gaussian.maximize(stats.moments, params.gaussians, context)
+        k = stats.nk.shape[0]
+        mass = stats.moments.nk.reshape(k, self.n_mix)
+        total = jnp.sum(mass, axis=1, keepdims=True)
+        mix = jnp.where(total > 0, mass / jnp.where(total > 0, total, 1), 1 / self.n_mix)
+        weights = stats.nk / jnp.sum(stats.nk)
+        return MixtureEmissionParams(weights, mix, gaussians)
+
+    def log_prior(self, params):
+        return self.gaussian.log_prior(params.gaussians)
+
+    def valid(self, params):
+        return (
+            jnp.all(params.weights >= 0)
+            & jnp.all(params.mix_weights >= 0)
+            & self.gaussian.valid(params.gaussians)
+        )
+
+    def unconstrain(self, params):
+        return MixtureEmissionParams(
+            log_weights(params.weights),
+            jax.vmap(log_weights)(params.mix_weights),
+            self.gaussian.unconstrain(params.gaussians),
+        )
+
+    def constrain(self, u, like):
+        return MixtureEmissionParams(
+            weights_from_logs(u.weights, like.weights),
+            jax.vmap(weights_from_logs)(u.mix_weights, like.mix_weights),
+            self.gaussian.constrain(u.gaussians, like.gaussians),
+        )
+
+    def n_parameters(self, params):
+        """``(K−1) + K(M−1) +`` the Gaussians' means and covariances, over the
+        active states (the K·M-component mixture's count)."""
+        return self.gaussian.n_parameters(params.gaussians)
+
+    def degenerate(self, params, context):
+        return self.gaussian.degenerate(params.gaussians, context)
+
+    def trim(self, params):
+        keep = np.asarray(params.weights) > 0
+        gaussians = self.gaussian.trim(params.gaussians)
+        return MixtureEmissionParams(params.weights[keep], params.mix_weights[keep], gaussians)
+
+    def init_features(self, x, context):
+        return x
+
+    def initial_stats(self, keys, x, w, n_components, n_active, methods, context):
+        """The Gaussian family's initialisation with K·M components (state
+        ``k`` gets clusters ``k·M … k·M + M − 1``; the first ``n_active·M`` are
+        active)."""
+        m = self.n_mix
+        moments, frame = self.gaussian.initial_stats(
+            keys, x, w, n_components * m, n_active * m, methods, context
+        )
+        r = moments.nk.shape[0]
+        nk = moments.nk.reshape(r, n_components, m).sum(-1)
+        ones = jnp.full((r, n_components, m), 1 / m, x.dtype)
+        params = MixtureEmissionParams(nk / jnp.sum(nk, axis=1, keepdims=True), ones, frame)
+        return MixtureEmissionStats(nk, moments), params
+
+    def sample_components(self, key, params, labels):
+        key_m, key_x = jax.random.split(key)
+        mix = jax.random.categorical(key_m, _log_mix(params.mix_weights)[labels])
+        return self.gaussian.sample_components(key_x, params.gaussians, labels * self.n_mix + mix)

@@ -102,7 +102,9 @@ def test_woodbury_density_equals_the_dense_gaussian_density():
 
 def test_float32_density_keeps_its_digits_when_the_noise_is_small():
     """Noise 1e-4 of the factors' variance: ``‖ỹ‖²`` is ~1e4 times the
-    Mahalanobis distance, which the residual form computes without cancelling."""
+    Mahalanobis distance. The residual form ``‖ỹ − L ẑ‖² + ‖ẑ‖²`` keeps float32
+    within 2.4e-4 nats of float64 here (log-densities up to 14 in size); the
+    textbook ``‖ỹ‖² − bᵀ M⁻¹ b`` in float32 errs by 0.96 nats (measured)."""
     params = _truth(FAMILY)
     small = FAMILY.make_params(params.weights, params.means, params.loadings, params.noise * 1e-4)
     x = np.asarray(sample(FAMILY, jax.random.key(4), small, 200)[0])
@@ -111,7 +113,7 @@ def test_float32_density_keeps_its_digits_when_the_noise_is_small():
     f32 = np.asarray(log_components(FAMILY, p32, x.astype(np.float32)))
     own = np.take_along_axis(f64, np.argmax(f64, axis=1)[:, None], 1)  # each row's component
     err = np.take_along_axis(f32, np.argmax(f64, axis=1)[:, None], 1) - own
-    assert np.max(np.abs(err)) < 2e-3 * max(1.0, np.max(np.abs(own))), np.max(np.abs(err))
+    assert np.max(np.abs(err)) < 2e-3, np.max(np.abs(err))
 
 
 def test_log_likelihood_never_decreases(selection):

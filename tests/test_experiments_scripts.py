@@ -134,3 +134,12 @@ def test_discrete_mixtures(tmp_path):
     run_quick("discrete_mixtures.py", tmp_path, timeout=600)
     text = check_outputs(tmp_path, "discrete_mixtures_quick")
     assert "| digits | 3 |" in text and "| anes96 | 1 |" in text and "| biochemists | 2 |" in text
+
+
+@pytest.mark.slow  # six select programs (two Gaussian, four factor-analyser mixtures), 64-D
+def test_factor_analyzers(tmp_path):
+    # In a subprocess: the script turns on jax_enable_x64 and needs scikit-learn's digits.
+    pytest.importorskip("sklearn")
+    run_quick("factor_analyzers.py", tmp_path, timeout=900)
+    text = check_outputs(tmp_path, "factor_analyzers_quick")
+    assert "| MFA q=5 | diag noise | 2 |" in text and "| GMM full | full |" in text

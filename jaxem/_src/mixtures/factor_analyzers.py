@@ -186,18 +186,17 @@ def _factor_posterior(params: FactorAnalyzersParams, x: jax.Array) -> _Posterior
     chol = jnp.linalg.cholesky(m)  # (K, q, q)
     y_w = y * inv_sd  # (N, K, D)
     b = jnp.einsum("nkd,kdj->nkj", y_w, whitened)  # Lᵀ ỹ
-    solve = jax.vmap(
-        lambda c, v: jax.scipy.linalg.cho_solve((c, True), v.T).T, in_axes=(0, 1), out_axes=1
-    )
-    z = solve(chol, b)  # (N, K, q) M⁻¹ Lᵀ ỹ
+    # M⁻¹ from the factor, then ẑ by a product: one chain of LAPACK calls
+    # (XLA:CPU can hang with two independent ones in flight; tests/test_lapack_order.py)
+    eye = jnp.broadcast_to(jnp.eye(q, dtype=dtype), m.shape)
+    z_cov = jax.vmap(lambda c, e: jax.scipy.linalg.cho_solve((c, True), e))(chol, eye)
+    z = jnp.einsum("nkj,kij->nki", b, z_cov)  # (N, K, q) M⁻¹ Lᵀ ỹ
     resid = y_w - jnp.einsum("nkj,kdj->nkd", z, whitened)
     maha = jnp.sum(resid * resid, axis=-1) + jnp.sum(z * z, axis=-1)
     log_det = jnp.sum(jnp.log(params.noise), axis=-1) + 2 * jnp.sum(
         jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1
     )
     log_comp = -0.5 * (d * math.log(2 * math.pi) + log_det + maha)
-    eye = jnp.broadcast_to(jnp.eye(q, dtype=dtype), m.shape)
-    z_cov = jax.vmap(lambda c, e: jax.scipy.linalg.cho_solve((c, True), e))(chol, eye)
     return _Posterior(log_comp, y, z, z_cov)
 
 
@@ -214,6 +213,21 @@ def _stats(r: jax.Array, post: _Posterior) -> FactorAnalyzersStats:
         sum_yz=jnp.einsum("nkd,nkj->kdj", ry, post.z),
         sum_zz=nk[:, None, None] * post.z_cov + jnp.einsum("nki,nkj->kij", rz, post.z),
     )
+
+
+def _psd_rank(gram: jax.Array, threshold: float) -> jax.Array:
+    """(...) the number of pivots above ``threshold`` of a semi-definite
+    Cholesky factorisation of the positive semi-definite ``gram`` (..., q, q)
+    (its numerical rank), in plain array operations (no LAPACK call that could
+    run beside another one; q is small and static)."""
+    rank = jnp.zeros(gram.shape[:-2], jnp.int32)
+    for j in range(gram.shape[-1]):
+        pivot = gram[..., j, j]
+        ok = pivot > threshold
+        col = gram[..., :, j] * jnp.where(ok, jax.lax.rsqrt(jnp.where(ok, pivot, 1)), 0)[..., None]
+        gram = gram - col[..., :, None] * col[..., None, :]
+        rank = rank + ok
+    return rank
 
 
 def _top_axes(y: jax.Array, q: int) -> tuple[jax.Array, jax.Array]:
@@ -462,7 +476,7 @@ class FactorAnalyzers(MixtureFamily):
         collapsed = (params.noise - reg) < DEGENERATE_THRESHOLD * variances  # (K, D)
         scaled = params.loadings * jax.lax.rsqrt(variances)[:, None] * collapsed[..., None]
         gram = jnp.einsum("kdi,kdj->kij", scaled, scaled)
-        rank = jnp.sum(jnp.linalg.eigvalsh(gram) > DEGENERATE_THRESHOLD, axis=-1)
+        rank = _psd_rank(gram, DEGENERATE_THRESHOLD)
         singular = jnp.sum(collapsed, axis=-1) > rank
         return jnp.any((params.weights > 0) & singular)
 

@@ -5,7 +5,9 @@ in-memory fit to 1e-9 in float64: history, n_iter, status and the objective
 (log-likelihood plus log prior). Online EM reaches the batch optimum within its
 documented tolerance. The Poisson, Bernoulli and categorical mixtures are added
 through the seam alone (``jaxem.mixtures``) and get initialisation, restarts,
-selection, out-of-core and sharded fitting from the engine.
+selection, out-of-core and sharded fitting from the engine; so is the mixture of
+factor analysers (its statistics about the E-step's means, re-expressed for
+online EM by its ``reframe``).
 """
 
 import os
@@ -46,6 +48,16 @@ def _binary_data(seed=0):
     return (rng.uniform(size=(N, 6)) < probs[labels]).astype(np.float64)
 
 
+def _factor_data(seed=0):
+    """4 features, each cluster spread along its own line (one factor) plus noise."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[-4.0, 0.0, 1.0, 0.0], [3.0, 2.0, 0.0, -1.0], [0.0, 6.0, -2.0, 1.0]])
+    directions = np.array([[1.0, 1.0, 0.0, 0.5], [0.0, 1.0, -1.0, 1.0], [1.0, -0.5, 1.0, 0.0]])
+    labels = rng.integers(K, size=N)
+    z = rng.normal(size=(N, 1))
+    return centers[labels] + z * directions[labels] + 0.3 * rng.normal(size=(N, 4)) + 20.0
+
+
 N_CATEGORIES = (3, 2, 4)
 
 
@@ -72,6 +84,11 @@ FAMILIES = {
         lambda prior: mixtures.Bernoulli(**(prior or {})),
         _binary_data,
         {"beta_a": 2.0, "beta_b": 1.5, "dirichlet": 2.0},
+    ),
+    "factor_analyzers": (
+        lambda prior: mixtures.FactorAnalyzers(n_factors=1, **(prior or {})),
+        _factor_data,
+        {"dirichlet": 2.0, "reg_covar": 1e-3},
     ),
     "categorical": (
         lambda prior: mixtures.Categorical(N_CATEGORIES, **(prior or {})),

@@ -141,3 +141,12 @@ def test_bilevel(tmp_path):
     run_quick("bilevel.py", tmp_path, timeout=600)
     text = check_outputs(tmp_path, "bilevel")
     assert "reg_covar: gradient" in text and "random search" in text
+
+
+@pytest.mark.slow  # six select programs (two Gaussian, four factor-analyser mixtures), 64-D
+def test_factor_analyzers(tmp_path):
+    # In a subprocess: the script turns on jax_enable_x64 and needs scikit-learn's digits.
+    pytest.importorskip("sklearn")
+    run_quick("factor_analyzers.py", tmp_path, timeout=900)
+    text = check_outputs(tmp_path, "factor_analyzers_quick")
+    assert "| MFA q=5 | diag noise |" in text and "| GMM full | full |" in text

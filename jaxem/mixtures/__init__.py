@@ -3,6 +3,8 @@
 * :class:`Poisson`: independent Poisson counts;
 * :class:`Bernoulli`: independent binary features;
 * :class:`Categorical`: independent categorical features (latent class analysis);
+* :class:`FactorAnalyzers`: mixtures of factor analysers (``Λ_k Λ_kᵀ + Ψ_k``
+  covariances with q factors, densities linear in D);
 * :class:`StudentT`: multivariate Student-t (robust to outliers), ν per component
   estimated or fixed, with full, tied, diagonal or spherical scale matrices.
 
@@ -18,6 +20,11 @@ from jaxem._src.mixtures.categorical import (
     CategoricalStats,
     OneHot,
 )
+from jaxem._src.mixtures.factor_analyzers import (
+    FactorAnalyzers,
+    FactorAnalyzersParams,
+    FactorAnalyzersStats,
+)
 from jaxem._src.mixtures.poisson import Poisson, PoissonParams, PoissonStats
 from jaxem._src.mixtures.student_t import StudentT, StudentTParams, StudentTStats
 
@@ -28,6 +35,9 @@ __all__ = [
     "Categorical",
     "CategoricalParams",
     "CategoricalStats",
+    "FactorAnalyzers",
+    "FactorAnalyzersParams",
+    "FactorAnalyzersStats",
     "OneHot",
     "Poisson",
     "PoissonParams",

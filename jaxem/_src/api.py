@@ -500,7 +500,7 @@ def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     scores = jax.vmap(lambda p, ll, n, c: engine.criterion_score(criterion, p, ll, n, c))(
         n_params, lls, n, classification
     )
-    return results, scores, lls, n_params, classification
+    return results, scores, lls, n_params, classification, n[0]
 
 
 def context_count(context) -> jax.Array:
@@ -593,7 +593,7 @@ def select(
             refine_max_iter=refine_max_iter,
             accelerate=accelerate,
         )
-        results, s, ll, p, c = _select_program(
+        results, s, ll, p, c, n_units = _select_program(
             family,
             source,
             key,
@@ -624,5 +624,5 @@ def select(
         fits=tuple(fits),
         n_parameters=np.stack(counts),
         classification_log_likelihoods=np.stack(classification),
-        n_samples=float(jnp.sum(source.w)),
+        n_samples=float(n_units),
     )

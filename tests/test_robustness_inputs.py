@@ -40,7 +40,7 @@ CASES = [
     ("init", lambda: _fit(init="kmeans++"), ValueError, "init method must be one of"),
     (
         "criterion",
-        lambda: gmm.select(KEY, X, criterion="icl"),
+        lambda: gmm.select(KEY, X, criterion="dic"),
         ValueError,
         "criterion must be one of",
     ),

@@ -41,6 +41,7 @@ from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
 from jaxem._src.engine import Starts, objective, run_em
 from jaxem._src.family import Family
+from jaxem._src.programs import full_precision
 from jaxem._src.validation import check_static_int
 
 __all__ = [
@@ -524,7 +525,7 @@ class HostChunks:
 
     @staticmethod
     def compile(fn: Callable) -> Callable:
-        return jax.jit(fn, static_argnames=("n_components", "methods"))
+        return jax.jit(full_precision(fn), static_argnames=("n_components", "methods"))
 
     def prepare(self, family: Family, context: PyTree) -> None:
         return None

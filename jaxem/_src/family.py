@@ -50,9 +50,26 @@ from jaxem._src.chunking import chunk_rows
 from jaxem._src.init import INIT_METHODS, group_of, init_resp
 from jaxem._src.validation import as_data
 
-__all__ = ["Family", "MixtureFamily", "log_weights", "weights_from_logs"]
+__all__ = ["Family", "MeansShape", "MixtureFamily", "log_weights", "weights_from_logs"]
 
 PyTree = Any
+
+
+class MeansShape:
+    """Shape properties shared by parameter classes with ``means`` of shape
+    (K, D): a base of their frozen dataclasses (it adds no fields)."""
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[-1]
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return self.means.dtype
 
 
 def log_weights(weights: jax.Array) -> jax.Array:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxem._src.family import MeansShape
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.validation import concrete, dtype_of
 
@@ -17,7 +18,7 @@ __all__ = ["GMMParams", "from_precisions", "make_params", "precisions"]
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class GMMParams:
+class GMMParams(MeansShape):
     """Parameters of a K-component Gaussian mixture in D dimensions.
 
     Build it with :func:`make_params` (which validates and computes the cached
@@ -50,18 +51,6 @@ class GMMParams:
     covariances: jax.Array
     precisions_cholesky: jax.Array
     covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[-2]
-
-    @property
-    def n_features(self) -> int:
-        return self.means.shape[-1]
-
-    @property
-    def dtype(self) -> jnp.dtype:
-        return self.means.dtype
 
 
 def from_covariances(

@@ -46,7 +46,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, xlogy
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
+from jaxem._src.family import MeansShape, MixtureFamily
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.family import GaussianContext, gaussian_context, gaussian_summary
@@ -73,7 +73,7 @@ WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class VariationalParams:
+class VariationalParams(MeansShape):
     """The variational posterior of a K-component Gaussian mixture (a pytree).
 
     Attributes (scikit-learn's fitted attributes of the same names):
@@ -99,18 +99,6 @@ class VariationalParams:
     weight_concentration_prior_type: str = dataclasses.field(
         default="dirichlet_process", metadata=dict(static=True)
     )
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[-2]
-
-    @property
-    def n_features(self) -> int:
-        return self.means.shape[-1]
-
-    @property
-    def dtype(self) -> jnp.dtype:
-        return self.means.dtype
 
     @property
     def weights(self) -> jax.Array:

@@ -68,7 +68,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm.family import gaussian_context, gaussian_summary
 from jaxem._src.mixtures.common import (
     DirichletWeights,
@@ -100,7 +100,7 @@ _OVERSAMPLE = 5
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class FactorAnalyzersParams:
+class FactorAnalyzersParams(MeansShape):
     """Parameters of a K-component mixture of factor analysers in D dimensions.
 
     Attributes:
@@ -119,20 +119,8 @@ class FactorAnalyzersParams:
     noise: jax.Array
 
     @property
-    def n_components(self) -> int:
-        return self.means.shape[-2]
-
-    @property
-    def n_features(self) -> int:
-        return self.means.shape[-1]
-
-    @property
     def n_factors(self) -> int:
         return self.loadings.shape[-1]
-
-    @property
-    def dtype(self) -> jnp.dtype:
-        return self.means.dtype
 
     @property
     def covariances(self) -> jax.Array:

@@ -77,7 +77,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, polygamma
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import degenerate, gaussian_context, gaussian_summary, portfolio
 from jaxem._src.gmm.params import GMMParams
@@ -124,7 +124,7 @@ _ASYMPTOTIC = 50.0
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class StudentTParams:
+class StudentTParams(MeansShape):
     """Parameters of a K-component multivariate-t mixture in D dimensions.
 
     Attributes:
@@ -146,18 +146,6 @@ class StudentTParams:
     precisions_cholesky: jax.Array
     dof: jax.Array
     covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[-2]
-
-    @property
-    def n_features(self) -> int:
-        return self.means.shape[-1]
-
-    @property
-    def dtype(self) -> jnp.dtype:
-        return self.means.dtype
 
 
 class StudentTStats(NamedTuple):

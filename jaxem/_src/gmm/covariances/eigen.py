@@ -181,6 +181,24 @@ def common_orientation(previous, used, cold):
     return orientation, shape
 
 
+def mm_start(sxx, nk, delta, reg_covar, previous):
+    """What the MM models (EVE, VVE) start their inner iterations from: the
+    occupied components, their scatter matrices ``W_k`` (zero when empty), the
+    largest eigenvalue of each (the MM majorizer's constant) and the starting
+    orientation and shapes (``D = I``, ``A_k = I`` cold, as mclust; else those of
+    ``previous``)."""
+    used = occupied(nk)
+    w = scatter_full(sxx, nk, delta, reg_covar, used)
+    w = jnp.where(used[:, None, None], w, 0)
+    omega = jnp.linalg.eigvalsh(w)[:, -1]
+    if previous is None:
+        d = w.shape[-1]
+        orientation, shape = jnp.eye(d, dtype=w.dtype), jnp.ones(w.shape[:2], w.dtype)
+    else:
+        orientation, shape = common_orientation(previous, used, is_unit(previous))
+    return used, w, omega, orientation, shape
+
+
 def mm_orientation(orientation, shape, w, omega):
     """One pass of Browne & McNicholas's (2014) MM 1 and MM 2 for the common
     orientation ``D`` given shapes ``A_k`` (mclust's ``mseve``/``msvve``).

@@ -16,15 +16,7 @@ def covariances(sxx, nk, delta, reg_covar, previous=None) -> jax.Array:
     diag(Dᵀ W_k D) / n_k`` (``det A_k = 1``), until the relative change of
     ``Σ_k tr(W_k D A_k⁻¹ Dᵀ)`` is under :data:`eigen.INNER_TOL`. Warm-started
     from ``previous`` (from ``D = I``, ``A_k = I``, as mclust)."""
-    used = eigen.occupied(nk)
-    w = eigen.scatter_full(sxx, nk, delta, reg_covar, used)
-    w = jnp.where(used[:, None, None], w, 0)
-    d = w.shape[-1]
-    omega = jnp.linalg.eigvalsh(w)[:, -1]
-    if previous is None:
-        orientation, shape = jnp.eye(d, dtype=w.dtype), jnp.ones(w.shape[:2], w.dtype)
-    else:
-        orientation, shape = eigen.common_orientation(previous, used, eigen.is_unit(previous))
+    used, w, omega, orientation, shape = eigen.mm_start(sxx, nk, delta, reg_covar, previous)
 
     def step(state):
         orient, shp, _, old_target = state

@@ -486,7 +486,7 @@ _select_program = BoundedJit(_select, static_argnames=("config", "criterion"))
 def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
     def one(k):
         result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
-        n = context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
+        n = engine.context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
         ll = result.log_likelihood - bound.log_prior(result.params) / n
         if isinstance(bound, MixtureFamily):
             classification = engine.classification_log_likelihood(
@@ -501,13 +501,6 @@ def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
         n_params, lls, n, classification
     )
     return results, scores, lls, n_params, classification, n[0]
-
-
-def context_count(context) -> jax.Array:
-    """The total sample weight recorded in a family's context."""
-    if isinstance(context, dict):
-        return context["count"]
-    return context.count
 
 
 def select(

@@ -45,6 +45,7 @@ __all__ = [
     "FitResult",
     "SelectionResult",
     "best_of",
+    "context_count",
     "criterion_score",
     "default_n_refine",
     "em_map",
@@ -210,7 +211,7 @@ def run_em(
     if accelerate is not None:
         unconstrain, constrain = acceleration.family_coordinates(family, accelerate)
 
-    total = _count(context) if criterion == "relative" else None
+    total = context_count(context) if criterion == "relative" else None
 
     def one(start):
         return loop.iterate_statistics(
@@ -222,9 +223,10 @@ def run_em(
     return jax.vmap(one)(starts)
 
 
-def _count(context: PyTree) -> jax.Array | None:
-    """The total sample weight of a family's context (``count``), if it records one:
-    the ``N`` of the relative stopping rule."""
+def context_count(context: PyTree) -> jax.Array | None:
+    """The total sample weight recorded in a family's context (``count``: the
+    ``N`` of the criteria and of the relative stopping rule; frames for an HMM),
+    or None if it records none."""
     if isinstance(context, dict):
         return context.get("count")
     return getattr(context, "count", None)

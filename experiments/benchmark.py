@@ -158,6 +158,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import importlib.metadata  # noqa: E402
 import math  # noqa: E402
@@ -185,6 +186,7 @@ if str(EXPERIMENTS_DIR) not in sys.path:
 
 from common import markdown_table, progress, write_markdown  # noqa: E402
 
+import jaxem  # noqa: E402
 from jaxem import gmm  # noqa: E402
 from jaxem._src.gmm.fit import run_batch  # noqa: E402
 
@@ -206,12 +208,18 @@ class Config:
     k: int
     n2: int
     label: str  # N as written in the name: "100k", "1M"
+    separation: float = 1.0  # the means' spread, a multiple of the default's
+    offset: float = 0.0  # added to every coordinate: data far from the origin
 
     name: str = ""
 
     def __post_init__(self):
         if not self.name:  # --quick shrinks a configuration but keeps its name
             name = f"{self.covariance_type}-{self.label}-{self.d}-{self.k}"
+            if self.separation != 1.0:
+                name += f"-sep{self.separation:g}"
+            if self.offset:
+                name += f"-off{self.offset:g}"
             object.__setattr__(self, "name", name)
 
 
@@ -221,6 +229,14 @@ CONFIGS = (
     Config("diag", 1_000_000, 64, 64, 6, "1M"),
     Config("tied", 100_000, 16, 16, 12, "100k"),
     Config("spherical", 100_000, 16, 16, 12, "100k"),
+)
+#: The separation sweep (``--configs sweep``): the default data's means are
+#: about 7σ apart (σ ≈ 1); ×0.3 overlaps (about 2σ), ×3 and ×10 are 20σ and
+#: 70σ apart, and ``off1000`` moves the default data 1000 (1000σ) from the origin.
+SWEEP = tuple(
+    Config(kind, 100_000, 16, 16, 12, "100k", separation=sep, offset=off)
+    for kind in ("full", "tied", "diag", "spherical")
+    for sep, off in ((0.3, 0.0), (1.0, 0.0), (3.0, 0.0), (10.0, 0.0), (1.0, 1000.0))
 )
 
 
@@ -286,7 +302,7 @@ def make_data(config: Config, seed: int) -> np.ndarray:
     n, d, k = config.n, config.d, config.k
     weights = rng.uniform(0.5, 1.5, k)
     weights /= weights.sum()
-    means = rng.normal(scale=math.sqrt(25.0 / d), size=(k, d))
+    means = rng.normal(scale=math.sqrt(25.0 / d), size=(k, d)) * config.separation + config.offset
     labels = rng.choice(k, size=n, p=weights)
     kind = config.covariance_type
 
@@ -471,6 +487,43 @@ def run_jaxem(formulation, config, x_np, start, row, settings):
         row.note += "ran moments; " if fast else "fell back to direct; "
     row.flops_per_iter = flops_per_iteration(kind, used, config.n, config.d, config.k)
     row.rerun = lambda n: extract(prepare(n)[0]()(), n)[0]
+
+
+def run_composable(config, x_np, start, row, settings):
+    """The researcher's path: ``jaxem.em(gmm.e_step, gmm.m_step, ...)`` compiled."""
+    dtype = x_np.dtype
+    x = jnp.asarray(x_np)
+    kind = config.covariance_type
+    params = gmm.make_params(*(jnp.asarray(a, dtype) for a in start), covariance_type=kind)
+    tol = jnp.asarray(0.0, dtype)
+    m_step = functools.partial(gmm.m_step, covariance_type=kind, reg_covar=REG_COVAR)
+    programs = {}
+
+    def program(n):
+        if n not in programs:
+
+            def em(params, x, tol):
+                return jaxem.em(gmm.e_step, m_step, params, x, tol=tol, max_iter=n)
+
+            t, compiled = timed(lambda: jax.jit(em).lower(params, x, tol).compile())
+            check_temporaries(compiled, settings)
+            programs[n] = (compiled, t)
+        return programs[n]
+
+    def prepare(n):
+        compiled, t = program(n)
+        return (lambda: lambda: jax.block_until_ready(compiled(params, x, tol))), t
+
+    def extract(out, n):
+        if int(out.n_iter) != n:
+            row.note += f"stopped after {int(out.n_iter)} iterations; "
+        p = out.params
+        return p.weights, p.means, p.covariances
+
+    out = measure(prepare, row, config.n2, settings, compiled=True)
+    row.params = extract(out, row.n2)
+    row.flops_per_iter = flops_per_iteration(kind, "moments", config.n, config.d, config.k)
+    row.rerun = lambda n: extract(prepare(n)[0]()(), n)
 
 
 def run_sklearn(config, x_np, start, row, settings):
@@ -908,6 +961,7 @@ def run_cell(config, dtype, x64_np, x64, start, libraries, settings) -> list[Row
             plan.append(
                 ("jaxem", formulation, lambda r, f=formulation: run_jaxem(f, *r)),
             )
+        plan.append(("jaxem", "composable", lambda r: run_composable(*r)))
     runners = {"sklearn": run_sklearn, "gmmx": run_gmmx, "pomegranate": run_pomegranate}
     for library in ("sklearn", "gmmx", "pomegranate"):
         if library in libraries:
@@ -940,7 +994,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--configs",
         default=",".join(c.name for c in CONFIGS),
-        help="comma-separated names among: " + ", ".join(c.name for c in CONFIGS),
+        help="comma-separated names among: "
+        + ", ".join(c.name for c in CONFIGS + SWEEP)
+        + "; 'sweep' for the separation sweep",
     )
     parser.add_argument("--dtypes", default=",".join(DTYPES))
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
@@ -954,8 +1010,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    by_name = {c.name.lower(): c for c in CONFIGS}
+    by_name = {c.name.lower(): c for c in CONFIGS + SWEEP}
     wanted = [s.strip().lower() for s in args.configs.split(",") if s.strip()]
+    if "sweep" in wanted:
+        at = wanted.index("sweep")
+        wanted[at : at + 1] = [c.name.lower() for c in SWEEP]
+    wanted = list(dict.fromkeys(wanted))
     unknown = [s for s in wanted if s not in by_name]
     dtypes = [s.strip() for s in args.dtypes.split(",") if s.strip()]
     libraries = [s.strip() for s in args.libraries.split(",") if s.strip()]

@@ -77,6 +77,36 @@ def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
     assert _fit._cache_size() == size
 
 
+def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact():
+    """Rows are padded to a bucket size with weight zero: 37 and 38 rows share
+    one compiled fit, and a fit of the padded rows from a given start equals
+    the fit of the rows themselves (zero-weight rows are absent from EM)."""
+    from jaxem._src.api import _fit_program
+    from jaxem._src.sources import row_bucket
+
+    assert [row_bucket(n) for n in (31, 32, 33, 36, 37, 272, 273, 1000, 1024, 1025)] == [
+        31, 32, 34, 36, 38, 272, 288, 1024, 1024, 1088,
+    ]  # fmt: skip
+    x = blobs(seed=4, n=38, d=2, k=2)
+    first = gmm.fit(jax.random.key(0), x[:37], 2, covariance_type="diag")
+    size = _fit_program.cache_size()
+    second = gmm.fit(jax.random.key(0), x, 2, covariance_type="diag")
+    assert _fit_program.cache_size() == size
+    assert int(first.n_iter) > 1 and int(second.n_iter) > 1
+    # the padded program from a start equals EM on the 37 rows alone
+    start = gmm.init(jax.random.key(1), x[:37], 2, covariance_type="diag")
+    padded = fit_from(start, x[:37], tol=1e-8)
+    plain = jaxem.em(
+        gmm.e_step,
+        lambda r, x: gmm.m_step(r, x, covariance_type="diag"),
+        start,
+        jnp.asarray(x[:37]),
+        tol=1e-8,
+    )
+    assert int(padded.n_iter) == int(plain.n_iter)
+    _assert_trees_close(padded.params, plain.params, rtol=1e-10, atol=1e-12)
+
+
 def test_vmap_over_keys_equals_loop():
     x = blobs(seed=2, n=120, d=2, k=3)
     keys = jax.random.split(jax.random.key(0), 3)
@@ -205,3 +235,16 @@ def test_vmap_over_n_active():
 def test_fit_rejects_bad_arguments(kwargs, error, fragment):
     with pytest.raises(error, match=fragment):
         gmm.fit(jax.random.key(0), blobs(n=30, d=2, k=2), 2, **kwargs)
+
+
+def test_trim_keeps_a_tied_covariance_whole_when_d_equals_k():
+    params = gmm.make_params(
+        np.array([0.5, 0.0, 0.5]), np.zeros((3, 3)), np.eye(3) * 2.0, covariance_type="tied"
+    )
+    trimmed = gmm.family("tied").trim(params)
+    assert trimmed.means.shape == (2, 3)
+    np.testing.assert_array_equal(trimmed.covariances, np.eye(3) * 2.0)
+    full = gmm.family("full").trim(
+        gmm.make_params(params.weights, params.means, np.stack([np.eye(3)] * 3))
+    )
+    assert full.covariances.shape == (2, 3, 3)

@@ -76,15 +76,21 @@ def test_vvv_tree_matches_the_mclust_reference(seed):
         assert adjusted_rand_score(labels, mclust_reference.hclass(reference, k)) == 1.0
 
 
-def test_vvv_tree_with_unit_and_zero_weights():
+@pytest.mark.parametrize("tree", [vvv_tree, ward_tree])
+def test_trees_with_unit_and_zero_weights(tree):
     x = _separated(2, n=30)
-    merges = np.asarray(vvv_tree(x))
-    np.testing.assert_array_equal(np.asarray(vvv_tree(x, np.ones(30))), merges)
+    merges = np.asarray(tree(x))
+    np.testing.assert_array_equal(np.asarray(tree(x, np.ones(30))), merges)
     weights = np.ones(30)
-    weights[:3] = 0.0  # weightless points join at no cost and change nothing else
-    labels = np.asarray(cut(vvv_tree(x, weights), 3))
-    reference = np.asarray(cut(vvv_tree(x[3:]), 3))
-    assert adjusted_rand_score(labels[3:], reference) == 1.0
+    absent = [0, 1, 2, 11, 29]
+    weights[absent] = 0.0  # rows of weight zero take no part (as padding needs)
+    present = weights > 0
+    weighted = tree(x, weights)
+    reference = tree(x[present])
+    for k in (1, 3, 7):
+        labels = np.asarray(cut(weighted, k, weights))
+        np.testing.assert_array_equal(labels[~present], -1)
+        np.testing.assert_array_equal(labels[present], np.asarray(cut(reference, k)))
 
 
 def test_svd_transform_is_mclusts():

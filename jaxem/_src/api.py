@@ -316,8 +316,7 @@ def fit(
         x = family.check_data(x)
         n_samples = jax.tree.leaves(x)[0].shape[0]
         w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
-        dtype = jax.tree.leaves(x)[0].dtype
-        source = InMemory(x, jnp.ones(n_samples, dtype) if w is None else w, w is not None)
+        source = InMemory.of(family, x, w)
     if start is None and n_components > _max_components(family, x, n_samples):
         raise ValueError(
             f"n_components={n_components} must be <= the number of samples "
@@ -571,7 +570,7 @@ def select(
             f"({first.max_components(x)})"
         )
     w = check_sample_weight(sample_weight, leaf)
-    source = InMemory(x, jnp.ones(n_samples, leaf.dtype) if w is None else w, w is not None)
+    source = InMemory.of(first, x, w)  # rows padded for every family alike (the first's rule)
     scores, lls, fits, counts, classification = [], [], [], [], []
     for name in names:
         family = families[name]

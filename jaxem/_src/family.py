@@ -134,6 +134,12 @@ class Family:
         independent, so a source may build them once). Default: ``x`` itself."""
         return x
 
+    #: Whether rows are independent and a row of weight zero is absent from
+    #: everything (pass, statistics, initialisation), so that an in-memory fit
+    #: may pad its rows to a bucket size and reuse its program for a new N
+    #: (:func:`jaxem._src.sources.row_bucket`). True for mixtures.
+    row_buckets: ClassVar[bool] = False
+
     #: Whether :meth:`featurize` does anything (a source then builds the
     #: features once when they fit in memory, else chunk by chunk).
     has_features: ClassVar[bool] = False
@@ -334,6 +340,8 @@ class MixtureFamily(Family):
     :meth:`n_parameters`; the pass, the E-step, the densities and predictions
     follow.
     """
+
+    row_buckets: ClassVar[bool] = True
 
     def log_components(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log p(x_n | θ_k)``."""

@@ -16,6 +16,12 @@ against all the others, and a cached nearest neighbour per cluster avoids
 rescanning the cost matrix), so use it on a subset of a few hundred to a few
 thousand points, as mclust does; :func:`cut` gives the partition into any ``k``
 clusters, ``k`` traced. Equal costs merge the pair of smallest rows first.
+
+Rows of weight zero are absent: they never merge with anything (the tree's
+first ``m − 1 − z`` merges, z the number of such rows, are those of the other
+rows alone, in the same order), and :func:`cut` given the weights labels them
+−1. Padding the data with zero-weight rows therefore leaves the partition of
+the other rows unchanged.
 """
 
 from __future__ import annotations
@@ -35,8 +41,13 @@ def _agglomerate(
     stats: Any,
     merge: Callable[[Any, jax.Array, jax.Array], Any],
     row_costs: Callable[[Any, jax.Array], jax.Array],
+    present: jax.Array,
 ) -> jax.Array:
     """Greedy agglomeration: the (m − 1, 2) merges ``(i, j)``, ``i < j``.
+
+    Absent rows (``present`` False) get infinite costs, so they never merge
+    while two present clusters are left; the merges after that (one per absent
+    row) are placeholders that :func:`cut` never applies.
 
     Args:
         costs: (m, m) symmetric costs of merging each pair of singletons, ``inf``
@@ -45,10 +56,12 @@ def _agglomerate(
         merge: ``(stats, i, j) -> stats`` with cluster j merged into cluster i.
         row_costs: ``(stats, i) -> (m,)`` costs of merging cluster i with each
             cluster (entries of dead clusters and of i itself are ignored).
+        present: (m,) bool, the rows that take part (positive weight).
     """
     m = costs.shape[0]
     rows = jnp.arange(m)
     inf = jnp.asarray(jnp.inf, costs.dtype)
+    costs = jnp.where(present[:, None] & present[None, :], costs, inf)
     # Nearest neighbour of every cluster, kept up to date: a step costs one
     # row_costs plus O(m) per cluster whose nearest neighbour was one of the pair.
     nn_cost, nn_idx = jnp.min(costs, axis=1), jnp.argmin(costs, axis=1)
@@ -149,7 +162,7 @@ def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array
         centroid, size = stats
         return _ward_costs(centroid, size, centroid[i], size[i])
 
-    return _agglomerate(costs, (x, size), merge, row_costs)
+    return _agglomerate(costs, (x, size), merge, row_costs, size > 0)
 
 
 def vvv_tree(
@@ -244,27 +257,33 @@ def vvv_tree(
         return merged - terms - terms[i]
 
     scatter = jnp.zeros((m, d, d), x.dtype)
-    return _agglomerate(costs, (x, size, scatter, single), merge, row_costs)
+    return _agglomerate(costs, (x, size, scatter, single), merge, row_costs, size > 0)
 
 
-def cut(merges: jax.Array, k: ArrayLike) -> jax.Array:
-    """Cluster labels ``0..k−1`` of the partition after the first ``m − k`` merges.
+def cut(merges: jax.Array, k: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
+    """Cluster labels ``0..k−1`` of the partition after the first ``m − k − z`` merges.
 
     Args:
         merges: (m − 1, 2) from :func:`ward_tree` or :func:`vvv_tree`.
-        k: number of clusters, ``1 ≤ k ≤ m`` (traced).
+        k: number of clusters, ``1 ≤ k ≤ m − z`` (traced).
+        sample_weight: the (m,) weights the tree was built with, if any: its
+            ``z`` rows of weight zero were left out of the tree and get label −1.
 
     Returns:
         (m,) int32 labels, numbered in order of each cluster's first row.
     """
     merges = jnp.asarray(merges)
     m = merges.shape[0] + 1
-    n_merges = m - jnp.asarray(k)
+    if sample_weight is None:
+        present = jnp.ones(m, bool)
+    else:
+        present = jnp.asarray(sample_weight) > 0
+    n_merges = jnp.sum(present) - jnp.asarray(k)
 
     def apply(s, labels):
         i, j = merges[s, 0], merges[s, 1]
         return jnp.where((s < n_merges) & (labels == j), i, labels)
 
     labels = jax.lax.fori_loop(0, m - 1, apply, jnp.arange(m))
-    is_root = jnp.zeros(m, bool).at[labels].set(True)
-    return (jnp.cumsum(is_root) - 1)[labels].astype(jnp.int32)
+    is_root = jnp.zeros(m, bool).at[labels].set(True) & present
+    return jnp.where(present, jnp.cumsum(is_root) - 1, -1)[labels].astype(jnp.int32)

@@ -8,7 +8,8 @@ the family then does one M-step on them:
   to a fixed point, at most 300);
 * ``"k-means++"``: one-hot responsibilities on the k-means++ seeds;
 * ``"random"``: uniformly random responsibilities, normalised per row;
-* ``"random_from_data"``: one-hot responsibilities on random distinct rows;
+* ``"random_from_data"``: one-hot responsibilities on random distinct rows
+  (drawn with probability proportional to their weight);
 
 and three that look at the data's shape rather than its raw coordinates, for data
 whose features have different scales (as R mclust does):
@@ -29,6 +30,12 @@ whose features have different scales (as R mclust does):
   in its own order, so on data with many equal distances the partition can
   differ from mclust's. Sample weights are relative here (the mean positive
   weight counts as one point), since the criterion counts points.
+
+Every method draws the same with no sample weights as with weights all one,
+and a row of weight zero is as if absent (never a seed, never agglomerated,
+no weight in any mean): padding the data with zero-weight rows changes only
+the random draws, which is what lets an in-memory fit reuse its compiled
+program for every N of a bucket (:func:`jaxem._src.sources.row_bucket`).
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ INIT_METHODS = (
 # are one vmap (one k-means in the compiled program, not two).
 GROUPS = (("kmeans", "standardized_kmeans"),)
 # Rows agglomerated by "hc" and "hc_vvv": O(m²) memory, about 0.1 s for m = 1000
-# on a CPU core for "hc".
-HC_MAX_SAMPLES = 1000
+# on a CPU core for "hc". A power of two, a boundary of the row buckets, so that
+# whether a fit agglomerates all rows or a subset is the same in a bucket.
+HC_MAX_SAMPLES = 1024
 
 
 def group_of(method: str) -> tuple[str, ...]:
@@ -137,7 +145,8 @@ def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     else:  # standardised with the statistics of all rows
         z = standardize(x, sample_weight)
         tree = hierarchical.ward_tree(z[rows] if subset else z, w_sub)
-    one_hot = jax.nn.one_hot(hierarchical.cut(tree, n_active), n_components, dtype=x.dtype)
+    labels = hierarchical.cut(tree, n_active, w_sub)  # −1 (no column) on zero-weight rows
+    one_hot = jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     if not subset:
         return one_hot
     return jnp.zeros((n_samples, n_components), x.dtype).at[rows].set(one_hot)
@@ -194,7 +203,10 @@ def init_resp(
         return _hc_resp(key, x, n_components, n_active, sample_weight, method)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
-    else:  # random_from_data: the first K of a random permutation (nested in K)
-        seeds = jax.random.permutation(key, n_samples)[:n_components]
+    else:  # random_from_data: K distinct rows ∝ weight (Gumbel top-K, nested in K)
+        w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
+        seeds = jax.lax.top_k(
+            jnp.log(w) + jax.random.gumbel(key, (n_samples,), x.dtype), n_components
+        )[1]
     # one-hot columns on the seeds' rows, inactive columns zero
     return ((jnp.arange(n_samples)[:, None] == seeds[None, :]) & active).astype(x.dtype)

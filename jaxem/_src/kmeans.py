@@ -73,7 +73,7 @@ def kmeans_plusplus(
 ) -> jax.Array:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
 
-    The first seed is a uniformly random sample; each next seed is the best, by
+    The first seed is a random sample (∝ weight); each next seed is the best, by
     the resulting potential ``Σ_n min_k ‖x_n − c_k‖²``, of ``2 + ⌊log k⌋``
     candidates drawn with probability proportional to the squared distance to
     the nearest seed so far. The random draws of seed ``c`` do not depend on
@@ -108,10 +108,7 @@ def kmeans_plusplus(
     n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
     key_first, key_rest = jax.random.split(key)
-    if sample_weight is None:
-        first = jax.random.randint(key_first, (), 0, n_samples)
-    else:
-        first = jax.random.categorical(key_first, jnp.log(w))
+    first = jax.random.categorical(key_first, jnp.log(w))  # the same draw for w = 1 as for None
     s2 = _squared_scale(scale, x.dtype)
 
     def sq_norm(d):  # squared scaled norm over the last axis

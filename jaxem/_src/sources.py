@@ -51,7 +51,9 @@ __all__ = [
     "PassInfo",
     "Sharded",
     "array_chunks",
+    "pad_rows",
     "print_progress",
+    "row_bucket",
     "shard_rows",
 ]
 
@@ -86,25 +88,60 @@ def summed_pass(family: Family, params, rows, w, context, *, featurize: bool, ba
 # ---------------------------------------------------------------------- in memory
 
 
+def row_bucket(n: int) -> int:
+    """The number of rows an in-memory fit of ``n`` rows is compiled for.
+
+    ``n`` rounded up to the next of 16 sizes per octave (a multiple of
+    ``2^(⌊log₂ n⌋ − 4)``; ``n`` itself below 32): at most 6.25% more rows, so
+    that a new ``n`` in the same bucket reuses the compiled program. Powers of
+    two are bucket sizes (:data:`jaxem._src.init.HC_MAX_SAMPLES` is one).
+    """
+    if n < 32:
+        return n
+    step = 1 << (n.bit_length() - 5)
+    return -(-n // step) * step
+
+
+def pad_rows(x: PyTree, w: jax.Array, n_rows: int) -> tuple[PyTree, jax.Array]:
+    """``x`` and ``w`` extended to ``n_rows`` rows by copies of the first row
+    with weight zero: every family's pass, statistics and initialisation treat
+    a row of weight zero as absent, so the fit is that of the unpadded data
+    (up to the initialisers' random draws, which depend on the row count)."""
+    n = w.shape[0]
+    if n_rows == n:
+        return x, w
+
+    def pad(a):
+        return jnp.concatenate([a, jnp.broadcast_to(a[:1], (n_rows - n, *a.shape[1:]))])
+
+    return jax.tree.map(pad, x), jnp.concatenate([w, jnp.zeros(n_rows - n, w.dtype)])
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class InMemory:
-    """Data in memory: ``x`` any pytree of arrays with N leading rows, ``w`` (N,).
-
-    ``weighted`` (static) is False when the caller gave no sample weights: the
-    initialisers then see none (their random draws differ with explicit weights).
-    """
+    """Data in memory: ``x`` any pytree of arrays with N leading rows, ``w`` (N,)."""
 
     x: PyTree
     w: jax.Array
-    weighted: bool = dataclasses.field(default=True, metadata=dict(static=True))
+
+    @classmethod
+    def of(cls, family: Family, x: PyTree, w: jax.Array | None) -> InMemory:
+        """The source of checked data ``x`` and sample weights ``w`` (None: all
+        one), its rows padded to :func:`row_bucket` when the family's rows are
+        independent (:attr:`Family.row_buckets`)."""
+        n = jax.tree.leaves(x)[0].shape[0]
+        w = jnp.ones(n, jax.tree.leaves(x)[0].dtype) if w is None else w
+        if family.row_buckets:
+            x, w = pad_rows(x, w, row_bucket(n))
+        return cls(x, w)
 
     def context(self, family: Family) -> PyTree:
         ref = _first_row(self.x)
         return family.context(family.summarize(self.x, self.w, ref), ref)
 
-    def init_data(self, key: jax.Array) -> tuple[PyTree, jax.Array | None]:
-        return self.x, self.w if self.weighted else None
+    def init_data(self, key: jax.Array) -> tuple[PyTree, jax.Array]:
+        return self.x, self.w
 
     @staticmethod
     def compile(fn: Callable) -> Callable:
@@ -520,8 +557,7 @@ class HostChunks:
                 kept_x, kept_w, keys = kept_x[top], kept_w[top], keys[top]
         if kept_x is None:
             raise ValueError("the chunk source yielded no chunks")
-        weighted = not np.all(kept_w == 1)
-        return jnp.asarray(kept_x), jnp.asarray(kept_w) if weighted else None
+        return jnp.asarray(kept_x), jnp.asarray(kept_w)
 
     @staticmethod
     def compile(fn: Callable) -> Callable:

@@ -199,7 +199,7 @@ class BayesianGaussianMixture(MixtureEstimator):
             covariance_prior=covariance_prior,
             reg_covar=self.reg_covar,
         )
-        source = InMemory(x, jnp.ones(x.shape[0], x.dtype) if w is None else w, w is not None)
+        source = InMemory.of(family, x, w)
         bound = bind_program(family, source, jnp.asarray(self.n_components, jnp.int32))
         self.weight_concentration_prior_ = float(bound.weight_concentration_prior)
         self.mean_precision_prior_ = float(bound.mean_precision_prior)

@@ -272,7 +272,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         return None if np.all(w == 1) else np.asarray(w, x.dtype)
 
     def _method_starts(self, family, x, w):
-        source = InMemory(x, jnp.ones(x.shape[0], x.dtype) if w is None else w, w is not None)
+        source = InMemory.of(family, x, w)
         methods = engine.init_methods_for(family, self.init_params, self.n_init, x.shape[0])
         key = key_from_random_state(self.random_state)
         return _initial_program(

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
@@ -249,6 +250,21 @@ class GaussianFamily(MixtureFamily):
         if self.formulation == "direct":
             return jnp.asarray(False)
         return moments.is_accurate(params, context.center)
+
+    def trim(self, params):
+        """Drops inactive components; a tied covariance (D, D) is kept whole
+        (the generic rule would cut it when D equals K)."""
+        keep = np.asarray(params.weights) > 0
+        shared = cov_lib.get(params.covariance_type).SHARED
+        return dataclasses.replace(
+            params,
+            weights=params.weights[keep],
+            means=params.means[keep],
+            covariances=params.covariances if shared else params.covariances[keep],
+            precisions_cholesky=(
+                params.precisions_cholesky if shared else params.precisions_cholesky[keep]
+            ),
+        )
 
     # -------------------------------------------------------- initialisation
 

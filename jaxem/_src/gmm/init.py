@@ -10,12 +10,14 @@ responsibilities of the first E-step are the same either way.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import m_step
 from jaxem._src.init import HC_MAX_SAMPLES, INIT_METHODS, init_resp, standardize, svd_transform
+from jaxem._src.sources import pad_rows, row_bucket
 from jaxem._src.validation import (
     as_data,
     check_key,
@@ -91,7 +93,9 @@ def init(
     check_scalar("reg_covar", reg_covar)
     n_active = check_n_active(n_active, n_components)
     sample_weight = check_sample_weight(sample_weight, x)
-    resp = init_resp(key, x, n_components, method, n_active, sample_weight)
-    return m_step(
-        resp, x, covariance_type=covariance_type, reg_covar=reg_covar, sample_weight=sample_weight
-    )
+    # padded as gmm.fit pads its rows, so that fit's restart i starts here with
+    # jax.random.split(key, n_init)[i]
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    x, w = pad_rows(x, w, row_bucket(x.shape[0]))
+    resp = init_resp(key, x, n_components, method, n_active, w)
+    return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar, sample_weight=w)

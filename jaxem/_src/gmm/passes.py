@@ -34,6 +34,7 @@ from jaxem._src.chunking import chunk_rows, chunked_sum
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import moments
 from jaxem._src.gmm.density import weighted_log_prob
+from jaxem._src.gmm.moments import MOMENT_CHUNK_ELEMENTS
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum
 
@@ -50,11 +51,6 @@ __all__ = [
     "moment_pass",
 ]
 
-# Elements of (rows, F + K) per chunk when the features are built chunk by chunk:
-# 8M (32 MB in float32) measured fastest for full covariances on a 2-core x86
-# machine (100k × 16, K = 16: 13 ms per pass against 37 ms at 600k elements;
-# 200k × 32, K = 32: 232 against 278 ms).
-MOMENT_CHUNK_ELEMENTS = 8_000_000
 
 # Elements of (rows, R·K) per chunk over cached features: the products stream
 # the features from memory, so chunks only bound the (rows, R·K) temporaries.

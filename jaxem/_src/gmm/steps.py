@@ -2,6 +2,16 @@
 
 ``m_step = maximize ∘ suff_stats``: the statistics are additive over samples, so
 chunked, out-of-core, online and multi-device EM sum them before maximizing.
+
+:func:`e_step` and :func:`m_step` run the moment formulation of the engine's
+passes (:mod:`jaxem._src.gmm.moments`: one matrix product over the features
+``Φ`` of the data centred at its mean) whenever its float32 accuracy check
+holds, and the direct arithmetic otherwise (a ``lax.cond``; under ``vmap``
+both are computed), so ``jaxem.em(gmm.e_step, gmm.m_step, ...)`` iterates as
+fast as the engine's pass built chunk by chunk. The E-step checks the given
+parameters; the M-step computes its statistics about the data's mean and
+checks the parameters they give, recomputing them about the components' own
+means (:func:`suff_stats`) where the check fails.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows, chunked_map, chunked_sum
 from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import moments
 from jaxem._src.gmm.density import check_data_for, density_chunk_rows, weighted_log_prob
 from jaxem._src.gmm.params import GMMParams, from_covariances
 from jaxem._src.gmm.prior import Prior, check_prior, posterior_covariances, posterior_weights
@@ -88,13 +99,60 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """
     x = check_data_for(params, x)
 
-    def chunk(xb):
-        wlp = weighted_log_prob(params, xb)
-        log_norm = jax.nn.logsumexp(wlp, axis=1, keepdims=True)
-        return jnp.exp(wlp - log_norm), log_norm[:, 0]
+    def normalized(logits):
+        log_norm = jax.nn.logsumexp(logits, axis=1, keepdims=True)
+        return jnp.exp(logits - log_norm), log_norm[:, 0]
 
-    resp, log_norm = chunked_map(chunk, x, density_chunk_rows(params, x))
+    def direct():
+        chunk = lambda xb: normalized(weighted_log_prob(params, xb))  # noqa: E731
+        return chunked_map(chunk, x, density_chunk_rows(params, x))
+
+    # the moment formulation about the data's mean (exact for any centre: no derivative)
+    center = jax.lax.stop_gradient(jnp.mean(x, axis=0))
+    module = cov_lib.get(params.covariance_type)
+    active = params.weights > 0
+
+    def fast():
+        weights_matrix = moments.natural_weights(params, center)
+
+        def chunk(xb):
+            phi = moments.features(xb - center, params.covariance_type)
+            logits = module.feature_logits(phi @ weights_matrix, phi, params.precisions_cholesky)
+            return normalized(jnp.where(active, logits, -jnp.inf))
+
+        return chunked_map(chunk, x, _moment_rows(x, params.covariance_type, params.n_components))
+
+    resp, log_norm = jax.lax.cond(moments.is_accurate(params, center), fast, direct)
     return resp, jnp.mean(log_norm)
+
+
+def _moment_rows(x: jax.Array, covariance_type: str, n_components: int) -> int:
+    """Rows per chunk of the moment formulation (the engine's chunking)."""
+    width = moments.n_features_of(covariance_type, x.shape[1])
+    return chunk_rows(x.shape[0], width + n_components, target=moments.MOMENT_CHUNK_ELEMENTS)
+
+
+def _moment_stats(resp, x, covariance_type, sample_weight) -> SuffStats:
+    """:func:`suff_stats` about the weighted data mean ``c``, as ``Rᵀ Φ`` over the
+    moment features of ``x − c`` (one product per chunk of rows)."""
+    module = cov_lib.get(covariance_type)
+    k, d = resp.shape[1], x.shape[1]
+    row_weight = None if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
+    r = resp if row_weight is None else resp * row_weight[:, None]
+    if row_weight is None:
+        center = jnp.mean(x, axis=0)
+    else:
+        center = row_weight @ x / jnp.sum(row_weight)
+    center = jax.lax.stop_gradient(center)
+
+    def chunk(rb, xb):
+        phi = moments.features(xb - center, covariance_type)
+        # a row's responsibilities sum to its weight (0: the row takes no part)
+        return rb.T @ phi, module.shared_second_moment(phi, jnp.sum(rb, axis=1))
+
+    summed, extra = chunked_sum(chunk, (r, x), _moment_rows(x, covariance_type, k))
+    nk, sum_x, sum_xx = moments.moments_to_stats(summed, extra, covariance_type, d)
+    return SuffStats(nk, sum_x, sum_xx, jnp.broadcast_to(center, (k, d)), covariance_type)
 
 
 def suff_stats(
@@ -294,8 +352,25 @@ def m_step(
         [[0.5], [10.5]]
     """
     _check_resp(resp, x)
-    stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
-    return maximize(stats, reg_covar=reg_covar, prior=prior)
+    cov_lib.check_covariance_type(covariance_type)
+    x = as_data(x)
+    resp = jnp.asarray(resp, x.dtype)
+    if resp.ndim == 2 and resp.shape[0] == x.shape[0]:  # else suff_stats names the shapes
+        about_mean = _moment_stats(resp, x, covariance_type, sample_weight)
+        fast = maximize(about_mean, reg_covar=reg_covar, prior=prior)
+        # the cancellation of moving the statistics to the new means, measured
+        # with the new covariances
+        accurate = moments.is_accurate(fast, about_mean.shift[0])
+    else:
+        accurate = False
+
+    def direct():
+        stats = suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
+        return maximize(stats, reg_covar=reg_covar, prior=prior)
+
+    if accurate is False:
+        return direct()
+    return jax.lax.cond(accurate, lambda: fast, direct)
 
 
 def _check_resp(resp: ArrayLike, x: ArrayLike) -> None:

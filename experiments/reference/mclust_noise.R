@@ -38,7 +38,15 @@
 #            parameters: {pro: [G+1] (last = noise proportion), mean: [D][G],
 #                         variance: {sigma: [D][D][G], ...}},
 #            classification: [372] (0 = noise, 1..G components; R's convention),
-#            uncertainty: [372] }},
+#            uncertainty: [372],
+#            npar: [10][14] (nMclustParams(model, d, G, noise = TRUE); G = 0: 1),
+#            hc_partitions: {"1": [m labels 1..G, 1-based], ..., "9": [...]}
+#                = hclass(attr(fit$BIC, "initialization")$hcPairs, G): the start of
+#                every model with that G on the m = sum(!noise_init) rows not
+#                initialised as noise, in their order (me() from unmap(labels),
+#                the noise rows in column G + 1),
+#            icl: [10][14] (mclustICL with the same initialisation, same
+#                orientation as bic), icl_best: {modelName, G} }},
 #   me_fixed_start: {<G>: {start_labels: [372] (0..G-1 Gaussian, G = noise),
 #                          <model>: {loglik, iterations, info, returnCode, warning,
 #                                    npar, bic, parameters {pro [G+1], mean [D][G],
@@ -49,6 +57,8 @@
 #
 # Rerun from the repository root (well under a minute):
 #   Rscript experiments/reference/mclust_noise.R
+# (npar, hc_partitions, icl and icl_best were added after the first run; rerunning
+# reproduced every earlier value bit for bit.)
 
 suppressPackageStartupMessages(library(mclust))
 source("experiments/reference/json_util.R")
@@ -103,6 +113,12 @@ fit_record <- function(noise_init) {
               fit$modelName, fit$G, fit$loglik, ll_params, fit$bic,
               tail(fit$parameters$pro, 1)))
   print(summary(fit$BIC))
+  init <- attr(fit$BIC, "initialization")
+  stopifnot(all(as.vector(init$noise) == which(noise_init)) || all(as.vector(init$noise) == noise_init))
+  cls <- hclass(init$hcPairs, 1:9)
+  hc_partitions <- setNames(lapply(1:9, function(G) as.integer(cls[, G])), as.character(1:9))
+  icl <- mclustICL(X, initialization = list(noise = noise_init), verbose = FALSE)
+  print(summary(icl))
   list(noise_init = as.logical(noise_init),
        G = as.integer(attr(bic, "G")), models = attr(bic, "modelNames"),
        bic = matrix(as.numeric(bic), nrow(bic), ncol(bic)),
@@ -115,7 +131,12 @@ fit_record <- function(noise_init) {
                          mean = unname(as.matrix(fit$parameters$mean)),
                          variance = variance_out(fit$parameters$variance)),
        classification = as.integer(fit$classification),
-       uncertainty = unname(fit$uncertainty))
+       uncertainty = unname(fit$uncertainty),
+       npar = outer(as.integer(attr(bic, "G")), attr(bic, "modelNames"), Vectorize(
+         function(G, model) if (G == 0) 1 else nMclustParams(model, d, G, noise = TRUE))),
+       hc_partitions = hc_partitions, icl = matrix(as.numeric(icl), nrow(icl), ncol(icl)),
+       icl_best = list(modelName = strsplit(names(summary(icl))[1], ",")[[1]][1],
+                       G = as.integer(strsplit(names(summary(icl))[1], ",")[[1]][2])))
 }
 
 fits <- list()

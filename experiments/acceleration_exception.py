@@ -101,22 +101,22 @@ def squarem_runs(x, start, configs: dict[str, jaxem.Squarem], ll_em: float) -> l
     family = gmm.family("full", reg_covar=0.0)
     out = []
     for name, config in configs.items():
-        fit = jax.jit(
-            functools.partial(
-                jaxem.fit, family, None, tol=TOL, max_iter=3000, n_refine=0, accelerate=config
-            )
-        )
-        result = fit(x, start=start)
+
+        def fit(max_iter, config=config):
+            run = functools.partial(
+                jaxem.fit, family, None, tol=TOL, max_iter=max_iter, n_refine=0,
+                accelerate=config,
+            )  # fmt: skip
+            return jax.jit(run)(x, start=start)
+
+        result = fit(3000)
         history = np.asarray(result.history)[: int(result.n_iter)]
         within = np.abs(history - ll_em) < GAP
         to_gap = None
         if within.any():  # rerun stopped at that cycle: its passes, less the final one
             k = int(np.argmax(within))
-            stopped = jaxem.fit(
-                family, None, x, start=start, tol=TOL, max_iter=k + 1, n_refine=0,
-                accelerate=config,
-            )  # fmt: skip
-            assert float(stopped.history[k]) == float(history[k])
+            stopped = fit(k + 1)
+            assert float(stopped.history[k]) == float(history[k]), "the rerun left the path"
             to_gap = int(stopped.evaluations) - 1
         out.append(
             {

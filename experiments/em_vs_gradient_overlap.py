@@ -1,4 +1,4 @@
-"""Experiment 1: convergence of EM, Adam and L-BFGS against the overlap of two Gaussians.
+"""Experiment 1: convergence of EM, SQUAREM, Adam and L-BFGS against the overlap of two Gaussians.
 
 Redner & Walker (1984) and Xu & Jordan (1996): EM converges linearly, at a rate
 set by the fraction of missing information, which tends to 1 (very slow) as the
@@ -7,10 +7,16 @@ components overlap and to 0 (near-superlinear) as they separate.
 For each separation Δ/σ, ``--seeds`` data sets of ``--n`` points from
 ``½ N(−Δ/2, 1) + ½ N(Δ/2, 1)`` (1-D) are fitted by a two-component mixture
 (means, variances and weights free, no ``reg_covar``) from the same k-means
-start by EM, Adam and L-BFGS, each vmapped over the data sets. The maximum
-likelihood ``ll*`` of a data set is the best final value of EM and L-BFGS run to
-``|Δll| < 1e-14``; we count the iterations until ``|ll − ll*| < 1e-8`` and turn
-them into wall-clock time with each method's measured time per iteration. EM's
+start by EM, accelerated EM (SQUAREM, Varadhan & Roland 2008: ``jaxem.em`` with
+``accelerate="squarem"``, the R package's step-length settings), Adam and
+L-BFGS, each vmapped over the data sets. The maximum likelihood ``ll*`` of a
+data set is the best final value of EM and L-BFGS run to ``|Δll| < 1e-14``; we
+count the iterations until ``|ll − ll*| < 1e-8`` and turn them into wall-clock
+time with each method's measured time per iteration. SQUAREM's count is in
+EM-map evaluations (passes over the data, ``EMResult.evaluations``), the unit of
+EM's iterations: its history records one point per cycle (2 to 4 passes), so the
+passes before the first recorded point within ``1e-8`` are read off a rerun of
+the same batch stopped at that cycle (``max_iter``). EM's
 empirical rate is the median ratio of successive gaps ``(ll* − ll_{i+1}) /
 (ll* − ll_i)``, compared with ``ρ²``, the squared spectral radius of the Jacobian
 of the EM map at the optimum (computed with ``jax.jacfwd``): parameter errors
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import pathlib
 import sys
+import time
 from collections.abc import Sequence
 
 import jax
@@ -54,9 +62,13 @@ from jaxem.gmm import fit_gradient  # noqa: E402
 from jaxem.gmm.unconstrained import from_unconstrained, to_unconstrained  # noqa: E402
 
 DEFAULT_OUT = EXPERIMENTS_DIR / "results"
-METHODS = ("EM", "Adam", "L-BFGS")
-COLOURS = {"EM": "tab:blue", "Adam": "tab:orange", "L-BFGS": "tab:green"}
+METHODS = ("EM", "SQUAREM", "Adam", "L-BFGS")
+COLOURS = {"EM": "tab:blue", "SQUAREM": "tab:purple", "Adam": "tab:orange", "L-BFGS": "tab:green"}
 GAP = 1e-8
+# accelerate="squarem": the R package's step-length settings. (step_max0=4, which
+# acceleration_variants.py found better on acceleration.py's 16 data sets, was
+# not better on held-out seeds.)
+SQUAREM = jaxem.Squarem()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -68,9 +80,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--separations", type=str, default="0.5,1,2,3,6", help="comma-separated Δ/σ values"
     )
     parser.add_argument("--max-iter-em", type=int, default=20000, help="EM iteration cap")
+    parser.add_argument(
+        "--max-iter-squarem", type=int, default=3000, help="SQUAREM cycle cap (2-4 passes each)"
+    )
     parser.add_argument("--max-iter-adam", type=int, default=20000, help="Adam iteration cap")
     parser.add_argument("--max-iter-lbfgs", type=int, default=2000, help="L-BFGS iteration cap")
     parser.add_argument("--learning-rate", type=float, default=0.05, help="Adam's step size")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per method (median, interleaved)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="output folder")
     return parser.parse_args(argv)
 
@@ -97,11 +115,16 @@ def em_spectral_radius(params: gmm.GMMParams, x: jax.Array) -> jax.Array:
 
 
 def runners(args: argparse.Namespace):
-    """The three vmapped fitters, jitted once each (the data are traced)."""
+    """The four vmapped fitters, jitted once each (the data are traced)."""
     m_step = functools.partial(gmm.m_step, reg_covar=0.0)
 
     def em(start, x, tol, max_iter):
         return jaxem.em(gmm.e_step, m_step, start, x, tol=tol, max_iter=max_iter)
+
+    def squarem(start, x, tol, max_iter):
+        return jaxem.em(
+            gmm.e_step, m_step, start, x, tol=tol, max_iter=max_iter, accelerate=SQUAREM
+        )
 
     def adam(start, x, tol, max_iter):
         return fit_gradient(start, x, optax.adam(args.learning_rate), tol=tol, max_iter=max_iter)
@@ -109,8 +132,13 @@ def runners(args: argparse.Namespace):
     def lbfgs(start, x, tol, max_iter):
         return fit_gradient(start, x, optax.lbfgs(), tol=tol, max_iter=max_iter)
 
-    caps = {"EM": args.max_iter_em, "Adam": args.max_iter_adam, "L-BFGS": args.max_iter_lbfgs}
-    fns = {"EM": em, "Adam": adam, "L-BFGS": lbfgs}
+    caps = {
+        "EM": args.max_iter_em,
+        "SQUAREM": args.max_iter_squarem,
+        "Adam": args.max_iter_adam,
+        "L-BFGS": args.max_iter_lbfgs,
+    }
+    fns = {"EM": em, "SQUAREM": squarem, "Adam": adam, "L-BFGS": lbfgs}
     batched = {
         name: jax.jit(jax.vmap(functools.partial(fn, tol=1e-14, max_iter=caps[name])))
         for name, fn in fns.items()
@@ -122,43 +150,106 @@ def runners(args: argparse.Namespace):
         name: jax.jit(functools.partial(fn, tol=1e-14, max_iter=caps[name]))
         for name, fn in fns.items()
     }
-    return batched, single
+    # SQUAREM stopped after a given number of cycles (static: one program each).
+    stopped = functools.cache(
+        lambda cycles: jax.jit(jax.vmap(functools.partial(squarem, tol=1e-14, max_iter=cycles)))
+    )
+    return batched, single, stopped
+
+
+def squarem_passes(result: jaxem.EMResult, index: np.ndarray, stopped, starts, xs) -> np.ndarray:
+    """EM-map evaluations SQUAREM made before its first recorded point within
+    the gap (``index``: that point's place in ``history``, from
+    :func:`first_within`; ``n_iter`` when only the returned parameters are).
+
+    The point ``history[k]`` is the ``k + 1``-th recorded one: the batch rerun
+    with ``max_iter = k + 1`` follows the same cycles, evaluates it, and makes
+    one final pass, so the map evaluations before it are ``evaluations − 2``
+    (plain EM's ``history[k]`` comes after ``k``). Returned parameters are one
+    M-step past the last recorded point: ``evaluations − 1`` of the full run.
+    """
+    out = np.full(index.shape, np.inf)
+    n_iter = np.asarray(result.n_iter)
+    final = np.isfinite(index) & (index >= n_iter)
+    out[final] = np.asarray(result.evaluations)[final] - 1
+    for k in np.unique(index[np.isfinite(index) & ~final]).astype(int):
+        rerun = stopped(int(k) + 1)(starts, xs)
+        evaluations = np.asarray(rerun.evaluations)
+        chosen = (index == k) & ~final
+        same = np.asarray(rerun.history)[chosen, k] == np.asarray(result.history)[chosen, k]
+        if not same.all():  # the rerun must retrace the cycles of the full run
+            raise RuntimeError(f"SQUAREM stopped after {k + 1} cycles left the full run's path")
+        out[chosen] = evaluations[chosen] - 2
+    return out
 
 
 def kmeans_starts(xs: jax.Array) -> gmm.GMMParams:
-    """The common start of all three methods: ``gmm.init`` by k-means, per data set."""
+    """The common start of all the methods: ``gmm.init`` by k-means, per data set."""
     keys = jax.random.split(jax.random.key(0), xs.shape[0])
     return jax.jit(jax.vmap(lambda k, x: gmm.init(k, x, 2, method="kmeans", reg_covar=0.0)))(
         keys, xs
     )
 
 
-def run_separation(delta: float, args, batched, single) -> dict:
-    """All three methods on ``--seeds`` data sets at one separation."""
+def run_separation(delta: float, args, batched, single, stopped) -> dict:
+    """All four methods on ``--seeds`` data sets at one separation."""
     xs = jnp.asarray(np.stack([make_data(s, args.n, delta) for s in range(args.seeds)]))
     starts = kmeans_starts(xs)
     results = {}
     for name in METHODS:
         results[name], seconds = time_compiled(batched[name], starts, xs)
+        r = results[name]
+        count = f"{np.median(np.asarray(r.n_iter)):.0f} iterations"
+        if name == "SQUAREM":
+            count = f"{np.median(np.asarray(r.evaluations)):.0f} passes"
         progress(
             f"  Δ/σ={delta:g} {name:6s}: {args.seeds} vmapped runs in {seconds:.2f} s, "
-            f"median {np.median(np.asarray(results[name].n_iter)):.0f} iterations"
+            f"median {count}"
         )
     finals = np.stack([np.asarray(results[m].log_likelihood) for m in ("EM", "L-BFGS")])
     ll_star = np.nanmax(finals, axis=0)
     both_converged = np.asarray(results["EM"].converged) & np.asarray(results["L-BFGS"].converged)
     disagree = both_converged & (np.abs(finals[0] - finals[1]) > GAP)
 
-    out = {"delta": delta, "ll_star": ll_star, "em_lbfgs_disagree": disagree}
+    sq = results["SQUAREM"]
+    both = np.asarray(results["EM"].converged) & np.asarray(sq.converged)
+    sq_disagree = both & (np.abs(finals[0] - np.asarray(sq.log_likelihood)) > GAP)
+
+    out = {
+        "delta": delta,
+        "ll_star": ll_star,
+        "em_lbfgs_disagree": disagree,
+        "em_squarem_disagree": sq_disagree,
+    }
+    # Time per iteration (SQUAREM: per pass, its unit of iterations here) of one
+    # run on the first data set: median of --repeats calls, the methods interleaved.
+    start0, x0 = jax.tree.map(lambda a: a[0], starts), xs[0]
+    ones = {name: jax.block_until_ready(single[name](start0, x0)) for name in METHODS}
+    times = {name: [] for name in METHODS}
+    for _ in range(args.repeats):
+        for name in METHODS:
+            tic = time.perf_counter()
+            jax.block_until_ready(single[name](start0, x0))
+            times[name].append(time.perf_counter() - tic)
     for name in METHODS:
         r = results[name]
         iters = first_within(r.history, r.log_likelihood, r.n_iter, ll_star, GAP)
-        one, seconds = time_compiled(single[name], jax.tree.map(lambda a: a[0], starts), xs[0])
+        one, seconds = ones[name], float(np.median(times[name]))
+        count = one.evaluations if name == "SQUAREM" else one.n_iter
+        if name == "SQUAREM":
+            iters = squarem_passes(r, iters, stopped, starts, xs)
         out[name] = {
             "iters": iters,
-            "sec_per_iter": seconds / max(int(one.n_iter), 1),
-            "n_iter": np.asarray(r.n_iter),
+            "sec_per_iter": seconds / max(int(count), 1),
+            "n_iter": np.asarray(r.evaluations if name == "SQUAREM" else r.n_iter),
         }
+    reached = np.isfinite(out["EM"]["iters"]) & np.isfinite(out["SQUAREM"]["iters"])
+    out["em_over_squarem"] = np.divide(
+        out["EM"]["iters"],
+        np.maximum(out["SQUAREM"]["iters"], 1),
+        out=np.full(reached.shape, np.nan),
+        where=reached,
+    )
 
     # EM's empirical rate: ratios of successive gaps in the asymptotic range.
     gaps = ll_star[:, None] - np.asarray(results["EM"].history)
@@ -186,6 +277,15 @@ def fmt_time(iters: np.ndarray, sec_per_iter: float) -> str:
     return f"{med * 1e3:.2f}"
 
 
+def fmt_ratio(ratio: np.ndarray) -> str:
+    """Min / median over the data sets where both methods reached the target."""
+    ok = np.isfinite(ratio)
+    if not ok.any():
+        return "-"
+    text = f"{np.min(ratio[ok]):.1f} / {np.median(ratio[ok]):.1f}"
+    return text + ("" if ok.all() else f" ({ok.sum()}/{len(ratio)})")
+
+
 def nanmedian(a) -> float:
     a = np.asarray(a, np.float64)
     return float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
@@ -209,7 +309,7 @@ def plot(path: pathlib.Path, rows: list[dict], args) -> None:
                 hi.append(np.nanpercentile(vals, 75) if any_ok else np.nan)
             ax.plot(deltas, med, "o-", color=COLOURS[name], label=name)
             ax.fill_between(deltas, lo, hi, color=COLOURS[name], alpha=0.2)
-    ax_it.set_ylabel(f"iterations to |ll − ll*| < {GAP:g}")
+    ax_it.set_ylabel(f"iterations (SQUAREM: passes) to |ll − ll*| < {GAP:g}")
     ax_t.set_ylabel(f"milliseconds to |ll − ll*| < {GAP:g} (compile excluded)")
     for ax in (ax_it, ax_t):
         ax.set_yscale("log")
@@ -241,20 +341,22 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     separations = [float(s) for s in args.separations.split(",")]
     progress(
         f"experiment 1: {len(separations)} separations x {args.seeds} data sets x {args.n} "
-        "points; EM, Adam, L-BFGS"
+        "points; EM, SQUAREM, Adam, L-BFGS"
     )
-    batched, single = runners(args)
+    batched, single, stopped = runners(args)
     rows = []
     for delta in separations:
-        rows.append(run_separation(delta, args, batched, single))
+        rows.append(run_separation(delta, args, batched, single, stopped))
 
     header = [
         "Δ/σ",
-        *(f"{m} iterations" for m in METHODS),
+        *(f"{m} {'passes' if m == 'SQUAREM' else 'iterations'}" for m in METHODS),
         *(f"{m} ms" for m in METHODS),
+        "EM / SQUAREM (min / median)",
         "EM gap ratio (measured)",
         "ρ² (Jacobian)",
         "EM ≠ L-BFGS optimum (both converged)",
+        "EM ≠ SQUAREM optimum (both converged)",
     ]
     table_rows = []
     for r in rows:
@@ -263,21 +365,39 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 f"{r['delta']:g}",
                 *(fmt_iters(r[m]["iters"]) for m in METHODS),
                 *(fmt_time(r[m]["iters"], r[m]["sec_per_iter"]) for m in METHODS),
+                fmt_ratio(r["em_over_squarem"]),
                 f"{nanmedian(r['em_gap_ratio']):.4f}",
                 f"{nanmedian(r['rho_squared']):.4f}",
                 f"{int(r['em_lbfgs_disagree'].sum())}/{len(r['ll_star'])}",
+                f"{int(r['em_squarem_disagree'].sum())}/{len(r['ll_star'])}",
             ]
         )
     per_iter = markdown_table(
-        ["Δ/σ", *(f"{m} µs/iteration" for m in METHODS)],
+        ["Δ/σ", *(f"{m} µs/{'pass' if m == 'SQUAREM' else 'iteration'}" for m in METHODS)],
         [
             [f"{r['delta']:g}", *(f"{r[m]['sec_per_iter'] * 1e6:.1f}" for m in METHODS)]
             for r in rows
         ],
     )
     table = markdown_table(header, table_rows)
+    cell = lambda v: "–" if not np.isfinite(v) else f"{v:.0f}"  # noqa: E731
+    per_seed = markdown_table(
+        ["Δ/σ", *(f"seed {i}" for i in range(args.seeds))],
+        [
+            [
+                f"{r['delta']:g}",
+                *(
+                    f"{cell(e)} / {cell(q)}"
+                    for e, q in zip(r["EM"]["iters"], r["SQUAREM"]["iters"], strict=True)
+                ),
+            ]
+            for r in rows
+        ],
+    )
     print()
     print(table)
+    print()
+    print(per_seed)
     print()
     print(per_iter)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -287,13 +407,38 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     body = (
         f"Medians over {args.seeds} data sets of {args.n} points; iterations until the mean "
         f'log-likelihood is within {GAP:g} of ll* ("k/n reached" when some runs hit the cap: '
-        f"EM {args.max_iter_em}, Adam {args.max_iter_adam}, L-BFGS {args.max_iter_lbfgs}); "
-        "milliseconds = iterations × measured time per iteration of one compiled run "
-        f"(compile excluded); Adam step size {args.learning_rate:g}.\n\n{table}\n\n"
+        f"EM {args.max_iter_em}, SQUAREM {args.max_iter_squarem} cycles, Adam "
+        f"{args.max_iter_adam}, L-BFGS {args.max_iter_lbfgs}); SQUAREM "
+        '(`jaxem.em(..., accelerate="squarem")`, the R package\'s step-length settings) is '
+        "counted in EM-map evaluations (passes over the data) before its first recorded "
+        "point within the gap, the unit of EM's iterations; EM / SQUAREM is that ratio per "
+        "data set (min / median over those where both reached ll*); "
+        "milliseconds = iterations × measured time per iteration (SQUAREM: per pass) of one "
+        f"compiled run on the first data set (compile excluded; median of {args.repeats} calls, "
+        f"the methods interleaved); Adam step size {args.learning_rate:g}.\n\n"
+        f"{table}\n\n"
+        "Per data set, EM iterations / SQUAREM passes to the gap (– not reached):\n\n"
+        f"{per_seed}\n\n"
         f"Time per iteration (one data set):\n\n{per_iter}\n\n![figure]({png.name})"
     )
     command = "python experiments/em_vs_gradient_overlap.py " + " ".join(argv or sys.argv[1:])
     write_markdown(md, "EM versus gradient ascent against overlap", body, command.strip())
+    listed = lambda a: [None if not np.isfinite(v) else float(v) for v in np.asarray(a)]  # noqa: E731
+    summary = [
+        {
+            "delta": r["delta"],
+            "ll_star": listed(r["ll_star"]),
+            "em_over_squarem": listed(r["em_over_squarem"]),
+            "em_squarem_disagree": np.asarray(r["em_squarem_disagree"]).tolist(),
+            "em_lbfgs_disagree": np.asarray(r["em_lbfgs_disagree"]).tolist(),
+            **{
+                m: {"iters": listed(r[m]["iters"]), "sec_per_iter": r[m]["sec_per_iter"]}
+                for m in METHODS
+            },
+        }
+        for r in rows
+    ]
+    (args.out / "em_vs_gradient_overlap.json").write_text(json.dumps(summary, indent=1))
     progress(f"wrote {png}")
     progress(f"wrote {md}")
     return rows

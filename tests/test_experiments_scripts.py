@@ -43,7 +43,7 @@ def run_quick(script: str, tmp_path: pathlib.Path, timeout: int = 300) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
 
 
-@pytest.mark.slow  # seven compiled programs (L-BFGS, a Jacobian): 20-45 s even when tiny
+@pytest.mark.slow  # ten compiled programs (L-BFGS, SQUAREM, a Jacobian): 30-60 s tiny
 def test_em_vs_gradient_overlap(tmp_path):
     import em_vs_gradient_overlap
 
@@ -51,12 +51,14 @@ def test_em_vs_gradient_overlap(tmp_path):
         [
             "--seeds", "2", "--n", "40", "--separations", "3",
             "--max-iter-em", "30", "--max-iter-adam", "30", "--max-iter-lbfgs", "10",
-            "--out", str(tmp_path),
+            "--max-iter-squarem", "10", "--repeats", "1", "--out", str(tmp_path),
         ]
     )  # fmt: skip
     assert [r["delta"] for r in rows] == [3.0]
     assert rows[0]["ll_star"].shape == (2,)
-    check_outputs(tmp_path, "em_vs_gradient_overlap")
+    assert rows[0]["SQUAREM"]["iters"].shape == (2,)
+    text = check_outputs(tmp_path, "em_vs_gradient_overlap")
+    assert "SQUAREM passes" in text
 
 
 @pytest.mark.slow  # ~12 s

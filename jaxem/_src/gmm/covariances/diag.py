@@ -46,7 +46,7 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
     """(N, K) ``Σ_d ((x_nd − μ_kd) p_kd)²``."""
     if x.shape[-1] <= UNROLL_MAX:
         # one (N, K) term per feature: no (N, K, D) array and no reduction over
-        # a short axis (jaxem._src.reductions), 10× faster on CPU for D ≤ 8
+        # a short axis (jaxem._src.reductions): 5–10× faster on CPU for D ≤ 8
         terms = (
             (x[:, d, None] - means[None, :, d]) * precisions_cholesky[None, :, d]
             for d in range(x.shape[-1])

@@ -28,6 +28,11 @@ Run from the repository root (shared machine: keep it short)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python experiments/hmm_benchmark.py [--quick] [--out experiments/results/hmm_benchmark.md]
+
+On a loaded machine wall-clock times mostly measure the other processes (and
+penalise multi-threaded programs most). ``--cpu-time`` times the process's
+CPU time instead; run it on one core (``taskset -c 1 ...``), where it is the
+time the work itself takes there, every library single-threaded.
 """
 
 from __future__ import annotations
@@ -142,19 +147,19 @@ def dynamax_runner(family, x, start):
     return run
 
 
-def per_iteration(run, n1, n2, repeats, budget):
+def per_iteration(run, n1, n2, repeats, budget, clock=time.perf_counter):
     """(ms per iteration, first-call seconds of n1 (compilation included), repeats)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     run(n1)
-    first1 = time.perf_counter() - t0
+    first1 = clock() - t0
     run(n2)  # warm-up (compilation of the n2 program)
     t1s, t2s = [], []
     begin = time.perf_counter()
     for _ in range(repeats):
         for n, ts in ((n1, t1s), (n2, t2s)):
-            t0 = time.perf_counter()
+            t0 = clock()
             run(n)
-            ts.append(time.perf_counter() - t0)
+            ts.append(clock() - t0)
         if time.perf_counter() - begin > budget and len(t1s) >= 2:
             break
     ms = (statistics.median(t2s) - statistics.median(t1s)) / (n2 - n1) * 1e3
@@ -167,7 +172,9 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--budget", type=float, default=20.0)
     parser.add_argument("--libraries", default="jaxem,hmmlearn,dynamax")
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU time, not wall time")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     libraries = args.libraries.split(",")
     d, k = 4, 5
     if args.quick:
@@ -182,7 +189,8 @@ def main():
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, 1-minute load average at start {load:.1f} (shared machine: "
         "treat the numbers as rough). jax "
-        f"{jax.__version__}, iterations n1 = {n1}, n2 = {n2}.",
+        f"{jax.__version__}, iterations n1 = {n1}, n2 = {n2}"
+        + (", clock: process CPU time (--cpu-time)." if args.cpu_time else "."),
         "",
         "| row | data | library | ms / iteration | first call (s) | vs hmmlearn | repeats |",
         "|---|---|---|---|---|---|---|",
@@ -203,7 +211,7 @@ def main():
                 print("dynamax not installed: skipped")
         results = {}
         for lib, run in runners.items():
-            ms, first, reps = per_iteration(run, n1, n2, repeats=3, budget=args.budget)
+            ms, first, reps = per_iteration(run, n1, n2, 3, args.budget, clock)
             results[lib] = (ms, first, reps)
             print(f"{name:6s} {lib:24s} {ms:10.2f} ms/iter  first call {first:6.2f} s", flush=True)
         ref = results.get("hmmlearn", (None,))[0]

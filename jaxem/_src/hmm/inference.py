@@ -9,7 +9,8 @@ unpadded prefix.
 Forward–backward uses scaling (Rabiner 1989): each frame's densities are
 divided by their largest, ``b̃_t = exp(log b_t − m_t)``, the filtered
 probabilities ``α̂_t = p(z_t | x_≤t)`` are normalised at every step and the
-log-likelihood is ``Σ_t (log c_t + m_t)`` with ``c_t`` the normaliser. Nothing
+log-likelihood is ``Σ_t (log c_t + m_t)`` with ``c_t`` the normaliser
+(:func:`smooth` gets it from the backward normalisers instead). Nothing
 underflows however long the sequence (10⁶ steps are tested). The backward
 messages are normalised at every step too; posteriors and two-slice sums are
 then normalised per frame, so any scaling of ``β`` is exact.
@@ -29,21 +30,95 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxem._src.reductions import UNROLL_MAX, max_last, sum_last
+
 __all__ = ["Smoothed", "backward", "forward", "smooth", "viterbi"]
 
 
 def _scaled(log_b: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(b̃ (T, K), m (T,))``: densities over their per-frame maximum (1 at
-    masked frames) and that maximum (0 at masked frames)."""
+    masked frames) and that maximum (0 at masked frames).
+
+    The maximum and the exponentials are unrolled over the states
+    (:mod:`jaxem._src.reductions`).
+    """
     log_b = jnp.where(mask[:, None], log_b, 0)
-    m = jnp.max(log_b, axis=1)
+    m = max_last(log_b)
     m = jnp.where(jnp.isfinite(m), m, 0)
+    if log_b.shape[-1] <= UNROLL_MAX:
+        # state by state: exp over contiguous (T,) vectors vectorises, exp of
+        # a (T, K) array minus a per-row broadcast does not (2× slower)
+        rows = log_b.T
+        return jnp.stack([jnp.exp(row - m) for row in rows], axis=1), m
     return jnp.exp(log_b - m[:, None]), m
 
 
 def _normalize(v: jax.Array, axis=-1) -> tuple[jax.Array, jax.Array]:
     total = jnp.sum(v, axis=axis, keepdims=True)
     return v / jnp.where(total > 0, total, 1), total
+
+
+def _positive(v: jax.Array) -> jax.Array:
+    """``v``, 1 where it is 0 (a divisor that leaves zeros at 0)."""
+    return jnp.where(v > 0, v, 1)
+
+
+def _inverse(v: jax.Array) -> jax.Array:
+    """``1 / v``, 0 where ``v`` is 0 (an impossible frame or state)."""
+    return jnp.where(v > 0, 1 / jnp.where(v > 0, v, 1), 0)
+
+
+# The sequential recursions are ``lax.scan`` loops whose bodies carry and
+# produce only K-vectors. Their size matters on the CPU: XLA:CPU (jax 0.10)
+# compiles a while loop into one native function when one iteration touches
+# under 1 KiB (``xla_cpu_small_while_loop_byte_threshold``, counted over the
+# body's fused operations); above that every operation of the body is
+# dispatched on its own, 1–2 µs per step instead of 30–45 ns (K = 5, one
+# core). So the bodies hold the recursion and little else — no ``unroll``
+# (``unroll=2`` already crosses the threshold and runs 4× slower), no K×K
+# accumulator of the transition statistic in the carry, no log-likelihood
+# normaliser as a third output of the forward loop (which crosses it once the
+# loop is vmapped over sequences and restarts) — and everything that is not
+# sequential is computed after the loops, vectorised over all T frames.
+
+
+def _forward_scan(startprob, transmat, b, mask):
+    """(T, K) the filtered ``α̂_t`` (a masked frame keeps the last prediction).
+
+    The carry is the one-step prediction ``p_t = α̂_{t−1} A`` (``p_0 = π``):
+    ``α̂_t ∝ p_t ⊙ b̃_t``.
+    """
+
+    def step(p, inputs):
+        b_t, mask_t = inputs
+        new = p * b_t
+        alpha = new / _positive(sum_last(new))
+        return jnp.where(mask_t, alpha @ transmat, p), alpha
+
+    return jax.lax.scan(step, startprob, (b, mask))[1]
+
+
+def _backward_scan(transmat, b, mask):
+    """``(β̂ (T, K), u (T, K), s (T,))`` with ``u_t = b̃_{t+1} ⊙ β̂_{t+1}`` (0
+    when frame t + 1 is masked or absent), ``β̂_t = A u_t / s_t`` and ``s_t =
+    Σ_i (A u_t)_i`` (``β̂_t`` = 1 from the sequence's last frame on).
+
+    The carry is ``u`` of the next frame; returning it aligned with frame t
+    lets the transition statistic be one product over T after the loop.
+    """
+    k = transmat.shape[0]
+
+    def step(carry, inputs):
+        u_next, mask_next = carry
+        b_t, mask_t = inputs
+        w = transmat @ u_next
+        s = sum_last(w)
+        beta = jnp.where(mask_next, w / _positive(s), 1)
+        return (b_t * beta, mask_t), (beta, jnp.where(mask_next, u_next, 0), s)
+
+    init = (jnp.ones((k,), b.dtype), jnp.zeros((), bool))
+    _, (beta, u, s) = jax.lax.scan(step, init, (b, mask), reverse=True)
+    return beta, u, s
 
 
 def forward(startprob, transmat, log_b, mask, *, parallel: bool = False):
@@ -64,25 +139,22 @@ def forward(startprob, transmat, log_b, mask, *, parallel: bool = False):
     if parallel:
         alpha = _forward_parallel(startprob, transmat, b, mask)
     else:
-        alpha = _forward_sequential(startprob, transmat, b, mask)
-    # c_t = Σ_j (α̂_{t−1} A)_j b̃_tj (c_0 = Σ π b̃_0): the scaled one-step predictive
+        alpha = _forward_scan(startprob, transmat, b, mask)
+        last = jnp.maximum(jnp.sum(mask) - 1, 0)
+        alpha = jnp.where(mask[:, None], alpha, alpha[last])
+    return alpha, _log_likelihood(_normalizers(startprob, transmat, alpha, b), m, mask)
+
+
+def _normalizers(startprob, transmat, alpha, b):
+    """(T,) ``c_t = Σ_j (α̂_{t−1} A)_j b̃_tj`` (``c_0 = Σ_j π_j b̃_0j``): the
+    scaled one-step predictive densities, ``log p(x) = Σ_t (log c_t + m_t)``."""
     predicted = jnp.concatenate([startprob[None], alpha[:-1] @ transmat])
-    c = jnp.sum(predicted * b, axis=1)
-    log_c = jnp.where(mask, jnp.log(c), 0)
-    return alpha, jnp.sum(log_c) + jnp.sum(jnp.where(mask, m, 0))
+    return sum_last(predicted * b)
 
 
-def _forward_sequential(startprob, transmat, b, mask):
-    alpha0 = _normalize(startprob * b[0])[0]
-
-    def step(alpha, inputs):
-        b_t, mask_t = inputs
-        new = _normalize((alpha @ transmat) * b_t)[0]
-        new = jnp.where(mask_t, new, alpha)
-        return new, new
-
-    _, alphas = jax.lax.scan(step, alpha0, (b[1:], mask[1:]))
-    return jnp.concatenate([alpha0[None], alphas])
+def _log_likelihood(c, m, mask):
+    """``Σ_t (log c_t + m_t)`` over the observed frames."""
+    return jnp.sum(jnp.where(mask, jnp.log(c) + m, 0))
 
 
 def _matrices(startprob, transmat, b, mask):
@@ -106,28 +178,24 @@ def _forward_parallel(startprob, transmat, b, mask):
     return _normalize(prefix[:, 0, :])[0]  # every row of E_0 ⋯ E_t is α_t up to scale
 
 
+def _backward_parallel(transmat, b, mask):
+    k = transmat.shape[0]
+    ones = jnp.ones((k,), b.dtype)
+    elems = _matrices(ones, transmat, b, mask)[1:]
+    # suffix products E_{t+1} ⋯ E_{T−1}: a forward scan of the reversed
+    # elements with the operands swapped
+    suffix = jax.lax.associative_scan(lambda x, y: _compose(y, x), elems[::-1])[::-1]
+    beta = _normalize(suffix @ ones)[0]
+    return jnp.concatenate([beta, ones[None]])
+
+
 def backward(transmat, log_b, mask, *, parallel: bool = False) -> jax.Array:
     """(T, K) backward messages ``β̂_t ∝ p(x_>t | z_t)`` (each normalised; ones
     from the sequence's last frame on)."""
     b, _ = _scaled(log_b, mask)
-    k = transmat.shape[0]
-    ones = jnp.ones((k,), b.dtype)
     if parallel:
-        elems = _matrices(jnp.ones((k,), b.dtype), transmat, b, mask)[1:]
-        # suffix products E_{t+1} ⋯ E_{T−1}: a forward scan of the reversed
-        # elements with the operands swapped
-        suffix = jax.lax.associative_scan(lambda x, y: _compose(y, x), elems[::-1])[::-1]
-        beta = _normalize(suffix @ ones)[0]
-        return jnp.concatenate([beta, ones[None]])
-
-    def step(beta, inputs):
-        b_t, mask_t = inputs  # frame t + 1
-        new = _normalize(transmat @ (b_t * beta))[0]
-        new = jnp.where(mask_t, new, beta)
-        return new, new
-
-    _, betas = jax.lax.scan(step, ones, (b[1:], mask[1:]), reverse=True)
-    return jnp.concatenate([betas, ones[None]])
+        return _backward_parallel(transmat, b, mask)
+    return _backward_scan(transmat, b, mask)[0]
 
 
 class Smoothed(NamedTuple):
@@ -141,19 +209,45 @@ class Smoothed(NamedTuple):
 def smooth(startprob, transmat, log_b, mask, *, parallel: bool = False) -> Smoothed:
     """Forward–backward: posteriors, expected transition counts and log p(x).
 
-    ``γ_t ∝ α̂_t ⊙ β̂_t`` and ``Σ_t ξ_t = A ⊙ Σ_t (α̂_t / z_t) ⊗ (b̃_{t+1} ⊙
-    β̂_{t+1})`` with ``z_t = α̂_tᵀ A (b̃_{t+1} ⊙ β̂_{t+1})``: one (K, T)·(T, K)
+    ``γ_t ∝ α̂_t ⊙ β̂_t`` and ``Σ_t ξ_t = A ⊙ Σ_t (α̂_t / z_t) ⊗ u_t`` with
+    ``u_t = b̃_{t+1} ⊙ β̂_{t+1}`` and ``z_t = α̂_tᵀ A u_t``: one (K, T)·(T, K)
     product, no (T, K, K) array.
+
+    With the sequential scans, the backward scan returns ``u_t`` and
+    ``s_t = Σ_i (A u_t)_i``: then ``z_t = s_t Σ_i α̂_ti β̂_ti`` and
+    ``log p(x) = Σ_t m_t + Σ_{t<T−1} log s_t + log Σ_i π_i b̃_0i β̂_0i`` (the
+    true backward messages are ``β̂_t Π_{τ≥t} s_τ e^{m_{τ+1}}``), with no
+    product by ``A`` or normaliser over all frames outside the loops.
     """
-    alpha, log_likelihood = forward(startprob, transmat, log_b, mask, parallel=parallel)
-    beta = backward(transmat, log_b, mask, parallel=parallel)
-    b, _ = _scaled(log_b, mask)
+    b, m = _scaled(log_b, mask)
+    if parallel:
+        alpha = _forward_parallel(startprob, transmat, b, mask)
+        beta = _backward_parallel(transmat, b, mask)
+        return _statistics(startprob, transmat, alpha, beta, b, m, mask)
+    alpha = _forward_scan(startprob, transmat, b, mask)
+    beta, u, s = _backward_scan(transmat, b, mask)
+    weight = sum_last(alpha * beta)
+    posteriors = alpha * beta * (_inverse(weight) * mask)[:, None]
+    q = alpha * _inverse(weight * s)[:, None]
+    transitions = transmat * (q.T @ u)
+    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+    log_likelihood = (
+        jnp.sum(jnp.where(mask, m, 0))
+        + jnp.sum(jnp.where(has_next, jnp.log(s), 0))
+        + jnp.log(jnp.sum(startprob * b[0] * beta[0]))
+    )
+    return Smoothed(posteriors, transitions, log_likelihood)
+
+
+def _statistics(startprob, transmat, alpha, beta, b, m, mask) -> Smoothed:
+    """:class:`Smoothed` from any ``α̂``, ``β̂`` (each frame's scale free)."""
+    c = _normalizers(startprob, transmat, alpha, b)
     posteriors = _normalize(alpha * beta)[0] * mask[:, None]
     u = b[1:] * beta[1:]  # (T−1, K)
     z = jnp.sum((alpha[:-1] @ transmat) * u, axis=1)
     scale = jnp.where(mask[1:], 1 / jnp.where(z > 0, z, 1), 0)
     transitions = transmat * ((alpha[:-1] * scale[:, None]).T @ u)
-    return Smoothed(posteriors, transitions, log_likelihood)
+    return Smoothed(posteriors, transitions, _log_likelihood(c, m, mask))
 
 
 def viterbi(startprob, transmat, log_b, mask) -> tuple[jax.Array, jax.Array]:

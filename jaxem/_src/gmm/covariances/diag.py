@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
+
+from jaxem._src.reductions import UNROLL_MAX
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
@@ -41,6 +44,14 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(N, K) ``Σ_d ((x_nd − μ_kd) p_kd)²``."""
+    if x.shape[-1] <= UNROLL_MAX:
+        # one (N, K) term per feature: no (N, K, D) array and no reduction over
+        # a short axis (jaxem._src.reductions): 5–10× faster on CPU for D ≤ 8
+        terms = (
+            (x[:, d, None] - means[None, :, d]) * precisions_cholesky[None, :, d]
+            for d in range(x.shape[-1])
+        )
+        return functools.reduce(jnp.add, (y * y for y in terms))
     y = (x[:, None, :] - means[None, :, :]) * precisions_cholesky[None, :, :]
     return jnp.sum(y * y, axis=-1)
 

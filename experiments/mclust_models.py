@@ -15,7 +15,7 @@ several methods.
 Run from the repository root::
 
     python experiments/mclust_models.py [--init auto|hc_vvv] [--n-init 1] [--tol 1e-3]
-        [--out experiments/results]
+        [--max-iter 100] [--out experiments/results]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--init", default="auto")
     parser.add_argument("--n-init", type=int, default=1)
     parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "results")
     return parser.parse_args(argv)
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     sel = gmm.select(
         jax.random.key(args.seed), x, n_components=ks, covariance_types=models,
-        init=args.init, n_init=args.n_init, tol=args.tol,
+        init=args.init, n_init=args.n_init, tol=args.tol, max_iter=args.max_iter,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     ref_bic = -np.asarray(ref["bic"], dtype=float).T  # (T, M), jaxem's sign
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "init": args.init,
         "n_init": args.n_init,
         "tol": args.tol,
+        "max_iter": args.max_iter,
         "seconds": seconds,
         "bic_choice": [sel.best_model, sel.best_n_components],
         "mclust_bic_choice": [ref["best"]["modelName"], ref["best"]["G"]],
@@ -92,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "# mclust's 14 models on Old Faithful: jaxem's BIC and ICL against mclust 6.0.0",
         "",
         f"`python experiments/mclust_models.py --init {args.init} --n-init {args.n_init} "
-        f"--tol {args.tol}`: {seconds:.0f} s (14 compiled programs, K = 1..9 each).",
+        f"--tol {args.tol} --max-iter {args.max_iter}`: {seconds:.0f} s (14 compiled programs, "
+        "K = 1..9 each).",
         "",
         f"* BIC chooses {sel.best_model}, K = {sel.best_n_components} (BIC "
         f"{sel.bic.min():.3f}); mclust's Mclust: {ref['best']['modelName']}, G = "

@@ -22,6 +22,7 @@ import mclust_reference
 from datasets import DATASETS, load_faithful
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+BIC_REFERENCE = json.loads((EXPERIMENTS / "results" / "mclust_bic_reference.json").read_text())
 
 
 def _ward_tree():
@@ -74,6 +75,46 @@ def test_vvv_tree_matches_the_mclust_reference(seed):
         labels = np.asarray(cut(merges, k))
         assert set(labels) == set(range(k))
         assert adjusted_rand_score(labels, mclust_reference.hclass(reference, k)) == 1.0
+
+
+def _first_occurrence_order(labels):
+    """Labels renumbered 0, 1, … in order of each cluster's first row (as cut's)."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "faithful",
+        pytest.param("iris", marks=pytest.mark.slow),
+        pytest.param("wine", marks=pytest.mark.slow),
+    ],
+)
+def test_vvv_tree_equals_mclusts_hc_on_tied_data(name):
+    """mclust 6.0.0's hc partitions (``hclass(hc(X, "VVV", use = "SVD"), 1:9)``,
+    experiments/results/mclust_bic_reference.json) for K = 1..9. Old Faithful's
+    waiting times are whole minutes: many pairs cost the same, and only mclust's
+    order among equal costs gives its tree. The same with the data padded by
+    interleaved rows of weight zero, as the in-memory fits pad N (hc_vvv's path)."""
+    x = DATASETS[name]()
+    expected = BIC_REFERENCE["results"][name]["hc_partitions"]
+    ks = np.arange(1, 10)
+
+    @jax.jit
+    def partitions(x, weights):
+        tree = vvv_tree(svd_transform(x, weights), weights)
+        return jax.vmap(lambda k: cut(tree, k, weights))(ks)
+
+    labels = np.asarray(partitions(x, None))
+    gaps = np.arange(0, len(x), 9)  # a row of weight zero before every ninth row
+    weights = np.insert(np.ones(len(x)), gaps, 0.0)
+    padded = np.asarray(partitions(np.insert(x, gaps, 0.0, axis=0), weights))
+    assert np.all(padded[:, weights == 0] == -1)
+    for k in ks:
+        mclust = _first_occurrence_order(np.asarray(expected[str(k)]))
+        np.testing.assert_array_equal(labels[k - 1], mclust, err_msg=f"K = {k}")
+        np.testing.assert_array_equal(padded[k - 1][weights > 0], mclust, err_msg=f"K = {k}")
 
 
 @pytest.mark.parametrize("tree", [vvv_tree, ward_tree])

@@ -14,6 +14,7 @@ __all__ = [
     "first_within",
     "markdown_table",
     "progress",
+    "reexec_without_openblas_overrides",
     "time_compiled",
     "write_markdown",
 ]
@@ -70,3 +71,26 @@ def write_markdown(path: pathlib.Path, title: str, body: str, command: str) -> N
     """Write ``# title``, the command that produced it, then ``body`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {title}\n\nProduced by `{command}`.\n\n{body}\n")
+
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+UNSET_MARKER = "JAXEM_BENCHMARK_UNSET"
+
+
+def reexec_without_openblas_overrides(name: str = "benchmark") -> None:
+    """Re-run the calling script without ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``.
+
+    Those variables force a kernel or a cache size on OpenBLAS (numpy's and
+    scipy's BLAS, which scikit-learn uses) and would handicap it. The new process
+    finds what was unset in ``os.environ[UNSET_MARKER]`` (to report it).
+    """
+    import os
+    import sys
+
+    found = {v: os.environ[v] for v in OPENBLAS_OVERRIDES if v in os.environ}
+    if not found:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
+    env[UNSET_MARKER] = ", ".join(f"{k}={v}" for k, v in found.items())
+    print(f"{name}: unsetting {env[UNSET_MARKER]} and re-executing", flush=True)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -52,11 +52,13 @@ from common import markdown_table, progress, write_markdown  # noqa: E402
 DEFAULT_OUT = EXPERIMENTS_DIR / "results" / "estimators.md"
 
 
-def make_data(n: int, d: int, k: int, seed: int) -> np.ndarray:
+def make_data(n: int, d: int, k: int, seed: int, separation: float = 4.0) -> np.ndarray:
     """``n`` points from ``k`` Gaussian clusters in ``d`` dimensions, with random
-    correlated covariances and centres about four standard deviations apart."""
+    correlated covariances (per-feature standard deviations about 1) and centres
+    drawn from ``N(0, separation² I)``: with the default, about four standard
+    deviations apart per feature."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=4.0, size=(k, d))
+    centres = rng.normal(scale=separation, size=(k, d))
     labels = rng.integers(k, size=n)
     factors = rng.normal(scale=0.5, size=(k, d, d)) + np.eye(d)
     z = rng.normal(size=(n, d))

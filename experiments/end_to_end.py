@@ -484,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 f"{result['jaxem_ll64']:.5f} / {result['sklearn_ll64']:.5f}"
             )
             results.append(result)
+            # rows so far, in case a long run is stopped
+            args.out.with_suffix(".partial.json").write_text(json.dumps(results, indent=1) + "\n")
 
     dtypes = {(r["jaxem_dtype"], r["sklearn_dtype"]) for r in results}
     body = "\n".join(

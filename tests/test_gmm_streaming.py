@@ -46,10 +46,10 @@ def test_fit_chunks_equals_in_memory_em(covariance_type):
     start = gmm.init(
         jax.random.key(0), x, 3, covariance_type=covariance_type, method="random_from_data"
     )
-    ref = fit_from(start, jnp.asarray(x), tol=1e-6, reg_covar=1e-6, max_iter=50)
+    ref = fit_from(start, jnp.asarray(x), tol=1e-6, reg_covar=1e-6, max_iter=200)
     # uneven chunks: the last is padded with zero weights, the sums are unchanged
     chunks = [x[:250], x[250:500], x[500:]]
-    res = gmm.fit_chunks(start, chunks, tol=1e-6, reg_covar=1e-6, max_iter=50)
+    res = gmm.fit_chunks(start, chunks, tol=1e-6, reg_covar=1e-6, max_iter=200)
     assert bool(res.converged)
     _assert_same_result(res, ref)
 

@@ -136,7 +136,20 @@ def accuracy_ratio(params: GMMParams, center: jax.Array) -> jax.Array:
     return jnp.max(jnp.where(params.weights != 0, rho, 0))  # NaN weights count: NaN ratio
 
 
-def is_accurate(params: GMMParams, center: jax.Array) -> jax.Array:
-    """() whether the moment formulation keeps ``eps · ρ`` under the threshold."""
+#: The bound of the public steps (``gmm.e_step``, ``gmm.m_step``) in float64,
+#: where users compare against exact arithmetic: relative errors of about 1e-10.
+STEP_THRESHOLD_64 = 1e-10
+
+
+def is_accurate(
+    params: GMMParams, center: jax.Array, threshold: float = ACCURACY_THRESHOLD
+) -> jax.Array:
+    """() whether the moment formulation keeps ``eps · ρ`` under ``threshold``."""
     eps = jnp.finfo(params.dtype).eps
-    return eps * accuracy_ratio(params, center) < ACCURACY_THRESHOLD
+    return eps * accuracy_ratio(params, center) < threshold
+
+
+def step_threshold(dtype) -> float:
+    """The accuracy bound of the public steps: the fits' in float32, and
+    :data:`STEP_THRESHOLD_64` in float64."""
+    return ACCURACY_THRESHOLD if jnp.finfo(dtype).bits < 64 else STEP_THRESHOLD_64

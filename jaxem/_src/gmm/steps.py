@@ -6,9 +6,11 @@ chunked, out-of-core, online and multi-device EM sum them before maximizing.
 :func:`e_step` and :func:`m_step` run the moment formulation of the engine's
 passes (:mod:`jaxem._src.gmm.moments`: one matrix product over the features
 ``Φ`` of the data centred at its mean) whenever its float32 accuracy check
-holds, and the direct arithmetic otherwise (a ``lax.cond``; under ``vmap``
-both are computed), so ``jaxem.em(gmm.e_step, gmm.m_step, ...)`` iterates as
-fast as the engine's pass built chunk by chunk. The E-step checks the given
+holds (in float64 a stricter one, relative errors about 1e-10:
+:func:`~jaxem._src.gmm.moments.step_threshold`), and the direct arithmetic
+otherwise (a ``lax.cond``; under ``vmap`` both are computed), so
+``jaxem.em(gmm.e_step, gmm.m_step, ...)`` iterates as fast as the engine's pass
+built chunk by chunk. The E-step checks the given
 parameters; the M-step computes its statistics about the data's mean and
 checks the parameters they give, recomputing them about the components' own
 means (:func:`suff_stats`) where the check fails.
@@ -122,7 +124,8 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
 
         return chunked_map(chunk, x, _moment_rows(x, params.covariance_type, params.n_components))
 
-    resp, log_norm = jax.lax.cond(moments.is_accurate(params, center), fast, direct)
+    accurate = moments.is_accurate(params, center, moments.step_threshold(x.dtype))
+    resp, log_norm = jax.lax.cond(accurate, fast, direct)
     return resp, jnp.mean(log_norm)
 
 
@@ -348,7 +351,7 @@ def m_step(
         >>> from jaxem import gmm
         >>> x = jnp.array([[0.0], [1.0], [10.0], [11.0]])
         >>> resp = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-        >>> gmm.m_step(resp, x, covariance_type="diag").means.tolist()
+        >>> gmm.m_step(resp, x, covariance_type="diag").means.round(9).tolist()
         [[0.5], [10.5]]
     """
     _check_resp(resp, x)
@@ -360,7 +363,8 @@ def m_step(
         fast = maximize(about_mean, reg_covar=reg_covar, prior=prior)
         # the cancellation of moving the statistics to the new means, measured
         # with the new covariances
-        accurate = moments.is_accurate(fast, about_mean.shift[0])
+        threshold = moments.step_threshold(x.dtype)
+        accurate = moments.is_accurate(fast, about_mean.shift[0], threshold)
     else:
         accurate = False
 

@@ -252,19 +252,7 @@ class GaussianFamily(MixtureFamily):
         return moments.is_accurate(params, context.center)
 
     def trim(self, params):
-        """Drops inactive components; a tied covariance (D, D) is kept whole
-        (the generic rule would cut it when D equals K)."""
-        keep = np.asarray(params.weights) > 0
-        shared = cov_lib.get(params.covariance_type).SHARED
-        return dataclasses.replace(
-            params,
-            weights=params.weights[keep],
-            means=params.means[keep],
-            covariances=params.covariances if shared else params.covariances[keep],
-            precisions_cholesky=(
-                params.precisions_cholesky if shared else params.precisions_cholesky[keep]
-            ),
-        )
+        return trim(params)
 
     # -------------------------------------------------------- initialisation
 
@@ -279,6 +267,22 @@ class GaussianFamily(MixtureFamily):
         unit = cov_lib.get(self.covariance_type).unit(nk.shape[0], x.shape[1], x.dtype)
         frame = GMMParams(nk / jnp.sum(nk), stats.shift, unit, unit, self.covariance_type)
         return passes.Moments(stats.nk, stats.sum_x, stats.sum_xx), frame
+
+
+def trim(params: GMMParams) -> GMMParams:
+    """Concrete parameters without their inactive components; a tied covariance
+    (D, D) is kept whole (the generic rule would cut it when D equals K)."""
+    keep = np.asarray(params.weights) > 0
+    shared = cov_lib.get(params.covariance_type).SHARED
+    return dataclasses.replace(
+        params,
+        weights=params.weights[keep],
+        means=params.means[keep],
+        covariances=params.covariances if shared else params.covariances[keep],
+        precisions_cholesky=(
+            params.precisions_cholesky if shared else params.precisions_cholesky[keep]
+        ),
+    )
 
 
 def check_formulation(formulation: object) -> str:

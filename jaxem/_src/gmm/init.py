@@ -71,6 +71,11 @@ def init(
         sample_weight: optional (N,) non-negative weights (k-means and k-means++
             count a point of weight w as w points; the M-step is weighted).
 
+    The rows are padded with zero-weight rows as :func:`jaxem.gmm.fit` pads
+    them (:func:`jaxem._src.sources.row_bucket`), so restart ``i`` of ``fit``
+    starts here with ``jax.random.split(key, n_init)[i]``; the random draws
+    therefore depend on that padded size, not only on N.
+
     Returns:
         :class:`GMMParams` with K components.
 

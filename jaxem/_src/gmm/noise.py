@@ -28,7 +28,7 @@ from jaxem._src.engine import SelectionResult, check_information_criterion, crit
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.criteria import n_parameters as gaussian_parameters
 from jaxem._src.gmm.density import weighted_log_prob
-from jaxem._src.gmm.family import degenerate
+from jaxem._src.gmm.family import degenerate, trim
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import maximize, suff_stats
 from jaxem._src.init import init_resp
@@ -267,19 +267,7 @@ _select_program = jax.jit(_select_cells, static_argnames=("covariance_type", "k_
 
 def _trim(params: NoiseParams) -> NoiseParams:
     """Concrete parameters without their inactive Gaussian components."""
-    gaussian = params.gaussian
-    keep = np.asarray(gaussian.weights) > 0
-    shared = cov_lib.get(gaussian.covariance_type).STORAGE == "tied"
-    gaussian = dataclasses.replace(
-        gaussian,
-        weights=gaussian.weights[keep],
-        means=gaussian.means[keep],
-        covariances=gaussian.covariances if shared else gaussian.covariances[keep],
-        precisions_cholesky=(
-            gaussian.precisions_cholesky if shared else gaussian.precisions_cholesky[keep]
-        ),
-    )
-    return dataclasses.replace(params, gaussian=gaussian)
+    return dataclasses.replace(params, gaussian=trim(params.gaussian))
 
 
 def select(

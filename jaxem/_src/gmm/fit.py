@@ -500,13 +500,7 @@ def select(
         (1, 2)
     """
     x = as_data(x)
-    if isinstance(covariance_types, str):
-        covariance_types = (covariance_types,)
-    types = tuple(covariance_types)
-    for t in types:
-        cov_lib.check_covariance_type(t)
-    if not types:
-        raise ValueError("covariance_types must name at least one covariance type")
+    types = cov_lib.check_covariance_types(covariance_types)
     formulation = resolve_formulation("auto", x, reg_covar)
     families = {
         t: family(

@@ -361,13 +361,7 @@ def select(
     x = as_data(x)
     n, _ = x.shape
     noise = check_noise_rows(np.asarray(noise), n)
-    if isinstance(covariance_types, str):
-        covariance_types = (covariance_types,)
-    types = tuple(covariance_types)
-    for t in types:
-        cov_lib.check_covariance_type(t)
-    if not types:
-        raise ValueError("covariance_types must name at least one covariance type")
+    types = cov_lib.check_covariance_types(covariance_types)
     ks = tuple(check_static_int("n_components", k, minimum=0) for k in n_components)
     if not ks:
         raise ValueError("n_components must name at least one number of components")

@@ -135,6 +135,19 @@ ALL_COVARIANCE_TYPES = (
 )
 
 
+def check_covariance_types(covariance_types: object) -> tuple[str, ...]:
+    """A name or an iterable of names, each checked (:func:`check_covariance_type`),
+    as a non-empty tuple of the names given."""
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    types = tuple(covariance_types)
+    for t in types:
+        check_covariance_type(t)
+    if not types:
+        raise ValueError("covariance_types must name at least one covariance type")
+    return types
+
+
 def check_covariance_type(covariance_type: object, supported: tuple[str, ...] | None = None) -> str:
     """The canonical name of ``covariance_type`` (an mclust alias of one of the four
     types becomes that type: ``"VVV"`` is ``"full"``); ``ValueError`` unless it is

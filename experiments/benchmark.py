@@ -138,43 +138,31 @@ from __future__ import annotations
 import os
 import sys
 
-_OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-_UNSET_MARKER = "JAXEM_BENCHMARK_UNSET"
-
-
-def _reexec_without_openblas_overrides() -> None:
-    """Re-run this script without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (before numpy loads)."""
-    found = {name: os.environ[name] for name in _OPENBLAS_OVERRIDES if name in os.environ}
-    if not found:
-        return
-    env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_OVERRIDES}
-    env[_UNSET_MARKER] = ", ".join(f"{k}={v}" for k, v in found.items())
-    print(f"benchmark: unsetting {env[_UNSET_MARKER]} and re-executing", flush=True)
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import UNSET_MARKER, reexec_without_openblas_overrides
 
 if __name__ == "__main__":
-    _reexec_without_openblas_overrides()
+    reexec_without_openblas_overrides("benchmark")
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
-import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
-import math  # noqa: E402
-import pathlib  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import dataclasses
+import functools
+import gc
+import importlib.metadata
+import math
+import pathlib
+import platform
+import shlex
+import statistics
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import jax
+import numpy as np
+from threadpoolctl import threadpool_limits
 
 jax.config.update("jax_enable_x64", True)  # float64 rows; float32 arrays stay float32
 
@@ -1048,7 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ImportError as error:
             progress(f"{library} skipped: not installed ({error}); pip install -e '.[bench]'")
     numpy_blas, pools = blas_lines()
-    unset = os.environ.get(_UNSET_MARKER)
+    unset = os.environ.get(UNSET_MARKER)
     progress(f"numpy BLAS: {numpy_blas}")
     if unset:
         progress(f"re-executed without {unset}")

@@ -518,6 +518,7 @@ def select(
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
     accelerate: str | Squarem | None = None,
+    stopping: str = "change",
 ) -> SelectionResult:
     """Fit every (model, K) and pick the lowest BIC (or AIC, or ICL).
 
@@ -540,6 +541,12 @@ def select(
             :attr:`SelectionResult.icl`).
         init, n_init, tol, max_iter, sample_weight, n_refine, refine_tol,
             refine_max_iter, accelerate: as in :func:`fit`.
+        stopping: the screening's stopping rule (:func:`fit`'s ``criterion``):
+            ``"change"`` (scikit-learn's, the default), ``"aitken"`` or
+            ``"relative"`` (R mclust's ``|ΔL| ≤ tol·(1 + |L|)``; with
+            ``tol=1e-5``, ``n_refine=0`` and a large ``max_iter`` the fits stop
+            where mclust's ``me`` stops, which ICL, sensitive to how far a fit
+            ran, needs for a comparison with mclust).
 
     Returns:
         :class:`~jaxem.SelectionResult`; with a prior, the criteria use the
@@ -554,6 +561,7 @@ def select(
     if not ks:
         raise ValueError("n_components must name at least one number of components")
     engine.check_information_criterion(criterion)
+    check_criterion(stopping)
     n_init = check_static_int("n_init", n_init, minimum=1)
     max_iter = check_static_int("max_iter", max_iter, minimum=1)
     check_scalar("tol", tol)
@@ -583,6 +591,7 @@ def select(
             max_iter=max_iter,
             n_refine=n_refine,
             refine_max_iter=refine_max_iter,
+            criterion=stopping,
             accelerate=accelerate,
         )
         results, s, ll, p, c, n_units = _select_program(

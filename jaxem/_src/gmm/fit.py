@@ -460,6 +460,7 @@ def select(
     refine_tol: ArrayLike = REFINE_TOL,
     refine_max_iter: int = REFINE_MAX_ITER,
     accelerate: str | Squarem | None = None,
+    stopping: str = "change",
 ) -> SelectionResult:
     """Fit every (covariance type, K) and pick the lowest BIC (or AIC, or ICL).
 
@@ -482,6 +483,8 @@ def select(
         n_refine, refine_tol, refine_max_iter: the refinement of the best
             restarts of each fit, as in :func:`fit`.
         accelerate: as in :func:`fit`.
+        stopping: the stopping rule, :func:`jaxem.select`'s: ``"change"``,
+            ``"aitken"`` or ``"relative"`` (R mclust's).
         prior: ``None``, ``"default"`` (mclust's default prior for each K and
             covariance type, as mclust's ``priorControl()``) or a
             :class:`~jaxem.gmm.Prior` (for a single covariance type). The
@@ -523,6 +526,7 @@ def select(
         refine_tol=refine_tol,
         refine_max_iter=refine_max_iter,
         accelerate=accelerate,
+        stopping=stopping,
     )
 
 

@@ -154,17 +154,21 @@ def sharded(
 # --------------------------------------------------------------------------- fit
 
 
-def _fit(family, source, key, n_active, tol, refine_tol, starts, *, config, implicit=None):
-    def run(family, source, key, n_active, tol, refine_tol, starts):
-        return pipeline(family, source, key, n_active, tol, refine_tol, config, starts)[0]
+def _fit(
+    family, source, key, n_active, tol, refine_tol, starts, resp=None, *, config, implicit=None
+):
+    def run(family, source, key, n_active, tol, refine_tol, starts, resp):
+        return pipeline(family, source, key, n_active, tol, refine_tol, config, starts, resp)[0]
 
     if implicit is None:
-        return forward_mode_only(run)(family, source, key, n_active, tol, refine_tol, starts)
+        return forward_mode_only(run)(family, source, key, n_active, tol, refine_tol, starts, resp)
     # The fit runs on inputs without derivatives; the chosen fixed point and
     # its objective carry the implicit derivative with respect to the family's
     # hyperparameters, the data and the sample weights.
     family_, source_, starts_ = jax.lax.stop_gradient((family, source, starts))
-    result = forward_mode_only(run)(family_, source_, key, n_active, tol, refine_tol, starts_)
+    result = forward_mode_only(run)(
+        family_, source_, key, n_active, tol, refine_tol, starts_, resp
+    )
 
     def step(params, family, source, n_active):
         return engine.em_map(family, source, n_active, params)
@@ -184,6 +188,35 @@ def _fit(family, source, key, n_active, tol, refine_tol, starts, *, config, impl
 # The compiled fits: at most programs.MAX_PROGRAMS of each are kept (a process
 # that kept every one aborted at Linux's limit of memory mappings).
 _fit_program = BoundedJit(_fit, static_argnames=("config", "implicit"))
+
+
+def _initial_resp(view, source, key, n_active, *, n_components, methods):
+    # The initialisation reads the data without derivatives: its responsibilities
+    # are piecewise constant in the data (labels) or independent of it (random).
+    source = jax.lax.stop_gradient(source)
+    return engine.initial_resp(
+        view, source, key, n_active, n_components=n_components, methods=methods
+    )
+
+
+# The initial responsibilities of families that share an init view
+# (Family.init_view), compiled once for all of them and apart from the EM.
+_init_program = BoundedJit(_initial_resp, static_argnames=("n_components", "methods"))
+_init_select_program = BoundedJit(
+    lambda view, source, key, ks, *, n_components, methods: jax.vmap(
+        lambda k: _initial_resp(
+            view, source, key, k, n_components=n_components, methods=methods
+        )
+    )(ks),
+    static_argnames=("n_components", "methods"),
+)
+
+
+def _separate_init(family: Family, source: Any, start: Any) -> Family | None:
+    """The init view whose program computes the starts apart, or None."""
+    if start is not None or not isinstance(source, InMemory):
+        return None
+    return family.init_view()
 
 
 def _batched_start(start: PyTree | None, family: Family) -> PyTree | None:
@@ -336,6 +369,11 @@ def fit(
     )
     if start is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
+    resp, view = None, _separate_init(family, source, start)
+    if view is not None:
+        resp = _init_program(
+            view, source, key, n_active, n_components=n_components, methods=config.methods
+        )
     return _fit_program(
         family,
         source,
@@ -344,6 +382,7 @@ def fit(
         jnp.asarray(tol, dtype),
         jnp.asarray(refine_tol, dtype),
         start,
+        resp,
         config=config,
         implicit=implicit,
     )
@@ -473,18 +512,20 @@ def _take(arrays, rows, *, mesh, axis_name):
 # ------------------------------------------------------------------------ select
 
 
-def _select(family, source, key, ks, tol, refine_tol, *, config, criterion):
+def _select(family, source, key, ks, tol, refine_tol, resp, *, config, criterion):
     return forward_mode_only(functools.partial(_select_all, config=config, criterion=criterion))(
-        family, source, key, ks, tol, refine_tol
+        family, source, key, ks, tol, refine_tol, resp
     )
 
 
 _select_program = BoundedJit(_select, static_argnames=("config", "criterion"))
 
 
-def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
-    def one(k):
-        result, bound, context = pipeline(family, source, key, k, tol, refine_tol, config)
+def _select_all(family, source, key, ks, tol, refine_tol, resp, *, config, criterion):
+    def one(k, resp):
+        result, bound, context = pipeline(
+            family, source, key, k, tol, refine_tol, config, resp=resp
+        )
         n = engine.context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
         ll = result.log_likelihood - bound.log_prior(result.params) / n
         if isinstance(bound, MixtureFamily):
@@ -495,7 +536,9 @@ def _select_all(family, source, key, ks, tol, refine_tol, *, config, criterion):
             classification = jnp.full_like(ll, jnp.nan)
         return result, ll, bound.n_parameters(result.params), classification, n
 
-    results, lls, n_params, classification, n = jax.vmap(one)(ks)
+    results, lls, n_params, classification, n = jax.vmap(one, (0, None if resp is None else 0))(
+        ks, resp
+    )
     scores = jax.vmap(lambda p, ll, n, c: engine.criterion_score(criterion, p, ll, n, c))(
         n_params, lls, n, classification
     )
@@ -580,6 +623,7 @@ def select(
     w = check_sample_weight(sample_weight, leaf)
     source = InMemory.of(first, x, w)  # rows padded for every family alike (the first's rule)
     scores, lls, fits, counts, classification = [], [], [], [], []
+    shared_resp: dict = {}  # per init view: the starts of every family that shares it
     for name in names:
         family = families[name]
         if not isinstance(family, Family):
@@ -594,13 +638,22 @@ def select(
             criterion=stopping,
             accelerate=accelerate,
         )
+        k_array = jnp.asarray(ks, jnp.int32)
+        resp, view = None, family.init_view()
+        if view is not None:
+            if (view, config.methods) not in shared_resp:
+                shared_resp[view, config.methods] = _init_select_program(
+                    view, source, key, k_array, n_components=max(ks), methods=config.methods
+                )
+            resp = shared_resp[view, config.methods]
         results, s, ll, p, c, n_units = _select_program(
             family,
             source,
             key,
-            jnp.asarray(ks, jnp.int32),
+            k_array,
             jnp.asarray(tol, leaf.dtype),
             jnp.asarray(refine_tol, leaf.dtype),
+            resp,
             config=config,
             criterion=criterion,
         )

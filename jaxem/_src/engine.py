@@ -272,8 +272,39 @@ def initial_stats(
     """
     keys = jax.random.split(key, len(methods))
     stats, frames = family.initial_stats(keys, x, w, n_components, n_active, methods, context)
-    codes = jnp.asarray([family.init_methods.index(m) for m in methods], jnp.int32)
-    return Starts(frames, stats, jnp.ones(len(methods), bool)), codes
+    return Starts(frames, stats, jnp.ones(len(methods), bool)), method_codes(family, methods)
+
+
+def initial_resp(
+    view: Family,
+    source: Any,
+    key: jax.Array,
+    n_active: jax.Array,
+    *,
+    n_components: int,
+    methods: Sequence[str],
+) -> jax.Array:
+    """(B, N, K) the restarts' starting responsibilities on ``source``'s
+    initialisation rows, by the family view ``view`` (:meth:`Family.init_view`):
+    what :func:`initial_stats` computes before the statistics, with the same
+    keys."""
+    context = source.context(view)
+    x, w = source.init_data(key)
+    keys = jax.random.split(key, len(methods))
+    return view.initial_resp(keys, x, w, n_components, n_active, tuple(methods), context)
+
+
+def starts_from_resp(
+    family: Family, resp: jax.Array, x: Any, w: jax.Array, context: PyTree, methods
+) -> tuple[Starts, jax.Array]:
+    """:func:`initial_stats` from responsibilities :func:`initial_resp` computed."""
+    stats, frames = jax.vmap(lambda r: family.init_stats(r, x, w, context))(resp)
+    return Starts(frames, stats, jnp.ones(len(methods), bool)), method_codes(family, methods)
+
+
+def method_codes(family: Family, methods: Sequence[str]) -> jax.Array:
+    """(B,) the restarts' methods as indices into ``family.init_methods``."""
+    return jnp.asarray([family.init_methods.index(m) for m in methods], jnp.int32)
 
 
 def init_methods_for(family: Family, init: str, n_init: int, n_samples: int) -> tuple[str, ...]:
@@ -462,6 +493,7 @@ def pipeline(
     refine_tol: jax.Array,
     config: FitConfig,
     starts: PyTree | None = None,
+    resp: jax.Array | None = None,
 ) -> tuple[FitResult, Family, PyTree]:
     """Steps 1–5 of the module docstring for any family and source.
 
@@ -469,7 +501,8 @@ def pipeline(
     ``prepare(family, context)`` and ``run(family, prepared, context, starts,
     tol=, max_iter=, criterion=)`` (:mod:`jaxem._src.sources`), ``starts`` a
     :class:`Starts` or a batch of parameters. With ``starts`` (a batch of
-    parameters) the initialisation is skipped and their codes are −1.
+    parameters) the initialisation is skipped and their codes are −1; with
+    ``resp`` (:func:`initial_resp`, computed apart) only its statistics are.
 
     Returns:
         ``(the fit, the family with its data-dependent hyperparameters bound,
@@ -477,7 +510,10 @@ def pipeline(
     """
     context = source.context(family)
     family = family.bind(context, n_active)
-    if starts is None:
+    if starts is None and resp is not None:
+        x_init, w_init = source.init_data(key)
+        starts, codes = starts_from_resp(family, resp, x_init, w_init, context, config.methods)
+    elif starts is None:
         x_init, w_init = source.init_data(key)
         starts, codes = source.compile(initial_stats)(
             family,

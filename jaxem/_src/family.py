@@ -273,7 +273,20 @@ class Family:
         :data:`jaxem._src.init.GROUPS` by default)."""
         return group_of(method)
 
-    def initial_stats(
+    def init_view(self) -> Family | None:
+        """A family with this one's :meth:`initial_resp` that families differing
+        only in what the initialisation does not read share (static), or None.
+
+        With a view, :func:`jaxem.fit` and :func:`jaxem.select` compute the
+        initial responsibilities in a program of their own, compiled once for
+        every family of the same view (a Gaussian mixture's four or fourteen
+        covariance types: the agglomerations and k-means are compiled, and in
+        ``select`` run, once for all of them) and apart from the EM program.
+        None (the default): the initialisation is traced into the fit's program.
+        """
+        return None
+
+    def initial_resp(
         self,
         keys: jax.Array,
         x: Any,
@@ -282,15 +295,13 @@ class Family:
         n_active: jax.Array,
         methods: tuple[str, ...],
         context: PyTree,
-    ) -> tuple[PyTree, PyTree]:
-        """Starting statistics of a batch of restarts: ``(stats, frame)`` as
-        :meth:`init_stats`, with a leading axis; restart ``i`` uses ``keys[i]``
-        and ``methods[i]`` (static).
+    ) -> jax.Array:
+        """(B, N, K) starting responsibilities of a batch of restarts: restart
+        ``i`` uses ``keys[i]`` and ``methods[i]`` (static).
 
-        By default: responsibilities from :func:`~jaxem._src.init.init_resp` on
-        :meth:`init_features`, the restarts of one group of methods
-        (:meth:`init_group`) as one ``vmap`` (the method a traced index), then
-        one ``vmap`` of :meth:`init_stats` over all restarts.
+        By default :func:`~jaxem._src.init.init_resp` on :meth:`init_features`,
+        the restarts of one group of methods (:meth:`init_group`) as one ``vmap``
+        (the method a traced index).
         """
         features = self.init_features(x, context)
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -317,6 +328,23 @@ class Family:
         )
         if not in_order:
             resp = resp[np.argsort(order)]
+        return resp
+
+    def initial_stats(
+        self,
+        keys: jax.Array,
+        x: Any,
+        w: jax.Array,
+        n_components: int,
+        n_active: jax.Array,
+        methods: tuple[str, ...],
+        context: PyTree,
+    ) -> tuple[PyTree, PyTree]:
+        """Starting statistics of a batch of restarts: ``(stats, frame)`` as
+        :meth:`init_stats`, with a leading axis; restart ``i`` uses ``keys[i]``
+        and ``methods[i]`` (static). By default :meth:`init_stats` of
+        :meth:`initial_resp`, one ``vmap`` over all restarts."""
+        resp = self.initial_resp(keys, x, w, n_components, n_active, methods, context)
         return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
 
     def init_stats(

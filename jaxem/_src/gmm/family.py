@@ -259,6 +259,13 @@ class GaussianFamily(MixtureFamily):
     def portfolio(self, n_init, n_samples):
         return portfolio(n_init, n_samples)
 
+    def init_view(self):
+        """Every covariance type, formulation and prior starts from the same
+        responsibilities (k-means and the agglomerations of the data): one
+        canonical family computes them for all. Subclasses that read the data
+        otherwise (missing values) initialise inside their fit."""
+        return _INIT_VIEW if type(self) is GaussianFamily else None
+
     def init_stats(self, resp, x, w, context):
         """Statistics about the responsibility-weighted means (two passes: the
         most accurate), and a frame whose means are those."""
@@ -289,3 +296,7 @@ def check_formulation(formulation: object) -> str:
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}; got {formulation!r}")
     return formulation
+
+
+# The family whose program computes the starts of every GaussianFamily.
+_INIT_VIEW = GaussianFamily(reg_covar=0.0)

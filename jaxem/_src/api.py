@@ -166,9 +166,7 @@ def _fit(
     # its objective carry the implicit derivative with respect to the family's
     # hyperparameters, the data and the sample weights.
     family_, source_, starts_ = jax.lax.stop_gradient((family, source, starts))
-    result = forward_mode_only(run)(
-        family_, source_, key, n_active, tol, refine_tol, starts_, resp
-    )
+    result = forward_mode_only(run)(family_, source_, key, n_active, tol, refine_tol, starts_, resp)
 
     def step(params, family, source, n_active):
         return engine.em_map(family, source, n_active, params)
@@ -204,9 +202,7 @@ def _initial_resp(view, source, key, n_active, *, n_components, methods):
 _init_program = BoundedJit(_initial_resp, static_argnames=("n_components", "methods"))
 _init_select_program = BoundedJit(
     lambda view, source, key, ks, *, n_components, methods: jax.vmap(
-        lambda k: _initial_resp(
-            view, source, key, k, n_components=n_components, methods=methods
-        )
+        lambda k: _initial_resp(view, source, key, k, n_components=n_components, methods=methods)
     )(ks),
     static_argnames=("n_components", "methods"),
 )

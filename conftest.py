@@ -1,7 +1,26 @@
 """Root pytest configuration, shared by the doctests in jaxem/ and the tests in tests/."""
 
+import os
+
 import jax
 import pytest
+
+# Compilation is most of the suite's time on a CI runner's two cores. The tests
+# compile with LLVM's optimisation of the CPU code off: XLA's HLO passes (the
+# programs' operations) are unchanged, only the machine code is slower, which the
+# tests' small shapes do not feel (set XLA_FLAGS to test with other flags). Set
+# here, before any computation creates JAX's CPU client, for every worker and for
+# the scripts the tests run in subprocesses.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# Every program goes to the disk cache (tests/conftest.py), however short its
+# compilation (JAX keeps only those over a second by default): modules clear the
+# in-memory caches (below), and a program that another module, worker or
+# subprocess compiled is read back.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -238,7 +238,9 @@ def test_sharded_over_four_devices_equals_the_in_memory_fit(options):
     """Every family with all options at once (each option alone: slow), in a
     fresh process that sees 4 CPU devices."""
     env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+        os.environ,
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
     )
     script = _SHARDED.format(path=os.path.dirname(__file__), options=options)
     done = subprocess.run(

@@ -216,7 +216,9 @@ _SHARDED = textwrap.dedent(
 @pytest.mark.slow  # the default run checks sharded fits in tests/test_engine_contract.py
 def test_sharded_fit_equals_single_device_fit():
     env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+        os.environ,
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
     )
     done = subprocess.run(
         [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=180

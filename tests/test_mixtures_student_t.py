@@ -337,7 +337,9 @@ _SHARDED = textwrap.dedent(
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_the_in_memory_fit():
     env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+        os.environ,
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
     )
     script = _SHARDED.format(path=os.path.dirname(__file__))
     done = subprocess.run(

@@ -491,7 +491,7 @@ def pipeline(
         )
     else:
         codes = jnp.full(jax.tree.leaves(starts)[0].shape[0], -1, jnp.int32)
-    prepared = source.prepare(family, context)
+    prepared = source.prepare(family, context, n_components=family.n_components_of(starts))
     results = source.run(
         family,
         prepared,

@@ -22,8 +22,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import ChunkedRows, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import layout as layout_lib
 from jaxem._src.gmm import moments, passes
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.density import component_log_prob
@@ -154,6 +155,16 @@ class GaussianFamily(MixtureFamily):
     def featurize(self, x, context: GaussianContext):
         return moments.features(x - context.center, self.covariance_type)
 
+    def layout(self, x, w, context: GaussianContext, n_components):
+        """The moment features in spatially tight chunks, each centred at its own
+        mean (:mod:`jaxem._src.gmm.layout`), for data large enough."""
+        n_groups = layout_lib.n_groups_for(n_components)
+        shape = layout_lib.layout_shape(x.shape[0], n_groups)
+        if shape is None:
+            return None
+        built = layout_lib.build(x, w, self.covariance_type, n_groups, shape)
+        return ChunkedRows((built.features, built.centers), built.weights)
+
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]
         if mode == "raw":
@@ -168,7 +179,11 @@ class GaussianFamily(MixtureFamily):
     def pass_(self, params, rows, w, context):
         if self.formulation == "direct":
             return passes.direct_chunk(params, rows, w)
-        return passes.feature_chunk(params, rows, w, context.center, self.formulation)
+        if isinstance(rows, tuple):  # a chunk of the layout: features and their centre
+            rows, center = rows
+        else:
+            center = context.center
+        return passes.feature_chunk(params, rows, w, center, self.formulation)
 
     def maximize(self, stats, params, context):
         shift = params.means

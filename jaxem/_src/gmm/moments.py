@@ -136,6 +136,41 @@ def accuracy_ratio(params: GMMParams, center: jax.Array) -> jax.Array:
     return jnp.max(jnp.where(params.weights != 0, rho, 0))  # NaN weights count: NaN ratio
 
 
+def chunk_is_accurate(
+    params: GMMParams,
+    nk: jax.Array,
+    w: jax.Array,
+    center: jax.Array,
+    threshold: float = ACCURACY_THRESHOLD,
+) -> jax.Array:
+    """() whether a chunk's moment pass about ``center`` kept its error in bounds,
+    judged by the responsibilities it computed.
+
+    Component ``k``'s statistics from the chunk carry an error of about
+    ``eps · n_kc · ρ_kc`` (``n_kc = Σ_chunk w r_nk``, ``ρ_kc`` the squared
+    Mahalanobis distance of the centre from ``μ_k``) against ``n_k`` in the
+    whole pass. Each chunk is allowed ``threshold · (n_kc + π_k · Σ_chunk w)``:
+    summed over the chunks, the relative error of every component's
+    statistics stays within about ``2 · threshold`` (``n_k ≈ π_k Σ w``), and
+    the log-likelihood's error per row too; a component that owns few of
+    the chunk's rows no longer counts at full weight, as it does in
+    :func:`is_accurate`.
+
+    Args:
+        params: the E-step's parameters.
+        nk: (K,) the chunk's ``n_kc``.
+        w: (B,) the chunk's sample weights.
+        center: (D,) the chunk's centre.
+        threshold: the bound on ``eps · ρ``.
+    """
+    module = cov_lib.get(params.covariance_type)
+    m = params.means - center
+    rho = module.mahalanobis(jnp.zeros_like(m[:1]), m, params.precisions_cholesky)[0]
+    eps = jnp.finfo(params.dtype).eps
+    allowed = threshold * (nk + params.weights * jnp.sum(w))
+    return jnp.all((params.weights == 0) | (eps * nk * rho <= allowed))  # NaN: False
+
+
 #: The bound of the public steps (``gmm.e_step``, ``gmm.m_step``) in float64,
 #: where users compare against exact arithmetic: relative errors of about 1e-10.
 STEP_THRESHOLD_64 = 1e-10

@@ -142,11 +142,11 @@ def feature_chunk(
     """
 
     def single(p, phi, w, c):
+        out = _moment_chunk(p, phi, w, c)
         if formulation == "moments":
-            return _moment_chunk(p, phi, w, c)
-        return jax.lax.cond(
-            moments.is_accurate(p, c), _moment_chunk, _direct_from_features, p, phi, w, c
-        )
+            return out
+        accurate = moments.chunk_is_accurate(p, out[0].nk, w, c)
+        return jax.lax.cond(accurate, lambda: out, lambda: _direct_from_features(p, phi, w, c))
 
     @jax.custom_batching.custom_vmap
     def run(p, phi, w, c):
@@ -162,10 +162,11 @@ def feature_chunk(
         elif formulation == "moments":
             out = _wide_moment_chunk(p, phi, w, c, axis_size)
         else:
-            accurate = jnp.all(jax.vmap(moments.is_accurate, in_axes=(0, None))(p, c))
+            out = _wide_moment_chunk(p, phi, w, c, axis_size)
+            check = jax.vmap(moments.chunk_is_accurate, in_axes=(0, 0, None, None))
             out = jax.lax.cond(
-                accurate,
-                lambda: _wide_moment_chunk(p, phi, w, c, axis_size),
+                jnp.all(check(p, out[0].nk, w, c)),
+                lambda: out,
                 lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(
                     p, phi, w, c
                 ),

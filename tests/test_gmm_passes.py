@@ -152,6 +152,7 @@ def _first(tree):
 def small_layout(monkeypatch):
     """Fits of a few thousand rows order their features into tight chunks."""
     monkeypatch.setattr(layout, "LAYOUT_MIN_ROWS", 1000)
+    monkeypatch.setattr(layout, "MIN_CHUNK_ROWS", 16)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -117,10 +117,12 @@ class GaussianFamily(MixtureFamily):
             MAP EM.
         covariance_type: static.
         formulation: static, how each pass is computed: ``"moments"`` (two
-            matrix products over moment features built once per fit),
+            matrix products over moment features built once per fit, in
+            spatially tight chunks centred at their own means for data of
+            :data:`~jaxem._src.gmm.layout.LAYOUT_MIN_ROWS` rows or more),
             ``"direct"`` (scikit-learn's arithmetic, accurate in any regime) or
-            ``"auto"``: moments in every pass whose parameters pass
-            :func:`jaxem._src.gmm.moments.is_accurate`, else direct.
+            ``"auto"``: moments in every chunk whose responsibilities pass
+            :func:`jaxem._src.gmm.moments.chunk_is_accurate`, else direct.
         default_prior: static; True for R mclust's default prior computed from
             the data and the number of active components (``prior`` is then
             ignored).
@@ -158,11 +160,10 @@ class GaussianFamily(MixtureFamily):
     def layout(self, x, w, context: GaussianContext, n_components):
         """The moment features in spatially tight chunks, each centred at its own
         mean (:mod:`jaxem._src.gmm.layout`), for data large enough."""
-        n_groups = layout_lib.n_groups_for(n_components)
-        shape = layout_lib.layout_shape(x.shape[0], n_groups)
+        shape = layout_lib.layout_shape(x.shape[0], n_components)
         if shape is None:
             return None
-        built = layout_lib.build(x, w, self.covariance_type, n_groups, shape)
+        built = layout_lib.build(x, w, self.covariance_type, shape)
         return ChunkedRows((built.features, built.centers), built.weights)
 
     def chunk_rows(self, n_rows, params, rows, batch, mode):
@@ -262,6 +263,8 @@ class GaussianFamily(MixtureFamily):
         return "moments" if self.formulation == "moments" or fast else "direct"
 
     def fast(self, params, context):
+        # about the data's mean: conservative where the features are centred
+        # chunk by chunk (layout), whose chunks are checked in the pass itself
         if self.formulation == "direct":
             return jnp.asarray(False)
         return moments.is_accurate(params, context.center)

@@ -7,8 +7,9 @@ global centre, ``ρ`` grows with the separation of the clusters (tens of σ
 apart: ``ρ`` in the thousands). But the centre may differ from chunk to chunk:
 the chunk's logits use ``W(c_chunk)`` and its statistics are moved to the
 components' means chunk by chunk (:func:`jaxem._src.gmm.passes.feature_chunk`),
-both exact algebra. So the rows are ordered once per fit by the groups of a
-cheap k-means (``G`` groups), every group is padded with rows of weight zero to
+both exact algebra. So the rows are ordered once per fit by ``G`` tight
+groups (:func:`group_labels`: farthest-first seeds and a few Lloyd
+iterations), every group is padded with rows of weight zero to
 a whole number of chunks of ``B`` rows, and each chunk is centred at the mean
 of its rows: a chunk's rows then lie within one group, ``ρ`` is set by how
 tight the groups are, not by how far apart they lie, and the pass costs about
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 from jaxem._src.gmm import moments
 from jaxem._src.kmeans import lloyd
 
-__all__ = ["LAYOUT_MIN_ROWS", "Layout", "build", "layout_shape", "n_groups_for"]
+__all__ = ["LAYOUT_MIN_ROWS", "Layout", "build", "group_labels", "layout_shape"]
 
 #: Fewest rows for which an in-memory fit orders its features into tight
 #: chunks; smaller data keeps one global centre (a smaller compiled program).
@@ -43,7 +44,7 @@ LAYOUT_MIN_ROWS = 8192
 CHUNKS_PER_GROUP = 8
 
 #: Fewest rows per chunk (smaller chunks make the pass slower per row).
-MIN_CHUNK_ROWS = 64
+MIN_CHUNK_ROWS = 256
 
 #: Lloyd iterations of the grouping (a grouping, not a fit: it need not converge).
 GROUPING_ITERATIONS = 10
@@ -57,18 +58,20 @@ class Layout(NamedTuple):
     centers: jax.Array  # (C, D) the centre of each chunk
 
 
-def n_groups_for(n_components: int) -> int:
-    """Groups of the ordering for a mixture of ``n_components`` (static)."""
-    return max(16, n_components)
+def layout_shape(n_rows: int, n_components: int) -> tuple[int, int, int] | None:
+    """``(G, C, B)``: groups, chunks and rows per chunk of the layout of
+    ``n_rows`` rows for a mixture of ``n_components`` (static), or None when
+    the data is too small for one.
 
-
-def layout_shape(n_rows: int, n_groups: int) -> tuple[int, int] | None:
-    """``(C, B)``: chunks and rows per chunk of the layout of ``n_rows`` rows in
-    ``n_groups`` groups (static), or None when the data is too small for one."""
+    ``G = max(16, K)`` groups (fewer where the chunks would be smaller than
+    :data:`MIN_CHUNK_ROWS` rows), about :data:`CHUNKS_PER_GROUP` chunks per
+    group; ``C`` covers every group padded to whole chunks.
+    """
     if n_rows < LAYOUT_MIN_ROWS:
         return None
-    rows = max(MIN_CHUNK_ROWS, n_rows // (CHUNKS_PER_GROUP * n_groups) // 8 * 8)
-    return -(-(n_rows + n_groups * (rows - 1)) // rows), rows
+    n_groups = max(1, min(max(16, n_components), n_rows // (CHUNKS_PER_GROUP * MIN_CHUNK_ROWS)))
+    rows = n_rows // (CHUNKS_PER_GROUP * n_groups) // 8 * 8
+    return n_groups, -(-(n_rows + n_groups * (rows - 1)) // rows), rows
 
 
 def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
@@ -94,16 +97,16 @@ def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
 
 
 def build(
-    x: jax.Array, w: jax.Array, covariance_type: str, n_groups: int, shape: tuple[int, int]
+    x: jax.Array, w: jax.Array, covariance_type: str, shape: tuple[int, int, int]
 ) -> Layout:
     """The :class:`Layout` of rows ``x`` (N, D) with weights ``w`` (N,).
 
-    Rows are grouped by :func:`group_labels`, sorted by group, and each group padded to a
+    ``shape`` is :func:`layout_shape`'s. Rows are grouped by :func:`group_labels`, sorted by group, and each group padded to a
     multiple of ``B`` rows; the chunk centres are the weighted means of their
     rows (the first row of the data for a chunk of padding only). Traceable.
     """
     n, d = x.shape
-    n_chunks, rows = shape
+    n_groups, n_chunks, rows = shape
     labels = group_labels(x, w, n_groups)
     counts = jnp.bincount(labels, length=n_groups)
     padded = (counts + rows - 1) // rows * rows

@@ -16,9 +16,13 @@ only ``[x̃, 1]`` and the data's own second moment.
 
 The price is precision: the quadratic terms cancel to ``O(D)`` from a size of
 about ``ρ_k = ‖(μ_k − c)P_k‖²`` (the squared Mahalanobis distance of the centre
-from the component), so float32 loses ``log10 ρ`` digits. :func:`is_accurate`
-measures ``ρ`` and the fitting loop falls back to the direct formulation
-when it is too large.
+from the component), so float32 loses ``log10 ρ`` digits. The fits keep ``ρ``
+small by centring each chunk of rows at its own mean, the rows ordered into
+spatially tight chunks (:mod:`jaxem._src.gmm.layout`);
+:func:`chunk_is_accurate` bounds the error of each chunk from the
+responsibilities it computed and the pass falls back to the direct
+formulation for a chunk where it is too large. :func:`is_accurate` is the
+check of a single centre from the parameters alone (the public steps).
 """
 
 from __future__ import annotations

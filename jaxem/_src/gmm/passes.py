@@ -6,16 +6,19 @@ E-step's means, Σ w log p(x))``:
 * :func:`direct_chunk`: log-densities through ``(x − μ_k) P_k`` and second
   moments about the current means, as scikit-learn; accurate in any regime;
 * :func:`feature_chunk`: one matrix product each way over the moment features
-  ``Φ`` of the chunk (:mod:`jaxem._src.gmm.moments`); several times faster,
-  exact in float64, and in float32 while
-  :func:`jaxem._src.gmm.moments.is_accurate` holds. With ``"auto"`` each chunk
-  takes the moment route when the parameters pass that check, else the direct
-  route on the centred data read back from ``Φ``.
+  ``Φ`` of the chunk about a centre (:mod:`jaxem._src.gmm.moments`; the centre
+  may differ from chunk to chunk, :mod:`jaxem._src.gmm.layout`); several
+  times faster, exact in float64, and in float32 while the centre is close to
+  the components that own the chunk's rows. With ``"auto"`` each chunk takes
+  the moment route, then checks the error its responsibilities carry
+  (:func:`jaxem._src.gmm.moments.chunk_is_accurate`) and recomputes the chunk
+  by the direct route (on the centred data read back from ``Φ``) where it is
+  too large.
 
 Under ``vmap`` over the parameters only (restarts sharing the data), the moment
 route computes the restarts together as one product of width ``R·K`` each way
 (about 1.5× faster per restart than ``R`` products of width ``K``), and the
-``"auto"`` choice is made once for the whole batch (no ``select`` computing
+``"auto"`` check is made once for the whole batch (no ``select`` computing
 both routes).
 
 :func:`direct_pass`, :func:`moment_pass`, :func:`feature_cache` and
@@ -137,8 +140,9 @@ def feature_chunk(
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``.
 
     ``formulation``: ``"moments"`` (always the matrix products) or ``"auto"``
-    (the products where the parameters pass :func:`moments.is_accurate`, else
-    the direct route); see the module docstring for the batched case.
+    (the products, recomputed by the direct route where
+    :func:`moments.chunk_is_accurate` fails); see the module docstring for the
+    batched case.
     """
 
     def single(p, phi, w, c):

@@ -96,14 +96,13 @@ def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
     return lloyd(x, x[index], max_iter=GROUPING_ITERATIONS, sample_weight=w).labels
 
 
-def build(
-    x: jax.Array, w: jax.Array, covariance_type: str, shape: tuple[int, int, int]
-) -> Layout:
+def build(x: jax.Array, w: jax.Array, covariance_type: str, shape: tuple[int, int, int]) -> Layout:
     """The :class:`Layout` of rows ``x`` (N, D) with weights ``w`` (N,).
 
-    ``shape`` is :func:`layout_shape`'s. Rows are grouped by :func:`group_labels`, sorted by group, and each group padded to a
-    multiple of ``B`` rows; the chunk centres are the weighted means of their
-    rows (the first row of the data for a chunk of padding only). Traceable.
+    ``shape`` is :func:`layout_shape`'s. Rows are grouped by
+    :func:`group_labels`, sorted by group, and each group padded to a multiple
+    of ``B`` rows; the chunk centres are the weighted means of their rows (the
+    first row of the data for a chunk of padding only). Traceable.
     """
     n, d = x.shape
     n_groups, n_chunks, rows = shape

@@ -8,8 +8,8 @@ apart: ``ρ`` in the thousands). But the centre may differ from chunk to chunk:
 the chunk's logits use ``W(c_chunk)`` and its statistics are moved to the
 components' means chunk by chunk (:func:`jaxem._src.gmm.passes.feature_chunk`),
 both exact algebra. So the rows are ordered once per fit by ``G`` tight
-groups (:func:`group_labels`: farthest-first seeds and a few Lloyd
-iterations), every group is padded with rows of weight zero to
+groups (:func:`group_labels`: the nearest of farthest-first seeds), every
+group is padded with rows of weight zero to
 a whole number of chunks of ``B`` rows, and each chunk is centred at the mean
 of its rows: a chunk's rows then lie within one group, ``ρ`` is set by how
 tight the groups are, not by how far apart they lie, and the pass costs about
@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._src.gmm import moments
-from jaxem._src.kmeans import lloyd
 
 __all__ = ["LAYOUT_MIN_ROWS", "Layout", "build", "group_labels", "layout_shape"]
 
@@ -45,9 +44,6 @@ CHUNKS_PER_GROUP = 8
 
 #: Fewest rows per chunk (smaller chunks make the pass slower per row).
 MIN_CHUNK_ROWS = 256
-
-#: Lloyd iterations of the grouping (a grouping, not a fit: it need not converge).
-GROUPING_ITERATIONS = 10
 
 
 class Layout(NamedTuple):
@@ -75,25 +71,28 @@ def layout_shape(n_rows: int, n_components: int) -> tuple[int, int, int] | None:
 
 
 def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
-    """(N,) labels of ``n_groups`` tight groups of the rows of positive weight:
-    farthest-first seeds (every row is within twice the smallest possible
-    covering radius of a seed, Gonzalez 1985), then a few Lloyd iterations.
-    Deterministic and a small program."""
+    """(N,) labels of ``n_groups`` tight groups: the nearest of farthest-first
+    seeds among the rows of positive weight (Gonzalez 1985: every row lies
+    within twice the smallest possible covering radius of a seed, so clusters
+    farther apart than their diameters each get a seed of their own before any
+    gets two). Deterministic and a small program."""
     xc = x - x[0]  # differences: no cancellation far from the origin
     valid = w > 0
-    first = 0  # a seed only (a row of weight zero as well)
 
     def sq_distance(j):
         return jnp.sum((xc - xc[j]) ** 2, axis=1)
 
     def seed(i, carry):
-        index, d2 = carry
+        index, d2, labels = carry
         j = jnp.argmax(jnp.where(valid, d2, -1)).astype(jnp.int32)
-        return index.at[i].set(j), jnp.minimum(d2, sq_distance(j))
+        new = sq_distance(j)
+        closer = new < d2
+        return index.at[i].set(j), jnp.where(closer, new, d2), jnp.where(closer, i, labels)
 
-    index = jnp.zeros(n_groups, jnp.int32)
-    index, _ = jax.lax.fori_loop(1, n_groups, seed, (index, sq_distance(first)))
-    return lloyd(x, x[index], max_iter=GROUPING_ITERATIONS, sample_weight=w).labels
+    # the first seed is row 0 (a seed only: a row of weight zero as well)
+    start = (jnp.zeros(n_groups, jnp.int32), sq_distance(0), jnp.zeros(x.shape[0], jnp.int32))
+    _, _, labels = jax.lax.fori_loop(1, n_groups, seed, start)
+    return labels
 
 
 def build(x: jax.Array, w: jax.Array, covariance_type: str, shape: tuple[int, int, int]) -> Layout:

@@ -11,6 +11,7 @@ from helpers import COVARIANCE_TYPES, blobs, random_params
 
 from jaxem import gmm
 from jaxem._src import sources as passes
+from jaxem._src.gmm import layout
 from jaxem._src.gmm.fit import run_batch
 from jaxem._src.gmm.passes import cached_moment_pass, direct_pass, feature_cache, moment_pass
 
@@ -145,3 +146,51 @@ def _batch(tree):
 
 def _first(tree):
     return jax.tree.map(lambda a: a[0], tree)
+
+
+@pytest.fixture
+def small_layout(monkeypatch):
+    """Fits of a few thousand rows order their features into tight chunks."""
+    monkeypatch.setattr(layout, "LAYOUT_MIN_ROWS", 1000)
+    monkeypatch.setattr(layout, "MIN_CHUNK_ROWS", 16)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_layout_fit_equals_direct_fit_in_float64(covariance_type, small_layout):
+    """Rows sorted into per-chunk centred chunks (padding of weight 0 included)
+    give the direct formulation's fit, sample weights too."""
+    x = blobs(seed=4, n=2000, d=3, k=3) + 30.0
+    w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, len(x)))
+    params = gmm.make_params(*random_params(2, 3, 3, covariance_type, x), covariance_type)
+    run = jax.jit(
+        functools.partial(run_batch, tol=0.0, reg_covar=1e-6, max_iter=4),
+        static_argnames="formulation",
+    )
+    direct, _ = run(_batch(params), x, sample_weight=w, formulation="direct")
+    sorted_, _ = run(_batch(params), x, sample_weight=w, formulation="moments")
+    _assert_params_close(_first(sorted_.params), _first(direct.params), rtol=1e-10)
+    np.testing.assert_allclose(sorted_.log_likelihood, direct.log_likelihood, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_layout_keeps_float32_moments_accurate_on_tight_far_clusters(covariance_type, small_layout):
+    """Clusters 1000σ apart, 1000 from the origin: about the data's mean the
+    moment formulation loses the fit (test_float32_fit_agrees_with_float64);
+    in chunks centred within the clusters it agrees with float64 to 1e-4."""
+    x32, centers = _tight_clusters(np.float32, 1e-3, 1e3)
+    x64 = x32.astype(np.float64)
+    cov = {
+        "full": np.stack([np.eye(3)] * 3),
+        "tied": np.eye(3),
+        "diag": np.ones((3, 3)),
+        "spherical": np.ones(3),
+    }[covariance_type] * 4e-6
+    start64 = gmm.make_params(np.full(3, 1 / 3), centers + 1e-4, cov, covariance_type)
+    start32 = jax.tree.map(lambda a: a.astype(jnp.float32), start64)
+    run = jax.jit(
+        functools.partial(run_batch, tol=0.0, reg_covar=0.0, max_iter=15),
+        static_argnames="formulation",
+    )
+    r64, _ = run(_batch(start64), jnp.asarray(x64), formulation="direct")
+    r32, _ = run(_batch(start32), jnp.asarray(x32), formulation="moments")
+    _assert_params_close(_first(r32.params), _first(r64.params), rtol=1e-4)

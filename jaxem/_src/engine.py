@@ -86,8 +86,11 @@ class FitResult:
         restart_status: (n_init,) the status of every restart.
         best_restart: () index of the chosen restart.
         fast_path: () whether the family's fast formulation is accurate at the
-            chosen parameters (the Gaussian family's moment passes; always True
-            for families with a single formulation).
+            chosen parameters (the Gaussian family's moment passes about the
+            data's mean: a conservative answer where large in-memory data
+            centres its features chunk by chunk and each chunk is checked in
+            the pass itself; always True for families with a single
+            formulation).
         restart_initializers: (n_init,) int32 index into :attr:`init_methods`
             of the method that started each restart, −1 for starts given by the
             caller (:attr:`initializer` names the chosen one).
@@ -527,7 +530,7 @@ def pipeline(
         )
     else:
         codes = jnp.full(jax.tree.leaves(starts)[0].shape[0], -1, jnp.int32)
-    prepared = source.prepare(family, context)
+    prepared = source.prepare(family, context, n_components=config.n_components)
     results = source.run(
         family,
         prepared,

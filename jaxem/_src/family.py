@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,9 +50,26 @@ from jaxem._src.chunking import chunk_rows
 from jaxem._src.init import INIT_METHODS, group_of, init_resp
 from jaxem._src.validation import as_data
 
-__all__ = ["Family", "MeansShape", "MixtureFamily", "log_weights", "weights_from_logs"]
+__all__ = [
+    "ChunkedRows",
+    "Family",
+    "MeansShape",
+    "MixtureFamily",
+    "log_weights",
+    "weights_from_logs",
+]
 
 PyTree = Any
+
+
+class ChunkedRows(NamedTuple):
+    """A family's per-fit arrangement of the rows (:meth:`Family.layout`):
+    ``items`` a pytree whose leaves have a leading chunk axis (C, ...) and
+    ``weights`` (C, B) the sample weights of each chunk's B rows (0 for
+    padding; a chunk of weight 0 is skipped)."""
+
+    items: PyTree
+    weights: jax.Array
 
 
 class MeansShape:
@@ -133,6 +150,13 @@ class Family:
         """Per-row features the pass reads instead of ``x`` (parameter
         independent, so a source may build them once). Default: ``x`` itself."""
         return x
+
+    def layout(self, x: Any, w: jax.Array, context: PyTree, n_components: int) -> Any:
+        """Per-fit features of every row arranged in chunks of the family's
+        choosing (:class:`ChunkedRows`), or None (default) for :meth:`featurize`
+        of the rows in their order. A source that keeps features in memory
+        passes :meth:`pass_` each chunk's item and weights."""
+        return None
 
     #: Whether rows are independent and a row of weight zero is absent from
     #: everything (pass, statistics, initialisation), so that an in-memory fit

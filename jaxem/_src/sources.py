@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
 from jaxem._src.engine import Starts, objective, run_em
-from jaxem._src.family import Family
+from jaxem._src.family import ChunkedRows, Family
 from jaxem._src.programs import full_precision
 from jaxem._src.validation import check_static_int
 
@@ -83,6 +83,26 @@ def summed_pass(family: Family, params, rows, w, context, *, featurize: bool, ba
 
     n = w.shape[0]
     return chunked_sum(chunk, (rows, w), family.chunk_rows(n, params, rows, batch, mode))
+
+
+def chunkwise_pass(family: Family, params, prepared: ChunkedRows, context):
+    """``(stats, Σ w log p)`` of ``family`` over the chunks of a
+    :class:`ChunkedRows`, skipping chunks of weight zero (padding)."""
+    items, weights = prepared
+
+    def one(i):
+        item = jax.tree.map(lambda a: a[i], items)
+        return family.pass_(params, item, weights[i], context)
+
+    shapes = jax.eval_shape(one, 0)
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(total, i):
+        out = jax.lax.cond(jnp.any(weights[i] > 0), one, lambda _: zero, i)
+        return jax.tree.map(jnp.add, total, out), None
+
+    total, _ = jax.lax.scan(body, zero, jnp.arange(weights.shape[0]))
+    return total
 
 
 # ---------------------------------------------------------------------- in memory
@@ -147,16 +167,28 @@ class InMemory:
     def compile(fn: Callable) -> Callable:
         return fn  # traced inside the caller's program
 
-    def prepare(self, family: Family, context: PyTree) -> PyTree | None:
-        """The family's features of every row, when it has some and they fit."""
+    def prepare(
+        self, family: Family, context: PyTree, n_components: int | None = None
+    ) -> PyTree | None:
+        """The family's features of every row, when it has some and they fit:
+        in the family's own chunks (:meth:`Family.layout`, given the number of
+        components) when it arranges them, else in the rows' order."""
         if not family.has_features:
             return None
+        if n_components is not None:
+            make = functools.partial(family.layout, n_components=n_components)
+            shape = jax.eval_shape(make, self.x, self.w, context)
+            if shape is not None and _nbytes(shape) <= FEATURE_CACHE_BYTES:
+                return make(self.x, self.w, context)
         shape = jax.eval_shape(family.featurize, self.x, context)
         if _nbytes(shape) > FEATURE_CACHE_BYTES:
             return None
         return family.featurize(self.x, context)
 
     def reduce(self, family: Family, params, prepared, context, batch: int):
+        if isinstance(prepared, ChunkedRows):
+            stats, ll_sum = chunkwise_pass(family, params, prepared, context)
+            return stats, ll_sum, jnp.sum(self.w)
         if prepared is not None:
             rows, featurize, mode = prepared, False, "cached"
         else:
@@ -218,7 +250,9 @@ class Sharded:
     def compile(fn: Callable) -> Callable:
         return fn
 
-    def prepare(self, family: Family, context: PyTree) -> PyTree | None:
+    def prepare(
+        self, family: Family, context: PyTree, n_components: int | None = None
+    ) -> PyTree | None:
         if not family.has_features:
             return None
         n_devices = self.mesh.shape[self.axis_name]
@@ -563,7 +597,7 @@ class HostChunks:
     def compile(fn: Callable) -> Callable:
         return jax.jit(full_precision(fn), static_argnames=("n_components", "methods"))
 
-    def prepare(self, family: Family, context: PyTree) -> None:
+    def prepare(self, family: Family, context: PyTree, n_components: int | None = None) -> None:
         return None
 
     def _pass(self, family, params, context):

@@ -22,8 +22,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import ChunkedRows, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import layout as layout_lib
 from jaxem._src.gmm import moments, passes
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.density import component_log_prob
@@ -116,10 +117,12 @@ class GaussianFamily(MixtureFamily):
             MAP EM.
         covariance_type: static.
         formulation: static, how each pass is computed: ``"moments"`` (two
-            matrix products over moment features built once per fit),
+            matrix products over moment features built once per fit, in
+            spatially tight chunks centred at their own means for data of
+            :data:`~jaxem._src.gmm.layout.LAYOUT_MIN_ROWS` rows or more),
             ``"direct"`` (scikit-learn's arithmetic, accurate in any regime) or
-            ``"auto"``: moments in every pass whose parameters pass
-            :func:`jaxem._src.gmm.moments.is_accurate`, else direct.
+            ``"auto"``: moments in every chunk whose responsibilities pass
+            :func:`jaxem._src.gmm.moments.chunk_is_accurate`, else direct.
         default_prior: static; True for R mclust's default prior computed from
             the data and the number of active components (``prior`` is then
             ignored).
@@ -154,6 +157,15 @@ class GaussianFamily(MixtureFamily):
     def featurize(self, x, context: GaussianContext):
         return moments.features(x - context.center, self.covariance_type)
 
+    def layout(self, x, w, context: GaussianContext, n_components):
+        """The moment features in spatially tight chunks, each centred at its own
+        mean (:mod:`jaxem._src.gmm.layout`), for data large enough."""
+        shape = layout_lib.layout_shape(x.shape[0], n_components)
+        if shape is None:
+            return None
+        built = layout_lib.build(x, w, self.covariance_type, shape)
+        return ChunkedRows((built.features, built.centers), built.weights)
+
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]
         if mode == "raw":
@@ -168,7 +180,11 @@ class GaussianFamily(MixtureFamily):
     def pass_(self, params, rows, w, context):
         if self.formulation == "direct":
             return passes.direct_chunk(params, rows, w)
-        return passes.feature_chunk(params, rows, w, context.center, self.formulation)
+        if isinstance(rows, tuple):  # a chunk of the layout: features and their centre
+            rows, center = rows
+        else:
+            center = context.center
+        return passes.feature_chunk(params, rows, w, center, self.formulation)
 
     def maximize(self, stats, params, context):
         shift = params.means
@@ -247,6 +263,8 @@ class GaussianFamily(MixtureFamily):
         return "moments" if self.formulation == "moments" or fast else "direct"
 
     def fast(self, params, context):
+        # about the data's mean: conservative where the features are centred
+        # chunk by chunk (layout), whose chunks are checked in the pass itself
         if self.formulation == "direct":
             return jnp.asarray(False)
         return moments.is_accurate(params, context.center)

@@ -556,7 +556,7 @@ def run_batch(
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
     source = InMemory(x, w)
     context = source.context(fam)
-    prepared = source.prepare(fam, context)
+    prepared = source.prepare(fam, context, n_components=starts.means.shape[-2])
     results = source.run(
         fam, prepared, context, starts, tol=tol, max_iter=max_iter, criterion=criterion
     )

@@ -16,9 +16,13 @@ only ``[x̃, 1]`` and the data's own second moment.
 
 The price is precision: the quadratic terms cancel to ``O(D)`` from a size of
 about ``ρ_k = ‖(μ_k − c)P_k‖²`` (the squared Mahalanobis distance of the centre
-from the component), so float32 loses ``log10 ρ`` digits. :func:`is_accurate`
-measures ``ρ`` and the fitting loop falls back to the direct formulation
-when it is too large.
+from the component), so float32 loses ``log10 ρ`` digits. The fits keep ``ρ``
+small by centring each chunk of rows at its own mean, the rows ordered into
+spatially tight chunks (:mod:`jaxem._src.gmm.layout`);
+:func:`chunk_is_accurate` bounds the error of each chunk from the
+responsibilities it computed and the pass falls back to the direct
+formulation for a chunk where it is too large. :func:`is_accurate` is the
+check of a single centre from the parameters alone (the public steps).
 """
 
 from __future__ import annotations
@@ -134,6 +138,41 @@ def accuracy_ratio(params: GMMParams, center: jax.Array) -> jax.Array:
     module = cov_lib.get(params.covariance_type)
     rho = module.mahalanobis(center[None, :], params.means, params.precisions_cholesky)[0]
     return jnp.max(jnp.where(params.weights != 0, rho, 0))  # NaN weights count: NaN ratio
+
+
+def chunk_is_accurate(
+    params: GMMParams,
+    nk: jax.Array,
+    w: jax.Array,
+    center: jax.Array,
+    threshold: float = ACCURACY_THRESHOLD,
+) -> jax.Array:
+    """() whether a chunk's moment pass about ``center`` kept its error in bounds,
+    judged by the responsibilities it computed.
+
+    Component ``k``'s statistics from the chunk carry an error of about
+    ``eps · n_kc · ρ_kc`` (``n_kc = Σ_chunk w r_nk``, ``ρ_kc`` the squared
+    Mahalanobis distance of the centre from ``μ_k``) against ``n_k`` in the
+    whole pass. Each chunk is allowed ``threshold · (n_kc + π_k · Σ_chunk w)``:
+    summed over the chunks, the relative error of every component's
+    statistics stays within about ``2 · threshold`` (``n_k ≈ π_k Σ w``), and
+    the log-likelihood's error per row too; a component that owns few of
+    the chunk's rows no longer counts at full weight, as it does in
+    :func:`is_accurate`.
+
+    Args:
+        params: the E-step's parameters.
+        nk: (K,) the chunk's ``n_kc``.
+        w: (B,) the chunk's sample weights.
+        center: (D,) the chunk's centre.
+        threshold: the bound on ``eps · ρ``.
+    """
+    module = cov_lib.get(params.covariance_type)
+    m = params.means - center
+    rho = module.mahalanobis(jnp.zeros_like(m[:1]), m, params.precisions_cholesky)[0]
+    eps = jnp.finfo(params.dtype).eps
+    allowed = threshold * (nk + params.weights * jnp.sum(w))
+    return jnp.all((params.weights == 0) | (eps * nk * rho <= allowed))  # NaN: False
 
 
 #: The bound of the public steps (``gmm.e_step``, ``gmm.m_step``) in float64,

@@ -6,16 +6,19 @@ E-step's means, Σ w log p(x))``:
 * :func:`direct_chunk`: log-densities through ``(x − μ_k) P_k`` and second
   moments about the current means, as scikit-learn; accurate in any regime;
 * :func:`feature_chunk`: one matrix product each way over the moment features
-  ``Φ`` of the chunk (:mod:`jaxem._src.gmm.moments`); several times faster,
-  exact in float64, and in float32 while
-  :func:`jaxem._src.gmm.moments.is_accurate` holds. With ``"auto"`` each chunk
-  takes the moment route when the parameters pass that check, else the direct
-  route on the centred data read back from ``Φ``.
+  ``Φ`` of the chunk about a centre (:mod:`jaxem._src.gmm.moments`; the centre
+  may differ from chunk to chunk, :mod:`jaxem._src.gmm.layout`); several
+  times faster, exact in float64, and in float32 while the centre is close to
+  the components that own the chunk's rows. With ``"auto"`` each chunk takes
+  the moment route, then checks the error its responsibilities carry
+  (:func:`jaxem._src.gmm.moments.chunk_is_accurate`) and recomputes the chunk
+  by the direct route (on the centred data read back from ``Φ``) where it is
+  too large.
 
 Under ``vmap`` over the parameters only (restarts sharing the data), the moment
 route computes the restarts together as one product of width ``R·K`` each way
 (about 1.5× faster per restart than ``R`` products of width ``K``), and the
-``"auto"`` choice is made once for the whole batch (no ``select`` computing
+``"auto"`` check is made once for the whole batch (no ``select`` computing
 both routes).
 
 :func:`direct_pass`, :func:`moment_pass`, :func:`feature_cache` and
@@ -137,16 +140,17 @@ def feature_chunk(
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``.
 
     ``formulation``: ``"moments"`` (always the matrix products) or ``"auto"``
-    (the products where the parameters pass :func:`moments.is_accurate`, else
-    the direct route); see the module docstring for the batched case.
+    (the products, recomputed by the direct route where
+    :func:`moments.chunk_is_accurate` fails); see the module docstring for the
+    batched case.
     """
 
     def single(p, phi, w, c):
+        out = _moment_chunk(p, phi, w, c)
         if formulation == "moments":
-            return _moment_chunk(p, phi, w, c)
-        return jax.lax.cond(
-            moments.is_accurate(p, c), _moment_chunk, _direct_from_features, p, phi, w, c
-        )
+            return out
+        accurate = moments.chunk_is_accurate(p, out[0].nk, w, c)
+        return jax.lax.cond(accurate, lambda: out, lambda: _direct_from_features(p, phi, w, c))
 
     @jax.custom_batching.custom_vmap
     def run(p, phi, w, c):
@@ -162,10 +166,11 @@ def feature_chunk(
         elif formulation == "moments":
             out = _wide_moment_chunk(p, phi, w, c, axis_size)
         else:
-            accurate = jnp.all(jax.vmap(moments.is_accurate, in_axes=(0, None))(p, c))
+            out = _wide_moment_chunk(p, phi, w, c, axis_size)
+            check = jax.vmap(moments.chunk_is_accurate, in_axes=(0, 0, None, None))
             out = jax.lax.cond(
-                accurate,
-                lambda: _wide_moment_chunk(p, phi, w, c, axis_size),
+                jnp.all(check(p, out[0].nk, w, c)),
+                lambda: out,
                 lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(
                     p, phi, w, c
                 ),

@@ -46,12 +46,23 @@ of all restarts, the refinement, and the whole call.
 Run from the repository root::
 
     python experiments/end_to_end.py [--quick] [--large] [--repeats 3] \\
-        [--cases faithful,5000x8-overlap] [--n-init 1,10] [--out experiments/results/end_to_end.md]
+        [--cases faithful,5000x8-overlap] [--n-init 1,10] [--cpu 0] \\
+        [--out experiments/results/end_to_end.md]
     python experiments/end_to_end.py --phases 5000x8-overlap [--n-init 10]
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-executes
 itself without them first (:func:`common.reexec_without_openblas_overrides`);
 the report names the BLAS libraries loaded (threadpoolctl).
+
+``--cpu C`` runs every row (and ``--phases``) pinned to the one CPU ``C``
+(``sched_setaffinity`` before anything is imported, so XLA's, OpenBLAS's and
+OpenMP's thread pools size themselves to one core; scikit-learn's calls also
+under ``threadpool_limits(1)``). On a shared, oversubscribed machine the
+default thread pools spin-wait for CPUs that other jobs hold: measured here
+with the 1-minute load average at 10 on 2 cores, scikit-learn's Old Faithful
+fit with ``n_init = 10`` took 7-9 s with its default two threads and 0.35 s
+pinned to one, so the default-thread ratios then measure the contention, not
+the libraries; one core each is the fairer comparison there.
 """
 
 from __future__ import annotations
@@ -157,8 +168,21 @@ def mean_log_likelihood64(x: np.ndarray, weights, means, covariances) -> float:
 # ------------------------------------------------------------------ one row (a child)
 
 
-def run_row(case: Case, n_init: int, repeats: int) -> dict:
-    """First and later calls of both libraries on one case, in this process."""
+def pin(cpu: int | None) -> None:
+    """This process on the one CPU ``cpu`` (None: as it is)."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def run_row(case: Case, n_init: int, repeats: int, cpu: int | None = None) -> dict:
+    """First and later calls of both libraries on one case, in this process
+    (``cpu``: scikit-learn under ``threadpool_limits(1)``; the process is pinned
+    already)."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    load_start = os.getloadavg()[0]
     x = case.load().astype(np.float32)
     k = case.n_components
 
@@ -173,7 +197,8 @@ def run_row(case: Case, n_init: int, repeats: int) -> dict:
     def sklearn_fit():
         from sklearn.mixture import GaussianMixture
 
-        with warnings.catch_warnings():
+        limits = threadpool_limits(1) if cpu is not None else contextlib.nullcontext()
+        with warnings.catch_warnings(), limits:
             warnings.simplefilter("ignore")  # ConvergenceWarning of a restart
             return GaussianMixture(n_components=k, n_init=n_init, random_state=0).fit(x)
 
@@ -211,11 +236,13 @@ def run_row(case: Case, n_init: int, repeats: int) -> dict:
         jaxem_version=jaxem.__version__ if hasattr(jaxem, "__version__") else "?",
         sklearn_n_iter=int(theirs.n_iter_),
         sklearn_dtype=str(theirs.means_.dtype),
+        load_start=load_start,
         load_end=os.getloadavg()[0],
+        cpus=sorted(os.sched_getaffinity(0)),
     )
 
 
-def run_child(case_name: str, n_init: int, repeats: int) -> dict:
+def run_child(case_name: str, n_init: int, repeats: int, cpu: int | None = None) -> dict:
     """``run_row`` in a fresh Python process (its JSON on the last stdout line)."""
     command = [
         sys.executable,
@@ -226,6 +253,7 @@ def run_child(case_name: str, n_init: int, repeats: int) -> dict:
         str(n_init),
         "--repeats",
         str(repeats),
+        *([] if cpu is None else ["--cpu", str(cpu)]),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -262,37 +290,38 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
     from jaxem._src.sources import InMemory
 
     x_np = case.load().astype(np.float32)
-    x = jnp.asarray(x_np)
-    n, k = x.shape[0], case.n_components
+    n, k = x_np.shape[0], case.n_components
     fam = family("full", formulation=resolve_formulation("auto", x_np, 1e-6))
-    w = jnp.ones(n, x.dtype)
+    # the rows padded with zero-weight rows to their bucket, as gmm.fit pads them
+    padded = InMemory.of(fam, jnp.asarray(x_np), None)
+    x, w = padded.x, padded.w
     key = jax.random.key(0)
-    methods = fam.portfolio(n_init, n)
+    methods = fam.portfolio(n_init, x.shape[0])
     n_refine = engine.default_n_refine(n_init)
     n_active = jnp.asarray(k)
 
     @jax.jit
     def context(x, w):
-        return InMemory(x, w, False).context(fam)
+        return InMemory(x, w).context(fam)
 
     def init_program(chosen):
         @jax.jit
         def init(key, x, w, ctx):
             return engine.initial_stats(
-                fam, key, x, None, ctx, n_components=k, n_active=n_active, methods=chosen
+                fam, key, x, w, ctx, n_components=k, n_active=n_active, methods=chosen
             )
 
         return init
 
     @jax.jit
     def screen(x, w, ctx, starts):
-        src = InMemory(x, w, False)
+        src = InMemory(x, w)
         prepared = src.prepare(fam, ctx)
         return src.run(fam, prepared, ctx, starts, tol=1e-3, max_iter=100, criterion="change")
 
     @jax.jit
     def refine(x, w, ctx, results):
-        src = InMemory(x, w, False)
+        src = InMemory(x, w)
         prepared = src.prepare(fam, ctx)
 
         def run(params):
@@ -320,11 +349,11 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
         chosen = (method,) * count
 
         @jax.jit
-        def init_one(keys, x, ctx, chosen=chosen):
-            stats, frames = fam.initial_stats(keys, x, None, k, n_active, chosen, ctx)
+        def init_one(keys, x, w, ctx, chosen=chosen):
+            stats, frames = fam.initial_stats(keys, x, w, k, n_active, chosen, ctx)
             return stats, frames
 
-        _, first, later = _median_time(init_one, keys, x, ctx, repeats=repeats)
+        _, first, later = _median_time(init_one, keys, x, w, ctx, repeats=repeats)
         add(f"init: {method} × {count}", first, later)
     (starts, _), first, later = _median_time(init_program(methods), key, x, w, ctx, repeats=repeats)
     add(f"init: whole portfolio ({n_init} restarts)", first, later)
@@ -373,7 +402,7 @@ def blas_lines() -> list[str]:
     ]
 
 
-def environment_lines(repeats: int) -> list[str]:
+def environment_lines(repeats: int, cpu: int | None = None) -> list[str]:
     import jax
     import scipy  # noqa: F401  (loads scipy's BLAS for threadpoolctl)
     import sklearn
@@ -386,6 +415,13 @@ def environment_lines(repeats: int) -> list[str]:
         f"scikit-learn {sklearn.__version__}; load average (1 min) at the end "
         f"{os.getloadavg()[0]:.1f}",
         "- OPENBLAS_* overrides: " + (f"re-executed without {unset}" if unset else "none was set"),
+        "- Threads: "
+        + (
+            "default thread pools (all cores)"
+            if cpu is None
+            else f"every row pinned to CPU {cpu} (one core; scikit-learn under "
+            "threadpool_limits(1))"
+        ),
         f"- Each row in a fresh process; later = median of {repeats} calls, "
         "interleaved with the other library's",
         "",
@@ -416,7 +452,7 @@ def table(results: Sequence[dict]) -> str:
                 f"{r['jaxem_ll64'] - r['sklearn_ll64']:+.5f}",
                 f"{r['jaxem_n_iter']} / {r['sklearn_n_iter']}",
                 f"{r['jaxem_initializer']}{'' if r['jaxem_fast_path'] else ' (direct)'}",
-                f"{r['load_end']:.1f}",
+                f"{r.get('load_start', float('nan')):.1f}–{r['load_end']:.1f}",
             ]
         )
     return markdown_table(
@@ -450,12 +486,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument("--phases", default=None, metavar="CASE", help="profile one case")
+    parser.add_argument("--cpu", type=int, default=None, help="pin every row to this one CPU")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     n_inits = [int(v) for v in args.n_init.split(",")]
 
+    pin(args.cpu)
     if args.child:
-        print(json.dumps(run_row(CASES[args.child], n_inits[0], args.repeats)))
+        print(json.dumps(run_row(CASES[args.child], n_inits[0], args.repeats, args.cpu)))
         return []
     if args.phases:
         for n_init in n_inits:
@@ -475,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for name in names:
         for n_init in [1] if CASES[name].large else n_inits:
             progress(f"{name}, n_init={n_init}")
-            result = run_child(name, n_init, args.repeats)
+            result = run_child(name, n_init, args.repeats, args.cpu)
             jl = statistics.median(result["jaxem_later_s"])
             sl = statistics.median(result["sklearn_later_s"])
             progress(
@@ -492,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         [
             "- Data: float32 for both; computing dtype (means_ / params.means): "
             + ", ".join(f"jaxem {a}, scikit-learn {b}" for a, b in sorted(dtypes)),
-            *environment_lines(args.repeats),
+            *environment_lines(args.repeats, args.cpu),
             "",
             table(results),
             "",
@@ -503,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             "iterations: of the chosen fit (jaxem: screening + refinement); chosen "
             "start: the portfolio method of jaxem's chosen restart, '(direct)' when the "
             "moment formulation was off at the end; load: the 1-minute load average when "
-            "the row ended.",
+            "the row started and when it ended.",
         ]
     )
     print()

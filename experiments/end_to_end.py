@@ -290,7 +290,7 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
     from jaxem._src.sources import InMemory
 
     x_np = case.load().astype(np.float32)
-    n, k = x_np.shape[0], case.n_components
+    k = case.n_components
     fam = family("full", formulation=resolve_formulation("auto", x_np, 1e-6))
     # the rows padded with zero-weight rows to their bucket, as gmm.fit pads them
     padded = InMemory.of(fam, jnp.asarray(x_np), None)

@@ -47,7 +47,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.init import INIT_METHODS, group_of, init_resp
+from jaxem._src.init import INIT_METHODS, batching, group_of, init_resp
 from jaxem._src.validation import as_data
 
 __all__ = [
@@ -325,7 +325,9 @@ class Family:
 
         By default :func:`~jaxem._src.init.init_resp` on :meth:`init_features`,
         the restarts of one group of methods (:meth:`init_group`) as one ``vmap``
-        (the method a traced index).
+        (the method a traced index; an agglomeration computed once when it does
+        not depend on the key, and agglomerations on random subsets one after
+        another: :func:`~jaxem._src.init.batching`).
         """
         features = self.init_features(x, context)
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -341,12 +343,22 @@ class Family:
         keys = keys if in_order else keys[order]
         bounds = np.cumsum([0, *(len(ix) for ix in groups.values())])
         slices = itertools.pairwise(bounds)
+        n_samples = features.shape[0]
+
+        def group_resp(group, ix, group_keys):
+            fn = functools.partial(resp_of, group)
+            index = np.asarray([group.index(methods[i]) for i in ix], np.int32)
+            how = batching(group, n_samples)
+            if how == "shared":  # the same for every key: computed once
+                one = fn(group_keys[0], index[0])
+                return jnp.broadcast_to(one, (len(ix), *one.shape))
+            if how == "map":
+                return jax.lax.map(lambda a: fn(*a), (group_keys, index))
+            return jax.vmap(fn)(group_keys, index)
+
         resp = jnp.concatenate(
             [
-                jax.vmap(functools.partial(resp_of, group))(
-                    keys[start:stop],
-                    np.asarray([group.index(methods[i]) for i in ix], np.int32),
-                )
+                group_resp(group, ix, keys[start:stop])
                 for (group, ix), (start, stop) in zip(groups.items(), slices, strict=True)
             ]
         )

@@ -5,7 +5,11 @@ representation of the data (a family's :meth:`~jaxem.Family.init_features`);
 the family then does one M-step on them:
 
 * ``"kmeans"``: hard labels of k-means (k-means++ seeding, then Lloyd iterations
-  to a fixed point, at most 300);
+  with scikit-learn's stopping rule: until the labels stop changing or the
+  centres move less than :data:`KMEANS_TOL` of the mean feature variance, at
+  most 300); with more than :data:`KMEANS_MAX_SAMPLES` rows, k-means of a random
+  subset of that many rows of positive weight, then every row labelled by its
+  nearest centre;
 * ``"k-means++"``: one-hot responsibilities on the k-means++ seeds;
 * ``"random"``: uniformly random responsibilities, normalised per row;
 * ``"random_from_data"``: one-hot responsibilities on random distinct rows
@@ -20,9 +24,11 @@ whose features have different scales (as R mclust does):
   shares one program with ``"kmeans"``: :data:`GROUPS`);
 * ``"hc"``: model-based hierarchical agglomeration (:mod:`jaxem.hierarchical`,
   Ward's criterion, the classification likelihood of mclust's ``EII`` model) of
-  the standardised data, on a random subset of at most :data:`HC_MAX_SAMPLES`
-  rows (all rows when N is smaller: then it does not depend on the key), cut
-  into K clusters; the M-step uses the subset's partition, as mclust does.
+  the standardised data, cut into K clusters: of all rows when there are at
+  most :data:`HC_MAX_SAMPLES` (then it does not depend on the key), else of a
+  random subset of :func:`hc_subset_size` rows (``2 K D`` rounded up to a power
+  of two, 128 to 1024: enough to seed EM, which then runs on all rows); the
+  M-step uses the subset's partition, as mclust does.
 * ``"hc_vvv"``: R mclust's default start: the agglomeration of its ``VVV``
   model (:func:`jaxem.hierarchical.vvv_tree`, one unconstrained covariance per
   cluster) of mclust's ``"SVD"`` transform of the data (:func:`svd_transform`),
@@ -50,8 +56,14 @@ from jaxem._src import kmeans as kmeans_lib
 __all__ = [
     "GROUPS",
     "HC_MAX_SAMPLES",
+    "HC_MIN_SUBSET",
     "INIT_METHODS",
+    "KMEANS_MAX_SAMPLES",
+    "KMEANS_TOL",
+    "SEQUENTIAL",
+    "batching",
     "group_of",
+    "hc_subset_size",
     "init_resp",
     "standardize",
     "svd_transform",
@@ -75,11 +87,55 @@ GROUPS = (("kmeans", "standardized_kmeans"),)
 # on a CPU core for "hc". A power of two, a boundary of the row buckets, so that
 # whether a fit agglomerates all rows or a subset is the same in a bucket.
 HC_MAX_SAMPLES = 1024
+# Above HC_MAX_SAMPLES rows, "hc" and "hc_vvv" agglomerate a random subset of
+# hc_subset_size(K, D) rows: 2·D rows per component (a subset cluster has a
+# covariance to start EM from), a power of two, at least HC_MIN_SUBSET and at most
+# HC_MAX_SAMPLES. The subset only seeds EM on all rows, and an agglomeration costs
+# m² (Ward) to m² D³ (VVV): 1024 rows of 8 features cost as much as a thousand EM
+# iterations of 5 000 rows, 128 rows a sixtieth of that.
+HC_MIN_SUBSET = 128
+# Rows the k-means of "kmeans" and "standardized_kmeans" iterate on: above it a
+# random subset (every row is then labelled by its nearest centre). On 100 000 ×
+# 16 overlapping points with K = 16, Lloyd takes 160-300 iterations to stop, which
+# on all rows cost as much as the whole EM fit; on 16 384 rows (a thousand per
+# component) the centres are as good a start, at a sixth of the cost.
+KMEANS_MAX_SAMPLES = 1 << 14
+# Lloyd's tolerance in the initialisers: scikit-learn's KMeans default (its
+# GaussianMixture's k-means start uses it), relative to the mean feature variance.
+KMEANS_TOL = 1e-4
+# Methods whose restarts are computed one after another (lax.map) rather than as
+# one vmap: an agglomeration is a loop of m − 1 small dependent steps, each
+# updating one row and column of an (m, m) cost matrix, and batched those updates
+# become scatters that XLA:CPU runs several times slower per tree than the
+# unbatched dynamic updates.
+SEQUENTIAL = ("hc", "hc_vvv")
 
 
 def group_of(method: str) -> tuple[str, ...]:
     """The methods that share ``method``'s traced program (:data:`GROUPS`)."""
     return next((group for group in GROUPS if method in group), (method,))
+
+
+def hc_subset_size(n_components: int, n_features: int) -> int:
+    """Rows "hc" and "hc_vvv" agglomerate when there are more than
+    :data:`HC_MAX_SAMPLES` (static): ``2 K D`` rounded up to a power of two,
+    clipped to ``[HC_MIN_SUBSET, HC_MAX_SAMPLES]``."""
+    wanted = 1 << max(2 * n_components * n_features - 1, 1).bit_length()
+    return min(max(wanted, HC_MIN_SUBSET), HC_MAX_SAMPLES)
+
+
+def batching(methods: tuple[str, ...], n_samples: int) -> str:
+    """How the restarts of one group of ``methods`` are computed together (static):
+
+    * ``"shared"``: the responsibilities do not depend on the key (``"hc"`` and
+      ``"hc_vvv"`` when they agglomerate all ``n_samples ≤ HC_MAX_SAMPLES`` rows):
+      computed once and given to every restart of the group;
+    * ``"map"``: one restart after another (:data:`SEQUENTIAL`);
+    * ``"vmap"``: all at once.
+    """
+    if set(methods) <= set(SEQUENTIAL):
+        return "shared" if n_samples <= HC_MAX_SAMPLES else "map"
+    return "vmap"
 
 
 def _center_and_scale(x: jax.Array, sample_weight: jax.Array | None):
@@ -133,7 +189,8 @@ def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     subset = n_samples > HC_MAX_SAMPLES
     if subset:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
         gumbel = jax.random.gumbel(key, (n_samples,), x.dtype)
-        rows = jax.lax.top_k(jnp.log(w) + gumbel, HC_MAX_SAMPLES)[1]
+        m = hc_subset_size(n_components, x.shape[1])
+        rows = jax.lax.top_k(jnp.log(w) + gumbel, m)[1]
         x_sub, w_sub = x[rows], w[rows]
     else:
         x_sub, w_sub = x, w
@@ -181,17 +238,31 @@ def init_resp(
     if len(methods) > 1 and methods not in GROUPS:
         raise ValueError(f"init methods {methods} do not share one program; groups: {GROUPS}")
     if set(methods) <= {"kmeans", "standardized_kmeans"}:
-        # k-means of x, or of standardised x as a distance scale (module docstring);
-        # tol=0: Lloyd to a fixed point (labels consistent with their means).
-        labels = kmeans_lib.kmeans(
+        # k-means of x, or of standardised x as a distance scale (module docstring)
+        scale = _kmeans_scale(x, sample_weight, methods, index)
+        n_samples = x.shape[0]
+        if n_samples <= KMEANS_MAX_SAMPLES:
+            rows, x_sub, w_sub = None, x, sample_weight
+        else:  # a uniform random subset of the rows of positive weight
+            key, key_rows = jax.random.split(key)
+            score = jax.random.gumbel(key_rows, (n_samples,), x.dtype)
+            if sample_weight is not None:
+                score = jnp.where(sample_weight > 0, score, -jnp.inf)
+            rows = jax.lax.top_k(score, KMEANS_MAX_SAMPLES)[1]
+            x_sub = x[rows]
+            w_sub = None if sample_weight is None else sample_weight[rows]
+        result = kmeans_lib.kmeans(
             key,
-            x,
+            x_sub,
             n_components,
             n_active=n_active,
-            tol=0.0,
-            sample_weight=sample_weight,
-            scale=_kmeans_scale(x, sample_weight, methods, index),
-        ).labels
+            tol=KMEANS_TOL,
+            sample_weight=w_sub,
+            scale=scale,
+        )
+        labels = result.labels
+        if rows is not None:
+            labels = kmeans_lib.nearest(x, result.centers, n_active=n_active, scale=scale)
         return jax.nn.one_hot(labels, n_components, dtype=x.dtype)
     (method,) = methods
     n_samples = x.shape[0]

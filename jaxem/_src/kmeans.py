@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-__all__ = ["KMeansResult", "kmeans", "kmeans_plusplus", "lloyd"]
+__all__ = ["KMeansResult", "kmeans", "kmeans_plusplus", "lloyd", "nearest"]
 
 
 @jax.tree_util.register_dataclass
@@ -146,6 +146,22 @@ def kmeans_plusplus(
 
     indices, _ = jax.lax.fori_loop(1, n_clusters, body, (indices, closest))
     return indices
+
+
+def nearest(
+    x: ArrayLike,
+    centers: jax.Array,
+    *,
+    n_active: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+) -> jax.Array:
+    """(N,) int32 index of the nearest active centre of each row of ``x`` (the
+    assignment step of :func:`lloyd`, in the metric of ``scale``)."""
+    x = jnp.asarray(x)
+    active = _active_mask(centers.shape[0], n_active)
+    offset = jnp.mean(x, axis=0)
+    d2 = _sq_distances(x - offset, centers - offset, _squared_scale(scale, x.dtype))
+    return jnp.argmin(jnp.where(active[None, :], d2, jnp.inf), axis=1).astype(jnp.int32)
 
 
 def lloyd(

@@ -14,7 +14,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from jaxem import gmm, kmeans
 from jaxem._src.gmm.family import degenerate, portfolio
-from jaxem._src.init import HC_MAX_SAMPLES, standardize, svd_transform
+from jaxem._src.hierarchical import _logdet_lapack, _logdet_unrolled
+from jaxem._src.init import HC_MAX_SAMPLES, hc_subset_size, standardize, svd_transform
 from jaxem.hierarchical import cut, vvv_tree, ward_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
@@ -198,6 +199,44 @@ def test_hc_init_uses_a_subset_of_large_data_and_respects_n_active(method):
     assert np.count_nonzero(np.asarray(p.weights)) == 2
     q = gmm.init(jax.random.key(3), x, 4, method=method, n_active=2)
     assert not np.allclose(p.means, q.means)  # another random subset
+
+
+def test_unrolled_logdet_is_lapacks():
+    """The VVV agglomeration's determinants (an unrolled Cholesky) equal LAPACK's,
+    −inf where a matrix is singular or indefinite."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 5, 7))
+    w = a @ a.transpose(0, 2, 1)
+    w[1] = np.outer(a[1, :, 0], a[1, :, 0])  # rank one
+    w[2] = -w[2]  # negative definite
+    expected, got = np.asarray(_logdet_lapack(w)), np.asarray(_logdet_unrolled(w))
+    np.testing.assert_allclose(got[[0, 3, 4, 5]], expected[[0, 3, 4, 5]], rtol=1e-12)
+    assert got[1] < -20  # singular up to rounding: −inf, or a pivot of rounding size
+    assert np.isneginf(got[2]) and np.isneginf(expected[2])
+
+
+def test_hc_subset_size_follows_k_and_d():
+    assert hc_subset_size(5, 8) == 128  # 2KD = 80, at least 128
+    assert hc_subset_size(16, 16) == 512  # 2KD = 512
+    assert hc_subset_size(12, 16) == 512  # 384 rounded up to a power of two
+    assert hc_subset_size(32, 32) == HC_MAX_SAMPLES  # at most all of a small data set
+
+
+@pytest.mark.parametrize("n", [200, HC_MAX_SAMPLES + 76])
+def test_agglomerative_restarts_start_as_gmm_init_of_their_keys(n):
+    """Restart i of fit starts at gmm.init(split(key)[i]) also when its
+    agglomeration is computed once for all restarts (all rows: key-free) and when
+    the restarts' subsets are agglomerated one after another."""
+    x = blobs(seed=6, n=n, d=2, k=3)
+    key = jax.random.key(4)
+    kwargs = dict(covariance_type="diag", tol=1e-4)
+    result = gmm.fit(key, x, 3, init="hc_vvv", n_init=2, n_refine=0, **kwargs)
+    for i, k in enumerate(jax.random.split(key, 2)):
+        start = gmm.init(k, x, 3, method="hc_vvv", covariance_type="diag")
+        alone = gmm.fit_from(start, x, tol=1e-4)
+        np.testing.assert_allclose(
+            result.restart_log_likelihoods[i], alone.log_likelihood, rtol=1e-10
+        )
 
 
 def test_portfolio_is_static_and_mixes_methods():

@@ -216,10 +216,10 @@ def test_unrolled_logdet_is_lapacks():
 
 
 def test_hc_subset_size_follows_k_and_d():
-    assert hc_subset_size(5, 8) == 128  # 2KD = 80, at least 128
-    assert hc_subset_size(16, 16) == 512  # 2KD = 512
-    assert hc_subset_size(12, 16) == 512  # 384 rounded up to a power of two
-    assert hc_subset_size(32, 32) == HC_MAX_SAMPLES  # at most all of a small data set
+    assert hc_subset_size(3, 2) == 128  # 4KD = 24, at least 128
+    assert hc_subset_size(5, 8) == 256  # 160 rounded up to a power of two
+    assert hc_subset_size(8, 16) == 512  # 4KD = 512
+    assert hc_subset_size(16, 16) == HC_MAX_SAMPLES  # at most all of a small data set
 
 
 @pytest.mark.parametrize("n", [200, HC_MAX_SAMPLES + 76])

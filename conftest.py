@@ -7,8 +7,10 @@ import pytest
 
 # Compilation is most of the suite's time on a CI runner's two cores. The tests
 # compile with LLVM's optimisation of the CPU code off: XLA's HLO passes (the
-# programs' operations) are unchanged, only the machine code is slower, which the
-# tests' small shapes do not feel (set XLA_FLAGS to test with other flags). Set
+# programs' operations) are unchanged; the machine code is slower, which the tests'
+# small shapes do not feel, and may round differently in the last bits (one test
+# that follows R's SQUAREM to 1e-12 over 22 extrapolations sees 1.6e-12). Set
+# XLA_FLAGS to test with other flags (an empty value: XLA's defaults). Set
 # here, before any computation creates JAX's CPU client, for every worker and for
 # the scripts the tests run in subprocesses.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")

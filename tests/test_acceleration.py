@@ -52,7 +52,9 @@ def test_port_reproduces_the_package_cycle_by_cycle(ref):
     # loop is squarem1: the same step lengths, extrapolations and fallbacks give the
     # same objective after every cycle. R prints 17 digits; the two differ only by
     # rounding (exp/pow in another order), amplified over 22 extrapolations: 1e-12
-    # relative of a summed log-likelihood of about 2000.
+    # relative of a summed log-likelihood of about 2000 with XLA's default code
+    # generation, 1.6e-12 with LLVM's optimisation off (the suite's conftest), whose
+    # machine code rounds differently.
     deaths = jnp.asarray(ref["data"]["deaths"], jnp.float64)
     freq = jnp.asarray(ref["data"]["freq"], jnp.float64)
     n = float(freq.sum())
@@ -69,7 +71,7 @@ def test_port_reproduces_the_package_cycle_by_cycle(ref):
     r_cycles = np.asarray(ref["squarem"]["loglik_per_cycle"])
     m = min(len(r_cycles), int(result.n_iter))
     assert m >= 20  # R stops after 25 cycles on its parameter rule, jaxem after 22 here
-    np.testing.assert_allclose(np.asarray(result.history[:m]) * n, r_cycles[:m], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(result.history[:m]) * n, r_cycles[:m], rtol=2e-12)
     # the package's run is not monotone: cycle 14 falls by 0.0055 (< objfn.inc = 1)
     assert np.min(np.diff(r_cycles)) < -5e-3
 

@@ -187,14 +187,19 @@ def svd_transform(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.A
     return z @ vectors * scale
 
 
+def _distinct_rows(key: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
+    """(m,) indices of ``m`` distinct rows drawn with probabilities ∝
+    ``exp(log_w)`` (Gumbel top-m; rows of weight zero never, the first ``k``
+    draws of ``m`` those of ``k``)."""
+    return jax.lax.top_k(log_w + jax.random.gumbel(key, log_w.shape, log_w.dtype), m)[1]
+
+
 def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     n_samples = x.shape[0]
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
     subset = n_samples > HC_MAX_SAMPLES
     if subset:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
-        gumbel = jax.random.gumbel(key, (n_samples,), x.dtype)
-        m = hc_subset_size(n_components, x.shape[1])
-        rows = jax.lax.top_k(jnp.log(w) + gumbel, m)[1]
+        rows = _distinct_rows(key, jnp.log(w), hc_subset_size(n_components, x.shape[1]))
         x_sub, w_sub = x[rows], w[rows]
     else:
         x_sub, w_sub = x, w
@@ -249,10 +254,10 @@ def init_resp(
             rows, x_sub, w_sub = None, x, sample_weight
         else:  # a uniform random subset of the rows of positive weight
             key, key_rows = jax.random.split(key)
-            score = jax.random.gumbel(key_rows, (n_samples,), x.dtype)
+            log_w = jnp.zeros(n_samples, x.dtype)
             if sample_weight is not None:
-                score = jnp.where(sample_weight > 0, score, -jnp.inf)
-            rows = jax.lax.top_k(score, KMEANS_MAX_SAMPLES)[1]
+                log_w = jnp.where(sample_weight > 0, log_w, -jnp.inf)
+            rows = _distinct_rows(key_rows, log_w, KMEANS_MAX_SAMPLES)
             x_sub = x[rows]
             w_sub = None if sample_weight is None else sample_weight[rows]
         result = kmeans_lib.kmeans(
@@ -280,8 +285,6 @@ def init_resp(
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
     else:  # random_from_data: K distinct rows ∝ weight (Gumbel top-K, nested in K)
         w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
-        seeds = jax.lax.top_k(
-            jnp.log(w) + jax.random.gumbel(key, (n_samples,), x.dtype), n_components
-        )[1]
+        seeds = _distinct_rows(key, jnp.log(w), n_components)
     # one-hot columns on the seeds' rows, inactive columns zero
     return ((jnp.arange(n_samples)[:, None] == seeds[None, :]) & active).astype(x.dtype)

@@ -183,6 +183,22 @@ def from_params(reduce: Callable, params: PyTree) -> Starts:
     return Starts(params, stats, jnp.zeros(n, bool))
 
 
+def run_cycle(family: Family, params: PyTree, context: PyTree, reduce: Callable) -> PyTree:
+    """The family's conditional cycle after an M-step gave ``params``
+    (:attr:`Family.has_cycle`; ``params`` as they are without one), as a
+    ``while_loop`` of passes: ``reduce(params, view) -> (stats, Σ w log p, Σ w)``
+    sums ``view``'s pass over all the data."""
+    if not family.has_cycle:
+        return params
+
+    def body(state):
+        stats = reduce(params, family.cycle_view(state))[0]
+        return family.cycle_update(state, stats, params)
+
+    state = jax.lax.while_loop(family.cycle_running, body, family.cycle_start(params, context))
+    return family.cycle_finish(state, params)
+
+
 def run_em(
     family: Family,
     reduce: Callable,
@@ -197,14 +213,15 @@ def run_em(
     """EM from a batch of starts (leading axis), one compiled ``while_loop``
     each under ``vmap``: the loop of every traceable source. ``reduce(params) ->
     (stats, Σ w log p, Σ w)`` is the source's pass summed over the data; the
-    monitored value is :func:`objective`. ``accelerate`` (static): ``None`` or
-    SQUAREM in the family's unconstrained coordinates
-    (:meth:`~jaxem.Family.unconstrain`)."""
+    monitored value is :func:`objective`; ``reduce(params, view)`` sums another
+    family's pass (a conditional cycle's, :func:`run_cycle`, which follows every
+    M-step). ``accelerate`` (static): ``None`` or SQUAREM in the family's
+    unconstrained coordinates (:meth:`~jaxem.Family.unconstrain`)."""
     if not isinstance(starts, Starts):
         starts = from_params(reduce, starts)
 
     def maximize(stats, params):
-        return family.maximize(stats, params, context)
+        return run_cycle(family, family.maximize(stats, params, context), context, reduce)
 
     def evaluate(params):
         stats, ll_sum, total = reduce(params)

@@ -248,6 +248,44 @@ class Family:
         they are (statistics that do not depend on the parameters' frame)."""
         return stats
 
+    # ------------------------------------------- a conditional cycle (ECME, AECM)
+
+    @property
+    def has_cycle(self) -> bool:
+        """Whether every M-step is followed by a conditional-maximisation cycle
+        with passes of its own (static; ECME and AECM, Meng & van Dyk 1997).
+
+        The cycle is a search driven by passes over all the data: from
+        ``state = cycle_start(params, context)``, while
+        ``cycle_running(state)``, the source sums ``cycle_view(state).pass_``
+        at ``params`` over every row (chunks, devices, streams, as any pass) and
+        ``state = cycle_update(state, stats, params)``; then
+        ``cycle_finish(state, params)`` are the iteration's parameters. Every
+        batch source runs it (:func:`jaxem._src.engine.run_cycle`); online EM,
+        which has no full passes, skips it. Default: no cycle."""
+        return False
+
+    def cycle_start(self, params: PyTree, context: PyTree) -> PyTree:
+        """The cycle's search state after the M-step gave ``params``."""
+        raise NotImplementedError
+
+    def cycle_view(self, state: PyTree) -> Family:
+        """The family whose :meth:`pass_` at the M-step's parameters gives the
+        statistics the search needs next (additive over rows, as any pass)."""
+        raise NotImplementedError
+
+    def cycle_update(self, state: PyTree, stats: PyTree, params: PyTree) -> PyTree:
+        """The search state after a pass of :meth:`cycle_view` gave ``stats``."""
+        raise NotImplementedError
+
+    def cycle_running(self, state: PyTree) -> jax.Array:
+        """() bool: whether the search wants another pass."""
+        raise NotImplementedError
+
+    def cycle_finish(self, state: PyTree, params: PyTree) -> PyTree:
+        """The parameters at the end of the cycle."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- model
 
     def n_parameters(self, params: PyTree) -> jax.Array:

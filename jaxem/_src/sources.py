@@ -202,8 +202,8 @@ class InMemory:
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
         batch = jax.tree.leaves(starts)[0].shape[0]
 
-        def reduce(params):
-            return self.reduce(family, params, prepared, context, batch)
+        def reduce(params, view=family):
+            return self.reduce(view, params, prepared, context, batch)
 
         return run_em(
             family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
@@ -272,16 +272,16 @@ class Sharded:
         featurize = family.has_features and not cached
         mode = "cached" if cached else ("features" if featurize else "raw")
 
-        def local(params, rows, w, context):
+        def local(view, params, rows, w, context):
             stats, ll_sum = summed_pass(
-                family, params, rows, w, context, featurize=featurize, batch=batch, mode=mode
+                view, params, rows, w, context, featurize=featurize, batch=batch, mode=mode
             )
             return jax.lax.psum((stats, ll_sum, jnp.sum(w)), axis)
 
-        summed = self._map(local, (P(), P(axis), P(axis), P()), P())
+        summed = self._map(local, (P(), P(), P(axis), P(axis), P()), P())
 
-        def reduce(params):
-            return summed(params, rows, self.w, context)
+        def reduce(params, view=family):
+            return summed(view, params, rows, self.w, context)
 
         return run_em(
             family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
@@ -484,6 +484,47 @@ def _chunk_sums(family, params, x, w, context, *, mode):
     return stats, ll_sum, jnp.sum(w)
 
 
+@functools.partial(jax.jit, static_argnames=("mode",))
+def _cycle_sums(family, state, params, x, w, context, *, mode):
+    """``(stats, Σ w log p, Σ w)`` of one chunk of each restart's conditional
+    cycle pass (:meth:`Family.cycle_view` of its state, at its parameters)."""
+    featurize = mode == "features"
+
+    def one(s, p):
+        view = family.cycle_view(s)
+        return summed_pass(view, p, x, w, context, featurize=featurize, batch=1, mode=mode)
+
+    stats, ll_sum = jax.vmap(one)(state, params)
+    return stats, ll_sum, jnp.sum(w)
+
+
+@jax.jit
+def _cycle_start(family, params, context):
+    state = jax.vmap(lambda p: family.cycle_start(p, context))(params)
+    return state, jax.vmap(family.cycle_running)(state)
+
+
+@jax.jit
+def _cycle_update(family, state, stats, params):
+    """One pass's update of every restart still searching (the others kept, as
+    ``vmap`` of a ``while_loop`` keeps them)."""
+    running = jax.vmap(family.cycle_running)(state)
+    new = jax.vmap(family.cycle_update)(state, stats, params)
+    state = jax.tree.map(
+        lambda a, b: jnp.where(running.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, state
+    )
+    return state, jax.vmap(family.cycle_running)(state)
+
+
+@jax.jit
+def _cycle_finish(family, state, params, keep):
+    """The cycle's parameters where ``keep`` (restarts past their first M-step)."""
+    new = jax.vmap(family.cycle_finish)(state, params)
+    return jax.tree.map(
+        lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, params
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("max_iter", "accelerate"))
 def _begin(starts, *, max_iter, accelerate):
     dtype = jax.tree.leaves(starts.stats)[0].dtype
@@ -600,11 +641,16 @@ class HostChunks:
     def prepare(self, family: Family, context: PyTree, n_components: int | None = None) -> None:
         return None
 
-    def _pass(self, family, params, context):
+    def _pass(self, family, params, context, cycle_state=None):
+        """The summed pass of every restart over all chunks; with
+        ``cycle_state``, the family's conditional-cycle pass instead."""
         mode = "features" if family.has_features else "raw"
         acc, in_flight, n_chunks = None, [], 0
         for xb, wb in self._chunks():
-            sums = _chunk_sums(family, params, xb, wb, context, mode=mode)
+            if cycle_state is None:
+                sums = _chunk_sums(family, params, xb, wb, context, mode=mode)
+            else:
+                sums = _cycle_sums(family, cycle_state, params, xb, wb, context, mode=mode)
             acc = sums if acc is None else _add(acc, sums)
             n_chunks += 1
             in_flight.append(acc)
@@ -614,7 +660,21 @@ class HostChunks:
             raise ValueError("the chunk source yielded no chunks")
         return acc, n_chunks
 
+    def _cycle(self, family, params, context, keep):
+        """The family's conditional cycle, a pass over the chunks per step."""
+        state, running = _cycle_start(family, params, context)
+        while bool(jnp.any(running)):
+            sums, _ = self._pass(family, params, context, cycle_state=state)
+            state, running = _cycle_update(family, state, sums[0], params)
+        return _cycle_finish(family, state, params, keep)
+
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
+        if family.has_cycle and accelerate is not None:
+            raise ValueError(
+                "accelerated EM of a family with a conditional cycle (a Student-t "
+                "mixture's ECME) needs the data in memory or on devices; from chunks "
+                "use accelerate=None, or the family's plain EM (StudentT(dof_method='em'))"
+            )
         if not isinstance(starts, Starts):
             mode = "features" if family.has_features else "raw"
             xb, wb = next(iter(self._chunks()))
@@ -631,6 +691,8 @@ class HostChunks:
         while not bool(jnp.all(carry.finished)):
             started = time.perf_counter()
             params, carry = _next_params(family, carry, context, accelerate=accelerate)
+            if family.has_cycle:
+                params = self._cycle(family, params, context, carry.have_stats)
             sums, n_chunks = self._pass(family, params, context)
             running = ~np.asarray(carry.state.done | (carry.state.n_iter >= max_iter))
             carry, values = _record(

@@ -47,13 +47,37 @@ into a part in ``π``, a part in ``(μ, Σ)`` (given the weights ``u``) and a pa
 in ``ν`` (given ``E[log U] − E[U]``), so maximising each part is a full M-step:
 this is EM (what Peel & McLachlan call the ECM algorithm when the ``(μ, Σ)`` and
 ``ν`` updates are written as two conditional maximisations; here they do not
-interact), and the log-likelihood never decreases. It is **not** ECME (Liu &
-Rubin 1995), which chooses ``ν`` to maximise the observed log-likelihood at the
-new ``(μ, Σ)`` and converges faster in ``ν``: that needs the data's Mahalanobis
-distances under the new parameters for every trial ``ν``, a further pass over
-the data per trial, which the additive-statistics seam (one pass per iteration,
-statistics summed over chunks and devices) does not offer. With ``ν`` fixed the
-two coincide.
+interact), and the log-likelihood never decreases. ``dof_method="em"`` stops
+there. Its ν converges slowly where the data say little about the tails (Old
+Faithful, K = 2, full: 19 406 iterations to a gain below 1e-12, one ν creeping
+to the bound 1000).
+
+``dof_method="ecme"`` (the default) adds ECME's cycle (Liu & Rubin 1995; the
+multicycle form of McLachlan & Peel 2000, section 7.8), as the engine's
+conditional cycle (:attr:`~jaxem.Family.has_cycle`): after the M-step, with the
+responsibilities ``τ`` of an E-step at the new parameters held fixed, each
+``ν_k`` maximises ``G_k(ν) = Σ w τ log t_ν(x | μ_k, Σ_k)``, the observed-data
+log-likelihood with only the component labels missing, where Liu & Rubin's
+equation holds,
+
+    g(ν/2) − g((ν + D)/2) + Σ w τ (log u(ν) − u(ν) + 1) / n_k = 0,
+    g(x) = log x − ψ(x),   u(ν) = (ν + D)/(ν + δ)
+
+(the unknown ν now inside ``u``: a function of every row's distance, so no
+fixed statistic gives it). Each pass of the search computes, at the M-step's
+parameters, the sums of ``τ (log u − u + 1)``, ``τ v²`` and ``τ log(1 + δ/ν)``
+(``v = u − 1``) at three trial ν per component (the current one and the two
+bounds), additive over rows like any pass, so chunks, devices and streams run
+it; a safeguarded Newton step on ``log ν`` follows (:meth:`StudentT.cycle_update`:
+the bracket kept from the signs, the best ν evaluated remembered), 3–6 passes
+from the EM update's ν. Each step maximises its conditional objective after an
+E-step at the current parameters, so the log-likelihood never decreases (AECM,
+Meng & van Dyk 1997); the fixed points are EM's. Measured against an
+independent NumPy ECME (``experiments/t_mixture_reference.py``): the same
+iterates to 1e-13, and to a gain below 1e-12 ECME takes 47 iterations on Old
+Faithful where EM takes 19 406 (15 ms against 945 ms), 75 against 204 on the
+synthetic data (about equal time: ECME's iterations cost 3–5 passes). Online EM
+has no full passes and keeps the EM update of ν.
 
 As ``ν → ∞`` the weights ``u → 1`` and the model is the Gaussian mixture: with
 a fixed ``ν`` of 1e8 the fit equals the Gaussian family's to about
@@ -111,6 +135,13 @@ __all__ = [
 #: too heavy for any moment to exist many times over.
 DOF_MIN = 0.1
 DOF_MAX = 1000.0
+
+#: How an estimated ν is updated (:class:`StudentT`'s ``dof_method``).
+DOF_METHODS = ("ecme", "em")
+
+#: Most passes of one ECME ν search (:meth:`StudentT.cycle_update`); from the
+#: EM update's ν the safeguarded Newton search needs 3–6.
+ECME_MAX_PASSES = 24
 
 #: Safeguarded Newton steps of :func:`solve_dof` (from a start within a factor
 #: ~2 of the root, 6 reach float64 rounding; the rest are margin).
@@ -267,6 +298,54 @@ def _prior_dof_stat(dof: jax.Array) -> jax.Array:
     return -_log_minus_digamma(0.5 * dof)[0]
 
 
+class DofSearchStats(NamedTuple):
+    """Additive statistics of an ECME pass at (3, K) trial ν (τ the
+    responsibilities at the M-step's parameters, ``v = u − 1 = (D − δ)/(ν + δ)``).
+
+    Attributes:
+        nk: (K,) ``Σ w τ``.
+        log_u: (3, K) ``Σ w τ (log u − u + 1)``.
+        v2: (3, K) ``Σ w τ v²``.
+        log_kernel: (3, K) ``Σ w τ log(1 + δ/ν)``.
+    """
+
+    nk: jax.Array
+    log_u: jax.Array
+    v2: jax.Array
+    log_kernel: jax.Array
+
+
+class DofSearch(NamedTuple):
+    """State of the ECME ν search, per component, in ``t = log ν``."""
+
+    t: jax.Array  # (K,) the next ν to evaluate
+    lo: jax.Array  # (K,) the bracket of the root from the signs seen
+    hi: jax.Array
+    best_t: jax.Array  # (K,) the evaluated ν of highest G_k so far
+    best_value: jax.Array  # (K,) its G_k / n_k (−∞ before any pass)
+    step: jax.Array  # (K,) |the last step| (0 for an empty component)
+    n: jax.Array  # () passes so far
+
+
+def _dof_search_terms(stats: DofSearchStats, nu: jax.Array, d: int):
+    """At (3, K) ``ν``: ``(F, dF/d log ν, G / n)`` with ``F = 2 (∂G/∂ν) / n``,
+
+        F = g(ν/2) − g((ν + D)/2) + Σ w τ (log u − u + 1) / n,   g(x) = log x − ψ(x),
+
+    (Liu & Rubin 1995's equation for ν; 0 at ECME's ν), its derivative
+    ``ν [g'(ν/2)/2 − g'((ν+D)/2)/2 + Σ w τ v² / (n (ν + D))]`` and
+    ``G/n = log Γ((ν+D)/2) − log Γ(ν/2) − (D/2) log ν − ((ν+D)/2) Σ w τ log(1 + δ/ν) / n``
+    up to a constant."""
+    n = jnp.where(stats.nk > 0, stats.nk, 1)
+    g_half, dg_half = _log_minus_digamma(0.5 * nu)
+    g_shift, dg_shift = _log_minus_digamma(0.5 * (nu + d))
+    score = g_half - g_shift + stats.log_u / n
+    slope = nu * (0.5 * (dg_half - dg_shift) + stats.v2 / (n * (nu + d)))
+    value = _log_gamma_ratio(0.5 * nu, 0.5 * d) - 0.5 * d * math.log(2.0)
+    value = value - 0.5 * (nu + d) * stats.log_kernel / n
+    return score, slope, value
+
+
 # ------------------------------------------------------------------- family
 
 
@@ -274,7 +353,7 @@ def _prior_dof_stat(dof: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class StudentT(MixtureFamily):
     """The multivariate Student-t mixture family (see the module docstring for
-    the algorithm: EM with ν per component, not ECME).
+    the algorithm: EM with ν per component by ECME by default, or by EM).
 
     Attributes:
         covariance_type: static, ``"full"``, ``"tied"``, ``"diag"`` or
@@ -287,6 +366,10 @@ class StudentT(MixtureFamily):
             (traced).
         dirichlet: ``α ≥ 1`` of a symmetric Dirichlet prior on the weights
             (traced; 1 is flat).
+        dof_method: static, how an estimated ν is updated: ``"ecme"`` (the
+            default: each ν maximises the observed log-likelihood given the
+            labels' responsibilities, a few passes per iteration) or ``"em"``
+            (the expected complete-data equation, one pass per iteration).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxem
@@ -307,10 +390,15 @@ class StudentT(MixtureFamily):
     reg_covar: ArrayLike = 1e-6
     dof_init: ArrayLike = 30.0
     dirichlet: ArrayLike = 1.0
+    dof_method: str = dataclasses.field(default="ecme", metadata=dict(static=True))
+    # the ECME pass's trial ν, (3, K) (set only on the view of a cycle)
+    _trial_dof: jax.Array | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         canonical = cov_lib.check_covariance_type(self.covariance_type, cov_lib.COVARIANCE_TYPES)
         object.__setattr__(self, "covariance_type", canonical)
+        if self.dof_method not in DOF_METHODS:
+            raise ValueError(f"dof_method must be one of {DOF_METHODS}; got {self.dof_method!r}")
         if isinstance(self.dof, str):
             if self.dof != "estimate":
                 raise ValueError(f"dof must be 'estimate' or a number > 0; got {self.dof!r}")
@@ -388,6 +476,8 @@ class StudentT(MixtureFamily):
         joint = jnp.where(active, log_comp + log_weights, -jnp.inf)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
+        if self._trial_dof is not None:  # the ECME search's pass
+            return self._dof_search_stats(resp, maha, d), jnp.sum(w * log_norm)
         dof = params.dof
         v = (d - maha) / (dof + maha)  # u − 1, exact near u = 1
         ru = resp * (1 + v)
@@ -401,6 +491,80 @@ class StudentT(MixtureFamily):
             sum_dof=jnp.sum(resp * e_dof, axis=0),
         )
         return stats, jnp.sum(w * log_norm)
+
+    # ------------------------------------------------- ECME: the ν cycle
+
+    def _dof_search_stats(self, resp, maha, d) -> DofSearchStats:
+        """Statistics of ``G_k(ν) = Σ w τ log t_ν(x | μ_k, Σ_k)`` at the (3, K)
+        trial ν (τ: the responsibilities ``resp``, weights included)."""
+        nu = self._trial_dof[:, None, :]  # (3, 1, K)
+        v = (d - maha) / (nu + maha)  # u − 1 at the trial ν, (3, N, K)
+        return DofSearchStats(
+            nk=jnp.sum(resp, axis=0),
+            log_u=jnp.sum(resp * (jnp.log1p(v) - v), axis=1),
+            v2=jnp.sum(resp * v * v, axis=1),
+            log_kernel=jnp.sum(resp * jnp.log1p(maha / nu), axis=1),
+        )
+
+    @property
+    def has_cycle(self) -> bool:  # type: ignore[override]
+        return self.dof is None and self.dof_method == "ecme"
+
+    def cycle_start(self, params, context):
+        dtype = params.dof.dtype
+        k = params.dof.shape[0]
+        lo = jnp.full((k,), math.log(DOF_MIN), dtype)
+        hi = jnp.full((k,), math.log(DOF_MAX), dtype)
+        t = jnp.clip(jnp.log(params.dof), lo, hi)
+        inf = jnp.full((k,), jnp.inf, dtype)
+        return DofSearch(t, lo, hi, t, -inf, inf, jnp.zeros((), jnp.int32))
+
+    def cycle_view(self, state):
+        bounds = (math.log(DOF_MIN), math.log(DOF_MAX))
+        trials = jnp.stack(
+            [state.t, jnp.full_like(state.t, bounds[0]), jnp.full_like(state.t, bounds[1])]
+        )
+        return dataclasses.replace(self, _trial_dof=jnp.exp(trials))
+
+    def cycle_update(self, state, stats, params):
+        """One safeguarded Newton step on ``log ν`` per component towards the
+        root of ``∂G_k/∂ν`` (the bracket kept from the signs seen so far, a
+        bisection where Newton would leave it), recording the best ν evaluated."""
+        d = params.means.shape[-1]
+        t3 = jnp.stack([state.t, jnp.full_like(state.t, math.log(DOF_MIN)),
+                        jnp.full_like(state.t, math.log(DOF_MAX))])  # fmt: skip
+        score, slope, value = _dof_search_terms(stats, jnp.exp(t3), d)
+        f, df = score[0], slope[0]
+        # a root beyond a bound: the bound (the score's sign there says so)
+        lo = jnp.where(score[2] >= 0, t3[2], jnp.where(f > 0, state.t, state.lo))
+        hi = jnp.where(score[1] <= 0, t3[1], jnp.where(f > 0, state.hi, state.t))
+        lo = jnp.minimum(lo, hi)
+        newton = state.t - f / jnp.where(df < 0, df, -1)
+        inside = (newton >= lo) & (newton <= hi) & (df < 0)
+        t = jnp.where(inside, newton, 0.5 * (lo + hi))
+        t = jnp.where(f == 0, state.t, t)
+        candidates = jnp.stack([state.best_t, state.t, t3[1], t3[2]])
+        values = jnp.stack([state.best_value, value[0], value[1], value[2]])
+        pick = jnp.argmax(jnp.where(jnp.isnan(values), -jnp.inf, values), axis=0)
+        best_t = jnp.take_along_axis(candidates, pick[None], axis=0)[0]
+        best_value = jnp.take_along_axis(values, pick[None], axis=0)[0]
+        searching = stats.nk > 0
+        best_value = jnp.where(searching, best_value, -jnp.inf)
+        step = jnp.where(searching, jnp.abs(t - state.t), 0)
+        return DofSearch(t, lo, hi, best_t, best_value, step, state.n + 1)
+
+    def cycle_running(self, state):
+        tol = math.sqrt(float(jnp.finfo(state.t.dtype).eps))
+        return (state.n < ECME_MAX_PASSES) & jnp.any(state.step > tol)
+
+    def cycle_finish(self, state, params):
+        """ν of the converged Newton step (its error the square of the last
+        step), else the best ν evaluated; ν kept where a component is empty."""
+        tol = math.sqrt(float(jnp.finfo(state.t.dtype).eps))
+        t = jnp.where(state.step <= tol, state.t, state.best_t)
+        searched = jnp.isfinite(state.best_value)
+        dof = jnp.where(searched, jnp.exp(t), params.dof)
+        return dataclasses.replace(params, dof=dof.astype(params.dof.dtype))
 
     def maximize(self, stats, params, context):
         module = cov_lib.get(self.covariance_type)

@@ -262,7 +262,7 @@ def em_map(family: Family, source: Any, n_active: ArrayLike, params: PyTree):
     reverse-differentiable configuration (:meth:`Family.differentiable`)
     computes it: the map whose fixed point :mod:`jaxem._src.implicit`
     differentiates."""
-    family = family.differentiable()
+    family = family.differentiable().one_pass()
     context = source.context(family)
     bound = family.bind(context, n_active)
     prepared = source.prepare(bound, context)

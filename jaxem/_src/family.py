@@ -262,8 +262,18 @@ class Family:
         ``state = cycle_update(state, stats, params)``; then
         ``cycle_finish(state, params)`` are the iteration's parameters. Every
         batch source runs it (:func:`jaxem._src.engine.run_cycle`); online EM,
-        which has no full passes, skips it. Default: no cycle."""
+        which has no full passes, runs :meth:`one_pass` instead. Default: no
+        cycle."""
         return False
+
+    def one_pass(self) -> Family:
+        """This family's EM without a conditional cycle: one pass per
+        iteration, the same fixed points. Drivers without full passes (online
+        EM) use it, and so do the EM map that implicit differentiation and the
+        observed information differentiate. Default: itself (a family whose
+        :meth:`maximize` is a whole M-step and whose cycle only speeds it up,
+        as the Student-t mixture's ECME)."""
+        return self
 
     def cycle_start(self, params: PyTree, context: PyTree) -> PyTree:
         """The cycle's search state after the M-step gave ``params``."""

@@ -185,7 +185,7 @@ def _problem(family: Family, params: PyTree, x: Any, w: jax.Array, basis: jax.Ar
     context = family.context(family.summarize(x, w, ref), ref)
     weights = getattr(params, "weights", None)
     n_active = jnp.sum(weights > 0) if weights is not None else None
-    family = family.bind(context, n_active).differentiable()
+    family = family.bind(context, n_active).differentiable().one_pass()
     u0, unravel_u = ravel_pytree(family.unconstrain(params))
     return _Problem(family, params, x, w, context, u0, unravel_u, basis)
 

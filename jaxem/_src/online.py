@@ -213,6 +213,7 @@ def fit_online(
     if max_batches is not None:
         max_batches = check_static_int("max_batches", max_batches, minimum=1)
     dtype = jax.tree.leaves(params)[0].dtype
+    family = family.one_pass()  # no full passes here for a conditional cycle
 
     stats = frame = context = None
     avg, n_avg = None, 0

@@ -36,11 +36,19 @@ The M-step solves ``[Λ_k, μ_k − m_k] = (Σ r y z̃ᵀ)(Σ r E[z̃ z̃ᵀ])�
 (averaged over features for ``"isotropic"``, over components weighted by
 ``n_k`` for ``"tied"``), then ``+ reg_covar``. Every factor of the expected
 complete-data log-likelihood is maximised jointly, so this is an exact EM:
-the log-likelihood never decreases. McLachlan & Peel's AECM instead updates
-``(π, μ)`` and ``(Λ, Ψ)`` in two cycles with an E-step between them; that
-needs a second pass over the data per iteration, which the seam (one pass,
-statistics summed over chunks and devices) does not offer, and the augmented
-EM reaches the same maximum likelihood estimates.
+the log-likelihood never decreases.
+
+**AECM** (``algorithm="aecm"``; McLachlan & Peel 2000, section 8.5): two
+cycles per iteration with an E-step before each. Cycle 1 (the labels missing)
+sets ``π`` and ``μ_k = Σ τ x / Σ τ`` from the pass at ``θ``; cycle 2 (labels and
+factors missing) is the engine's conditional cycle (:attr:`~jaxem.Family.has_cycle`):
+one more pass at ``(π', μ', Λ, Ψ)``, then ``Λ_k = (Σ τ y ẑᵀ)(Σ τ E[z zᵀ])⁻¹``
+and ``ψ`` as above with ``y = x − μ'``, the mean held. Two passes per iteration;
+the same fixed points as EM (tests/test_mixtures_factor.py: equal to an
+independent dense NumPy AECM to 1e-10). On the standardised wine data (K = 3,
+q = 2, k-means start, to a gain below 1e-10) both take about 3 000 iterations,
+so EM, at one pass each, is the default. Online EM, which has no full passes,
+runs the EM (:meth:`FactorAnalyzers.one_pass`).
 
 **Initialisation** (:meth:`FactorAnalyzers.init_stats`): the engine's
 responsibilities (k-means etc. on the raw data), then per component a
@@ -87,6 +95,10 @@ __all__ = [
 
 #: How the noise variances ``Ψ_k`` are constrained.
 NOISE_TYPES = ("diag", "tied", "isotropic")
+
+#: Ghahramani & Hinton's EM (one pass per iteration) or McLachlan & Peel's AECM
+#: (two cycles, two passes).
+ALGORITHMS = ("em", "aecm")
 
 #: A component is degenerate when more of its features than the loadings can
 #: span have noise variance ``ψ_kd − reg_covar`` below this fraction of the
@@ -149,6 +161,14 @@ class FactorAnalyzersStats(NamedTuple):
     sum_z: jax.Array
     sum_yz: jax.Array
     sum_zz: jax.Array
+
+
+class _Cycle(NamedTuple):
+    """AECM's second cycle: one pass, its statistics kept for the CM-step."""
+
+    n: jax.Array
+    stats: FactorAnalyzersStats
+    context: object
 
 
 class _Posterior(NamedTuple):
@@ -252,6 +272,9 @@ class FactorAnalyzers(MixtureFamily):
         reg_covar: () added to the noise variances in every M-step (traced).
         dirichlet: ``α ≥ 1`` of a symmetric Dirichlet prior on the weights
             (traced; 1 is flat).
+        algorithm: static, ``"em"`` (the default: Ghahramani & Hinton's EM,
+            one pass per iteration) or ``"aecm"`` (McLachlan & Peel's two
+            cycles, two passes per iteration; the same fixed points).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxem
@@ -272,11 +295,14 @@ class FactorAnalyzers(MixtureFamily):
     noise_type: str = dataclasses.field(default="diag", metadata=dict(static=True))
     reg_covar: ArrayLike = 1e-6
     dirichlet: ArrayLike = 1.0
+    algorithm: str = dataclasses.field(default="em", metadata=dict(static=True))
 
     def __post_init__(self):
         check_static_int("n_factors", self.n_factors, minimum=1)
         if self.noise_type not in NOISE_TYPES:
             raise ValueError(f"noise_type must be one of {NOISE_TYPES}; got {self.noise_type!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {self.algorithm!r}")
         for name in ("reg_covar", "dirichlet"):
             value = concrete(getattr(self, name))
             if value is not None and (value.ndim != 0 or not np.isfinite(value)):
@@ -359,6 +385,61 @@ class FactorAnalyzers(MixtureFamily):
         return _stats(resp, post), jnp.sum(w * log_norm)
 
     def maximize(self, stats, params, context):
+        if self.algorithm == "aecm":  # cycle 1: (π, μ); (Λ, Ψ) in the cycle
+            delta = stats.sum_y / jnp.where(stats.nk > 0, stats.nk, 1)[:, None]
+            weights = mixture_weights(stats.nk, self.dirichlet)
+            return dataclasses.replace(params, weights=weights, means=params.means + delta)
+        return self._em_step(stats, params, context)
+
+    # ---------------------------------------------- AECM's second cycle
+
+    @property
+    def has_cycle(self) -> bool:  # type: ignore[override]
+        return self.algorithm == "aecm"
+
+    def one_pass(self) -> FactorAnalyzers:
+        return dataclasses.replace(self, algorithm="em")
+
+    def cycle_start(self, params, context):
+        k, d = params.means.shape
+        q, dtype = self.n_factors, params.means.dtype
+        zeros = FactorAnalyzersStats(
+            jnp.zeros(k, dtype), jnp.zeros((k, d), dtype), jnp.zeros((k, d), dtype),
+            jnp.zeros((k, q), dtype), jnp.zeros((k, d, q), dtype), jnp.zeros((k, q, q), dtype),
+        )  # fmt: skip
+        return _Cycle(jnp.zeros((), jnp.int32), zeros, context)
+
+    def cycle_view(self, state):
+        return self  # the E-step at (π', μ', Λ, Ψ): the ordinary pass
+
+    def cycle_update(self, state, stats, params):
+        return state._replace(n=state.n + 1, stats=stats)
+
+    def cycle_running(self, state):
+        return state.n < 1
+
+    def cycle_finish(self, state, params):
+        """Cycle 2's CM-step: with ``y = x − μ'`` and the factors' posterior
+        at ``(π', μ', Λ, Ψ)``, ``Λ = (Σ τ y ẑᵀ)(Σ τ E[z zᵀ])⁻¹`` and ``ψ_d =
+        (Σ τ y_d² − Σ_j Λ_dj (Σ τ y ẑᵀ)_dj) / n_k`` (the mean held at ``μ'``)."""
+        stats = state.stats
+        nk, q = stats.nk, self.n_factors
+        dtype = stats.sum_yz.dtype
+        eps = 10 * jnp.finfo(dtype).eps
+        active = nk > 0
+        scale = (jnp.where(active, nk, 1) + eps)[:, None, None]
+        eye = jnp.eye(q, dtype=dtype)
+        a = jnp.where(active[:, None, None], stats.sum_zz / scale + eps * eye, eye)
+        b = stats.sum_yz / scale
+        chol = jnp.linalg.cholesky(a)
+        loadings = jax.vmap(lambda c, v: jax.scipy.linalg.cho_solve((c, True), v.T).T)(chol, b)
+        loadings = jnp.where(active[:, None, None], loadings, 0)
+        raw = stats.sum_yy / scale[..., 0] - jnp.sum(loadings * b, axis=-1)
+        noise = self._constrain_noise(jnp.maximum(raw, 0), nk, active, state.context)
+        return dataclasses.replace(params, loadings=loadings, noise=noise)
+
+    def _em_step(self, stats, params, context):
+        """Ghahramani & Hinton's M-step of every parameter (module docstring)."""
         nk = stats.nk
         q = stats.sum_yz.shape[-1]
         dtype = stats.sum_yz.dtype

@@ -6,14 +6,18 @@ import jax
 import pytest
 
 # Compilation is most of the suite's time on a CI runner's two cores. The tests
-# compile with LLVM's optimisation of the CPU code off: XLA's HLO passes (the
-# programs' operations) are unchanged; the machine code is slower, which the tests'
-# small shapes do not feel, and may round differently in the last bits (one test
-# that follows R's SQUAREM to 1e-12 over 22 extrapolations sees 1.6e-12). Set
-# XLA_FLAGS to test with other flags (an empty value: XLA's defaults). Set
-# here, before any computation creates JAX's CPU client, for every worker and for
-# the scripts the tests run in subprocesses.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# compile with LLVM's optimisation of the CPU code off and with XLA:CPU's older
+# loop emitters instead of its MLIR fusion emitters (which compiled a default
+# fit's programs in 9.5 s against 3.6 s; two test files 155 s against 102 s):
+# XLA's HLO passes (the programs' operations) are unchanged; the machine code is
+# slower, which the tests' small shapes do not feel, and may round differently in
+# the last bits (one test that follows R's SQUAREM to 1e-12 over 22
+# extrapolations sees 1.6e-12). Set XLA_FLAGS to test with other flags (an empty
+# value: XLA's defaults). Set here, before any computation creates JAX's CPU
+# client, for every worker and for the scripts the tests run in subprocesses.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+)
 # Every program goes to the disk cache (tests/conftest.py), however short its
 # compilation (JAX keeps only those over a second by default): modules clear the
 # in-memory caches (below), and a program that another module, worker or

@@ -69,7 +69,16 @@ def test_importing_jaxem_changes_no_environment_variable_or_jax_setting():
     assert json.loads(done.stdout.strip().splitlines()[-1]) is True
 
 
-@pytest.mark.parametrize("name", list(PROGRAMS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        # the default fit's program is checked for concurrent LAPACK calls
+        # without running it (tests/test_lapack_order.py); running it with XLA's
+        # default code generation costs ~40 s of compilation
+        pytest.param(name, marks=pytest.mark.slow) if name.startswith("gmm.fit") else name
+        for name in PROGRAMS
+    ],
+)
 def test_a_fit_that_deadlocked_finishes_with_xla_defaults(name):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     done = _run(HEADER + textwrap.dedent(PROGRAMS[name]), env, 300)

@@ -13,6 +13,11 @@ never sees loops, chunks, restarts or devices:
 * :meth:`Family.maximize` ``(stats, params, context) -> params``: the M-step
   from summed statistics (``params`` are those of the E-step, ``None`` in the
   first M-step from initial responsibilities).
+* optionally a conditional cycle after the M-step (:attr:`Family.has_cycle`:
+  ECME, AECM): a search driven by further passes of a view of the family
+  (:meth:`Family.cycle_view`), summed by the source like any pass, and
+  :meth:`Family.one_pass`, the one-pass algorithm with the same fixed points
+  for drivers without full passes.
 * :meth:`Family.log_prior`, :meth:`Family.n_parameters` and, where it means
   something, :meth:`Family.degenerate`; :meth:`Family.objective`, the value EM
   monitors (by default the mean log-likelihood plus log prior; a variational

@@ -113,10 +113,12 @@ def mahalanobis(x, mean, scale):
 
 def solve_dof(constant: float) -> float:
     """Root of ``−ψ(ν/2) + log(ν/2) + 1 + constant = 0`` on DOF_BOUNDS (clipped)."""
+    return clipped_root(lambda nu: -special.digamma(nu / 2) + np.log(nu / 2) + 1 + constant)
 
-    def f(nu):
-        return -special.digamma(nu / 2) + np.log(nu / 2) + 1 + constant
 
+def clipped_root(f) -> float:
+    """The root of ``f`` (positive below it) in DOF_BOUNDS by ``brentq``, or the
+    bound beyond which it lies."""
     lo, hi = DOF_BOUNDS
     if f(lo) <= 0:
         return lo
@@ -135,12 +137,7 @@ def solve_ecme_dof(tau: np.ndarray, delta: np.ndarray, d: int) -> float:
         a = (nu + d) / 2
         return -special.digamma(nu / 2) + np.log(nu / 2) + 1 + mean + special.digamma(a) - np.log(a)
 
-    lo, hi = DOF_BOUNDS
-    if f(lo) <= 0:
-        return lo
-    if f(hi) >= 0:
-        return hi
-    return optimize.brentq(f, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return clipped_root(f)
 
 
 def ecme_dof(x, weights, means, covariances, dof, covariance_type):

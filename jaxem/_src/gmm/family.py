@@ -318,3 +318,11 @@ def check_formulation(formulation: object) -> str:
 
 # The family whose program computes the starts of every GaussianFamily.
 _INIT_VIEW = GaussianFamily(reg_covar=0.0)
+
+
+def shared_init_view() -> GaussianFamily:
+    """The Gaussian family's init view (:meth:`GaussianFamily.init_view`), for
+    other families whose starting responsibilities are the same functions of the
+    raw rows (k-means and the agglomerations of the data; the Student-t mixture
+    and the factor analysers): their fits and selections share its programs."""
+    return _INIT_VIEW

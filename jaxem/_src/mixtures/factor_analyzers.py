@@ -77,7 +77,7 @@ from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
 from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
-from jaxem._src.gmm.family import gaussian_context, gaussian_summary
+from jaxem._src.gmm.family import gaussian_context, gaussian_summary, shared_init_view
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     mixture_weights,
@@ -568,6 +568,12 @@ class FactorAnalyzers(MixtureFamily):
         return params.means[labels] + factors + jnp.sqrt(params.noise[labels]) * e, labels
 
     # -------------------------------------------------------- initialisation
+
+    def init_view(self):
+        """The Gaussian family's: the engine's responsibilities on the raw rows
+        (the PCA start per component follows in :meth:`init_stats`), computed in
+        a program of their own shared with the Gaussian fits of the data."""
+        return shared_init_view() if type(self) is FactorAnalyzers else None
 
     def init_stats(self, resp, x, w, context):
         """A probabilistic-PCA start per component from the responsibilities

@@ -103,7 +103,13 @@ from jax.typing import ArrayLike
 
 from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
-from jaxem._src.gmm.family import degenerate, gaussian_context, gaussian_summary, portfolio
+from jaxem._src.gmm.family import (
+    degenerate,
+    gaussian_context,
+    gaussian_summary,
+    portfolio,
+    shared_init_view,
+)
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.params import make_params as make_gaussian_params
 from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum, suff_stats
@@ -702,6 +708,11 @@ class StudentT(MixtureFamily):
 
     def portfolio(self, n_init, n_samples):
         return portfolio(n_init, n_samples)
+
+    def init_view(self):
+        """The Gaussian family's: the same starts from the raw rows, in a program
+        of their own shared with every Gaussian and Student-t fit of the data."""
+        return shared_init_view() if type(self) is StudentT else None
 
     def init_stats(self, resp, x, w, context):
         """Gaussian statistics (``u = 1``) about the responsibility-weighted means

@@ -74,7 +74,7 @@ from the EM update's ν. Each step maximises its conditional objective after an
 E-step at the current parameters, so the log-likelihood never decreases (AECM,
 Meng & van Dyk 1997); the fixed points are EM's. Measured against an
 independent NumPy ECME (``experiments/t_mixture_reference.py``): the same
-iterates to 1e-13, and to a gain below 1e-12 ECME takes 47 iterations on Old
+iterates to 6e-13, and to a gain below 1e-12 ECME takes 47 iterations on Old
 Faithful where EM takes 19 406 (15 ms against 945 ms), 75 against 204 on the
 synthetic data (about equal time: ECME's iterations cost 3–5 passes). Online EM
 has no full passes and keeps the EM update of ν.

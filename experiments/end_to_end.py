@@ -551,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         args.out, "End to end: default jaxem.gmm.fit against scikit-learn", body, command
     )
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)  # complete: no partial
     progress(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return results
 

@@ -196,7 +196,7 @@ def run_cycle(family: Family, params: PyTree, context: PyTree, reduce: Callable)
         return family.cycle_update(state, stats, params)
 
     state = jax.lax.while_loop(family.cycle_running, body, family.cycle_start(params, context))
-    return family.cycle_finish(state, params)
+    return family.cycle_finish(state, params, context)
 
 
 def run_em(
@@ -318,7 +318,7 @@ def starts_from_resp(
     family: Family, resp: jax.Array, x: Any, w: jax.Array, context: PyTree, methods
 ) -> tuple[Starts, jax.Array]:
     """:func:`initial_stats` from responsibilities :func:`initial_resp` computed."""
-    stats, frames = jax.vmap(lambda r: family.init_stats(r, x, w, context))(resp)
+    stats, frames = family.batch_init_stats(resp, x, w, context)
     return Starts(frames, stats, jnp.ones(len(methods), bool)), method_codes(family, methods)
 
 

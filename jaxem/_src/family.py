@@ -265,7 +265,7 @@ class Family:
         ``cycle_running(state)``, the source sums ``cycle_view(state).pass_``
         at ``params`` over every row (chunks, devices, streams, as any pass) and
         ``state = cycle_update(state, stats, params)``; then
-        ``cycle_finish(state, params)`` are the iteration's parameters. Every
+        ``cycle_finish(state, params, context)`` are the iteration's parameters. Every
         batch source runs it (:func:`jaxem._src.engine.run_cycle`); online EM,
         which has no full passes, runs :meth:`one_pass` instead. Default: no
         cycle."""
@@ -297,7 +297,7 @@ class Family:
         """() bool: whether the search wants another pass."""
         raise NotImplementedError
 
-    def cycle_finish(self, state: PyTree, params: PyTree) -> PyTree:
+    def cycle_finish(self, state: PyTree, params: PyTree, context: PyTree) -> PyTree:
         """The parameters at the end of the cycle."""
         raise NotImplementedError
 
@@ -434,6 +434,12 @@ class Family:
         and ``methods[i]`` (static). By default :meth:`init_stats` of
         :meth:`initial_resp`, one ``vmap`` over all restarts."""
         resp = self.initial_resp(keys, x, w, n_components, n_active, methods, context)
+        return self.batch_init_stats(resp, x, w, context)
+
+    def batch_init_stats(
+        self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree
+    ) -> tuple[PyTree, PyTree]:
+        """:meth:`init_stats` of a batch of responsibilities (B, N, K): one ``vmap``."""
         return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
 
     def init_stats(

@@ -504,24 +504,27 @@ def _cycle_start(family, params, context):
     return state, jax.vmap(family.cycle_running)(state)
 
 
+def _where(pred, a, b):
+    return jax.tree.map(functools.partial(jnp.where, pred), a, b)
+
+
 @jax.jit
 def _cycle_update(family, state, stats, params):
     """One pass's update of every restart still searching (the others kept, as
     ``vmap`` of a ``while_loop`` keeps them)."""
-    running = jax.vmap(family.cycle_running)(state)
-    new = jax.vmap(family.cycle_update)(state, stats, params)
-    state = jax.tree.map(
-        lambda a, b: jnp.where(running.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, state
-    )
+
+    def one(s, st, p):
+        return _where(family.cycle_running(s), family.cycle_update(s, st, p), s)
+
+    state = jax.vmap(one)(state, stats, params)
     return state, jax.vmap(family.cycle_running)(state)
 
 
 @jax.jit
-def _cycle_finish(family, state, params, keep):
+def _cycle_finish(family, state, params, context, keep):
     """The cycle's parameters where ``keep`` (restarts past their first M-step)."""
-    new = jax.vmap(family.cycle_finish)(state, params)
-    return jax.tree.map(
-        lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, params
+    return jax.vmap(lambda k, s, p: _where(k, family.cycle_finish(s, p, context), p))(
+        keep, state, params
     )
 
 
@@ -666,7 +669,7 @@ class HostChunks:
         while bool(jnp.any(running)):
             sums, _ = self._pass(family, params, context, cycle_state=state)
             state, running = _cycle_update(family, state, sums[0], params)
-        return _cycle_finish(family, state, params, keep)
+        return _cycle_finish(family, state, params, context, keep)
 
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
         if family.has_cycle and accelerate is not None:

@@ -168,7 +168,6 @@ class _Cycle(NamedTuple):
 
     n: jax.Array
     stats: FactorAnalyzersStats
-    context: object
 
 
 class _Posterior(NamedTuple):
@@ -407,7 +406,7 @@ class FactorAnalyzers(MixtureFamily):
             jnp.zeros(k, dtype), jnp.zeros((k, d), dtype), jnp.zeros((k, d), dtype),
             jnp.zeros((k, q), dtype), jnp.zeros((k, d, q), dtype), jnp.zeros((k, q, q), dtype),
         )  # fmt: skip
-        return _Cycle(jnp.zeros((), jnp.int32), zeros, context)
+        return _Cycle(jnp.zeros((), jnp.int32), zeros)
 
     def cycle_view(self, state):
         return self  # the E-step at (π', μ', Λ, Ψ): the ordinary pass
@@ -418,7 +417,7 @@ class FactorAnalyzers(MixtureFamily):
     def cycle_running(self, state):
         return state.n < 1
 
-    def cycle_finish(self, state, params):
+    def cycle_finish(self, state, params, context):
         """Cycle 2's CM-step: with ``y = x − μ'`` and the factors' posterior
         at ``(π', μ', Λ, Ψ)``, ``Λ = (Σ τ y ẑᵀ)(Σ τ E[z zᵀ])⁻¹`` and ``ψ_d =
         (Σ τ y_d² − Σ_j Λ_dj (Σ τ y ẑᵀ)_dj) / n_k`` (the mean held at ``μ'``)."""
@@ -435,7 +434,7 @@ class FactorAnalyzers(MixtureFamily):
         loadings = jax.vmap(lambda c, v: jax.scipy.linalg.cho_solve((c, True), v.T).T)(chol, b)
         loadings = jnp.where(active[:, None, None], loadings, 0)
         raw = stats.sum_yy / scale[..., 0] - jnp.sum(loadings * b, axis=-1)
-        noise = self._constrain_noise(jnp.maximum(raw, 0), nk, active, state.context)
+        noise = self._constrain_noise(jnp.maximum(raw, 0), nk, active, context)
         return dataclasses.replace(params, loadings=loadings, noise=noise)
 
     def _em_step(self, stats, params, context):

@@ -333,6 +333,16 @@ class DofSearch(NamedTuple):
     n: jax.Array  # () passes so far
 
 
+def _trial_log_dof(t: jax.Array) -> jax.Array:
+    """(3, K) the log ν a search pass evaluates: the current ``t`` and the bounds."""
+    return jnp.stack([t, jnp.full_like(t, math.log(DOF_MIN)), jnp.full_like(t, math.log(DOF_MAX))])
+
+
+def _search_tol(dtype) -> float:
+    """A step in log ν below which Newton has converged (its next step is the square)."""
+    return math.sqrt(float(jnp.finfo(dtype).eps))
+
+
 def _dof_search_terms(stats: DofSearchStats, nu: jax.Array, d: int):
     """At (3, K) ``ν``: ``(F, dF/d log ν, G / n)`` with ``F = 2 (∂G/∂ν) / n``,
 
@@ -526,19 +536,14 @@ class StudentT(MixtureFamily):
         return DofSearch(t, lo, hi, t, -inf, inf, jnp.zeros((), jnp.int32))
 
     def cycle_view(self, state):
-        bounds = (math.log(DOF_MIN), math.log(DOF_MAX))
-        trials = jnp.stack(
-            [state.t, jnp.full_like(state.t, bounds[0]), jnp.full_like(state.t, bounds[1])]
-        )
-        return dataclasses.replace(self, _trial_dof=jnp.exp(trials))
+        return dataclasses.replace(self, _trial_dof=jnp.exp(_trial_log_dof(state.t)))
 
     def cycle_update(self, state, stats, params):
         """One safeguarded Newton step on ``log ν`` per component towards the
         root of ``∂G_k/∂ν`` (the bracket kept from the signs seen so far, a
         bisection where Newton would leave it), recording the best ν evaluated."""
         d = params.means.shape[-1]
-        t3 = jnp.stack([state.t, jnp.full_like(state.t, math.log(DOF_MIN)),
-                        jnp.full_like(state.t, math.log(DOF_MAX))])  # fmt: skip
+        t3 = _trial_log_dof(state.t)
         score, slope, value = _dof_search_terms(stats, jnp.exp(t3), d)
         f, df = score[0], slope[0]
         # a root beyond a bound: the bound (the score's sign there says so)
@@ -560,14 +565,12 @@ class StudentT(MixtureFamily):
         return DofSearch(t, lo, hi, best_t, best_value, step, state.n + 1)
 
     def cycle_running(self, state):
-        tol = math.sqrt(float(jnp.finfo(state.t.dtype).eps))
-        return (state.n < ECME_MAX_PASSES) & jnp.any(state.step > tol)
+        return (state.n < ECME_MAX_PASSES) & jnp.any(state.step > _search_tol(state.t.dtype))
 
-    def cycle_finish(self, state, params):
+    def cycle_finish(self, state, params, context):
         """ν of the converged Newton step (its error the square of the last
         step), else the best ν evaluated; ν kept where a component is empty."""
-        tol = math.sqrt(float(jnp.finfo(state.t.dtype).eps))
-        t = jnp.where(state.step <= tol, state.t, state.best_t)
+        t = jnp.where(state.step <= _search_tol(state.t.dtype), state.t, state.best_t)
         searched = jnp.isfinite(state.best_value)
         dof = jnp.where(searched, jnp.exp(t), params.dof)
         return dataclasses.replace(params, dof=dof.astype(params.dof.dtype))

@@ -13,7 +13,13 @@ from jaxem import gmm
 from jaxem._src import sources as passes
 from jaxem._src.gmm import layout
 from jaxem._src.gmm.fit import run_batch
-from jaxem._src.gmm.passes import cached_moment_pass, direct_pass, feature_cache, moment_pass
+from jaxem._src.gmm.passes import (
+    cached_moment_pass,
+    direct_pass,
+    feature_cache,
+    moment_pass,
+    responsibility_stats,
+)
 
 
 def _plain_m_step(params, x):
@@ -194,3 +200,56 @@ def test_layout_keeps_float32_moments_accurate_on_tight_far_clusters(covariance_
     r64, _ = run(_batch(start64), jnp.asarray(x64), formulation="direct")
     r32, _ = run(_batch(start32), jnp.asarray(x32), formulation="moments")
     _assert_params_close(_first(r32.params), _first(r64.params), rtol=1e-4)
+
+
+def _stats_error(a, b):
+    """Largest error of any statistic relative to that statistic's largest entry."""
+    return max(
+        float(np.max(np.abs(np.asarray(u, np.float64) - v)) / np.max(np.abs(v)))
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("sigma", [0.3, 1e-3], ids=["overlap", "tight"])
+def test_responsibility_stats_by_moments_or_directly(covariance_type, sigma):
+    """Statistics from given responsibilities (an HMM's posteriors): the moment
+    product about the centre equals the direct route in float64; in float32
+    ``"auto"`` takes it where accurate and falls back to the direct route on
+    tight clusters, where the product alone loses accuracy. Under ``vmap``
+    over restarts one inaccurate restart sends the whole batch direct."""
+    x32, centers = _tight_clusters(np.float32, sigma, 1e3)
+    x64 = jnp.asarray(x32, jnp.float64)
+    cov = {"full": np.stack([np.eye(3)] * 3), "tied": np.eye(3), "diag": np.ones((3, 3)),
+           "spherical": np.ones(3)}[covariance_type] * sigma**2  # fmt: skip
+    params64 = gmm.make_params(np.full(3, 1 / 3), centers, cov, covariance_type)
+    resp64, _ = gmm.e_step(params64, x64)
+    resp64 = resp64 * jnp.asarray(np.random.default_rng(1).uniform(0.5, 2, (len(x32), 1)))
+    center = jnp.mean(x64, axis=0)
+    exact = responsibility_stats(params64, resp64, x64, None, "direct")
+    for formulation in ("moments", "auto"):
+        got = responsibility_stats(params64, resp64, x64, center, formulation)
+        assert _stats_error(got, exact) < 1e-9, formulation
+
+    params32, resp32, x, c = jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float32), (params64, resp64, x64, center)
+    )
+    run = jax.jit(responsibility_stats, static_argnums=4)
+    auto_error = _stats_error(run(params32, resp32, x, c, "auto"), exact)
+    moment_error = _stats_error(run(params32, resp32, x, c, "moments"), exact)
+    direct_error = _stats_error(run(params32, resp32, x, None, "direct"), exact)
+    if sigma == 1e-3:
+        assert auto_error == direct_error and moment_error > 100 * auto_error
+    else:
+        assert auto_error == moment_error < 1e-4
+
+    far = dataclasses.replace(params32, covariances=params32.covariances * 1e-6)
+    far = gmm.make_params(far.weights, far.means, far.covariances, covariance_type)
+    batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), params32, far)
+
+    def batched(formulation):
+        run = jax.vmap(lambda p: responsibility_stats(p, resp32, x, c, formulation))
+        return jax.tree.leaves(jax.jit(run)(batch))
+
+    for u, v in zip(batched("auto"), batched("direct"), strict=True):
+        np.testing.assert_array_equal(u, v)

@@ -502,11 +502,14 @@ class MixtureFamily(Family):
         """Statistics of rows ``x`` with (weighted) responsibilities ``resp`` (N, K)."""
         raise NotImplementedError
 
-    def weighted_stats(self, params: PyTree, resp: jax.Array, x: Any) -> PyTree:
+    def weighted_stats(
+        self, params: PyTree, resp: jax.Array, x: Any, context: PyTree = None
+    ) -> PyTree:
         """Statistics of rows ``x`` with given (weighted) responsibilities
         ``resp`` (N, K), in the frame of ``params`` (what :meth:`maximize` reads
         with them): the components' part of a pass whose responsibilities come
-        from elsewhere (an HMM's state posteriors). Default: :meth:`suff_stats`."""
+        from elsewhere (an HMM's state posteriors). ``context``: the family's
+        context of the data, where it has one. Default: :meth:`suff_stats`."""
         return self.suff_stats(resp, x)
 
     def log_joint(self, params: PyTree, x: Any) -> jax.Array:

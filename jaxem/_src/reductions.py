@@ -1,4 +1,4 @@
-"""Sums and maxima over a short last axis, written as elementwise operations.
+"""Sums over a short last axis, written as elementwise operations.
 
 XLA:CPU (jax 0.10) lowers ``jnp.sum(x, axis=-1)`` of an array with a short
 last axis to a reduction that costs about 15 ns per output element, almost
@@ -19,7 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["UNROLL_MAX", "max_last", "sum_last"]
+__all__ = ["UNROLL_MAX", "sum_last"]
 
 UNROLL_MAX = 12
 
@@ -33,10 +33,3 @@ def sum_last(x: jax.Array) -> jax.Array:
     if 0 < x.shape[-1] <= UNROLL_MAX:
         return _fold(jnp.add, x)
     return jnp.sum(x, axis=-1)
-
-
-def max_last(x: jax.Array) -> jax.Array:
-    """``jnp.max(x, axis=-1)`` (unrolled for a last axis of at most 12)."""
-    if 0 < x.shape[-1] <= UNROLL_MAX:
-        return _fold(jnp.maximum, x)
-    return jnp.max(x, axis=-1)

@@ -241,11 +241,15 @@ class GaussianFamily(MixtureFamily):
     def suff_stats(self, resp, x):
         raise NotImplementedError("the Gaussian family computes its statistics in pass_")
 
-    def weighted_stats(self, params, resp, x):
+    def weighted_stats(self, params, resp, x, context=None):
         """:class:`~jaxem._src.gmm.passes.Moments` about ``params.means`` (the
-        frame :meth:`maximize` reads) of rows ``x`` with responsibilities ``resp``."""
-        stats = suff_stats(resp, x, covariance_type=self.covariance_type, shift=params.means)
-        return passes.Moments(stats.nk, stats.sum_x, stats.sum_xx)
+        frame :meth:`maximize` reads) of rows ``x`` with responsibilities
+        ``resp``: by the family's formulation about the data's centre
+        (:func:`~jaxem._src.gmm.passes.responsibility_stats`) given the
+        ``context``, directly without it."""
+        formulation = "direct" if context is None else self.formulation
+        center = None if context is None else context.center
+        return passes.responsibility_stats(params, resp, x, center, formulation)
 
     def n_parameters(self, params):
         return n_parameters(params)

@@ -21,6 +21,9 @@ route computes the restarts together as one product of width ``R·K`` each way
 ``"auto"`` check is made once for the whole batch (no ``select`` computing
 both routes).
 
+:func:`responsibility_stats` is the statistics half of either route, for
+responsibilities computed elsewhere (an HMM's state posteriors).
+
 :func:`direct_pass`, :func:`moment_pass`, :func:`feature_cache` and
 :func:`cached_moment_pass` are the same passes over a whole array in memory,
 for use on their own.
@@ -39,7 +42,8 @@ from jaxem._src.gmm import moments
 from jaxem._src.gmm.density import weighted_log_prob
 from jaxem._src.gmm.moments import MOMENT_CHUNK_ELEMENTS
 from jaxem._src.gmm.params import GMMParams
-from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum
+from jaxem._src.gmm.steps import SuffStats, reshift, shifted_sum, suff_stats
+from jaxem._src.reductions import sum_last
 
 __all__ = [
     "CACHED_CHUNK_ELEMENTS",
@@ -52,6 +56,7 @@ __all__ = [
     "feature_cache",
     "feature_chunk",
     "moment_pass",
+    "responsibility_stats",
 ]
 
 
@@ -84,6 +89,85 @@ def direct_chunk(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[Moments
 def _linear_part(phi: jax.Array, n_features: int) -> jax.Array:
     """The centred data ``x − c`` stored in every moment feature layout."""
     return phi[:, -1 - n_features : -1]
+
+
+def _direct_stats(params: GMMParams, resp: jax.Array, x: jax.Array) -> Moments:
+    stats = suff_stats(resp, x, covariance_type=params.covariance_type, shift=params.means)
+    return Moments(stats.nk, stats.sum_x, stats.sum_xx)
+
+
+def _moment_features(x, center, covariance_type):
+    """``(Φ (N, F), Φᵀ (F, N))``: the moment features of ``x − center``, and
+    their transpose built as an array rather than folded into a product as a
+    transposed operand: it does not depend on the parameters (hoisted out of
+    EM's loop), and XLA:CPU then runs its small-matrix product on it (N =
+    10⁵, K = 5, F = 9: 2.0 → 1.5 ms)."""
+    phi = moments.features(x - center, covariance_type)
+    return phi, jnp.stack([phi[:, f] for f in range(phi.shape[1])])
+
+
+def _responsibility_moments(params, resp, phi, phi_t, center):
+    """Moments about the means from one product ``Φᵀ R``."""
+    module = cov_lib.get(params.covariance_type)
+    summed = (phi_t @ resp).T
+    extra = module.shared_second_moment(phi, sum_last(resp))  # Σ_k r_nk: the rows' weights
+    return _about_means(summed, extra, center, params)
+
+
+def responsibility_stats(
+    params: GMMParams,
+    resp: jax.Array,
+    x: jax.Array,
+    center: jax.Array | None,
+    formulation: str,
+) -> Moments:
+    """:class:`Moments` about ``params.means`` of rows ``x`` (N, D) with given
+    (weighted) responsibilities ``resp`` (N, K).
+
+    ``formulation``: ``"direct"`` (differences from the means, in chunks of
+    rows), ``"moments"`` (one product over the moment features about
+    ``center``) or ``"auto"``: the product where :func:`moments.is_accurate`
+    holds at the public steps' bound (:func:`moments.step_threshold`: 1e-10
+    in float64, every active component within about 670 of its standard
+    deviations of the centre), else the direct route. The choice is made
+    before either is computed (one ``lax.cond``); under ``vmap`` over the
+    parameters and responsibilities only, once for the whole batch (all
+    accurate or all direct), as in :func:`feature_chunk`.
+    """
+    if formulation == "direct":
+        return _direct_stats(params, resp, x)
+    phi, phi_t = _moment_features(x, center, params.covariance_type)
+    if formulation == "moments":
+        return _responsibility_moments(params, resp, phi, phi_t, center)
+    threshold = moments.step_threshold(x.dtype)
+
+    def single(p, r, x, phi, phi_t, c):
+        return jax.lax.cond(
+            moments.is_accurate(p, c, threshold),
+            lambda: _responsibility_moments(p, r, phi, phi_t, c),
+            lambda: _direct_stats(p, r, x),
+        )
+
+    @jax.custom_batching.custom_vmap
+    def run(p, r, x, phi, phi_t, c):
+        return single(p, r, x, phi, phi_t, c)
+
+    @run.def_vmap
+    def rule(axis_size, in_batched, p, r, x, phi, phi_t, c):
+        in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
+        if any(jax.tree.leaves(in_batched[2:])):  # data batched: restart by restart
+            out = jax.vmap(single, in_axes=in_axes)(p, r, x, phi, phi_t, c)
+        else:
+            p_axes, r_axes = in_axes[:2]
+            accurate = jax.vmap(moments.is_accurate, in_axes=(p_axes, None, None))(p, c, threshold)
+            moment = jax.vmap(_responsibility_moments, in_axes=(p_axes, r_axes, None, None, None))
+            direct = jax.vmap(_direct_stats, in_axes=(p_axes, r_axes, None))
+            out = jax.lax.cond(
+                jnp.all(accurate), lambda: moment(p, r, phi, phi_t, c), lambda: direct(p, r, x)
+            )
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(params, resp, x, phi, phi_t, center)
 
 
 def _direct_from_features(params, phi, w, center):

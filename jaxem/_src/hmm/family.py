@@ -194,19 +194,30 @@ class HMM(Family):
         return jax.vmap(one)(log_b, x.mask)
 
     def pass_(self, params, rows, w, context):
-        smoothed = self._smooth(params, rows)
-        s, t, k = smoothed.posteriors.shape
-        resp = smoothed.posteriors * w[:, None, None]  # 0 at padding already
-        frames = rows.frames()
-        emission = self.emission.weighted_stats(params.emission, resp.reshape(s * t, k), frames)
+        log_b = self.log_emissions(params, rows)
+
+        def one(lb, mask, weight):
+            return inference.terms(
+                params.startprob, params.transmat, lb, mask, weight, parallel=self.parallel
+            )
+
+        terms = jax.vmap(one)(log_b, rows.mask, w)  # posteriors and q weighted
+        s, t, k = terms.posteriors.shape
+        resp = terms.posteriors.reshape(s * t, k)  # 0 at padding
+        emission = self.emission.weighted_stats(
+            params.emission, resp, rows.frames(), None if context is None else context["emission"]
+        )
+        transitions = inference.transition_counts(
+            params.transmat, terms.q.reshape(s * t, k), terms.u.reshape(s * t, k)
+        )
         stats = HMMStats(
-            start=w @ smoothed.posteriors[:, 0],
-            transitions=jnp.einsum("s,sij->ij", w, smoothed.transitions),
+            start=jnp.sum(terms.posteriors[:, 0], axis=0),
+            transitions=transitions,
             emission=emission,
-            occupancy=jnp.sum(resp, axis=(0, 1)),
+            occupancy=emission.nk,
             frames=jnp.sum(w * rows.lengths),
         )
-        return stats, jnp.sum(w * smoothed.log_likelihood)
+        return stats, jnp.sum(w * terms.log_likelihood)
 
     def objective(self, params, stats, ll_sum, total):
         """Log-likelihood plus log prior per frame (per unit of frame weight)."""
@@ -398,7 +409,9 @@ def _smooth(family: HMM, params: HMMParams, x: Sequences) -> inference.Smoothed:
 
 @jax.jit
 def _pass(family: HMM, params: HMMParams, x: Sequences):
-    return family.pass_(params, x, jnp.ones(x.x.shape[0], x.x.dtype), None)
+    w = jnp.ones(x.x.shape[0], x.x.dtype)
+    ref = jax.tree.map(lambda a: a[0], x)
+    return family.pass_(params, x, w, family.context(family.summarize(x, w, ref), ref))
 
 
 @jax.jit

@@ -91,7 +91,7 @@ class GaussianMixtureEmission(MixtureFamily):
     def log_components(self, params, x):
         return jax.nn.logsumexp(self._joint(params, x), axis=-1)
 
-    def weighted_stats(self, params, resp, x):
+    def weighted_stats(self, params, resp, x, context=None):
         joint = self._joint(params, x)
         within = jax.nn.softmax(joint, axis=-1)  # (N, K, M)
         resp_km = (resp[:, :, None] * within).reshape(x.shape[0], -1)

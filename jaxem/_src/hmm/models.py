@@ -54,7 +54,7 @@ def gaussian(
         >>> sorted(result.params.emission.means[:, 0].round().tolist())
         [-2.0, 2.0]
     """
-    emission = gaussian_family(covariance_type, reg_covar=reg_covar, formulation="direct")
+    emission = gaussian_family(covariance_type, reg_covar=reg_covar)
     return HMM(emission, parallel=parallel, **_priors(startprob_prior, transmat_prior))
 
 

@@ -219,6 +219,11 @@ class HMM(Family):
         )
         return stats, jnp.sum(w * terms.log_likelihood)
 
+    def differentiable(self):
+        # the emission's reverse-differentiable pass (a Gaussian emission's
+        # moment statistics batch restarts with a custom vmap rule)
+        return dataclasses.replace(self, emission=self.emission.differentiable())
+
     def objective(self, params, stats, ll_sum, total):
         """Log-likelihood plus log prior per frame (per unit of frame weight)."""
         return (ll_sum + self.log_prior(params)) / stats.frames

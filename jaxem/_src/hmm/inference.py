@@ -47,7 +47,10 @@ def _scaled(log_b: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     (written row by row; the scans read a transposed copy).
     """
     log_b = jnp.where(mask[:, None], log_b, 0)
-    m = jnp.max(log_b, axis=-1)
+    # every result is invariant to m (it only scales b̃, and the likelihood adds
+    # it back): no derivative through it (the maximum's derivative, a tie
+    # count, came out NaN in reverse mode with LLVM's optimisations off)
+    m = jax.lax.stop_gradient(jnp.max(log_b, axis=-1))
     m = jnp.where(jnp.isfinite(m), m, 0)
     return jnp.exp(log_b.T - m).T, m
 

@@ -130,9 +130,9 @@ def responsibility_stats(
     holds at the public steps' bound (:func:`moments.step_threshold`: 1e-10
     in float64, every active component within about 670 of its standard
     deviations of the centre), else the direct route. The choice is made
-    before either is computed (one ``lax.cond``); under ``vmap`` over the
-    parameters and responsibilities only, once for the whole batch (all
-    accurate or all direct), as in :func:`feature_chunk`.
+    before either is computed (one ``lax.cond``, differentiable in every
+    mode); under ``vmap`` with an unbatched centre, once for the whole batch
+    (all accurate or all direct), as in :func:`feature_chunk`.
     """
     if formulation == "direct":
         return _direct_stats(params, resp, x)
@@ -141,33 +141,25 @@ def responsibility_stats(
         return _responsibility_moments(params, resp, phi, phi_t, center)
     threshold = moments.step_threshold(x.dtype)
 
-    def single(p, r, x, phi, phi_t, c):
-        return jax.lax.cond(
-            moments.is_accurate(p, c, threshold),
-            lambda: _responsibility_moments(p, r, phi, phi_t, c),
-            lambda: _direct_stats(p, r, x),
-        )
-
     @jax.custom_batching.custom_vmap
-    def run(p, r, x, phi, phi_t, c):
-        return single(p, r, x, phi, phi_t, c)
+    def accurate(p, c):
+        return moments.is_accurate(p, c, threshold)
 
-    @run.def_vmap
-    def rule(axis_size, in_batched, p, r, x, phi, phi_t, c):
-        in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        if any(jax.tree.leaves(in_batched[2:])):  # data batched: restart by restart
-            out = jax.vmap(single, in_axes=in_axes)(p, r, x, phi, phi_t, c)
-        else:
-            p_axes, r_axes = in_axes[:2]
-            accurate = jax.vmap(moments.is_accurate, in_axes=(p_axes, None, None))(p, c, threshold)
-            moment = jax.vmap(_responsibility_moments, in_axes=(p_axes, r_axes, None, None, None))
-            direct = jax.vmap(_direct_stats, in_axes=(p_axes, r_axes, None))
-            out = jax.lax.cond(
-                jnp.all(accurate), lambda: moment(p, r, phi, phi_t, c), lambda: direct(p, r, x)
-            )
-        return out, jax.tree.map(lambda _: True, out)
+    @accurate.def_vmap
+    def rule(axis_size, in_batched, p, c):
+        p_axes, c_axis = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
+        each = jax.vmap(moments.is_accurate, in_axes=(p_axes, c_axis, None), axis_size=axis_size)
+        if c_axis is None:  # one decision for the batch
+            return jnp.all(each(p, c, threshold)), False
+        return each(p, c, threshold), True
 
-    return run(params, resp, x, phi, phi_t, center)
+    # a decision, not a function of the values: no derivative through it
+    decide = accurate(jax.lax.stop_gradient(params), jax.lax.stop_gradient(center))
+    return jax.lax.cond(
+        decide,
+        lambda: _responsibility_moments(params, resp, phi, phi_t, center),
+        lambda: _direct_stats(params, resp, x),
+    )
 
 
 def _direct_from_features(params, phi, w, center):

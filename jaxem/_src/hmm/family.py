@@ -101,8 +101,11 @@ class HMM(Family):
 
     Build one with :func:`jaxem.hmm.gaussian`, :func:`~jaxem.hmm.categorical`
     or :func:`~jaxem.hmm.poisson` (or ``HMM(emission)`` with any
-    :class:`~jaxem.MixtureFamily` that implements ``weighted_stats``); fit it
-    with :func:`jaxem.fit` and :func:`jaxem.select` on :func:`jaxem.hmm.sequences`.
+    :class:`~jaxem.MixtureFamily` that implements
+    ``weighted_stats(params, resp, x, context=None)``, ``context`` being the
+    emission's context of the frames; statistics with an ``nk`` field, the
+    states' occupancy, save a pass); fit it with :func:`jaxem.fit` and
+    :func:`jaxem.select` on :func:`jaxem.hmm.sequences`.
 
     Attributes:
         emission: the emission family (its hyperparameters are traced, its
@@ -210,11 +213,16 @@ class HMM(Family):
         transitions = inference.transition_counts(
             params.transmat, terms.q.reshape(s * t, k), terms.u.reshape(s * t, k)
         )
+        # the occupancy from the emission's statistics where they carry it
+        # (XLA would otherwise recompute the posteriors for one more reduction)
+        occupancy = getattr(emission, "nk", None)
+        if occupancy is None:
+            occupancy = jnp.sum(resp, axis=0)
         stats = HMMStats(
             start=jnp.sum(terms.posteriors[:, 0], axis=0),
             transitions=transitions,
             emission=emission,
-            occupancy=emission.nk,
+            occupancy=occupancy,
             frames=jnp.sum(w * rows.lengths),
         )
         return stats, jnp.sum(w * terms.log_likelihood)

@@ -89,7 +89,8 @@ def _forward_scan(startprob, transmat, b):
 
     The carry is the one-step prediction ``p_t = α̂_{t−1} A`` (``p_0 = π``):
     ``α̂_t ∝ p_t ⊙ b̃_t``. Past a sequence's end (masked frames, where
-    ``b̃ = 1``) ``α̂`` is the prediction carried on; no caller reads it there.
+    ``b̃ = 1``) ``α̂`` is the prediction carried on; callers mask it there
+    (posteriors) or pair it with ``u = 0`` (transition counts).
     """
 
     def step(p, b_t):
@@ -102,28 +103,25 @@ def _forward_scan(startprob, transmat, b):
 
 def _backward_scan(transmat, b, mask):
     """``(β̂ (T, K), u (T, K), s (T,))`` with ``β̂_t = A u_t / s_t``,
-    ``s_t = Σ_i (A u_t)_i`` and ``u_t = b̃_{t+1} ⊙ β̂_{t+1}``, returned 0
-    where frame t + 1 is masked or absent.
+    ``s_t = Σ_i (A u_t)_i`` and ``u_t = b̃_{t+1} ⊙ β̂_{t+1}`` (0 where frame
+    t + 1 is masked or absent); ``β̂_t = 1`` from the sequence's last frame on.
 
-    The loop has no mask: it starts from ``u = 1/K`` past the last frame and
-    runs through the padding (where ``b̃ = 1``), so every sequence's last
-    observed frame gets ``β̂ = 1/K`` (the true message is 1: ``K β̂``) and
-    ``s = 1``, whatever its padding; since each ``β̂_t`` is normalised, the
-    earlier ones are as if the recursion had started from 1, and only the
-    log-likelihood (``+ log K``) and ``u`` at the last frame (0) need
-    correcting, after the loop.
+    Whether frame t + 1 is observed is an input of step t (the mask shifted),
+    not part of the carry, and ``u`` is zeroed after the loop: the loop body
+    holds one select.
     """
     k = transmat.shape[0]
+    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
 
-    def step(u_next, b_t):
+    def step(u_next, inputs):
+        b_t, next_t = inputs
         w = transmat @ u_next
         s = sum_last(w)
-        beta = w / _positive(s)
+        beta = jnp.where(next_t, w / _positive(s), 1)
         return b_t * beta, (beta, u_next, s)
 
-    init = jnp.full((k,), 1 / k, b.dtype)
-    _, (beta, u, s) = jax.lax.scan(step, init, b, reverse=True)
-    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+    init = jnp.ones((k,), b.dtype)
+    _, (beta, u, s) = jax.lax.scan(step, init, (b, has_next), reverse=True)
     return beta, u * has_next[:, None], s
 
 
@@ -224,7 +222,7 @@ class Terms(NamedTuple):
     """
 
     posteriors: jax.Array  # (T, K) p(z_t | x) (times the weight), 0 at masked frames
-    q: jax.Array  # (T, K) α̂_t / z_t (times the weight), 0 where no frame t + 1
+    q: jax.Array  # (T, K) α̂_t / z_t (times the weight); paired with u = 0 past the end
     u: jax.Array  # (T, K) b̃_{t+1} ⊙ β̂_{t+1}, 0 where no frame t + 1
     log_likelihood: jax.Array  # () log p(x)
 
@@ -249,7 +247,6 @@ def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = Fals
         return _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight)
     alpha = _forward_scan(startprob, transmat, b)
     beta, u, s = _backward_scan(transmat, b, mask)
-    k = startprob.shape[0]
     total = sum_last(alpha * beta)
     # a division last: XLA:CPU then computes the posteriors once instead of
     # fusing them into each of their consumers
@@ -260,7 +257,6 @@ def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = Fals
         jnp.sum(jnp.where(mask, m, 0))
         + jnp.sum(jnp.where(has_next, jnp.log(s), 0))
         + jnp.log(jnp.sum(startprob * b[0] * beta[0]))
-        + jnp.log(k)  # β̂ = 1/K at the last frame (_backward_scan)
     )
     return Terms(posteriors, q, u, log_likelihood)
 

@@ -228,8 +228,8 @@ class HMM(Family):
         return stats, jnp.sum(w * terms.log_likelihood)
 
     def differentiable(self):
-        # the emission's reverse-differentiable pass (a Gaussian emission's
-        # moment statistics batch restarts with a custom vmap rule)
+        # the emission's differentiable configuration (a Gaussian emission's
+        # direct statistics: the same map without the route's decision)
         return dataclasses.replace(self, emission=self.emission.differentiable())
 
     def objective(self, params, stats, ll_sum, total):

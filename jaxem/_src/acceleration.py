@@ -204,10 +204,6 @@ def _select(index: jax.Array, *trees: PyTree) -> PyTree:
     return jax.tree.map(lambda *leaves: jnp.choose(index, leaves, mode="clip"), *trees)
 
 
-def _where(pred: jax.Array, a: PyTree, b: PyTree) -> PyTree:
-    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
-
-
 def _sum_squares(tree: PyTree) -> jax.Array:
     return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
@@ -235,7 +231,7 @@ def next_point(
     """The parameters the next pass evaluates, and the carry with the cycle's
     extrapolation recorded. One M-step (``maximize`` of the last pass) each."""
     mapped = maximize(carry.stats, carry.point)  # F(point)
-    start = _where(carry.have_stats, mapped, carry.point)
+    start = loop.tree_where(carry.have_stats, mapped, carry.point)
     extrapolated, alpha = extrapolate(
         carry.base, carry.point, mapped, carry.step_min, carry.step_max, unconstrain, constrain
     )
@@ -245,7 +241,7 @@ def next_point(
     point = _select(role, start, mapped, extrapolated, mapped, carry.saved, carry.base)
     first = role == _FIRST
     return point, carry._replace(
-        saved=_where(first, mapped, carry.saved),
+        saved=loop.tree_where(first, mapped, carry.saved),
         alpha=jnp.where(first, alpha, carry.alpha),
     )
 
@@ -308,14 +304,14 @@ def record(
             ),
         ),
     ).astype(jnp.int32)
-    state = _where(is_base, advanced, state)
+    state = loop.tree_where(is_base, advanced, state)
     return SquaremCarry(
         state=state._replace(done=state.done | stalled),
         point=point,
         stats=stats,
         have_stats=jnp.zeros_like(carry.have_stats),
         role=new_role,
-        base=_where(is_base, point, carry.base),
+        base=loop.tree_where(is_base, point, carry.base),
         base_ll=jnp.where(is_base, ll, carry.base_ll),
         saved=carry.saved,
         alpha=jnp.where(judged, alpha, carry.alpha),

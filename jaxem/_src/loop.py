@@ -50,6 +50,7 @@ __all__ = [
     "iterate_statistics",
     "start",
     "status_name",
+    "tree_where",
 ]
 
 PyTree = Any
@@ -67,6 +68,11 @@ STATUS_NAMES = ("converged", "max_iter", "nonfinite", "degenerate")
 # reached the resolution of its dtype and stops, whatever ``tol`` says (except
 # the change rule with ``tol=0``, which asks for exactly ``max_iter`` iterations).
 _ROUNDING_ULPS = 16
+
+
+def tree_where(pred: jax.Array, a: PyTree, b: PyTree) -> PyTree:
+    """``jnp.where(pred, a, b)`` leaf by leaf (``pred`` broadcast to each leaf)."""
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
 def status_name(status: ArrayLike) -> str:
@@ -398,7 +404,7 @@ def next_params(carry: Carry, maximize: Callable[[PyTree, PyTree], PyTree]) -> P
     """The parameters the next iteration evaluates: ``maximize(stats, params)``
     (the M-step), or the starting parameters before their first evaluation."""
     new = maximize(carry.stats, carry.params)
-    return jax.tree.map(lambda a, b: jnp.where(carry.have_stats, a, b), new, carry.params)
+    return tree_where(carry.have_stats, new, carry.params)
 
 
 def record(
@@ -425,7 +431,7 @@ def record(
     stopped = state.done | (state.n_iter >= max_iter)
     advanced = advance(state, ll, tol, criterion, total)
     return Carry(
-        state=jax.tree.map(lambda a, b: jnp.where(stopped, a, b), state, advanced),
+        state=tree_where(stopped, state, advanced),
         params=params,
         stats=stats,
         have_stats=jnp.ones_like(carry.have_stats),
@@ -438,7 +444,7 @@ def keep_finished(old: Carry, new: Carry) -> Carry:
     """``new``, except where ``old`` had finished: a batch of loops runs until
     its last one stops, and the others must not move (``vmap`` of a
     ``while_loop`` does this itself; a host loop calls it)."""
-    return jax.tree.map(lambda a, b: jnp.where(old.finished, a, b), old, new)
+    return tree_where(old.finished, old, new)
 
 
 def end(carry: Carry) -> EMResult:

@@ -504,17 +504,13 @@ def _cycle_start(family, params, context):
     return state, jax.vmap(family.cycle_running)(state)
 
 
-def _where(pred, a, b):
-    return jax.tree.map(functools.partial(jnp.where, pred), a, b)
-
-
 @jax.jit
 def _cycle_update(family, state, stats, params):
     """One pass's update of every restart still searching (the others kept, as
     ``vmap`` of a ``while_loop`` keeps them)."""
 
     def one(s, st, p):
-        return _where(family.cycle_running(s), family.cycle_update(s, st, p), s)
+        return loop.tree_where(family.cycle_running(s), family.cycle_update(s, st, p), s)
 
     state = jax.vmap(one)(state, stats, params)
     return state, jax.vmap(family.cycle_running)(state)
@@ -523,7 +519,7 @@ def _cycle_update(family, state, stats, params):
 @jax.jit
 def _cycle_finish(family, state, params, context, keep):
     """The cycle's parameters where ``keep`` (restarts past their first M-step)."""
-    return jax.vmap(lambda k, s, p: _where(k, family.cycle_finish(s, p, context), p))(
+    return jax.vmap(lambda k, s, p: loop.tree_where(k, family.cycle_finish(s, p, context), p))(
         keep, state, params
     )
 

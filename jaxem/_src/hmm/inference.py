@@ -55,6 +55,11 @@ def _scaled(log_b: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.exp(log_b.T - m).T, m
 
 
+def _has_next(mask: jax.Array) -> jax.Array:
+    """(T,) whether frame t + 1 is observed."""
+    return jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+
+
 def _normalize(v: jax.Array, axis=-1) -> tuple[jax.Array, jax.Array]:
     total = jnp.sum(v, axis=axis, keepdims=True)
     return v / jnp.where(total > 0, total, 1), total
@@ -111,7 +116,7 @@ def _backward_scan(transmat, b, mask):
     holds one select.
     """
     k = transmat.shape[0]
-    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+    has_next = _has_next(mask)
 
     def step(u_next, inputs):
         b_t, next_t = inputs
@@ -201,7 +206,7 @@ def backward(transmat, log_b, mask, *, parallel: bool = False) -> jax.Array:
         beta = _backward_parallel(transmat, b, mask)
     else:
         beta = _backward_scan(transmat, b, mask)[0]
-    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+    has_next = _has_next(mask)
     return jnp.where(has_next[:, None], beta, 1)
 
 
@@ -252,7 +257,7 @@ def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = Fals
     # fusing them into each of their consumers
     posteriors = (alpha * beta * (mask * weight)[:, None]) / _positive(total)[:, None]
     q = alpha * (weight * _inverse(total) * _inverse(s))[:, None]
-    has_next = jnp.concatenate([mask[1:], jnp.zeros((1,), bool)])
+    has_next = _has_next(mask)
     log_likelihood = (
         jnp.sum(jnp.where(mask, m, 0))
         + jnp.sum(jnp.where(has_next, jnp.log(s), 0))

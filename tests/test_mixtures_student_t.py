@@ -325,10 +325,12 @@ def test_restarts_refinement_and_selection_run_through_the_engine():
     np.testing.assert_allclose(aic, -2 * n * float(fit3.log_likelihood) + 2 * p, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_online_em_reaches_the_batch_optimum():
     """Stepwise EM over 40 shuffled passes of mini-batches of 50 rows ends within
     2e-3 of the batch fit's mean log-likelihood (the engine contract's tolerance;
-    measured 7e-5)."""
+    measured 7e-5). Slow (30 s): online EM of the other families is checked by
+    tests/test_engine_contract.py in the default run."""
     family = mixtures.StudentT("full")
     x = SYNTHETIC
     batch = _batch_fit()

@@ -14,6 +14,7 @@ coordinates.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -62,6 +63,7 @@ def _squared_scale(scale: ArrayLike | None, dtype) -> jax.Array | None:
     return None if scale is None else jnp.square(jnp.asarray(scale, dtype))
 
 
+@functools.partial(jax.jit, static_argnames="n_clusters")
 def kmeans_plusplus(
     key: jax.Array,
     x: jax.Array,
@@ -164,6 +166,7 @@ def nearest(
     return jnp.argmin(jnp.where(active[None, :], d2, jnp.inf), axis=1).astype(jnp.int32)
 
 
+@functools.partial(jax.jit, static_argnames="max_iter")
 def lloyd(
     x: jax.Array,
     centers: jax.Array,
@@ -232,6 +235,7 @@ def lloyd(
     return KMeansResult(centers=c + offset, labels=labels, inertia=d2 @ w, n_iter=n_iter)
 
 
+@functools.partial(jax.jit, static_argnames=("n_clusters", "max_iter"))
 def kmeans(
     key: jax.Array,
     x: ArrayLike,

@@ -9,6 +9,8 @@ responsibilities of the first E-step are the same either way.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -101,6 +103,17 @@ def init(
     # padded as gmm.fit pads its rows, so that fit's restart i starts here with
     # jax.random.split(key, n_init)[i]
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    return _init(
+        key, x, w, n_active, reg_covar,
+        n_components=n_components, method=method, covariance_type=covariance_type,
+    )  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("n_components", "method", "covariance_type"))
+def _init(key, x, w, n_active, reg_covar, *, n_components, method, covariance_type):
+    """:func:`init` on validated arguments, compiled once per shape and method
+    (called eagerly, k-means' and the agglomerations' loops were traced and
+    compiled again on every call)."""
     x, w = pad_rows(x, w, row_bucket(x.shape[0]))
     resp = init_resp(key, x, n_components, method, n_active, w)
     return m_step(resp, x, covariance_type=covariance_type, reg_covar=reg_covar, sample_weight=w)

@@ -163,6 +163,7 @@ def _merge_means(centroid, size, i, j):
     return centroid.at[i].set(c), size.at[i].set(n)
 
 
+@jax.jit
 def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
     """The ``m − 1`` merges of Ward agglomeration of the rows of ``x``.
 
@@ -203,6 +204,7 @@ def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array
     return _agglomerate(costs, (x, size), merge, row_costs, size > 0)
 
 
+@jax.jit
 def vvv_tree(
     x: ArrayLike,
     sample_weight: ArrayLike | None = None,
@@ -342,6 +344,7 @@ def _logdet_unrolled(w: jax.Array) -> jax.Array:
     return jnp.where(ok, logdet, -jnp.inf)
 
 
+@jax.jit
 def cut(merges: jax.Array, k: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
     """Cluster labels ``0..k−1`` of the partition after the first ``m − k − z`` merges.
 

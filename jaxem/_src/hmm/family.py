@@ -26,6 +26,7 @@ is exactly 0 stays 0 (left–right models).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -389,6 +390,9 @@ class HMM(Family):
         """
         n_steps = check_static_int("n_steps", n_steps, minimum=1)
         n_sequences = check_static_int("n_sequences", n_sequences, minimum=1)
+        return _sample(self, key, params, n_steps, n_sequences)
+
+    def _sample(self, key, params, n_steps, n_sequences):
         key_z, key_x = jax.random.split(key)
         log_a = log_floor(params.transmat)
         log_a = jnp.where(params.transmat > 0, log_a, -jnp.inf)
@@ -413,6 +417,11 @@ class HMM(Family):
 
 # The user-facing inference, one compiled program each per family and shapes
 # (the family is a traced argument: its hyperparameters do not recompile).
+
+
+@functools.partial(jax.jit, static_argnames=("n_steps", "n_sequences"))
+def _sample(family: HMM, key, params: HMMParams, n_steps: int, n_sequences: int):
+    return family._sample(key, params, n_steps, n_sequences)
 
 
 @jax.jit

@@ -36,8 +36,9 @@ def _assert_params_close(a, b, rtol):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("rows", [None, 64, 97])
+@pytest.mark.parametrize("rows", [None, pytest.param(64, marks=pytest.mark.slow), 97])
 def test_passes_equal_plain_steps_chunked_or_not(covariance_type, rows):
+    """Unchunked, and in chunks of 97 rows (the last one padded; 64: slow)."""
     x = blobs(seed=0, n=500, d=3, k=3) + 50.0
     params = gmm.make_params(*random_params(1, 3, 3, covariance_type, x), covariance_type)
     expected, ll = _plain_m_step(params, x)
@@ -58,10 +59,11 @@ def _stats_close(a, b):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("rows", [None, 97])
+@pytest.mark.parametrize("rows", [pytest.param(None, marks=pytest.mark.slow), 97])
 def test_cached_features_pass_equals_moment_pass_alone_or_batched(covariance_type, rows):
     """One restart, restarts batched into wide products, and a vmap over weights
-    (the general fallback) all give moment_pass's statistics."""
+    (the general fallback) all give moment_pass's statistics; in chunks of 97
+    rows (the last one padded; unchunked: slow)."""
     x = blobs(seed=1, n=400, d=3, k=3) + 20.0
     w = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, len(x)))
     center = jnp.mean(x, 0)

@@ -55,6 +55,38 @@ def test_restarts_return_the_best_of_a_python_loop(init):
     _assert_trees_close(result.params, reference.params, rtol=1e-8, atol=1e-10)
 
 
+def test_restarts_one_after_the_other_equal_the_vmapped_restarts(monkeypatch):
+    """Large fits run their restarts one after the other (engine.in_sequence):
+    the same fits as the vmap, screening and refinement, Gaussian and Poisson."""
+    from jaxem._src import engine
+
+    x = blobs(seed=5, n=150, d=2, k=3) + 10.0
+    poisson_x = np.random.default_rng(0).poisson(np.repeat([[1.0, 6.0], [8.0, 2.0]], 75, 0))
+    cases = [
+        (gmm.family("full"), x),
+        (jaxem.mixtures.Poisson(), poisson_x.astype(np.float64)),
+    ]
+    for family, data in cases:
+        fit = dict(n_init=3, n_refine=1, tol=1e-4, refine_max_iter=50)
+        batched = jaxem.fit(family, jax.random.key(2), data, 3, **fit)
+        monkeypatch.setattr(engine, "SEQUENTIAL_MIN_WORK", 0)
+        assert engine.in_sequence(data, _batch_of(batched, 3))
+        sequential = jaxem.fit(family, jax.random.key(2), data, 3, **fit)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(sequential.restart_status, batched.restart_status)
+        np.testing.assert_array_equal(sequential.restart_refined, batched.restart_refined)
+        assert int(sequential.n_iter) == int(batched.n_iter)
+        np.testing.assert_allclose(sequential.history, batched.history, rtol=1e-12)
+        np.testing.assert_allclose(
+            sequential.restart_log_likelihoods, batched.restart_log_likelihoods, rtol=1e-12
+        )
+        _assert_trees_close(sequential.params, batched.params, rtol=1e-10)
+
+
+def _batch_of(result, n):
+    return jax.tree.map(lambda a: jnp.stack([a] * n), result.params)
+
+
 def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
     x = blobs(seed=1, n=100, d=2, k=2)
 

@@ -209,9 +209,11 @@ def run_em(
     max_iter: int,
     criterion: str,
     accelerate: Any = None,
+    sequential: bool = False,
 ) -> EMResult:
     """EM from a batch of starts (leading axis), one compiled ``while_loop``
-    each under ``vmap``: the loop of every traceable source. ``reduce(params) ->
+    each under ``vmap`` (``sequential``, static: one after the other, see
+    :func:`in_sequence`): the loop of every traceable source. ``reduce(params) ->
     (stats, Σ w log p, Σ w)`` is the source's pass summed over the data; the
     monitored value is :func:`objective`; ``reduce(params, view)`` sums another
     family's pass (a conditional cycle's, :func:`run_cycle`, which follows every
@@ -240,7 +242,32 @@ def run_em(
             unconstrain=unconstrain, constrain=constrain, total=total,
         )  # fmt: skip
 
+    if sequential:
+        return jax.lax.map(one, starts)
     return jax.vmap(one)(starts)
+
+
+# Restarts run one after the other (lax.map) rather than as one vmap when the
+# data's elements times one restart's parameter count reach this (a full
+# Gaussian mixture: N·D·K·D², from 5 000 × 8 with K = 5; an HMM counts every
+# frame). A vmapped while_loop runs every restart until the slowest stops, and
+# a batch whose restarts choose different formulations computes both; one after
+# the other, each restart runs its own iterations with its own choice (100 000 ×
+# 16, K = 16, n_init=10: 24.5 → 13.5 s; 5 000 × 8, K = 5: 170 → 134 ms). Below
+# this, a pass costs little more than the loop's fixed cost per iteration, which
+# the vmap's restarts share (experiments/end_to_end.py --phases).
+SEQUENTIAL_MIN_WORK = 2**23
+
+
+def in_sequence(data: PyTree, starts: Starts | PyTree) -> bool:
+    """Whether the restarts ``starts`` (leading axis) on ``data`` (the source's
+    arrays) run one after the other (:data:`SEQUENTIAL_MIN_WORK`)."""
+    params = starts.params if isinstance(starts, Starts) else starts
+    leaves = jax.tree.leaves(params)
+    batch = leaves[0].shape[0]
+    per_restart = sum(leaf.size for leaf in leaves) // max(batch, 1)
+    size = sum(leaf.size for leaf in jax.tree.leaves(data))
+    return batch > 1 and size * per_restart >= SEQUENTIAL_MIN_WORK
 
 
 def context_count(context: PyTree) -> jax.Array | None:

@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
-from jaxem._src.engine import Starts, objective, run_em
+from jaxem._src.engine import Starts, in_sequence, objective, run_em
 from jaxem._src.family import ChunkedRows, Family
 from jaxem._src.programs import full_precision
 from jaxem._src.validation import check_static_int
@@ -200,14 +200,15 @@ class InMemory:
         return stats, ll_sum, jnp.sum(self.w)
 
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
-        batch = jax.tree.leaves(starts)[0].shape[0]
+        sequential = in_sequence(self.x, starts)
+        batch = 1 if sequential else jax.tree.leaves(starts)[0].shape[0]
 
         def reduce(params, view=family):
             return self.reduce(view, params, prepared, context, batch)
 
         return run_em(
             family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
-            accelerate=accelerate,
+            accelerate=accelerate, sequential=sequential,
         )  # fmt: skip
 
 
@@ -265,7 +266,8 @@ class Sharded:
         )
 
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
-        batch = jax.tree.leaves(starts)[0].shape[0]
+        sequential = in_sequence(self.x, starts)
+        batch = 1 if sequential else jax.tree.leaves(starts)[0].shape[0]
         axis = self.axis_name
         cached = prepared is not None
         rows = prepared if cached else self.x
@@ -285,7 +287,7 @@ class Sharded:
 
         return run_em(
             family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
-            accelerate=accelerate,
+            accelerate=accelerate, sequential=sequential,
         )  # fmt: skip
 
 

@@ -72,10 +72,11 @@ def test_importing_jaxem_changes_no_environment_variable_or_jax_setting():
 @pytest.mark.parametrize(
     "name",
     [
-        # the default fit's program is checked for concurrent LAPACK calls
-        # without running it (tests/test_lapack_order.py); running it with XLA's
-        # default code generation costs ~40 s of compilation
-        pytest.param(name, marks=pytest.mark.slow) if name.startswith("gmm.fit") else name
+        # both programs are checked for concurrent LAPACK calls without running
+        # them (tests/test_lapack_order.py: the default fit's and run_batch's
+        # under vmap); running them with XLA's default code generation costs
+        # ~40 s and ~20 s of compilation
+        pytest.param(name, marks=pytest.mark.slow)
         for name in PROGRAMS
     ],
 )

@@ -247,7 +247,9 @@ SHARDED_FAMILIES = ("gaussian-full", "factor_analyzers")
     "families, options",
     [
         (SHARDED_FAMILIES, ("all",)),
-        pytest.param(sorted(set(FAMILIES) - set(SHARDED_FAMILIES)), ("all",), marks=pytest.mark.slow),
+        pytest.param(
+            sorted(set(FAMILIES) - set(SHARDED_FAMILIES)), ("all",), marks=pytest.mark.slow
+        ),
         pytest.param(sorted(FAMILIES), OPTIONS, marks=pytest.mark.slow),
     ],
     ids=["all", "all-other-families", "each"],

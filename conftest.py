@@ -42,8 +42,9 @@ def _free_compiled_programs():
 
 
 # The longest test files first (longest-processing-time scheduling): pytest-xdist's
-# ``--dist loadfile`` hands whole files to idle workers in collection order, so a long
-# file collected last ran alone at the end of the suite. Cold-cache times on 2 cores
+# ``--dist loadfile`` hands whole files to idle workers in collection order (with
+# ``--no-loadscope-reorder``; by default it orders them by their number of tests),
+# so a long file collected last ran alone at the end of the suite. Cold-cache times on 2 cores
 # (2026-12-05, seconds summed over each file's tests): 125, 105, 70, 61, 56, 53, 51,
 # 48, 46, 43, 42, 40, then 36 to 28; every other file takes under 26 s.
 _LONGEST_FIRST = (
@@ -72,5 +73,14 @@ _LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config, items):
+    """The files of ``_LONGEST_FIRST`` in its order, the other test files, then the
+    doctests (many short ones, which fill the workers' last minutes). pyproject's
+    ``--no-loadscope-reorder`` keeps xdist from reordering the files by their
+    number of tests."""
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+    def key(item):
+        path = item.nodeid.split("::")[0]
+        return rank.get(path, len(rank)), path.startswith("jaxem/")
+
+    items.sort(key=key)

@@ -253,7 +253,8 @@ def run_em(
 # frame). A vmapped while_loop runs every restart until the slowest stops, and
 # a batch whose restarts choose different formulations computes both; one after
 # the other, each restart runs its own iterations with its own choice (100 000 ×
-# 16, K = 16, n_init=10: 24.5 → 13.5 s; 5 000 × 8, K = 5: 170 → 134 ms). Below
+# 16, K = 16, n_init=10: 24.5 → 13.5 s; 5 000 × 8, K = 5, far apart: 182–190 → 131–137
+# ms; default gmm.fit, float32, 2 cores). Below
 # this, a pass costs little more than the loop's fixed cost per iteration, which
 # the vmap's restarts share (experiments/end_to_end.py --phases).
 SEQUENTIAL_MIN_WORK = 2**23

@@ -316,13 +316,13 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
     @jax.jit
     def screen(x, w, ctx, starts):
         src = InMemory(x, w)
-        prepared = src.prepare(fam, ctx)
+        prepared = src.prepare(fam, ctx, n_components=k)  # as the fit prepares them
         return src.run(fam, prepared, ctx, starts, tol=1e-3, max_iter=100, criterion="change")
 
     @jax.jit
     def refine(x, w, ctx, results):
         src = InMemory(x, w)
-        prepared = src.prepare(fam, ctx)
+        prepared = src.prepare(fam, ctx, n_components=k)  # as the fit prepares them
 
         def run(params):
             return src.run(
@@ -360,7 +360,7 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
     results, first, later = _median_time(screen, x, w, ctx, starts, repeats=repeats)
     iters = np.asarray(results.n_iter)
     add(
-        "screening EM (all restarts, one vmap)",
+        "screening EM (all restarts)",
         first,
         later,
         f"iterations per restart {iters.tolist()}",

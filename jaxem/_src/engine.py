@@ -271,6 +271,14 @@ def in_sequence(data: PyTree, starts: Starts | PyTree) -> bool:
     return batch > 1 and size * per_restart >= SEQUENTIAL_MIN_WORK
 
 
+def restart_layout(data: PyTree, starts: Starts | PyTree) -> tuple[bool, int]:
+    """``(sequential, width)``: whether the restarts run one after the other
+    (:func:`in_sequence`), and how many of them each pass computes at once (the
+    ``batch`` a source sizes its chunks for)."""
+    sequential = in_sequence(data, starts)
+    return sequential, 1 if sequential else jax.tree.leaves(starts)[0].shape[0]
+
+
 def context_count(context: PyTree) -> jax.Array | None:
     """The total sample weight recorded in a family's context (``count``: the
     ``N`` of the criteria and of the relative stopping rule; frames for an HMM),

@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
-from jaxem._src.engine import Starts, in_sequence, objective, run_em
+from jaxem._src.engine import Starts, objective, restart_layout, run_em
 from jaxem._src.family import ChunkedRows, Family
 from jaxem._src.programs import full_precision
 from jaxem._src.validation import check_static_int
@@ -200,8 +200,7 @@ class InMemory:
         return stats, ll_sum, jnp.sum(self.w)
 
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
-        sequential = in_sequence(self.x, starts)
-        batch = 1 if sequential else jax.tree.leaves(starts)[0].shape[0]
+        sequential, batch = restart_layout(self.x, starts)
 
         def reduce(params, view=family):
             return self.reduce(view, params, prepared, context, batch)
@@ -266,8 +265,7 @@ class Sharded:
         )
 
     def run(self, family, prepared, context, starts, *, tol, max_iter, criterion, accelerate=None):
-        sequential = in_sequence(self.x, starts)
-        batch = 1 if sequential else jax.tree.leaves(starts)[0].shape[0]
+        sequential, batch = restart_layout(self.x, starts)
         axis = self.axis_name
         cached = prepared is not None
         rows = prepared if cached else self.x

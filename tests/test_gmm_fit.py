@@ -9,6 +9,7 @@ from helpers import blobs
 
 import jaxem
 from jaxem import gmm
+from jaxem._src.gmm.fit import resolve_formulation
 from jaxem.gmm import fit_from
 
 
@@ -107,6 +108,29 @@ def test_fit_is_cached_and_does_not_recompile_for_new_numbers():
     size = _fit._cache_size()
     gmm.fit(jax.random.key(3), x * 2.0, 2, n_init=2, tol=1e-5)
     assert _fit._cache_size() == size
+
+
+def test_float64_data_without_x64_keep_the_float32_accuracy_check():
+    # NumPy's float64 data compute in float32 when jax_enable_x64 is off (JAX's
+    # default). The host-side choice of the formulation once judged them by
+    # float64's rounding and compiled the moment formulation alone: on tight
+    # clusters far apart (eps32 * rho ~ 1e2) the fit returned variances off by
+    # orders of magnitude and a log-likelihood of 5.4 instead of 9.7.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = np.concatenate([c + 1e-3 * rng.normal(size=(100, 2)) for c in centres])
+    with jax.enable_x64(False):
+        assert resolve_formulation("auto", x, 1e-6) == "auto"
+        from_64 = gmm.fit(jax.random.key(0), x, 3)
+        from_32 = gmm.fit(jax.random.key(0), x.astype(np.float32), 3)
+    assert from_64.params.covariances.dtype == np.float32
+    variances = np.sort(np.asarray(from_64.params.covariances)[:, [0, 1], [0, 1]], axis=0)
+    np.testing.assert_allclose(
+        variances, np.sort(np.asarray(from_32.params.covariances)[:, [0, 1], [0, 1]], axis=0),
+        rtol=1e-4,
+    )  # fmt: skip
+    # 1e-6 of reg_covar plus a sample variance of about 1e-6
+    assert np.all((variances > 1.5e-6) & (variances < 2.5e-6)), variances
 
 
 def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact():

@@ -27,7 +27,7 @@ from jaxem._src.gmm.prior import Prior, check_prior
 from jaxem._src.implicit import Implicit
 from jaxem._src.loop import EMResult
 from jaxem._src.sources import InMemory, PassInfo
-from jaxem._src.validation import as_data, check_scalar, concrete
+from jaxem._src.validation import as_data, check_scalar, concrete, dtype_of
 
 __all__ = [
     "family",
@@ -118,25 +118,30 @@ def resolve_formulation(formulation: str, x: Any, reg_covar: ArrayLike) -> str:
     so ``ρ_k = ‖(μ_k − c)P_k‖² ≤ Σ_d span_d² / reg_covar``. When
     ``ε · Σ_d span_d² / reg_covar`` is under the accuracy threshold of
     :func:`jaxem._src.gmm.moments.is_accurate`, every pass of the fit would pass
-    the check, and the fit compiles the moment formulation alone. In float64
-    with the default ``reg_covar=1e-6`` that holds for data spanning up to about
-    300 units per feature; otherwise (float32, traced data, ``reg_covar=0``)
-    ``"auto"`` keeps its per-pass choice.
+    the check, and the fit compiles the moment formulation alone. That holds in
+    float64 with the default ``reg_covar=1e-6`` for data spanning up to about
+    300 units per feature. ``ε`` is that of the dtype the fit computes in (the
+    one JAX gives the data): float64 data compute in float32 unless
+    ``jax_enable_x64`` is on, and keep the per-pass choice. Otherwise
+    (float32, traced data, ``reg_covar=0``) ``"auto"`` keeps its per-pass choice
+    too.
     """
     if formulation != "auto" or isinstance(x, (api.ChunkedData, api.ShardedData)):
         return formulation
     try:
-        values, reg = concrete(x), concrete(reg_covar)
+        dtype = dtype_of("x", x)  # the computing dtype: canonical (float32 without x64)
+        reg = concrete(reg_covar)
     except (TypeError, ValueError):
         return formulation  # the fit's own validation names what is wrong
-    if values is None or reg is None or values.ndim != 2 or values.size == 0:
+    real = np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+    if not real or reg is None or not float(reg) > 0:
         return formulation
-    if not np.issubdtype(values.dtype, np.number) or not float(reg) > 0:
-        return formulation
-    dtype = np.result_type(values.dtype, np.float32)
-    if not np.issubdtype(values.dtype, np.floating):
+    if not np.issubdtype(dtype, np.floating):
         dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-    if dtype != np.float64 or not np.all(np.isfinite(values)):
+    if dtype != np.float64:
+        return formulation
+    values = concrete(x)
+    if values is None or values.ndim != 2 or values.size == 0 or not np.all(np.isfinite(values)):
         return formulation
     span2 = float(np.sum(np.ptp(values, axis=0).astype(np.float64) ** 2))
     bound = np.finfo(np.float64).eps * span2 / float(reg)

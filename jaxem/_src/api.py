@@ -48,6 +48,7 @@ from jaxem._src.sources import (
     shard_rows,
 )
 from jaxem._src.validation import (
+    as_scalar,
     check_key,
     check_n_active,
     check_sample_weight,
@@ -375,8 +376,8 @@ def fit(
         source,
         key if start is None else jax.random.key(0),
         n_active,
-        jnp.asarray(tol, dtype),
-        jnp.asarray(refine_tol, dtype),
+        as_scalar(tol, dtype),
+        as_scalar(refine_tol, dtype),
         start,
         resp,
         config=config,

@@ -96,15 +96,41 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
         if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             raise TypeError(f"{name} must hold numbers; got dtype {dtype}")
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
-    x = jnp.asarray(x, dtype)
-    if not allow_nan:
-        v = concrete(x)
-        if v is not None and not np.all(np.isfinite(v)):
-            n_bad = int(np.sum(~np.isfinite(v)))
-            raise ValueError(
-                f"{name} contains {n_bad} NaN or infinite value(s); jaxem needs finite data"
-            )
+    if isinstance(x, jax.Array):  # a JAX array (or a tracer): checked where it lives
+        x = jnp.asarray(x, dtype)
+        finite = True if allow_nan else all_finite(x)
+    else:  # host data: converted and checked on the host, then copied once
+        host = np.asarray(x, dtype)
+        finite = allow_nan or bool(np.all(np.isfinite(host)))
+        x = jnp.asarray(host)
+    if finite is False:
+        n_bad = int(np.sum(~np.isfinite(np.asarray(x))))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite value(s); jaxem needs finite data"
+        )
     return x
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(x))
+
+
+def all_finite(x: jax.Array) -> bool | None:
+    """Whether a JAX array holds only finite values (``None`` under tracing): one
+    reduction on the array's device, so that checking data on an accelerator
+    does not copy them to the host."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return _concrete_bool(_all_finite(x), lambda: np.all(np.isfinite(np.asarray(x))))
+
+
+def _concrete_bool(result: jax.Array, on_host) -> bool:
+    """``result`` of a device check of a concrete array; under a caller's trace
+    (the array is a constant of it, the check's result a tracer) ``on_host()``."""
+    if isinstance(result, jax.core.Tracer):
+        return bool(on_host())
+    return bool(result)
 
 
 def check_key(key: object, name: str = "key") -> None:
@@ -127,15 +153,26 @@ def check_key(key: object, name: str = "key") -> None:
     )
 
 
-def check_n_active(n_active: ArrayLike | None, n_components: int) -> jax.Array:
+def as_scalar(value: ArrayLike, dtype) -> np.ndarray | jax.Array:
+    """A traced scalar argument of a compiled program as ``dtype``: a NumPy
+    scalar when it is concrete (the program's call transfers it; an eager
+    ``jnp.asarray`` costs a dispatch of its own, ~0.1 ms), a JAX array under tracing."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype)
+    return np.asarray(value, dtype)
+
+
+def check_n_active(n_active: ArrayLike | None, n_components: int) -> np.ndarray | jax.Array:
     """The traced number of active components, in ``[1, n_components]``."""
     if n_active is None:
-        return jnp.asarray(n_components, jnp.int32)
+        return np.asarray(n_components, np.int32)
     if jnp.shape(n_active) != () or not jnp.issubdtype(dtype_of("n_active", n_active), jnp.integer):
         raise TypeError(f"n_active must be an integer scalar; got {n_active!r}")
     v = concrete(n_active)
     if v is not None and not 1 <= int(v) <= n_components:
         raise ValueError(f"n_active must be in [1, n_components={n_components}]; got {int(v)}")
+    if v is not None:
+        return np.asarray(v, np.int32)  # in range: checked above
     return jnp.clip(jnp.asarray(n_active, jnp.int32), 1, n_components)
 
 
@@ -149,8 +186,25 @@ def check_sample_weight(sample_weight: ArrayLike | None, x: jax.Array) -> jax.Ar
             f"sample_weight must have shape (n_samples,) = ({x.shape[0]},); "
             f"got {jnp.shape(sample_weight)}"
         )
-    w = jnp.asarray(sample_weight, x.dtype)
-    v = concrete(w)
-    if v is not None and (not np.all(np.isfinite(v)) or np.any(v < 0) or not np.any(v > 0)):
+    if isinstance(sample_weight, jax.Array):
+        w = jnp.asarray(sample_weight, x.dtype)
+        valid = None
+        if not isinstance(w, jax.core.Tracer):
+            valid = _concrete_bool(_valid_weights(w), lambda: _valid_weights_host(np.asarray(w)))
+
+    else:
+        host = np.asarray(sample_weight, x.dtype)
+        valid = _valid_weights_host(host)
+        w = jnp.asarray(host)
+    if valid is False:
         raise ValueError("sample_weight must be finite, non-negative and not all zero")
     return w
+
+
+def _valid_weights_host(w: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w > 0))
+
+
+@jax.jit
+def _valid_weights(w: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & jnp.any(w > 0)

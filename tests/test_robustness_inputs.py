@@ -25,6 +25,20 @@ CASES = [
     ("x no features", lambda: _fit(x=np.zeros((5, 0))), ValueError, "at least one sample and one"),
     ("x NaN", lambda: _fit(x=np.where(X > 1, np.nan, X)), ValueError, "NaN or infinite"),
     ("x inf", lambda: _fit(x=np.where(X > 1, np.inf, X)), ValueError, "NaN or infinite"),
+    # a JAX array is checked on its device (no copy to the host): the same errors
+    ("x NaN, JAX", lambda: _fit(x=jnp.where(X > 1, np.nan, X)), ValueError, "NaN or infinite"),
+    (
+        "sample_weight < 0",
+        lambda: _fit(sample_weight=np.where(X[:, 0] > 1, -1.0, 1.0)),
+        ValueError,
+        "sample_weight must be finite, non-negative",
+    ),
+    (
+        "sample_weight 0, JAX",
+        lambda: _fit(sample_weight=jnp.zeros(len(X))),
+        ValueError,
+        "sample_weight must be finite, non-negative and not all zero",
+    ),
     ("x strings", lambda: _fit(x=np.array([["a", "b"]])), TypeError, "x must be a real numeric"),
     ("x complex", lambda: _fit(x=X + 1j), TypeError, "x must be real"),
     ("x None", lambda: _fit(x=None), TypeError, "x must be an array"),

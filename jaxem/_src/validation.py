@@ -191,7 +191,6 @@ def check_sample_weight(sample_weight: ArrayLike | None, x: jax.Array) -> jax.Ar
         valid = None
         if not isinstance(w, jax.core.Tracer):
             valid = _concrete_bool(_valid_weights(w), lambda: _valid_weights_host(np.asarray(w)))
-
     else:
         host = np.asarray(sample_weight, x.dtype)
         valid = _valid_weights_host(host)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,6 +33,39 @@ import jax
 
 #: Default number of compiled programs each :class:`BoundedJit` keeps.
 MAX_PROGRAMS = 16
+
+#: XLA options of jaxem's smaller programs on the CPU, given to each compilation
+#: (``Lowered.compile(compiler_options=...)``): nothing global changes, the
+#: user's programs keep XLA's defaults. XLA:CPU's older elemental emitters
+#: instead of its fusion emitters compile a fit about 40% faster (Old Faithful's
+#: first call 3.8 -> 2.6 s), and its full-covariance EM iterations run about 8%
+#: slower (100k x 16, K = 16: 91 -> 99 ms; diagonal: the same), so they are used
+#: where compilation dominates a call: programs whose array arguments hold fewer
+#: than :data:`FAST_COMPILE_MAX_ELEMENTS` elements. An XLA that no longer knows
+#: an option compiles with its defaults.
+CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+
+#: Largest total size of a program's array arguments (elements) compiled with
+#: :data:`CPU_COMPILER_OPTIONS`: 2^23 (32 MB of float32). At 100k x 16 (1.6M
+#: elements) one default fit's EM takes about as long as the compilation saved.
+FAST_COMPILE_MAX_ELEMENTS = 1 << 23
+
+_unknown_options: set[str] = set()
+
+
+def _compile_lowered(lowered: Any, elements: int) -> Any:
+    """``lowered.compile()``, with :data:`CPU_COMPILER_OPTIONS` for a small
+    program on the CPU."""
+    options = {k: v for k, v in CPU_COMPILER_OPTIONS.items() if k not in _unknown_options}
+    if not options or elements >= FAST_COMPILE_MAX_ELEMENTS or jax.default_backend() != "cpu":
+        return lowered.compile()
+    try:
+        return lowered.compile(compiler_options=options)
+    except Exception as error:  # jax.errors.JaxRuntimeError on recent JAX
+        if "No such compile option" not in str(error):
+            raise
+        _unknown_options.update(options)  # this XLA lacks one: its defaults from now on
+        return lowered.compile()
 
 
 def _trace_context() -> Any:
@@ -99,14 +133,15 @@ class BoundedJit:
             if compiled is not None:
                 self._programs.move_to_end(key)
         if compiled is None:
-            compiled = self._compile(static, args, dynamic)
+            elements = sum(math.prod(getattr(leaf, "shape", ())) for leaf in leaves)
+            compiled = self._compile(static, args, dynamic, elements)
             with self._lock:
                 self._programs[key] = compiled
                 while len(self._programs) > max(self.max_programs, 1):
                     self._programs.popitem(last=False)
         return compiled(*args, **dynamic)
 
-    def _compile(self, static, args, dynamic):
+    def _compile(self, static, args, dynamic, elements):
         fun = self._fun
 
         # A new function object per program: JAX's caches key on it weakly, so
@@ -116,7 +151,7 @@ class BoundedJit:
 
         # fun's name: the same module name, so the persistent compilation cache hits
         program.__name__ = program.__qualname__ = fun.__name__
-        return jax.jit(program).lower(*args, **dynamic).compile()
+        return _compile_lowered(jax.jit(program).lower(*args, **dynamic), elements)
 
     def clear(self) -> None:
         """Drop every compiled program."""

@@ -1,0 +1,54 @@
+"""jaxem's compiled programs: per-compilation XLA options, without a global change."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from helpers import blobs
+
+from jaxem import gmm
+from jaxem._src import api, programs
+
+
+def test_an_option_this_xla_does_not_know_falls_back_to_its_defaults(monkeypatch):
+    monkeypatch.setattr(programs, "CPU_COMPILER_OPTIONS", {"xla_no_such_option_here": True})
+    monkeypatch.setattr(programs, "_unknown_options", set())
+    double = programs.BoundedJit(lambda x: 2 * x, static_argnames=())
+    np.testing.assert_array_equal(double(jnp.arange(3.0)), [0.0, 2.0, 4.0])
+    assert programs._unknown_options == {"xla_no_such_option_here"}
+
+
+def test_small_programs_get_the_fast_compile_options_and_large_ones_xlas_defaults(monkeypatch):
+    fast_compiles = []
+    compile_lowered = programs._compile_lowered
+
+    def spy(lowered, elements):
+        fast_compiles.append(elements < programs.FAST_COMPILE_MAX_ELEMENTS)
+        return compile_lowered(lowered, elements)
+
+    monkeypatch.setattr(programs, "_compile_lowered", spy)
+    x = blobs(seed=4, n=120, d=3, k=3)
+    api._fit_program.clear()
+    api._init_program.clear()
+    gmm.fit(jax.random.key(0), x, 3, n_init=2)
+    assert fast_compiles == [True, True]  # the initialisation and the fit
+    monkeypatch.setattr(programs, "FAST_COMPILE_MAX_ELEMENTS", x.size)
+    api._fit_program.clear()
+    api._init_program.clear()
+    gmm.fit(jax.random.key(0), x, 3, n_init=2)
+    assert fast_compiles == [True, True, False, False]
+
+
+def test_a_fit_compiled_with_either_emitter_is_the_same_fit():
+    # the option jaxem gives its small programs (programs.CPU_COMPILER_OPTIONS)
+    # against XLA:CPU's fusion emitters, set explicitly for each compilation
+    x = blobs(seed=4, n=120, d=3, k=3)
+    key = jax.random.key(0)
+    lowered = jax.jit(lambda key, x: gmm.fit(key, x, 3, n_init=2)).lower(key, x)
+    fits = [
+        lowered.compile(compiler_options={"xla_cpu_use_fusion_emitters": on})(key, x)
+        for on in (False, True)
+    ]
+    np.testing.assert_allclose(fits[0].params.means, fits[1].params.means, rtol=1e-9)
+    np.testing.assert_allclose(fits[0].params.covariances, fits[1].params.covariances, rtol=1e-9)
+    np.testing.assert_allclose(fits[0].log_likelihood, fits[1].log_likelihood, rtol=1e-12)
+    assert int(fits[0].n_iter) == int(fits[1].n_iter)

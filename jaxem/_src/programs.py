@@ -46,8 +46,9 @@ MAX_PROGRAMS = 16
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
 #: Largest total size of a program's array arguments (elements) compiled with
-#: :data:`CPU_COMPILER_OPTIONS`: 2^23 (32 MB of float32). At 100k x 16 (1.6M
-#: elements) one default fit's EM takes about as long as the compilation saved.
+#: :data:`CPU_COMPILER_OPTIONS`: 2^23 (32 MB of float32), between a 100k x 16
+#: fit (1.6M elements: about 1 s of compilation saved, 0.1 s of EM lost per
+#: call) and a 1M x 32 one (32M elements, whose EM takes tens of seconds).
 FAST_COMPILE_MAX_ELEMENTS = 1 << 23
 
 _unknown_options: set[str] = set()

@@ -133,6 +133,17 @@ def test_float64_data_without_x64_keep_the_float32_accuracy_check():
     assert np.all((variances > 1.5e-6) & (variances < 2.5e-6)), variances
 
 
+def test_the_float64_shortcut_decides_alike_for_host_and_device_data():
+    # float64 (x64 on): data spanning little compile the moment formulation alone,
+    # wide or non-finite data keep the per-pass choice; a JAX array is reduced
+    # where it lives, NumPy data on the host
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    for data, expected in [(x, "moments"), (1e5 * x, "auto"), (np.where(x > 2, np.inf, x), "auto")]:
+        assert resolve_formulation("auto", data, 1e-6) == expected
+        assert resolve_formulation("auto", jnp.asarray(data), 1e-6) == expected
+    assert resolve_formulation("auto", x, 0.0) == "auto"
+
+
 def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact():
     """Rows are padded to a bucket size with weight zero: 37 and 38 rows share
     one compiled fit, and a fit of the padded rows from a given start equals

@@ -140,12 +140,24 @@ def resolve_formulation(formulation: str, x: Any, reg_covar: ArrayLike) -> str:
         dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
     if dtype != np.float64:
         return formulation
-    values = concrete(x)
-    if values is None or values.ndim != 2 or values.size == 0 or not np.all(np.isfinite(values)):
+    if isinstance(x, jax.core.Tracer) or np.ndim(x) != 2 or np.size(x) == 0:
         return formulation
-    span2 = float(np.sum(np.ptp(values, axis=0).astype(np.float64) ** 2))
-    bound = np.finfo(np.float64).eps * span2 / float(reg)
+    finite, span2 = _finite_span2(x) if isinstance(x, jax.Array) else (None, None)
+    if isinstance(span2, jax.core.Tracer) or span2 is None:  # host data, or under a trace
+        values = np.asarray(x, np.float64)
+        finite, span2 = np.all(np.isfinite(values)), np.sum(np.ptp(values, axis=0) ** 2)
+    if not bool(finite):
+        return formulation
+    bound = np.finfo(np.float64).eps * float(span2) / float(reg)
     return "moments" if bound < ACCURACY_THRESHOLD else formulation
+
+
+@jax.jit
+def _finite_span2(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Whether ``x`` (N, D) is finite, and ``Σ_d span_d²``, where ``x`` lives (no
+    copy of accelerator data to the host)."""
+    span = jnp.max(x, axis=0) - jnp.min(x, axis=0)
+    return jnp.all(jnp.isfinite(x)), jnp.sum(jnp.square(span.astype(jnp.float64)))
 
 
 def fit(

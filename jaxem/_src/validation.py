@@ -122,15 +122,14 @@ def all_finite(x: jax.Array) -> bool | None:
     does not copy them to the host."""
     if isinstance(x, jax.core.Tracer):
         return None
-    return _concrete_bool(_all_finite(x), lambda: np.all(np.isfinite(np.asarray(x))))
+    return bool(evaluate_now(_all_finite, x))
 
 
-def _concrete_bool(result: jax.Array, on_host) -> bool:
-    """``result`` of a device check of a concrete array; under a caller's trace
-    (the array is a constant of it, the check's result a tracer) ``on_host()``."""
-    if isinstance(result, jax.core.Tracer):
-        return bool(on_host())
-    return bool(result)
+def evaluate_now(fn, *args):
+    """``fn(*args)`` on concrete arrays, evaluated now: also inside a caller's
+    ``jit`` or ``vmap``, where the arrays are constants of its trace."""
+    with jax.ensure_compile_time_eval():
+        return fn(*args)
 
 
 def check_key(key: object, name: str = "key") -> None:
@@ -188,20 +187,14 @@ def check_sample_weight(sample_weight: ArrayLike | None, x: jax.Array) -> jax.Ar
         )
     if isinstance(sample_weight, jax.Array):
         w = jnp.asarray(sample_weight, x.dtype)
-        valid = None
-        if not isinstance(w, jax.core.Tracer):
-            valid = _concrete_bool(_valid_weights(w), lambda: _valid_weights_host(np.asarray(w)))
+        valid = None if isinstance(w, jax.core.Tracer) else bool(evaluate_now(_valid_weights, w))
     else:
         host = np.asarray(sample_weight, x.dtype)
-        valid = _valid_weights_host(host)
+        valid = bool(np.all(np.isfinite(host)) and np.all(host >= 0) and np.any(host > 0))
         w = jnp.asarray(host)
     if valid is False:
         raise ValueError("sample_weight must be finite, non-negative and not all zero")
     return w
-
-
-def _valid_weights_host(w: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w > 0))
 
 
 @jax.jit

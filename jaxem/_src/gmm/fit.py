@@ -27,7 +27,7 @@ from jaxem._src.gmm.prior import Prior, check_prior
 from jaxem._src.implicit import Implicit
 from jaxem._src.loop import EMResult
 from jaxem._src.sources import InMemory, PassInfo
-from jaxem._src.validation import as_data, check_scalar, concrete, dtype_of
+from jaxem._src.validation import as_data, check_scalar, concrete, dtype_of, evaluate_now
 
 __all__ = [
     "family",
@@ -142,8 +142,9 @@ def resolve_formulation(formulation: str, x: Any, reg_covar: ArrayLike) -> str:
         return formulation
     if isinstance(x, jax.core.Tracer) or np.ndim(x) != 2 or np.size(x) == 0:
         return formulation
-    finite, span2 = _finite_span2(x) if isinstance(x, jax.Array) else (None, None)
-    if isinstance(span2, jax.core.Tracer) or span2 is None:  # host data, or under a trace
+    if isinstance(x, jax.Array):  # reduced where it lives
+        finite, span2 = evaluate_now(_finite_span2, x)
+    else:
         values = np.asarray(x, np.float64)
         finite, span2 = np.all(np.isfinite(values)), np.sum(np.ptp(values, axis=0) ** 2)
     if not bool(finite):

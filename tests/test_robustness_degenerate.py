@@ -84,6 +84,23 @@ def test_degenerate_data_gives_finite_fits(covariance_type, dtype):
                 assert int(result.n_iter) == 30, (name, reg)
 
 
+@pytest.mark.parametrize("formulation", ["direct", "moments"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_singular_covariances_give_finite_fits_by_either_route(formulation, dtype):
+    """A duplicated feature with ``reg_covar=0``: every covariance is singular to
+    rounding. Whether such a matrix factorises depended on the order of the
+    rounding, so a check that passed in one place failed in the next
+    factorisation, and 30 iterations by either route ended in NaN (both routes,
+    both dtypes, before the pivot margin of ``ensure_positive_definite``)."""
+    fit = jax.jit(
+        lambda x, reg: gmm.fit(
+            jax.random.key(0), x, 3, reg_covar=reg, max_iter=30, tol=1e-6, formulation=formulation
+        )
+    )
+    result = fit(jnp.asarray(DATA["duplicated features"], dtype), 0.0)
+    _assert_finite(result)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_one_sample_and_as_many_components_as_samples(covariance_type):
     one = gmm.fit(jax.random.key(0), np.array([[1.0, 2.0]]), 1, covariance_type=covariance_type)

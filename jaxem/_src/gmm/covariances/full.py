@@ -103,12 +103,19 @@ def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array
 
 
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
-    """Add a ridge to the matrices whose Cholesky factorisation fails.
+    """Add a ridge to the matrices whose Cholesky factorisation fails or nearly does.
 
     A singular covariance (a constant or duplicated feature, a component on one
     point, with ``reg_covar=0``) gets ``10·D·ε·max(diag)`` on its diagonal; if
     that still fails (a matrix that is only rounding noise), ``D·max|Σ| + tiny^¼``,
-    which makes it diagonally dominant. Positive definite matrices are unchanged.
+    which makes it diagonally dominant. "Nearly": a pivot of the factorisation
+    under ``D·ε`` of its variance (``L_ii² < D ε Σ_ii``, a feature that the
+    others determine to rounding) counts as a failure, since whether such a
+    matrix factorises depends on the order of the rounding: a factorisation
+    elsewhere (of the same matrix in another compiled program) can fail where
+    this one did not, which made NaN of fits on singular data with
+    ``reg_covar=0``; after the ridge every pivot keeps about ten times the
+    margin. Other matrices are unchanged.
     """
     d = covariances.shape[-1]
     finfo = jnp.finfo(covariances.dtype)
@@ -123,7 +130,9 @@ def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     # pool, so two independent factorisations in flight at once can take every
     # thread of a 2-core pool and never finish (experiments/xla_deadlock_repro.py).
     trials = covariances + jnp.stack([zero, small])[..., None, None] * eye
-    fails = ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(trials)), axis=(-2, -1))
+    chol = jnp.linalg.cholesky(trials)
+    pivots = diagonal(chol) ** 2 / diagonal(trials)  # 0/0 or NaN: a failure
+    fails = ~(jnp.all(jnp.isfinite(chol), axis=(-2, -1)) & (jnp.min(pivots, -1) >= d * finfo.eps))
     ridge = jnp.where(fails[0], jnp.where(fails[1], large, small), zero)
     return covariances + ridge[..., None, None] * eye
 

@@ -24,3 +24,34 @@ def test_every_module_implements_the_interface(covariance_type):
             expected = list(inspect.signature(getattr(reference, name)).parameters)
             assert list(inspect.signature(getattr(module, name)).parameters) == expected, name
     assert module.SHARED == (covariance_type == "tied")
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_largest_eigenvalue_bound_is_a_lower_bound_near_the_eigenvalue(covariance_type):
+    """The moment formulation's accuracy check needs a lower bound on each
+    covariance's largest eigenvalue: never above it (the check stays on the safe
+    side), at least the largest variance, exact for diagonal storage."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    k, d = 6, 5
+    factors = rng.normal(size=(k, d, d)) * rng.uniform(0.01, 3.0, (k, 1, d))
+    full = np.einsum("kde,kfe->kdf", factors, factors) + 1e-6 * np.eye(d)
+    covariances = {
+        "full": full,
+        "tied": full[0],
+        "diag": rng.uniform(1e-4, 5.0, (k, d)),
+        "spherical": rng.uniform(1e-4, 5.0, k),
+    }[covariance_type]
+    module = cov_lib.get(covariance_type)
+    bound = np.asarray(module.largest_eigenvalue_bound(jnp.asarray(covariances)))
+    if covariance_type in ("full", "tied"):
+        top = np.linalg.eigvalsh(covariances)[..., -1]
+        variances = np.max(np.diagonal(covariances, axis1=-2, axis2=-1), axis=-1)
+        assert np.all(bound <= top * (1 + 1e-12))
+        assert np.all(bound >= variances * (1 - 1e-12))
+        assert np.all(bound >= 0.5 * top)  # three power iterations from the variances
+    else:
+        top = covariances.max(axis=-1) if covariance_type == "diag" else covariances
+        np.testing.assert_allclose(bound, top, rtol=1e-12)

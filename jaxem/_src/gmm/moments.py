@@ -23,6 +23,19 @@ spatially tight chunks (:mod:`jaxem._src.gmm.layout`);
 responsibilities it computed and the pass falls back to the direct
 formulation for a chunk where it is too large. :func:`is_accurate` is the
 check of a single centre from the parameters alone (the public steps).
+
+The bound has two parts; either suffices. ``ε ρ_k`` under
+:data:`ACCURACY_THRESHOLD` keeps the error at a well-conditioned component
+small in absolute terms. An ill-conditioned component (condition number
+``κ_k``) carries a relative error of about ``ε κ_k`` in its thinnest direction
+whatever the formulation: the direct route sums entries as large as its
+largest eigenvalue ``λ_k``, each rounded by ``ε λ_k``. The moment route's
+cancellation rounds entries as large as ``‖μ_k − c‖²`` instead, so while the
+centre lies within ``√(CONDITIONING_FACTOR · λ_k)`` of the mean (Euclidean) it
+adds at most :data:`CONDITIONING_FACTOR` times the error float32 makes there
+anyway, where ``ρ_k`` alone rejects a centre a few of the thinnest standard
+deviations off (experiments/float32_accuracy.py measures both routes against
+float64).
 """
 
 from __future__ import annotations
@@ -45,6 +58,18 @@ MOMENT_CHUNK_ELEMENTS = 8_000_000
 #: level float32 fits agree with float64 to about 1e-5 relative
 #: (tests/test_gmm_moments.py measures it).
 ACCURACY_THRESHOLD = 2e-5
+
+#: How many times the error float32 makes anyway at an ill-conditioned component
+#: the moment formulation may add (the bound's second part, see above).
+CONDITIONING_FACTOR = 4.0
+
+#: Largest ``ε κ_k`` (estimated from above as ``ε λ_k tr Λ_k``) for which the
+#: bound's second part applies: it caps the moment route's worst-case error in
+#: the thinnest variance, ``CONDITIONING_FACTOR · ε κ_k``, at 10% (measured
+#: errors are far smaller) and its logits' at ``ε ‖x − c‖² ‖Λ_k‖`` per row. A
+#: nearly singular component (``ε κ`` near 0.1 with a factorisation's ridge and
+#: ``reg_covar=0``: the moment route then made NaN of a fit) takes the direct route.
+CONDITIONING_LIMIT = 0.025
 
 
 def n_features_of(covariance_type: str, n_features: int) -> int:
@@ -133,13 +158,6 @@ def moments_to_stats(moments: jax.Array, extra: jax.Array, covariance_type: str,
     return nk, sum_x, sum_xx
 
 
-def accuracy_ratio(params: GMMParams, center: jax.Array) -> jax.Array:
-    """() ``max_k ρ_k``, ``ρ_k = ‖(μ_k − c) P_k‖²`` over active components."""
-    module = cov_lib.get(params.covariance_type)
-    rho = module.mahalanobis(center[None, :], params.means, params.precisions_cholesky)[0]
-    return jnp.max(jnp.where(params.weights != 0, rho, 0))  # NaN weights count: NaN ratio
-
-
 def chunk_is_accurate(
     params: GMMParams,
     nk: jax.Array,
@@ -158,7 +176,9 @@ def chunk_is_accurate(
     statistics stays within about ``2 · threshold`` (``n_k ≈ π_k Σ w``), and
     the log-likelihood's error per row too; a component that owns few of
     the chunk's rows no longer counts at full weight, as it does in
-    :func:`is_accurate`.
+    :func:`is_accurate`. The bound's second part (module docstring) holds
+    where ``n_kc ‖μ_k − c‖² ≤ CONDITIONING_FACTOR · λ_k · (n_kc + π_k · Σ_chunk w)``
+    (and ``ε κ_k ≤ CONDITIONING_LIMIT``).
 
     Args:
         params: the E-step's parameters.
@@ -167,12 +187,30 @@ def chunk_is_accurate(
         center: (D,) the chunk's centre.
         threshold: the bound on ``eps · ρ``.
     """
+    rho, offset2, allowed2 = _distances(params, center)
+    eps = jnp.finfo(params.dtype).eps
+    share = nk + params.weights * jnp.sum(w)
+    small = eps * nk * rho <= threshold * share
+    conditioned = nk * offset2 <= allowed2 * share
+    return jnp.all((params.weights == 0) | small | conditioned)  # NaN: False
+
+
+def _distances(params: GMMParams, center: jax.Array):
+    """``(ρ, ‖μ − c‖², λ)``, each (K,): the squared Mahalanobis and Euclidean
+    distances of the centre ``c`` (D,) from the means, and the scale the bound's
+    second part allows ``‖μ − c‖²`` (:data:`CONDITIONING_FACTOR` times a lower
+    bound on the largest eigenvalue; 0 past :data:`CONDITIONING_LIMIT`)."""
     module = cov_lib.get(params.covariance_type)
     m = params.means - center
-    rho = module.mahalanobis(jnp.zeros_like(m[:1]), m, params.precisions_cholesky)[0]
+    pc = params.precisions_cholesky
+    rho = module.mahalanobis(jnp.zeros_like(m[:1]), m, pc)[0]
+    top = module.largest_eigenvalue_bound(params.covariances)
+    # tr Λ_k = Σ_d e_dᵀ Λ_k e_d ≥ ‖Λ_k‖: with top ≈ λ_k, an estimate of κ_k from above
+    d = params.n_features
+    trace = jnp.sum(module.mahalanobis(jnp.eye(d, dtype=m.dtype), jnp.zeros_like(m), pc), axis=0)
     eps = jnp.finfo(params.dtype).eps
-    allowed = threshold * (nk + params.weights * jnp.sum(w))
-    return jnp.all((params.weights == 0) | (eps * nk * rho <= allowed))  # NaN: False
+    usable = eps * top * trace <= CONDITIONING_LIMIT
+    return rho, jnp.sum(m * m, axis=1), jnp.where(usable, CONDITIONING_FACTOR * top, 0)
 
 
 #: The bound of the public steps (``gmm.e_step``, ``gmm.m_step``) in float64,
@@ -183,9 +221,13 @@ STEP_THRESHOLD_64 = 1e-10
 def is_accurate(
     params: GMMParams, center: jax.Array, threshold: float = ACCURACY_THRESHOLD
 ) -> jax.Array:
-    """() whether the moment formulation keeps ``eps · ρ`` under ``threshold``."""
+    """() whether the moment formulation about ``center`` keeps every active
+    component's ``eps · ρ_k`` under ``threshold`` or its centre within the
+    conditioning bound (module docstring)."""
+    rho, offset2, allowed2 = _distances(params, center)
     eps = jnp.finfo(params.dtype).eps
-    return eps * accuracy_ratio(params, center) < threshold
+    conditioned = offset2 <= allowed2
+    return jnp.all((params.weights == 0) | (eps * rho < threshold) | conditioned)  # NaN: False
 
 
 def step_threshold(dtype) -> float:

@@ -44,6 +44,8 @@ Moment formulation (:mod:`jaxem._src.gmm.moments`, :mod:`jaxem._src.gmm.passes`)
 features ``[quadratic, x̃, 1]``:
 
 * ``n_quadratic_features(D)`` and ``quadratic_features(xc)``: the quadratic ones;
+* ``largest_eigenvalue_bound(covariances)``: a lower bound on each covariance's
+  largest eigenvalue (the accuracy check's scale of float32's own error);
 * ``natural_weights(prec_chol, centred_means) -> (quadratic, linear)``: their weights;
 * ``feature_logits(logits, features, prec_chol)``: what ``Φ W`` leaves out of the
   log-densities (tied: the shared quadratic term);

@@ -124,6 +124,12 @@ def unit(n_components: int, n_features: int, dtype) -> jax.Array:
 # (jaxem._src.gmm.moments) features [x̃², x̃, 1].
 
 
+def largest_eigenvalue_bound(covariances: jax.Array) -> jax.Array:
+    """(K,) each covariance's largest eigenvalue, its largest variance (exact;
+    :func:`jaxem._src.gmm.covariances.full.largest_eigenvalue_bound`)."""
+    return jnp.max(covariances, axis=-1)
+
+
 def n_quadratic_features(n_features: int) -> int:
     """D quadratic moment features."""
     return n_features

@@ -171,6 +171,23 @@ def unit(n_components: int, n_features: int, dtype) -> jax.Array:
 # (jaxem._src.gmm.moments) features [vech(x̃ x̃ᵀ), x̃, 1], the upper triangle row by row.
 
 
+def largest_eigenvalue_bound(covariances: jax.Array) -> jax.Array:
+    """(K,) a lower bound on each covariance's largest eigenvalue (the moment
+    formulation's accuracy check, :func:`jaxem._src.gmm.moments.chunk_is_accurate`):
+    the largest of the variances and of the Rayleigh quotient after three power
+    iterations from the vector of the variances."""
+    variances = diagonal(covariances)
+    v = variances
+    for _ in range(3):
+        v = jnp.einsum("...de,...e->...d", covariances, v)
+        scale = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
+        v = v / jnp.where(scale > 0, scale, 1)
+    norm2 = jnp.sum(v * v, -1)
+    quotient = jnp.sum(v * jnp.einsum("...de,...e->...d", covariances, v), -1)
+    quotient = quotient / jnp.where(norm2 > 0, norm2, 1)
+    return jnp.maximum(jnp.max(variances, axis=-1), quotient)
+
+
 def n_quadratic_features(n_features: int) -> int:
     """D(D+1)/2 quadratic moment features."""
     return n_features * (n_features + 1) // 2

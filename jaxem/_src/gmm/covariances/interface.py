@@ -19,6 +19,7 @@ INTERFACE = (
     "scale_noise",
     "smallest_standardized_eigenvalue",
     "unit",
+    "largest_eigenvalue_bound",
     "n_quadratic_features",
     "quadratic_features",
     "natural_weights",

@@ -114,6 +114,12 @@ def unit(n_components: int, n_features: int, dtype) -> jax.Array:
 # (jaxem._src.gmm.moments) features [‖x̃‖², x̃, 1].
 
 
+def largest_eigenvalue_bound(covariances: jax.Array) -> jax.Array:
+    """(K,) each covariance's largest eigenvalue, its variance (exact;
+    :func:`jaxem._src.gmm.covariances.full.largest_eigenvalue_bound`)."""
+    return covariances
+
+
 def n_quadratic_features(n_features: int) -> int:
     """One quadratic moment feature."""
     return 1

@@ -116,6 +116,12 @@ def unit(n_components: int, n_features: int, dtype) -> jax.Array:
 # and the second moment is the data's own (:func:`shared_second_moment`).
 
 
+def largest_eigenvalue_bound(covariances: jax.Array) -> jax.Array:
+    """() as :func:`jaxem._src.gmm.covariances.full.largest_eigenvalue_bound`
+    (shared by every component)."""
+    return full.largest_eigenvalue_bound(covariances)
+
+
 def n_quadratic_features(n_features: int) -> int:
     """No quadratic moment features."""
     return 0

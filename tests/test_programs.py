@@ -52,3 +52,33 @@ def test_a_fit_compiled_with_either_emitter_is_the_same_fit():
     np.testing.assert_allclose(fits[0].params.covariances, fits[1].params.covariances, rtol=1e-9)
     np.testing.assert_allclose(fits[0].log_likelihood, fits[1].log_likelihood, rtol=1e-12)
     assert int(fits[0].n_iter) == int(fits[1].n_iter)
+
+
+def test_a_first_fit_compiles_each_program_once_side_by_side(monkeypatch):
+    """The initialisation compiles in the background while the fit program is
+    traced from the shapes of its output; the calls then find both compiled
+    (no second compilation: the abstract and the concrete arguments key alike)."""
+    compiled = []
+    compile_lowered = programs._compile_lowered
+    threads = set()
+
+    def spy(lowered, elements):
+        import threading
+
+        threads.add(threading.current_thread().name)
+        compiled.append(lowered)
+        return compile_lowered(lowered, elements)
+
+    monkeypatch.setattr(programs, "_compile_lowered", spy)
+    x = blobs(seed=5, n=90, d=2, k=2)
+    api._fit_program.clear()
+    api._init_program.clear()
+    first = gmm.fit(jax.random.key(0), x, 2, n_init=2)
+    assert len(compiled) == 2
+    assert all(name.startswith("jaxem-compile") for name in threads)
+    again = gmm.fit(jax.random.key(0), x, 2, n_init=2)
+    assert len(compiled) == 2
+    np.testing.assert_array_equal(first.params.means, again.params.means)
+    # a call inside a caller's trace is inlined, nothing compiles ahead
+    jax.jit(lambda x: gmm.fit(jax.random.key(0), x, 2, n_init=2).log_likelihood)(x)
+    assert len(compiled) == 2

@@ -366,12 +366,7 @@ def fit(
     )
     if start is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
-    resp, view = None, _separate_init(family, source, start)
-    if view is not None:
-        resp = _init_program(
-            view, source, key, n_active, n_components=n_components, methods=config.methods
-        )
-    return _fit_program(
+    fit_args = (
         family,
         source,
         key if start is None else jax.random.key(0),
@@ -379,10 +374,34 @@ def fit(
         as_scalar(tol, dtype),
         as_scalar(refine_tol, dtype),
         start,
-        resp,
-        config=config,
-        implicit=implicit,
     )
+    resp, view = None, _separate_init(family, source, start)
+    if view is not None:
+        init_args = (view, source, key, n_active)
+        init_static = dict(n_components=n_components, methods=config.methods)
+        _compile_ahead(init_args, init_static, fit_args, dict(config=config, implicit=implicit))
+        resp = _init_program(*init_args, **init_static)
+    return _fit_program(*fit_args, resp, config=config, implicit=implicit)
+
+
+def _compile_ahead(init_args, init_static, fit_args, fit_static) -> None:
+    """Compile the initialisation and the fit programs side by side when neither
+    is compiled: the first compiles in the background while the fit program,
+    whose initial responsibilities are given by their shapes, is traced, then
+    compiles beside it (XLA compiles without Python's lock: on two cores a first
+    call takes about the longer of the two compilations, not their sum)."""
+    out = _init_program.compile_ahead(*init_args, **init_static)
+    shardings = {getattr(leaf, "sharding", None) for leaf in jax.tree.leaves(init_args[1])}
+    if out is None or len(shardings) != 1:
+        return
+    (sharding,) = shardings
+    if not isinstance(sharding, jax.sharding.SingleDeviceSharding):
+        return  # where the responsibilities will live is the compiled program's choice
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, weak_type=s.weak_type, sharding=sharding),
+        out,
+    )
+    _fit_program.compile_ahead(*fit_args, abstract, **fit_static)
 
 
 def _max_components(family: Family, x: Any, n_samples: int) -> int:

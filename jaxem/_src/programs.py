@@ -23,6 +23,7 @@ inlined into the caller's program.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import math
 import threading
@@ -53,6 +54,20 @@ FAST_COMPILE_MAX_ELEMENTS = 1 << 23
 
 _unknown_options: set[str] = set()
 
+_compiler: concurrent.futures.ThreadPoolExecutor | None = None
+_compiler_lock = threading.Lock()
+
+
+def _background() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that compile ahead (:meth:`BoundedJit.compile_ahead`): XLA
+    compiles without Python's lock, so a program compiles there while the
+    calling thread traces the next one."""
+    global _compiler
+    with _compiler_lock:
+        if _compiler is None:
+            _compiler = concurrent.futures.ThreadPoolExecutor(2, "jaxem-compile")
+        return _compiler
+
 
 def _compile_lowered(lowered: Any, elements: int) -> Any:
     """``lowered.compile()``, with :data:`CPU_COMPILER_OPTIONS` for a small
@@ -67,6 +82,11 @@ def _compile_lowered(lowered: Any, elements: int) -> Any:
             raise
         _unknown_options.update(options)  # this XLA lacks one: its defaults from now on
         return lowered.compile()
+
+
+def _elements(leaves) -> int:
+    """Total size of a call's array arguments."""
+    return sum(math.prod(getattr(leaf, "shape", ())) for leaf in leaves)
 
 
 def _trace_context() -> Any:
@@ -117,32 +137,83 @@ class BoundedJit:
         self.max_programs = MAX_PROGRAMS if max_programs is None else max_programs
         functools.update_wrapper(self, fun)
 
-    def __call__(self, *args, **kwargs):
+    def _key(self, args, kwargs):
+        """``(key, static, dynamic, leaves)`` of a call, ``key`` None when an
+        argument is a tracer (the call is then inlined in the caller's trace)."""
         static = {k: v for k, v in kwargs.items() if k in self._static}
         dynamic = {k: v for k, v in kwargs.items() if k not in self._static}
         leaves, tree = jax.tree.flatten((args, dynamic))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-            return self._jit(*args, **kwargs)
+            return None, static, dynamic, leaves
         key = (
             tree,
             tuple(sorted(static.items())),
             tuple((jax.typeof(leaf), getattr(leaf, "sharding", None)) for leaf in leaves),
             _trace_context(),
         )
+        return key, static, dynamic, leaves
+
+    def _lookup(self, key):
+        """The compiled program of ``key`` (waiting for one compiling ahead), or None."""
         with self._lock:
-            compiled = self._programs.get(key)
-            if compiled is not None:
+            entry = self._programs.get(key)
+            if entry is not None:
                 self._programs.move_to_end(key)
-        if compiled is None:
-            elements = sum(math.prod(getattr(leaf, "shape", ())) for leaf in leaves)
-            compiled = self._compile(static, args, dynamic, elements)
+        if not isinstance(entry, concurrent.futures.Future):
+            return entry
+        try:
+            compiled = entry.result()
+        except BaseException:
             with self._lock:
+                if self._programs.get(key) is entry:
+                    del self._programs[key]
+            raise
+        with self._lock:
+            if self._programs.get(key) is entry:
                 self._programs[key] = compiled
-                while len(self._programs) > max(self.max_programs, 1):
-                    self._programs.popitem(last=False)
+        return compiled
+
+    def _store(self, key, entry) -> None:
+        with self._lock:
+            self._programs[key] = entry
+            self._programs.move_to_end(key)
+            while len(self._programs) > max(self.max_programs, 1):
+                self._programs.popitem(last=False)
+
+    def __call__(self, *args, **kwargs):
+        key, static, dynamic, leaves = self._key(args, kwargs)
+        if key is None:
+            return self._jit(*args, **kwargs)
+        compiled = self._lookup(key)
+        if compiled is None:
+            lowered = self._lower(static, args, dynamic)
+            compiled = _compile_lowered(lowered, _elements(leaves))
+            self._store(key, compiled)
         return compiled(*args, **dynamic)
 
-    def _compile(self, static, args, dynamic, elements):
+    def compile_ahead(self, *args, **kwargs) -> Any:
+        """Trace and lower the program of a call with these arguments here, and
+        compile it in a background thread; a later call whose arguments match
+        (same shapes, dtypes, shardings, static values) waits for that
+        compilation instead of compiling. Arguments may be
+        :class:`jax.ShapeDtypeStruct` in place of arrays (with the sharding the
+        call's arrays will have).
+
+        Returns:
+            The output's :class:`jax.ShapeDtypeStruct` tree, or None when the
+            program is compiled (or compiling) already or an argument is a tracer.
+        """
+        key, static, dynamic, leaves = self._key(args, kwargs)
+        if key is None:
+            return None
+        with self._lock:
+            if key in self._programs:
+                return None
+        lowered = self._lower(static, args, dynamic)
+        self._store(key, _background().submit(_compile_lowered, lowered, _elements(leaves)))
+        return lowered.out_info
+
+    def _lower(self, static, args, dynamic):
         fun = self._fun
 
         # A new function object per program: JAX's caches key on it weakly, so
@@ -152,7 +223,7 @@ class BoundedJit:
 
         # fun's name: the same module name, so the persistent compilation cache hits
         program.__name__ = program.__qualname__ = fun.__name__
-        return _compile_lowered(jax.jit(program).lower(*args, **dynamic), elements)
+        return jax.jit(program).lower(*args, **dynamic)
 
     def clear(self) -> None:
         """Drop every compiled program."""

@@ -540,8 +540,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             "float64 (higher is better); Δll64: jaxem's minus scikit-learn's; "
             "iterations: of the chosen fit (jaxem: screening + refinement); chosen "
             "start: the portfolio method of jaxem's chosen restart, '(direct)' when the "
-            "moment formulation was off at the end; load: the 1-minute load average when "
-            "the row started and when it ended.",
+            "moment formulation about the data's mean fails the accuracy check at the "
+            "end (`FitResult.fast_path`; fits of 8192 rows or more centre and check each "
+            "chunk of rows apart, and their passes may still run the moment formulation); "
+            "load: the 1-minute load average when the row started and when it ended.",
         ]
     )
     print()

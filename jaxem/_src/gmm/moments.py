@@ -101,22 +101,18 @@ def natural_weights(params: GMMParams, center: jax.Array) -> jax.Array:
     return jnp.concatenate([*quadratic, linear, const[:, None]], axis=1).T
 
 
-def feature_sums(params: GMMParams, weights_matrix: jax.Array):
-    """The chunk function over precomputed features: ``(Φ, w) -> (Rᵀ Φ, Σ w log p(x))``.
+def feature_responsibilities(params: GMMParams, phi: jax.Array, w: jax.Array, center: jax.Array):
+    """The E-step over precomputed features ``Φ`` (B, F) of ``x − center``:
+    ``(w · r (B, K), log p(x) (B,))`` from the logits ``Φ W``.
 
     The covariance type's ``feature_logits`` adds what ``Φ W`` leaves out (for a
     tied covariance the shared quadratic term, read from the centred data in
     the first ``D`` columns of ``Φ``).
     """
     module = cov_lib.get(params.covariance_type)
-    active = params.weights > 0
-
-    def chunk(phi, w):
-        logits = module.feature_logits(phi @ weights_matrix, phi, params.precisions_cholesky)
-        resp, log_norm = weighted_softmax(jnp.where(active, logits, -jnp.inf), w, axis=1)
-        return resp.T @ phi, jnp.sum(w * log_norm)
-
-    return chunk
+    weights_matrix = natural_weights(params, center)
+    logits = module.feature_logits(phi @ weights_matrix, phi, params.precisions_cholesky)
+    return weighted_softmax(jnp.where(params.weights > 0, logits, -jnp.inf), w, axis=1)
 
 
 def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
@@ -128,25 +124,6 @@ def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
     total = jnp.sum(e, axis=axis, keepdims=True)
     log_norm = jnp.squeeze(jnp.log(total) + top, axis)
     return e * (jnp.expand_dims(w, axis) / total), log_norm
-
-
-def pass_sums(params: GMMParams, center: jax.Array, weights_matrix: jax.Array):
-    """The chunk function of the fast pass: ``(x, w) -> (Rᵀ Φ, extra, Σ w log p(x))``,
-    the features built chunk by chunk.
-
-    ``extra`` is the covariance type's ``shared_second_moment``: ``Σ_n w_n x̃_n x̃_nᵀ``
-    for a tied covariance and 0 otherwise.
-    """
-    covariance_type = params.covariance_type
-    module = cov_lib.get(covariance_type)
-    sums = feature_sums(params, weights_matrix)
-
-    def chunk(x, w):
-        phi = features(x - center, covariance_type)
-        moments, ll = sums(phi, w)
-        return moments, module.shared_second_moment(phi, w), ll
-
-    return chunk
 
 
 def moments_to_stats(moments: jax.Array, extra: jax.Array, covariance_type: str, n_features: int):

@@ -10,10 +10,10 @@ E-step's means, Σ w log p(x))``:
   may differ from chunk to chunk, :mod:`jaxem._src.gmm.layout`); several
   times faster, exact in float64, and in float32 while the centre is close to
   the components that own the chunk's rows. With ``"auto"`` each chunk takes
-  the moment route, then checks the error its responsibilities carry
-  (:func:`jaxem._src.gmm.moments.chunk_is_accurate`) and recomputes the chunk
-  by the direct route (on the centred data read back from ``Φ``) where it is
-  too large.
+  the moment route's E-step, checks the error its responsibilities carry
+  (:func:`jaxem._src.gmm.moments.chunk_is_accurate`), and then takes the
+  moment route's M-step, or where the error is too large recomputes the chunk
+  by the direct route (on the centred data read back from ``Φ``).
 
 Under ``vmap`` over the parameters only (restarts sharing the data), the moment
 route computes the restarts together as one product of width ``R·K`` each way
@@ -184,28 +184,31 @@ def _about_means(summed, extra, center, params) -> Moments:
     return Moments(moved.nk, moved.sum_x, moved.sum_xx)
 
 
-def _moment_chunk(params, phi, w, center):
-    module = cov_lib.get(params.covariance_type)
-    weights_matrix = moments.natural_weights(params, center)
-    summed, ll = moments.feature_sums(params, weights_matrix)(phi, w)
-    extra = module.shared_second_moment(phi, w)
-    return _about_means(summed, extra, center, params), ll
+def _moment_statistics(params, resp, log_norm, phi, w, center):
+    """The moment route's M-step statistics from its E-step: one product ``Rᵀ Φ``."""
+    extra = cov_lib.get(params.covariance_type).shared_second_moment(phi, w)
+    return _about_means(resp.T @ phi, extra, center, params), jnp.sum(w * log_norm)
 
 
-def _wide_moment_chunk(params, phi, w, center, n_batch):
-    """:func:`_moment_chunk` for a batch of parameters (leading axis R): the R
-    restarts' logits and statistics as one product of width ``R·K`` each."""
+def _wide_responsibilities(params, phi, w, center, n_batch):
+    """:func:`moments.feature_responsibilities` for a batch of parameters (leading
+    axis R): the R restarts' logits as one product of width ``R·K``;
+    ``(w · r (B, R, K), log p(x) (B, R))``."""
     module = cov_lib.get(params.covariance_type)
     k = params.means.shape[1]
     weights_matrix = jax.vmap(moments.natural_weights, in_axes=(0, None))(params, center)
     wide = jnp.moveaxis(weights_matrix, 0, 1).reshape(phi.shape[1], n_batch * k)
-    b = phi.shape[0]
-    logits = (phi @ wide).reshape(b, n_batch, k)
+    logits = (phi @ wide).reshape(phi.shape[0], n_batch, k)
     logits = module.feature_logits(logits, phi, params.precisions_cholesky)
     logits = jnp.where(params.weights > 0, logits, -jnp.inf)
-    resp, log_norm = moments.weighted_softmax(logits, w[:, None], axis=2)  # (b, R, K), (b, R)
+    return moments.weighted_softmax(logits, w[:, None], axis=2)
+
+
+def _wide_statistics(params, resp, log_norm, phi, w, center):
+    """:func:`_moment_statistics` of R restarts as one product of width ``R·K``."""
+    b, n_batch, k = resp.shape
     summed = (resp.reshape(b, n_batch * k).T @ phi).reshape(n_batch, k, -1)
-    extra = module.shared_second_moment(phi, w)  # the same for every restart
+    extra = cov_lib.get(params.covariance_type).shared_second_moment(phi, w)  # every restart's
     stats = jax.vmap(lambda s, p: _about_means(s, extra, center, p))(summed, params)
     return stats, w @ log_norm
 
@@ -216,17 +219,20 @@ def feature_chunk(
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``.
 
     ``formulation``: ``"moments"`` (always the matrix products) or ``"auto"``
-    (the products, recomputed by the direct route where
-    :func:`moments.chunk_is_accurate` fails); see the module docstring for the
-    batched case.
+    (the E-step's product, then :func:`moments.chunk_is_accurate` on the
+    responsibilities it gave, then the M-step's product where it holds and the
+    direct route where it fails); see the module docstring for the batched case.
     """
 
     def single(p, phi, w, c):
-        out = _moment_chunk(p, phi, w, c)
+        resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
         if formulation == "moments":
-            return out
-        accurate = moments.chunk_is_accurate(p, out[0].nk, w, c)
-        return jax.lax.cond(accurate, lambda: out, lambda: _direct_from_features(p, phi, w, c))
+            return _moment_statistics(p, resp, log_norm, phi, w, c)
+        return jax.lax.cond(
+            moments.chunk_is_accurate(p, jnp.sum(resp, axis=0), w, c),
+            lambda: _moment_statistics(p, resp, log_norm, phi, w, c),
+            lambda: _direct_from_features(p, phi, w, c),
+        )
 
     @jax.custom_batching.custom_vmap
     def run(p, phi, w, c):
@@ -239,18 +245,19 @@ def feature_chunk(
         if not only_params:
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c)
-        elif formulation == "moments":
-            out = _wide_moment_chunk(p, phi, w, c, axis_size)
         else:
-            out = _wide_moment_chunk(p, phi, w, c, axis_size)
-            check = jax.vmap(moments.chunk_is_accurate, in_axes=(0, 0, None, None))
-            out = jax.lax.cond(
-                jnp.all(check(p, out[0].nk, w, c)),
-                lambda: out,
-                lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(
-                    p, phi, w, c
-                ),
-            )
+            resp, log_norm = _wide_responsibilities(p, phi, w, c, axis_size)
+            if formulation == "moments":
+                out = _wide_statistics(p, resp, log_norm, phi, w, c)
+            else:
+                check = jax.vmap(moments.chunk_is_accurate, in_axes=(0, 0, None, None))
+                out = jax.lax.cond(
+                    jnp.all(check(p, jnp.sum(resp, axis=0), w, c)),
+                    lambda: _wide_statistics(p, resp, log_norm, phi, w, c),
+                    lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(
+                        p, phi, w, c
+                    ),
+                )
         return out, jax.tree.map(lambda _: True, out)
 
     return run(params, phi, w, center)

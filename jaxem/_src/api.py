@@ -388,8 +388,9 @@ def _compile_ahead(init_args, init_static, fit_args, fit_static) -> None:
     """Compile the initialisation and the fit programs side by side when neither
     is compiled: the first compiles in the background while the fit program,
     whose initial responsibilities are given by their shapes, is traced, then
-    compiles beside it (XLA compiles without Python's lock: on two cores a first
-    call takes about the longer of the two compilations, not their sum)."""
+    compiles beside it. XLA:CPU's compiler already keeps most of two cores busy,
+    so what a first call gains is the tracing hidden behind the compilation
+    (Old Faithful, ``n_init=10``: about 1.2 of 6.7 s)."""
     out = _init_program.compile_ahead(*init_args, **init_static)
     shardings = {getattr(leaf, "sharding", None) for leaf in jax.tree.leaves(init_args[1])}
     if out is None or len(shardings) != 1:

@@ -27,9 +27,10 @@ the benchmark's separation sweep (condition numbers ≤ 3; 0.3× to 10× apart a
 1000 from the origin; full, tied, diag, spherical), tight clusters far apart
 (σ = 10⁻³, 10 apart) and Old Faithful, iris and wine.
 
-Run from the repository root (about 10 minutes on 2 cores)::
+Run from the repository root (``--quick``: about 7 minutes on 2 cores; all cases
+at full size: about an hour)::
 
-    python experiments/float32_accuracy.py [--factors 0,4] [--quick] [--out DIR]
+    python experiments/float32_accuracy.py [--factors 0,4] [--quick] [--cases e2e,iris] [--out DIR]
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def run_case(case: Case) -> dict:
     return record
 
 
-def child(factor: float, quick: bool) -> list[dict]:
+def child(factor: float, quick: bool, words: str | None = None) -> list[dict]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -218,7 +219,10 @@ def child(factor: float, quick: bool) -> list[dict]:
 
     moments.CONDITIONING_FACTOR = factor
     out = []
+    chosen = [w.strip() for w in words.split(",")] if words else None
     for case in cases(quick):
+        if chosen and not any(w in case.name for w in chosen):
+            continue
         progress(f"factor {factor:g}: {case.name}")
         record = run_case(case)
         record["factor"] = factor
@@ -252,17 +256,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factors", default="0,4", help="CONDITIONING_FACTOR values")
     parser.add_argument("--quick", action="store_true", help="20k rows, full sweep only")
+    parser.add_argument(
+        "--cases", default=None, help="comma-separated words: run the cases whose name has one"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print("RESULT " + json.dumps(child(args.child, args.quick)), flush=True)
+        print("RESULT " + json.dumps(child(args.child, args.quick, args.cases)), flush=True)
         return
     factors = [float(f) for f in args.factors.split(",")]
     records = []
     for factor in factors:
         command = [sys.executable, __file__, "--child", str(factor)]
         command += ["--quick"] if args.quick else []
+        command += ["--cases", args.cases] if args.cases else []
         out = subprocess.run(command, check=True, capture_output=True, text=True)
         sys.stderr.write(out.stderr[-2000:])
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
@@ -286,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             table(records, factors),
         ]
     )
-    flags = " --quick" if args.quick else ""
+    flags = (" --quick" if args.quick else "") + (f" --cases {args.cases}" if args.cases else "")
     write_markdown(
         args.out / f"{name}.md",
         "float32 against float64, by route",

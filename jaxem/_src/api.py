@@ -377,22 +377,23 @@ def fit(
     )
     resp, view = None, _separate_init(family, source, start)
     if view is not None:
-        init_args = (view, source, key, n_active)
-        init_static = dict(n_components=n_components, methods=config.methods)
-        _compile_ahead(init_args, init_static, fit_args, dict(config=config, implicit=implicit))
-        resp = _init_program(*init_args, **init_static)
+        init = _init_program.bind(
+            view, source, key, n_active, n_components=n_components, methods=config.methods
+        )
+        _compile_ahead(init, fit_args, dict(config=config, implicit=implicit))
+        resp = init()
     return _fit_program(*fit_args, resp, config=config, implicit=implicit)
 
 
-def _compile_ahead(init_args, init_static, fit_args, fit_static) -> None:
+def _compile_ahead(init, fit_args, fit_static) -> None:
     """Compile the initialisation and the fit programs side by side when neither
     is compiled: the first compiles in the background while the fit program,
     whose initial responsibilities are given by their shapes, is traced, then
     compiles beside it. XLA:CPU's compiler already keeps most of two cores busy,
     so what a first call gains is the tracing hidden behind the compilation
     (Old Faithful, ``n_init=10``: about 1.2 of 6.7 s)."""
-    out = _init_program.compile_ahead(*init_args, **init_static)
-    shardings = {getattr(leaf, "sharding", None) for leaf in jax.tree.leaves(init_args[1])}
+    out = init.compile_ahead()
+    shardings = {getattr(leaf, "sharding", None) for leaf in jax.tree.leaves(init.args[1])}
     if out is None or len(shardings) != 1:
         return
     (sharding,) = shardings

@@ -173,10 +173,11 @@ def chunk_is_accurate(
 
 
 def _distances(params: GMMParams, center: jax.Array):
-    """``(ρ, ‖μ − c‖², λ)``, each (K,): the squared Mahalanobis and Euclidean
-    distances of the centre ``c`` (D,) from the means, and the scale the bound's
-    second part allows ``‖μ − c‖²`` (:data:`CONDITIONING_FACTOR` times a lower
-    bound on the largest eigenvalue; 0 past :data:`CONDITIONING_LIMIT`)."""
+    """``(ρ, ‖μ − c‖², allowed)``, each (K,): the squared Mahalanobis and
+    Euclidean distances of the centre ``c`` (D,) from the means, and the largest
+    ``‖μ − c‖²`` the bound's second part allows (:data:`CONDITIONING_FACTOR`
+    times a lower bound on the largest eigenvalue; 0 past
+    :data:`CONDITIONING_LIMIT`)."""
     module = cov_lib.get(params.covariance_type)
     m = params.means - center
     pc = params.precisions_cholesky

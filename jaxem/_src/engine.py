@@ -247,6 +247,100 @@ def run_em(
     return jax.vmap(one)(starts)
 
 
+def run_em_refined(
+    family: Family,
+    reduce: Callable,
+    context: PyTree,
+    starts: Starts | PyTree,
+    *,
+    tol: ArrayLike,
+    max_iter: int,
+    criterion: str,
+    refine_tol: ArrayLike,
+    refine_max_iter: int,
+    n_refine: int,
+) -> tuple[EMResult, jax.Array]:
+    """:func:`run_em`'s screening of a batch of starts and then :func:`refine`
+    of its ``n_refine`` best, as one ``while_loop`` over the whole batch.
+
+    The same results as the two in sequence (up to rounding: the refined
+    restarts are computed in the batch of all of them), with one loop body in
+    the program instead of two: half the compilation of a fit with restarts.
+    Every restart runs its screening (``criterion``, ``tol``, ``max_iter``);
+    at the iteration in which the last one stops, the ``n_refine`` best by
+    :func:`selection_scores` continue with Aitken's rule (``refine_tol``, at
+    most ``refine_max_iter`` more iterations, the first of which records the
+    screening's final log-likelihood, as :func:`refine` re-evaluates its
+    start) while the others stay as they are. The refinement computes the
+    whole batch each iteration (the stopped restarts' results discarded), as
+    a ``vmap`` of loops does: for batches whose passes cost little more than
+    the loop's fixed cost (:func:`in_sequence` false).
+
+    Returns:
+        ``(results, which restarts were refined)``, as :func:`refine`.
+    """
+    if not isinstance(starts, Starts):
+        starts = from_params(reduce, starts)
+
+    def maximize(stats, params):
+        return run_cycle(family, family.maximize(stats, params, context), context, reduce)
+
+    def evaluate(params):
+        stats, ll_sum, total = reduce(params)
+        return stats, objective(family, params, stats, ll_sum, total)
+
+    total = context_count(context) if criterion == "relative" else None
+    one = jax.tree.map(lambda a: a[0], starts.params)
+    dtype = jax.eval_shape(lambda p: evaluate(p)[1], one).dtype
+    tol, refine_tol = jnp.asarray(tol, dtype), jnp.asarray(refine_tol, dtype)
+    length = max_iter + refine_max_iter
+    n = starts.have_stats.shape[0]
+    SCREEN, REFINE, KEPT = 0, 1, 2
+
+    def body(state):
+        carry, phase, limit = state
+        new = jax.vmap(lambda c: loop.next_params(c, maximize))(carry)
+        new_stats, ll = jax.vmap(evaluate)(new)
+
+        def record(c, p, s, v, lim, ph):
+            screened = loop.record(
+                c, p, s, v, tol=tol, max_iter=max_iter, criterion=criterion, total=total
+            )
+            refined = loop.record(c, p, s, v, tol=refine_tol, max_iter=lim, criterion="aitken")
+            return loop.tree_where(ph == REFINE, refined, screened)
+
+        recorded = jax.vmap(record)(carry, new, new_stats, ll, limit, phase)
+        carry = jax.vmap(loop.keep_finished)(carry, recorded)
+        # the iteration in which the last screening stops chooses the refined ones
+        switch = jnp.any(phase == SCREEN) & jnp.all(carry.finished)
+
+        def rank(carry):
+            bad = jax.vmap(lambda p: family.degenerate(p, context))(carry.params)
+            top = jax.lax.top_k(selection_scores(carry.final_ll, bad), n_refine)[1]
+            return jnp.zeros(n, bool).at[top].set(True)
+
+        chosen = jax.lax.cond(switch, rank, lambda _: jnp.zeros(n, bool), carry)
+
+        def resume(c):  # as refine() starts: its first evaluation is the final one
+            fresh = c.state._replace(ll=jnp.full_like(c.state.ll, -jnp.inf), done=False)
+            fresh = fresh._replace(ll_prev=fresh.ll)
+            state = loop.advance(fresh, c.final_ll, refine_tol, "aitken")
+            return c._replace(state=state, finished=jnp.zeros_like(c.finished))
+
+        carry = jax.vmap(loop.tree_where)(chosen, jax.vmap(resume)(carry), carry)
+        limit = jnp.where(chosen, carry.state.n_iter - 1 + refine_max_iter, limit)
+        phase = jnp.where(switch, jnp.where(chosen, REFINE, KEPT), phase)
+        return carry, phase, limit
+
+    carry = jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, length, dtype))(starts)
+    phase = jnp.full(n, SCREEN, jnp.int32)
+    limit = jnp.full(n, max_iter, jnp.int32)
+    carry, phase, _ = jax.lax.while_loop(
+        lambda state: ~jnp.all(state[0].finished), body, (carry, phase, limit)
+    )
+    return jax.vmap(loop.end)(carry), phase == REFINE
+
+
 # Restarts run one after the other (lax.map) rather than as one vmap when the
 # data's elements times one restart's parameter count reach this (a full
 # Gaussian mixture: N·D·K·D², from 5 000 × 8 with K = 5; an HMM counts every
@@ -584,6 +678,14 @@ def pipeline(
     else:
         codes = jnp.full(jax.tree.leaves(starts)[0].shape[0], -1, jnp.int32)
     prepared = source.prepare(family, context, n_components=config.n_components)
+    in_one_loop = getattr(source, "refines_in_loop", lambda starts, accelerate: False)
+    if config.n_refine and in_one_loop(starts, config.accelerate):
+        results, refined = source.run_refined(
+            family, prepared, context, starts, tol=tol, max_iter=config.max_iter,
+            criterion=config.criterion, refine_tol=refine_tol,
+            refine_max_iter=config.refine_max_iter, n_refine=config.n_refine,
+        )  # fmt: skip
+        return best_of(family, results, codes, refined, context), family, context
     results = source.run(
         family,
         prepared,

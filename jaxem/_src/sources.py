@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxem._src import acceleration, loop
 from jaxem._src.chunking import chunked_sum
-from jaxem._src.engine import Starts, objective, restart_layout, run_em
+from jaxem._src.engine import Starts, objective, restart_layout, run_em, run_em_refined
 from jaxem._src.family import ChunkedRows, Family
 from jaxem._src.programs import full_precision
 from jaxem._src.validation import check_static_int
@@ -223,6 +223,20 @@ class InMemory:
             family, reduce, context, starts, tol=tol, max_iter=max_iter, criterion=criterion,
             accelerate=accelerate, sequential=sequential,
         )  # fmt: skip
+
+    def refines_in_loop(self, starts, accelerate) -> bool:
+        """Whether screening and refinement run as one loop (:meth:`run_refined`):
+        plain EM on restarts that run as one batch (not :func:`in_sequence`)."""
+        return accelerate is None and not restart_layout(self.x, starts)[0]
+
+    def run_refined(self, family, prepared, context, starts, **kwargs):
+        """:func:`~jaxem._src.engine.run_em_refined` on all the rows."""
+        batch = restart_layout(self.x, starts)[1]
+
+        def reduce(params, view=family):
+            return self.reduce(view, params, prepared, context, batch)
+
+        return run_em_refined(family, reduce, context, starts, **kwargs)
 
 
 # ------------------------------------------------------------------- several devices

@@ -39,6 +39,8 @@ OUT = ROOT / "results" / "compile_flags.md"
 SETTINGS = {
     "XLA defaults": "",
     "--xla_cpu_use_fusion_emitters=false": "--xla_cpu_use_fusion_emitters=false",
+    # LLVM's optimisation level for XLA:CPU's generated code (XLA's default: 2)
+    "--xla_backend_optimization_level=1": "--xla_backend_optimization_level=1",
 }
 
 CHILD = r"""
@@ -87,34 +89,40 @@ def run(flags: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--settings", default=",".join(SETTINGS), help="comma-separated names of SETTINGS"
+    )
+    parser.add_argument("--out", type=pathlib.Path, default=OUT)
     args = parser.parse_args()
+    settings = {name: SETTINGS[name] for name in args.settings.split(",")}
     load = os.getloadavg()[0]
-    results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+    results: dict[str, list[dict]] = {name: [] for name in settings}
     for _ in range(args.repeats):
-        for name, flags in SETTINGS.items():
+        for name, flags in settings.items():
             results[name].append(run(flags))
             print(name, results[name][-1], flush=True)
-    cases = list(results["XLA defaults"][0])
+    cases = list(next(iter(results.values()))[0])
     lines = [
         "# First and later calls under XLA:CPU code-generation flags",
         "",
-        f"`python experiments/compile_flags.py --repeats {args.repeats}`, "
+        f"`python experiments/compile_flags.py --repeats {args.repeats} "
+        f"--settings {args.settings}`, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average at start {load:.1f}; fresh process per "
         "setting and repeat, no persistent cache, float32; medians over repeats (s).",
         "",
-        "| case | " + " | ".join(f"{n}: first / later" for n in SETTINGS) + " | first-call ratio |",
-        "|---|" + "---|" * (len(SETTINGS) + 1),
+        "| case | " + " | ".join(f"{n}: first / later" for n in settings) + " | first-call ratio |",
+        "|---|" + "---|" * (len(settings) + 1),
     ]
     for case in cases:
         cells, firsts = [], []
-        for name in SETTINGS:
+        for name in settings:
             first = float(np.median([r[case][0] for r in results[name]]))
             later = float(np.median([r[case][1] for r in results[name]]))
             firsts.append(first)
             cells.append(f"{first:.2f} / {later:.4f}")
         lines.append(f"| {case} | " + " | ".join(cells) + f" | {firsts[1] / firsts[0]:.2f} |")
-    OUT.write_text("\n".join(lines) + "\n")
+    args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -12,7 +12,9 @@ A fit is one pipeline (:func:`pipeline`):
 3. the source runs EM on the batch of restarts until scikit-learn's change rule
    (or the caller's ``criterion``) stops each (the screening);
 4. the ``n_refine`` best non-degenerate restarts continue until Aitken's rule
-   says less than ``refine_tol`` is left to gain (the refinement);
+   says less than ``refine_tol`` is left to gain (the refinement); in memory,
+   when the restarts run as one batch, steps 3 and 4 are one loop
+   (:func:`run_em_refined`: one copy of the iteration to compile);
 5. the best non-degenerate restart is chosen (:func:`best_of`).
 
 The objective the loop monitors is computed in one place, :func:`objective`:

@@ -192,27 +192,32 @@ def test_online_em_reaches_the_batch_optimum(family_name):
     assert -1e-9 < gap < 2e-3, gap
 
 
-def test_screening_and_refinement_as_one_loop_equal_two_loops(monkeypatch):
-    """In memory, restarts that run as one batch are screened and refined in one
-    ``while_loop`` (engine.run_em_refined); chunks read from the host run the
-    screening and then the refinement (engine.refine). The same fit, with
-    restarts stopped by ``max_iter`` in the screening and in the refinement,
-    and restarts that are not refined."""
+@pytest.mark.parametrize("sequential", [False, True], ids=["batch", "sequential"])
+def test_screening_and_refinement_as_one_loop_equal_two_loops(sequential, monkeypatch):
+    """In memory, screening and refinement run as one ``while_loop``
+    (engine.run_em_refined), its slots a batch or, for large data, one restart
+    at a time; chunks read from the host run the screening and then the
+    refinement (engine.refine). The same fit, with restarts stopped by
+    ``max_iter`` in the screening and in the refinement, and restarts that are
+    not refined."""
     from jaxem._src import engine, sources
 
-    calls = []
+    if sequential:  # as for data of engine.SEQUENTIAL_MIN_WORK and more
+        monkeypatch.setattr(engine, "SEQUENTIAL_MIN_WORK", 1)
+    seen = []
 
     def spy(*args, **kwargs):
-        calls.append(1)
+        seen.append(kwargs["sequential"])
         return engine.run_em_refined(*args, **kwargs)
 
     monkeypatch.setattr(sources, "run_em_refined", spy)
     family, x, w, _ = _case("gaussian-full", "sample_weight")
-    fit = dict(n_init=5, n_refine=2, max_iter=6, tol=1e-7, refine_max_iter=9)
+    # n_init differs between the two: each traces a program of its own
+    fit = dict(n_init=5 + sequential, n_refine=2, max_iter=6, tol=1e-7, refine_max_iter=9)
     key = jax.random.key(5)
     ref = jaxem.fit(family, key, jaxem.chunks(gmm.array_chunks(x, 64, w)), K, **fit)
     res = jaxem.fit(family, key, x, K, sample_weight=w, **fit)
-    assert calls == [1]  # the in-memory fit ran the one loop
+    assert seen == [sequential]  # the one loop ran, in the intended layout
     assert_same_fit(res, ref)
     screened = np.asarray(res.restart_status) == jaxem.MAX_ITER
     assert screened.sum() >= 3  # restarts left at the screening's max_iter

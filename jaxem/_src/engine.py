@@ -13,8 +13,8 @@ A fit is one pipeline (:func:`pipeline`):
    (or the caller's ``criterion``) stops each (the screening);
 4. the ``n_refine`` best non-degenerate restarts continue until Aitken's rule
    says less than ``refine_tol`` is left to gain (the refinement); in memory,
-   when the restarts run as one batch, steps 3 and 4 are one loop
-   (:func:`run_em_refined`: one copy of the iteration to compile);
+   steps 3 and 4 are one loop (:func:`run_em_refined`: one copy of the
+   iteration to compile);
 5. the best non-degenerate restart is chosen (:func:`best_of`).
 
 The objective the loop monitors is computed in one place, :func:`objective`:
@@ -261,23 +261,26 @@ def run_em_refined(
     refine_tol: ArrayLike,
     refine_max_iter: int,
     n_refine: int,
+    sequential: bool = False,
 ) -> tuple[EMResult, jax.Array]:
     """:func:`run_em`'s screening of a batch of starts and then :func:`refine`
-    of its ``n_refine`` best, as one ``while_loop`` of ``n_refine`` slots.
+    of its ``n_refine`` best, as one ``while_loop`` of ``n_refine`` slots
+    computed as one ``vmap`` (one slot when ``sequential``, static: see
+    :func:`in_sequence`).
 
-    One loop body in the program instead of two (about half the compilation of
-    a fit with restarts: Old Faithful's, ``n_init=10``, 2.9 → 1.5 s), and the
-    same results as the two loops (up to rounding: the restarts are batched
-    differently). Each iteration computes the ``n_refine`` restarts in the
-    slots as one ``vmap``; a slot whose restart's screening stops (``criterion``,
-    ``tol``, ``max_iter``) takes the next restart, so the screening computes
-    no stopped restart until the last ones, and costs the sum of the restarts'
-    iterations rather than their maximum times the batch. Once every
-    screening has stopped, the ``n_refine`` best by :func:`selection_scores`
-    take the slots and continue with Aitken's rule (``refine_tol``, at most
-    ``refine_max_iter`` more iterations, the first of which records the
-    screening's final log-likelihood, as :func:`refine` re-evaluates its start);
-    the others keep their results.
+    One copy of the EM iteration in the program instead of two (about half the
+    compilation of a fit with restarts: Old Faithful's fit program, ``n_init=10``,
+    2.9 → 1.5 s; 5000 × 8's, one restart at a time, 5.1 → 3.0 s), and the same
+    results as the two loops (up to rounding where the batch differs). A slot
+    whose restart's screening stops (``criterion``, ``tol``, ``max_iter``) takes
+    the next restart, so the screening computes no stopped restart until the
+    last ones. Once every screening has stopped, the ``n_refine`` best by
+    :func:`selection_scores` take the slots in turn and continue with Aitken's
+    rule (``refine_tol``, at most ``refine_max_iter`` more iterations, the
+    first of which records the screening's final log-likelihood, as
+    :func:`refine` re-evaluates its start); the others keep their results.
+    The slots' restarts are written back to the pool of all restarts only when
+    one of them stops (a ``cond``): each iteration touches only the slots.
 
     Returns:
         ``(results, which restarts were refined)``, as :func:`refine`.
@@ -308,7 +311,12 @@ def run_em_refined(
         refined = loop.record(
             carry, new, stats, ll, tol=refine_tol, max_iter=limit, criterion="aitken"
         )
-        return loop.keep_finished(carry, loop.tree_where(phase == refining, refined, screened))
+        # the two differ only in the rule's state
+        rule = loop.tree_where(phase == refining, refined, screened)
+        moved = screened._replace(state=rule.state, final_ll=rule.final_ll, finished=rule.finished)
+        if sequential:  # a slot's restart is never finished: its stop frees the slot
+            return moved
+        return loop.keep_finished(carry, moved)  # a slot idle at the end
 
     def resume(carry):  # as refine() starts: its first evaluation is the last one
         minus_inf = jnp.full_like(carry.state.ll, -jnp.inf)
@@ -316,36 +324,64 @@ def run_em_refined(
         state = loop.advance(fresh, carry.final_ll, refine_tol, "aitken")
         return carry._replace(state=state, finished=jnp.zeros_like(carry.finished))
 
-    def choose(state):  # the screening is over: the best resume in the slots
-        carry, _, limit, _, queued = state
+    width = 1 if sequential else n_refine
+
+    def take(pool, slots):
+        return jax.tree.map(lambda a: a[slots], pool)
+
+    def choose(pool, order):  # the screening is over: the best are queued for the slots
+        carry, _, limit = pool
         bad = jax.vmap(lambda p: family.degenerate(p, context))(carry.params)
         top = jax.lax.top_k(selection_scores(carry.final_ll, bad), n_refine)[1]
         top = top.astype(jnp.int32)
         chosen = jnp.zeros(n, bool).at[top].set(True)
         carry = jax.vmap(loop.tree_where)(chosen, jax.vmap(resume)(carry), carry)
         limit = jnp.where(chosen, carry.state.n_iter - 1 + refine_max_iter, limit)
-        return carry, jnp.where(chosen, refining, kept).astype(jnp.int32), limit, top, queued
+        phase = jnp.where(chosen, refining, kept).astype(jnp.int32)
+        queued = jnp.asarray(n + width, jnp.int32)
+        return (carry, phase, limit), top[:width], order.at[n:].set(top), queued
+
+    def exchange(state):
+        """The slots' restarts back into the pool; a slot whose restart has
+        stopped takes the next one queued: the restarts in order for the
+        screening, then the refined ones."""
+        pool, current, slots, order, queued, _ = state
+        pool = jax.tree.map(lambda a, b: a.at[slots].set(b), pool, current)
+        carry, phase, _ = pool
+        end = jnp.where(jnp.any(phase == screening), n, n + n_refine)
+        free = current[0].finished
+        nxt = queued + jnp.cumsum(free) - 1
+        slots = jnp.where(free & (nxt < end), order[jnp.minimum(nxt, n + n_refine - 1)], slots)
+        slots = slots.astype(jnp.int32)
+        queued = jnp.minimum(queued + jnp.sum(free, dtype=jnp.int32), end).astype(jnp.int32)
+        over = jnp.any(phase == screening) & jnp.all(carry.finished)
+        pool, slots, order, queued = jax.lax.cond(
+            over, lambda: choose(pool, order), lambda: (pool, slots, order, queued)
+        )
+        done = jnp.all(pool[0].finished)
+        return pool, take(pool, slots), slots, order, queued, done
 
     def body(state):
-        carry, phase, limit, slots, queued = state
-        moved = jax.vmap(step)(*jax.tree.map(lambda a: a[slots], (carry, phase, limit)))
-        carry = jax.tree.map(lambda a, b: a.at[slots].set(b), carry, moved)
-        # slots whose restart stopped screening take the next ones in turn
-        free = moved.finished & (phase[slots] == screening)
-        nxt = queued + jnp.cumsum(free) - 1
-        slots = jnp.where(free & (nxt < n), nxt, slots).astype(jnp.int32)
-        queued = jnp.minimum(queued + jnp.sum(free), n).astype(jnp.int32)
-        state = carry, phase, limit, slots, queued
-        over = jnp.any(phase == screening) & jnp.all(carry.finished)
-        return jax.lax.cond(over, choose, lambda s: s, state)
+        pool, current, slots, order, queued, done = state
+        if sequential:
+            moved = jax.tree.map(lambda a: a[None], step(*take(current, 0)))
+        else:
+            moved = jax.vmap(step)(*current)
+        # the pool is only touched when a slot's restart stops
+        stopped = jnp.any(moved.finished & ~current[0].finished)
+        state = pool, (moved, *current[1:]), slots, order, queued, done
+        return jax.lax.cond(stopped, exchange, lambda s: s, state)
 
     length = max_iter + refine_max_iter
     carry = jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, length, dtype))(starts)
     phase = jnp.full(n, screening, jnp.int32)
     limit = jnp.full(n, max_iter, jnp.int32)
-    slots = jnp.arange(n_refine, dtype=jnp.int32)
-    state = carry, phase, limit, slots, jnp.asarray(n_refine, jnp.int32)
-    carry, phase = jax.lax.while_loop(lambda s: ~jnp.all(s[0].finished), body, state)[:2]
+    pool = carry, phase, limit
+    order = jnp.concatenate([jnp.arange(n), jnp.zeros(n_refine, int)]).astype(jnp.int32)
+    slots = order[:width]
+    queued, done = jnp.asarray(width, jnp.int32), jnp.asarray(False)
+    state = pool, take(pool, slots), slots, order, queued, done
+    (carry, phase, _), *_ = jax.lax.while_loop(lambda s: ~s[-1], body, state)
     return jax.vmap(loop.end)(carry), phase == refining
 
 

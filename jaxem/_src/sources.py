@@ -226,17 +226,17 @@ class InMemory:
 
     def refines_in_loop(self, starts, accelerate) -> bool:
         """Whether screening and refinement run as one loop (:meth:`run_refined`):
-        plain EM on restarts that run as one batch (not :func:`in_sequence`)."""
-        return accelerate is None and not restart_layout(self.x, starts)[0]
+        for plain EM."""
+        return accelerate is None
 
     def run_refined(self, family, prepared, context, starts, **kwargs):
         """:func:`~jaxem._src.engine.run_em_refined` on all the rows."""
-        batch = restart_layout(self.x, starts)[1]
+        sequential, batch = restart_layout(self.x, starts)
 
         def reduce(params, view=family):
             return self.reduce(view, params, prepared, context, batch)
 
-        return run_em_refined(family, reduce, context, starts, **kwargs)
+        return run_em_refined(family, reduce, context, starts, sequential=sequential, **kwargs)
 
 
 # ------------------------------------------------------------------- several devices

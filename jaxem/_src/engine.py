@@ -201,6 +201,23 @@ def run_cycle(family: Family, params: PyTree, context: PyTree, reduce: Callable)
     return family.cycle_finish(state, params, context)
 
 
+def _loop_steps(family: Family, reduce: Callable, context: PyTree, starts: Starts | PyTree):
+    """``(starts, maximize, evaluate)`` of the engine's loop over a source's
+    summed pass ``reduce``: the starts as :class:`Starts`, the M-step (with the
+    family's conditional cycle) and the pass with its :func:`objective`."""
+    if not isinstance(starts, Starts):
+        starts = from_params(reduce, starts)
+
+    def maximize(stats, params):
+        return run_cycle(family, family.maximize(stats, params, context), context, reduce)
+
+    def evaluate(params):
+        stats, ll_sum, total = reduce(params)
+        return stats, objective(family, params, stats, ll_sum, total)
+
+    return starts, maximize, evaluate
+
+
 def run_em(
     family: Family,
     reduce: Callable,
@@ -221,15 +238,7 @@ def run_em(
     family's pass (a conditional cycle's, :func:`run_cycle`, which follows every
     M-step). ``accelerate`` (static): ``None`` or SQUAREM in the family's
     unconstrained coordinates (:meth:`~jaxem.Family.unconstrain`)."""
-    if not isinstance(starts, Starts):
-        starts = from_params(reduce, starts)
-
-    def maximize(stats, params):
-        return run_cycle(family, family.maximize(stats, params, context), context, reduce)
-
-    def evaluate(params):
-        stats, ll_sum, total = reduce(params)
-        return stats, objective(family, params, stats, ll_sum, total)
+    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts)
 
     unconstrain = constrain = None
     if accelerate is not None:
@@ -285,15 +294,7 @@ def run_em_refined(
     Returns:
         ``(results, which restarts were refined)``, as :func:`refine`.
     """
-    if not isinstance(starts, Starts):
-        starts = from_params(reduce, starts)
-
-    def maximize(stats, params):
-        return run_cycle(family, family.maximize(stats, params, context), context, reduce)
-
-    def evaluate(params):
-        stats, ll_sum, total = reduce(params)
-        return stats, objective(family, params, stats, ll_sum, total)
+    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts)
 
     total = context_count(context) if criterion == "relative" else None
     one = jax.tree.map(lambda a: a[0], starts.params)

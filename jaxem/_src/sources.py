@@ -230,8 +230,10 @@ class InMemory:
         return accelerate is None
 
     def run_refined(self, family, prepared, context, starts, **kwargs):
-        """:func:`~jaxem._src.engine.run_em_refined` on all the rows."""
-        sequential, batch = restart_layout(self.x, starts)
+        """:func:`~jaxem._src.engine.run_em_refined` on all the rows, each pass
+        sized for the restarts its slots compute at once."""
+        sequential = restart_layout(self.x, starts)[0]
+        batch = 1 if sequential else kwargs["n_refine"]
 
         def reduce(params, view=family):
             return self.reduce(view, params, prepared, context, batch)

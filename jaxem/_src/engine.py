@@ -313,9 +313,13 @@ def run_em_refined(
         refined = loop.record(
             carry, new, stats, ll, tol=refine_tol, max_iter=limit, criterion="aitken"
         )
-        # the two differ only in the rule's state
-        rule = loop.tree_where(phase == refining, refined, screened)
-        moved = screened._replace(state=rule.state, final_ll=rule.final_ll, finished=rule.finished)
+        # the two differ only in the rule's part of the carry
+        use = phase == refining
+        moved = screened._replace(
+            state=loop.tree_where(use, refined.state, screened.state),
+            final_ll=jnp.where(use, refined.final_ll, screened.final_ll),
+            finished=jnp.where(use, refined.finished, screened.finished),
+        )
         if sequential:  # a slot's restart is never finished: its stop frees the slot
             return moved
         return loop.keep_finished(carry, moved)  # a slot idle at the end
@@ -724,8 +728,8 @@ def pipeline(
     else:
         codes = jnp.full(jax.tree.leaves(starts)[0].shape[0], -1, jnp.int32)
     prepared = source.prepare(family, context, n_components=config.n_components)
-    in_one_loop = getattr(source, "refines_in_loop", lambda starts, accelerate: False)
-    if config.n_refine and in_one_loop(starts, config.accelerate):
+    in_one_loop = getattr(source, "refines_in_loop", lambda accelerate: False)
+    if config.n_refine and in_one_loop(config.accelerate):
         results, refined = source.run_refined(
             family, prepared, context, starts, tol=tol, max_iter=config.max_iter,
             criterion=config.criterion, refine_tol=refine_tol,

@@ -224,7 +224,7 @@ class InMemory:
             accelerate=accelerate, sequential=sequential,
         )  # fmt: skip
 
-    def refines_in_loop(self, starts, accelerate) -> bool:
+    def refines_in_loop(self, accelerate) -> bool:
         """Whether screening and refinement run as one loop (:meth:`run_refined`):
         for plain EM."""
         return accelerate is None

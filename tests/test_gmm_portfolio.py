@@ -15,7 +15,13 @@ from sklearn.metrics import adjusted_rand_score
 from jaxem import gmm, kmeans
 from jaxem._src.gmm.family import degenerate, portfolio
 from jaxem._src.hierarchical import _logdet_lapack, _logdet_unrolled
-from jaxem._src.init import HC_MAX_SAMPLES, hc_subset_size, standardize, svd_transform
+from jaxem._src.init import (
+    HC_MAX_SAMPLES,
+    HC_MAX_SUBSET,
+    hc_subset_size,
+    standardize,
+    svd_transform,
+)
 from jaxem.hierarchical import cut, vvv_tree, ward_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
@@ -219,7 +225,20 @@ def test_hc_subset_size_follows_k_and_d():
     assert hc_subset_size(3, 2) == 128  # 4KD = 24, at least 128
     assert hc_subset_size(5, 8) == 256  # 160 rounded up to a power of two
     assert hc_subset_size(8, 16) == 512  # 4KD = 512
-    assert hc_subset_size(16, 16) == HC_MAX_SAMPLES  # at most all of a small data set
+    assert hc_subset_size(16, 16) == HC_MAX_SUBSET  # 4KD = 1024, the most
+
+
+def test_hc_takes_all_rows_when_its_subset_would_not_be_fewer():
+    """Above HC_MAX_SAMPLES rows, a subset size of at least N (4KD ≥ N) agglomerates
+    every row, in a random order: the same partition for every key (continuous
+    data: no ties), where subsets of the rows would differ."""
+    n, k, d = HC_MAX_SAMPLES + 88, 8, 20
+    assert hc_subset_size(k, d) >= n
+    x = blobs(seed=7, n=n, d=d, k=k)
+    p = gmm.init(jax.random.key(0), x, k, method="hc", covariance_type="diag")
+    q = gmm.init(jax.random.key(1), x, k, method="hc", covariance_type="diag")
+    order = lambda m: m[np.lexsort(np.asarray(m).T)]  # noqa: E731
+    np.testing.assert_allclose(order(p.means), order(q.means), rtol=1e-12)
 
 
 @pytest.mark.parametrize("n", [200, HC_MAX_SAMPLES + 76])

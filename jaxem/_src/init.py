@@ -27,8 +27,8 @@ whose features have different scales (as R mclust does):
   the standardised data, cut into K clusters: of all rows when there are at
   most :data:`HC_MAX_SAMPLES` (then it does not depend on the key), else of a
   random subset of :func:`hc_subset_size` rows (``4 K D`` rounded up to a power
-  of two, 128 to 1024: enough to seed EM, which then runs on all rows); the
-  M-step uses the subset's partition, as mclust does.
+  of two, 128 to 1024, at most all rows: enough to seed EM, which then runs on
+  all rows); the M-step uses the subset's partition, as mclust does.
 * ``"hc_vvv"``: R mclust's default start: the agglomeration of its ``VVV``
   model (:func:`jaxem.hierarchical.vvv_tree`, one unconstrained covariance per
   cluster) of mclust's ``"SVD"`` transform of the data (:func:`svd_transform`),
@@ -56,6 +56,7 @@ from jaxem._src import kmeans as kmeans_lib
 __all__ = [
     "GROUPS",
     "HC_MAX_SAMPLES",
+    "HC_MAX_SUBSET",
     "HC_MIN_SUBSET",
     "INIT_METHODS",
     "KMEANS_MAX_SAMPLES",
@@ -83,14 +84,21 @@ INIT_METHODS = (
 # differ only in the per-feature scale of the distances, so the restarts of both
 # are one vmap (one k-means in the compiled program, not two).
 GROUPS = (("kmeans", "standardized_kmeans"),)
-# Rows agglomerated by "hc" and "hc_vvv": O(m²) memory, about 0.1 s for m = 1000
-# on a CPU core for "hc". A power of two, a boundary of the row buckets, so that
-# whether a fit agglomerates all rows or a subset is the same in a bucket.
-HC_MAX_SAMPLES = 1024
+# Rows "hc" and "hc_vvv" agglomerate whole (as R mclust does, which takes all rows
+# up to 2000): at most this many. A tree is m − 1 dependent steps of O(m) work
+# each; measured on 2 CPU cores (float32, D = 5): "hc_vvv" 0.35 s and "hc" 0.11 s
+# for m = 1000, 23 and 7 ms for m = 256. With 1024 here a default fit with
+# n_init = 10 of 1000 × 5 points, K = 4, took 0.59 s, of which the two trees were
+# 0.45 s, and one of 1100 points (random subsets of 128 rows) 0.06 s. 512 keeps
+# the data sets mclust's starts are checked on whole (Old Faithful, iris, wine).
+# A power of two, a boundary of the row buckets, so that whether a fit
+# agglomerates all rows or a subset is the same in a bucket.
+HC_MAX_SAMPLES = 512
 # Above HC_MAX_SAMPLES rows, "hc" and "hc_vvv" agglomerate a random subset of
-# hc_subset_size(K, D) rows: 4·D rows per component (a subset cluster has a
-# covariance to start EM from), a power of two, at least HC_MIN_SUBSET and at most
-# HC_MAX_SAMPLES. The subset only seeds EM on all rows, and an agglomeration costs
+# hc_subset_size(K, D) rows (all rows, in a random order, when that is not fewer):
+# 4·D rows per component (a subset cluster has a covariance to start EM from), a
+# power of two, at least HC_MIN_SUBSET and at most HC_MAX_SUBSET. The subset only
+# seeds EM on all rows, and an agglomeration costs
 # m² (Ward) to m² D³ (VVV): 1024 rows of 8 features cost as much as a thousand EM
 # iterations of 5 000 rows. Measured (experiments/hc_subset.py, 3-4 keys): on
 # 20 000 × 16 overlapping points with K = 16, restarts from 512-row subsets
@@ -98,6 +106,7 @@ HC_MAX_SAMPLES = 1024
 # 5 000 × 8 with K = 5, 128 rows missed the best optimum in 3 of 8 restarts,
 # 256 in none.
 HC_MIN_SUBSET = 128
+HC_MAX_SUBSET = 1024
 # Rows the k-means of "kmeans" and "standardized_kmeans" iterate on: above it a
 # random subset (every row is then labelled by its nearest centre). On 100 000 ×
 # 16 overlapping points with K = 16, Lloyd takes 160-300 iterations to stop, which
@@ -123,9 +132,10 @@ def group_of(method: str) -> tuple[str, ...]:
 def hc_subset_size(n_components: int, n_features: int) -> int:
     """Rows "hc" and "hc_vvv" agglomerate when there are more than
     :data:`HC_MAX_SAMPLES` (static): ``4 K D`` rounded up to a power of two,
-    clipped to ``[HC_MIN_SUBSET, HC_MAX_SAMPLES]``."""
+    clipped to ``[HC_MIN_SUBSET, HC_MAX_SUBSET]`` (all rows when there are not
+    more)."""
     wanted = 1 << max(4 * n_components * n_features - 1, 1).bit_length()
-    return min(max(wanted, HC_MIN_SUBSET), HC_MAX_SAMPLES)
+    return min(max(wanted, HC_MIN_SUBSET), HC_MAX_SUBSET)
 
 
 def batching(methods: tuple[str, ...], n_samples: int) -> str:
@@ -199,7 +209,8 @@ def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
     subset = n_samples > HC_MAX_SAMPLES
     if subset:  # a random subset (Gumbel top-m: ∝ weight, no repeats)
-        rows = _distinct_rows(key, jnp.log(w), hc_subset_size(n_components, x.shape[1]))
+        size = min(hc_subset_size(n_components, x.shape[1]), n_samples)
+        rows = _distinct_rows(key, jnp.log(w), size)
         x_sub, w_sub = x[rows], w[rows]
     else:
         x_sub, w_sub = x, w

@@ -31,7 +31,8 @@ initialisation). A faster fit that ends lower is not faster.
 
 Data: Old Faithful (272 × 2, K = 3); synthetic mixtures from
 :func:`estimators.make_data` (random correlated covariances with unit-order
-variances, centres drawn from ``N(0, s² I)``) at 5 000 × 8 with K = 5 and
+variances, centres drawn from ``N(0, s² I)``) at 1 000 × 5 with K = 4 (a size
+where the agglomerative starts once took all rows), 5 000 × 8 with K = 5 and
 100 000 × 16 with K = 16, overlapping (``s = 1``) and well separated
 (``s = 10``, tens of σ apart); with ``--large`` also 1 000 000 × 32 with K = 32
 (``s = 4``) and ``n_init = 1`` only (several minutes per call of scikit-learn on
@@ -132,6 +133,7 @@ CASES = {
     c.name: c
     for c in (
         Case("faithful", 3, _faithful, "Old Faithful, 272 × 2"),
+        Case("1000x5-overlap", 4, _synthetic(1_000, 5, 4, 1.0), "1 000 × 5, s = 1"),
         Case("5000x8-overlap", 5, _synthetic(5_000, 8, 5, 1.0), "5 000 × 8, s = 1"),
         Case("5000x8-separated", 5, _synthetic(5_000, 8, 5, 10.0), "5 000 × 8, s = 10"),
         Case("100kx16-overlap", 16, _synthetic(100_000, 16, 16, 1.0), "100 000 × 16, s = 1"),

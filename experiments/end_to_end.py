@@ -293,12 +293,12 @@ def phases(case: Case, n_init: int, repeats: int) -> tuple[list[list[str]], dict
 
     x_np = case.load().astype(np.float32)
     k = case.n_components
-    fam = family("full", formulation=resolve_formulation("auto", x_np, 1e-6))
+    fam = family("full", formulation=resolve_formulation("auto", x_np, 1e-6, "full"))
     # the rows padded with zero-weight rows to their bucket, as gmm.fit pads them
     padded = InMemory.of(fam, jnp.asarray(x_np), None)
     x, w = padded.x, padded.w
     key = jax.random.key(0)
-    methods = fam.portfolio(n_init, x.shape[0])
+    methods = fam.portfolio(n_init, x.shape[0], x.shape[1])
     n_refine = engine.default_n_refine(n_init)
     n_active = jnp.asarray(k)
 

@@ -9,7 +9,7 @@ from helpers import blobs
 
 import jaxem
 from jaxem import gmm
-from jaxem._src.gmm.fit import resolve_formulation
+from jaxem._src.gmm.fit import DIRECT_MIN_FEATURES, resolve_formulation
 from jaxem.gmm import fit_from
 
 
@@ -142,6 +142,18 @@ def test_the_float64_shortcut_decides_alike_for_host_and_device_data():
         assert resolve_formulation("auto", data, 1e-6) == expected
         assert resolve_formulation("auto", jnp.asarray(data), 1e-6) == expected
     assert resolve_formulation("auto", x, 0.0) == "auto"
+
+
+def test_full_covariances_of_many_features_take_the_direct_formulation():
+    wide = np.random.default_rng(0).normal(size=(80, DIRECT_MIN_FEATURES))
+    assert resolve_formulation("auto", wide, 1e-6, "full") == "direct"
+    assert resolve_formulation("auto", wide[:, 1:], 1e-6, "full") != "direct"
+    assert resolve_formulation("auto", wide, 1e-6, "diag") != "direct"
+    assert resolve_formulation("moments", wide, 1e-6, "full") == "moments"
+    auto = gmm.fit(jax.random.key(0), wide, 2, max_iter=3)
+    direct = gmm.fit(jax.random.key(0), wide, 2, max_iter=3, formulation="direct")
+    assert not bool(auto.fast_path)  # the direct formulation ran
+    np.testing.assert_array_equal(auto.params.means, direct.params.means)
 
 
 def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact():

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from jaxem import gmm, kmeans
 from jaxem._src.gmm.family import degenerate, portfolio
-from jaxem._src.hierarchical import _logdet_lapack, _logdet_unrolled
+from jaxem._src.hierarchical import UNROLL_MAX_FEATURES, _logdet_lapack, _logdet_unrolled
 from jaxem._src.init import (
     HC_MAX_SAMPLES,
     HC_MAX_SUBSET,
@@ -265,6 +265,17 @@ def test_portfolio_is_static_and_mixes_methods():
     assert {"kmeans", "random_from_data", "standardized_kmeans"} <= set(methods)
     large = portfolio(20, HC_MAX_SAMPLES + 1)  # random subsets: in the cycle
     assert large.count("hc") > 1 and large.count("hc_vvv") > 1
+    # past the unrolled determinants, no VVV tree (LAPACK: seconds per tree)
+    wide = portfolio(20, HC_MAX_SAMPLES + 1, UNROLL_MAX_FEATURES + 1)
+    assert "hc_vvv" not in wide and wide.count("hc") > 1
+    assert portfolio(20, 272, UNROLL_MAX_FEATURES) == methods
+
+
+def test_fit_of_wide_data_leaves_the_vvv_tree_out_of_its_portfolio():
+    x = blobs(seed=8, n=60, d=UNROLL_MAX_FEATURES + 1, k=2)
+    result = gmm.fit(jax.random.key(0), x, 2, n_init=3, covariance_type="diag", max_iter=5)
+    codes = np.asarray(result.restart_initializers)
+    assert [gmm.INIT_METHODS[c] for c in codes] == ["standardized_kmeans", "hc", "kmeans"]
 
 
 def test_fit_reports_the_initializer_of_every_restart():

@@ -357,7 +357,9 @@ def fit(
         warn_if_unresolvable(tol, dtype)
     config = FitConfig(
         n_components=n_components,
-        methods=() if start is not None else init_methods_for(family, init, n_init, n_samples),
+        methods=()
+        if start is not None
+        else init_methods_for(family, init, n_init, n_samples, _columns(x)),
         max_iter=max_iter,
         n_refine=n_refine,
         refine_max_iter=refine_max_iter,
@@ -404,6 +406,14 @@ def _compile_ahead(init, fit_args, fit_static) -> None:
         out,
     )
     _fit_program.compile_ahead(*fit_args, abstract, **fit_static)
+
+
+def _columns(x: Any) -> int | None:
+    """The columns of data that are one (N, D) array (sharded or not), else None."""
+    if isinstance(x, ShardedData):
+        x = x.x
+    shape = getattr(x, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 2 else None
 
 
 def _max_components(family: Family, x: Any, n_samples: int) -> int:
@@ -649,7 +659,7 @@ def select(
         check_init(family, init)
         config = FitConfig(
             n_components=max(ks),
-            methods=init_methods_for(family, init, n_init, n_samples),
+            methods=init_methods_for(family, init, n_init, n_samples, _columns(x)),
             max_iter=max_iter,
             n_refine=n_refine,
             refine_max_iter=refine_max_iter,

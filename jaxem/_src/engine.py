@@ -507,10 +507,13 @@ def method_codes(family: Family, methods: Sequence[str]) -> jax.Array:
     return jnp.asarray([family.init_methods.index(m) for m in methods], jnp.int32)
 
 
-def init_methods_for(family: Family, init: str, n_init: int, n_samples: int) -> tuple[str, ...]:
-    """The static method of every restart: ``family.portfolio`` for ``"auto"``."""
+def init_methods_for(
+    family: Family, init: str, n_init: int, n_samples: int, n_features: int | None = None
+) -> tuple[str, ...]:
+    """The static method of every restart: ``family.portfolio`` for ``"auto"``
+    (``n_features``: the data's columns where it is one (N, D) array)."""
     if init == "auto":
-        return family.portfolio(n_init, n_samples)
+        return family.portfolio(n_init, n_samples, n_features)
     return (init,) * n_init
 
 

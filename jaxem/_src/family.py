@@ -336,8 +336,11 @@ class Family:
 
     # -------------------------------------------------------- initialisation
 
-    def portfolio(self, n_init: int, n_samples: int) -> tuple[str, ...]:
-        """The methods of ``n_init`` restarts for ``init="auto"`` (static)."""
+    def portfolio(
+        self, n_init: int, n_samples: int, n_features: int | None = None
+    ) -> tuple[str, ...]:
+        """The methods of ``n_init`` restarts for ``init="auto"`` (static), for
+        ``n_samples`` rows of ``n_features`` columns (None where unknown)."""
         cycle = ("kmeans", "random_from_data", "standardized_kmeans")
         return tuple(cycle[i % len(cycle)] for i in range(n_init))
 

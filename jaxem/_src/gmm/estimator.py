@@ -197,7 +197,9 @@ class GaussianMixture(MixtureEstimator):
             self.covariance_type,
             reg_covar=self.reg_covar,
             prior=self.prior,
-            formulation=resolve_formulation("auto", np.asarray(x), self.reg_covar),
+            formulation=resolve_formulation(
+                "auto", np.asarray(x), self.reg_covar, self.covariance_type
+            ),
             n_features=x.shape[1],
         )
 

@@ -273,7 +273,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
 
     def _method_starts(self, family, x, w):
         source = InMemory.of(family, x, w)
-        methods = engine.init_methods_for(family, self.init_params, self.n_init, x.shape[0])
+        methods = engine.init_methods_for(
+            family, self.init_params, self.n_init, x.shape[0], x.shape[1]
+        )
         key = key_from_random_state(self.random_state)
         return _initial_program(
             family, source, key, n_components=self.n_components, methods=methods

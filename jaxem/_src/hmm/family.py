@@ -314,7 +314,7 @@ class HMM(Family):
 
     # -------------------------------------------------------- initialisation
 
-    def portfolio(self, n_init, n_samples):
+    def portfolio(self, n_init, n_samples, n_features=None):
         cycle = ("kmeans", "k-means++", "standardized_kmeans")
         return tuple(cycle[i % len(cycle)] for i in range(n_init))
 

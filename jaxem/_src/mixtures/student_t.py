@@ -709,8 +709,8 @@ class StudentT(MixtureFamily):
 
     # -------------------------------------------------------- initialisation
 
-    def portfolio(self, n_init, n_samples):
-        return portfolio(n_init, n_samples)
+    def portfolio(self, n_init, n_samples, n_features=None):
+        return portfolio(n_init, n_samples, n_features)
 
     def init_view(self):
         """The Gaussian family's: the same starts from the raw rows, in a program

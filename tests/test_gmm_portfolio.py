@@ -320,6 +320,21 @@ def test_fit_prefers_a_non_degenerate_restart_on_old_faithful():
     assert float(result.log_likelihood) == lls[~bad].max() < lls[bad].max()
 
 
+def test_a_degenerate_or_nan_restart_ahead_of_the_best_is_not_chosen():
+    """Ties within rounding are snapped to one score; a restart ranked −∞ once took
+    the best score that way (its tolerance was ∞) and, lower in index, was chosen:
+    a default fit of 3000 × 50 points (K = 10, n_init = 10, key 4) returned a
+    degenerate restart at −119.0 per sample over three at −109.3."""
+    from jaxem._src.engine import selection_scores
+
+    scores = np.asarray(
+        selection_scores(np.array([-3.0, -2.0, -1.0, -1.0]), np.array([False, True, False, False]))
+    )
+    assert np.isneginf(scores[1]) and np.argmax(scores) == 2
+    scores = np.asarray(selection_scores(np.array([np.nan, -1.0]), np.array([False, False])))
+    assert np.isneginf(scores[0]) and np.argmax(scores) == 1
+
+
 # R mclust's fits, recomputed by experiments/mclust_reference.py from mclust's
 # definitions (its hcVVV start, then EM until the relative change is ≤ 1e-5):
 # Old Faithful K = 1..6, iris and wine K = 1..4, for mclust ≥ 5.4 (hc on its

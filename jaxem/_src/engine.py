@@ -545,6 +545,9 @@ def _snap_ties(score: jax.Array) -> jax.Array:
     change with the order of floating-point operations: under ``vmap``, on
     another source or device. Without this the chosen restart would too."""
     tol = 64 * jnp.finfo(score.dtype).eps * jnp.maximum(1.0, jnp.abs(score))
+    # −∞ (NaN, degenerate) is near nothing: its tolerance would be ∞, and a
+    # degenerate restart ahead of the best one would take its score and be chosen
+    tol = jnp.where(jnp.isfinite(score), tol, 0)
     near = jnp.abs(score[..., None, :] - score[..., :, None]) <= tol[..., :, None]
     return jnp.max(jnp.where(near, score[..., None, :], score[..., :, None]), axis=-1)
 

@@ -86,8 +86,8 @@ INIT_METHODS = (
 GROUPS = (("kmeans", "standardized_kmeans"),)
 # Rows "hc" and "hc_vvv" agglomerate whole (as R mclust does, which takes all rows
 # up to 2000): at most this many. A tree is m − 1 dependent steps of O(m) work
-# each; measured on 2 CPU cores (float32, D = 5): "hc_vvv" 0.35 s and "hc" 0.11 s
-# for m = 1000, 23 and 7 ms for m = 256. With 1024 here a default fit with
+# each; measured on 2 CPU cores (float32): "hc_vvv" 0.35 s and "hc" 0.11 s for
+# m = 1000 (D = 5), 23 and 7 ms for m = 256 (D = 8). With 1024 here a default fit with
 # n_init = 10 of 1000 × 5 points, K = 4, took 0.59 s, of which the two trees were
 # 0.45 s, and one of 1100 points (random subsets of 128 rows) 0.06 s. 512 keeps
 # the data sets mclust's starts are checked on whole (Old Faithful, iris, wine).

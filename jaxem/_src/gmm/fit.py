@@ -145,8 +145,7 @@ def resolve_formulation(
     """
     if formulation != "auto" or isinstance(x, (api.ChunkedData, api.ShardedData)):
         return formulation
-    n_features = _n_features(x)
-    if covariance_type == "full" and n_features is not None and n_features >= DIRECT_MIN_FEATURES:
+    if _direct_by_width(covariance_type, x):
         return "direct"
     try:
         dtype = dtype_of("x", x)  # the computing dtype: canonical (float32 without x64)
@@ -171,6 +170,12 @@ def resolve_formulation(
         return formulation
     bound = np.finfo(np.float64).eps * float(span2) / float(reg)
     return "moments" if bound < ACCURACY_THRESHOLD else formulation
+
+
+def _direct_by_width(covariance_type: str | None, x: Any) -> bool:
+    """Full covariances of at least :data:`DIRECT_MIN_FEATURES` features (static)."""
+    n_features = _n_features(x)
+    return covariance_type == "full" and (n_features or 0) >= DIRECT_MIN_FEATURES
 
 
 @jax.jit
@@ -542,12 +547,13 @@ def select(
     """
     x = as_data(x)
     types = cov_lib.check_covariance_types(covariance_types)
+    shared = resolve_formulation("auto", x, reg_covar)  # the data's check, made once
     families = {
         t: family(
             t,
             reg_covar=reg_covar,
             prior=prior,
-            formulation=resolve_formulation("auto", x, reg_covar, t),
+            formulation="direct" if _direct_by_width(t, x) else shared,
             n_features=x.shape[1],
         )
         for t in types

@@ -367,7 +367,10 @@ def run_em_refined(
         done = jnp.all(pool[0].finished)
         return pool, take(pool, slots), slots, order, queued, done
 
+    length = max_iter + refine_max_iter
+
     def body(state):
+        *state, history = state
         pool, current, slots, order, queued, done = state
         if sequential:
             moved = jax.tree.map(lambda a: a[None], step(*take(current, 0)))
@@ -376,18 +379,29 @@ def run_em_refined(
         # the pool is only touched when a slot's restart stops
         stopped = jnp.any(moved.finished & ~current[0].finished)
         state = pool, (moved, *current[1:]), slots, order, queued, done
-        return jax.lax.cond(stopped, exchange, lambda s: s, state)
+        state = jax.lax.cond(stopped, exchange, lambda s: s, state)
+        # The histories live here, outside the cond and the restarts' carries
+        # (whose histories have length 0): each iteration writes one entry per
+        # slot, the last log-likelihood its restart recorded (a resumed
+        # restart's comes from choose()). Carried in the restarts, every
+        # iteration copied all of them, ``length`` entries each, where the
+        # cond is a select (under vmap, as in select()).
+        slot_state = state[1][0].state
+        index = jnp.where(slot_state.n_iter > 0, slot_state.n_iter - 1, length)  # none: dropped
+        history = history.at[state[2], index].set(slot_state.ll, mode="drop")
+        return *state, history
 
-    length = max_iter + refine_max_iter
-    carry = jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, length, dtype))(starts)
+    carry = jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, 0, dtype))(starts)
     phase = jnp.full(n, screening, jnp.int32)
     limit = jnp.full(n, max_iter, jnp.int32)
     pool = carry, phase, limit
     order = jnp.concatenate([jnp.arange(n), jnp.zeros(n_refine, int)]).astype(jnp.int32)
     slots = order[:width]
     queued, done = jnp.asarray(width, jnp.int32), jnp.asarray(False)
-    state = pool, take(pool, slots), slots, order, queued, done
-    (carry, phase, _), *_ = jax.lax.while_loop(lambda s: ~s[-1], body, state)
+    history = jnp.full((n, length), jnp.nan, dtype)
+    state = pool, take(pool, slots), slots, order, queued, done, history
+    (carry, phase, _), *_, history = jax.lax.while_loop(lambda s: ~s[-2], body, state)
+    carry = carry._replace(state=carry.state._replace(history=history))
     return jax.vmap(loop.end)(carry), phase == refining
 
 

@@ -173,7 +173,8 @@ def advance(
         n_iter=state.n_iter + 1,
         ll=ll,
         ll_prev=state.ll,
-        history=state.history.at[state.n_iter].set(ll),
+        # a state of no history (length 0: a loop that keeps it elsewhere) records none
+        history=state.history.at[state.n_iter].set(ll) if state.history.size else state.history,
         done=rule | ~jnp.isfinite(ll),
     )
 

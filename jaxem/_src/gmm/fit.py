@@ -507,10 +507,11 @@ def select(
 ) -> SelectionResult:
     """Fit every (covariance type, K) and pick the lowest BIC (or AIC, or ICL).
 
-    One compiled program per covariance type fits all K at once (a ``vmap`` over
-    the number of active components inside ``max(n_components)``), each with
-    ``n_init`` restarts from the same ``key`` (:func:`jaxem.select`). Not
-    traceable itself: it returns the chosen covariance type as a Python string.
+    One compiled program per covariance type fits every K in turn (a
+    ``lax.map`` over the number of active components inside
+    ``max(n_components)``), each with ``n_init`` restarts from the same ``key``
+    (:func:`jaxem.select`). Not traceable itself: it returns the chosen
+    covariance type as a Python string.
 
     Args:
         key: JAX PRNG key.

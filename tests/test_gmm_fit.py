@@ -9,7 +9,8 @@ from helpers import blobs
 
 import jaxem
 from jaxem import gmm
-from jaxem._src.gmm.fit import DIRECT_MIN_FEATURES, resolve_formulation
+from jaxem._src.gmm.fit import DIRECT_MAX_ROWS, DIRECT_MIN_FEATURES, resolve_formulation
+from jaxem._src.sources import row_bucket
 from jaxem.gmm import fit_from
 
 
@@ -118,7 +119,8 @@ def test_float64_data_without_x64_keep_the_float32_accuracy_check():
     # orders of magnitude and a log-likelihood of 5.4 instead of 9.7.
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    x = np.concatenate([c + 1e-3 * rng.normal(size=(100, 2)) for c in centres])
+    # more rows than DIRECT_MAX_ROWS: the per-pass choice, not the small-data rule
+    x = np.concatenate([c + 1e-3 * rng.normal(size=(200, 2)) for c in centres])
     with jax.enable_x64(False):
         assert resolve_formulation("auto", x, 1e-6) == "auto"
         from_64 = gmm.fit(jax.random.key(0), x, 3)
@@ -137,7 +139,7 @@ def test_the_float64_shortcut_decides_alike_for_host_and_device_data():
     # float64 (x64 on): data spanning little compile the moment formulation alone,
     # wide or non-finite data keep the per-pass choice; a JAX array is reduced
     # where it lives, NumPy data on the host
-    x = np.random.default_rng(0).normal(size=(50, 3))
+    x = np.random.default_rng(0).normal(size=(DIRECT_MAX_ROWS + 1, 3))
     for data, expected in [(x, "moments"), (1e5 * x, "auto"), (np.where(x > 2, np.inf, x), "auto")]:
         assert resolve_formulation("auto", data, 1e-6) == expected
         assert resolve_formulation("auto", jnp.asarray(data), 1e-6) == expected
@@ -145,7 +147,7 @@ def test_the_float64_shortcut_decides_alike_for_host_and_device_data():
 
 
 def test_full_covariances_of_many_features_take_the_direct_formulation():
-    wide = np.random.default_rng(0).normal(size=(80, DIRECT_MIN_FEATURES))
+    wide = np.random.default_rng(0).normal(size=(DIRECT_MAX_ROWS + 1, DIRECT_MIN_FEATURES))
     assert resolve_formulation("auto", wide, 1e-6, "full") == "direct"
     assert resolve_formulation("auto", wide[:, 1:], 1e-6, "full") != "direct"
     assert resolve_formulation("auto", wide, 1e-6, "diag") != "direct"
@@ -154,6 +156,28 @@ def test_full_covariances_of_many_features_take_the_direct_formulation():
     direct = gmm.fit(jax.random.key(0), wide, 2, max_iter=3, formulation="direct")
     assert not bool(auto.fast_path)  # the direct formulation ran
     np.testing.assert_array_equal(auto.params.means, direct.params.means)
+
+
+def test_small_data_that_would_keep_the_per_pass_choice_take_the_direct_formulation():
+    # up to DIRECT_MAX_ROWS rows (bucketed) in float32 the fit compiles the
+    # direct route alone; the float64 shortcut and a formulation asked for
+    # still decide, and float64 keeps the per-pass choice where that does not
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(DIRECT_MAX_ROWS, 3)).astype(np.float32)
+    larger = rng.normal(size=(DIRECT_MAX_ROWS + 1, 3)).astype(np.float32)
+    assert row_bucket(DIRECT_MAX_ROWS + 1) > DIRECT_MAX_ROWS
+    assert resolve_formulation("auto", small, 1e-6) == "direct"
+    assert resolve_formulation("auto", jnp.asarray(small), 1e-6) == "direct"
+    assert resolve_formulation("auto", larger, 1e-6) == "auto"
+    assert resolve_formulation("moments", small, 1e-6) == "moments"
+    assert resolve_formulation("auto", small.astype(np.float64), 1e-6) == "moments"  # x64 on
+    assert resolve_formulation("auto", small.astype(np.float64), 0.0) == "auto"
+    with jax.enable_x64(False):  # float64 data computed in float32
+        assert resolve_formulation("auto", small.astype(np.float64), 1e-6) == "direct"
+    fit = gmm.fit(jax.random.key(0), small, 2, max_iter=3)
+    assert not bool(fit.fast_path)  # the direct formulation ran
+    direct = gmm.fit(jax.random.key(0), small, 2, max_iter=3, formulation="direct")
+    np.testing.assert_array_equal(fit.params.means, direct.params.means)
 
 
 def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact():

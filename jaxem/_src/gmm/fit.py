@@ -119,23 +119,28 @@ def _n_features(x: Any) -> int | None:
 #: K = 10, the default fit with n_init = 10: 1.47.
 DIRECT_MIN_FEATURES = 40
 
-#: Data of at most this many rows (after rounding up to the row bucket) whose
-#: fit would keep the per-pass choice in float32 take the direct formulation:
-#: there a pass costs about the loop's fixed overhead either way, while
-#: compiling the moment route, its check and the direct fallback side by side
-#: costs about a second more than the direct route alone. Measured (float32, 2
-#: cores, fresh processes; first call / later call, auto → direct): Old
-#: Faithful, K = 3, n_init = 1: 4.15 → 3.04 s / 2.9 → 3.0 ms; n_init = 10: 7.6 →
-#: 6.9 s / 41 → 58 ms; 150 × 4, K = 3: 4.0 → 3.1 s / 2.6 → 2.3 ms (n_init = 10:
-#: 17 → 19 ms); 512 × 3, K = 4: 4.4 → 3.5 s / 3.3 → 5.4 ms (95 → 135 ms); 512 × 10,
-#: K = 5: 4.9 → 3.4 s / 3.6 → 4.4 ms (276 → 226 ms). From 800 rows the later
-#: calls' cost grows (1 024 × 2: 3.4 → 4.3 ms, n_init = 10: 37 → 68 ms; 4 000 × 8:
-#: 9.9 → 17.7 ms), so larger data keep the per-pass choice.
+#: A single restart on data of at most this many rows (after rounding up to the
+#: row bucket) whose fit would keep the per-pass choice in float32 takes the
+#: direct formulation: there a pass costs about the loop's fixed overhead either
+#: way, while compiling the moment route, its check and the direct fallback side
+#: by side costs about a second more than the direct route alone. Measured
+#: (float32, 2 cores, fresh processes; first call / later call, auto → direct,
+#: n_init = 1): Old Faithful, K = 3: 4.15 → 3.04 s / 2.9 → 3.0 ms; 150 × 4, K = 3:
+#: 4.0 → 3.1 s / 2.6 → 2.3 ms; 512 × 3, K = 4: 4.4 → 3.5 s / 3.3 → 5.4 ms; 512 × 10,
+#: K = 5: 4.9 → 3.4 s / 3.6 → 4.4 ms. From 800 rows the later calls' cost grows
+#: (1 024 × 2: 3.4 → 4.3 ms; 4 000 × 8: 9.9 → 17.7 ms). With restarts the
+#: iterations multiply and the compilation is mostly the initialisation's, so
+#: they keep the per-pass choice (n_init = 10, first / later: Old Faithful 7.9
+#: → 7.3 s / 61 → 89 ms; 512 × 3: 8.3 → 7.8 s / 95 → 135 ms).
 DIRECT_MAX_ROWS = 512
 
 
 def resolve_formulation(
-    formulation: str, x: Any, reg_covar: ArrayLike, covariance_type: str | None = None
+    formulation: str,
+    x: Any,
+    reg_covar: ArrayLike,
+    covariance_type: str | None = None,
+    n_init: int = 1,
 ) -> str:
     """``"auto"`` decided on the host where the data decide it, so that the
     compiled fit holds one formulation instead of both.
@@ -155,16 +160,17 @@ def resolve_formulation(
     one JAX gives the data): float64 data compute in float32 unless
     ``jax_enable_x64`` is on, and keep the per-pass choice. Otherwise
     (float32, traced data, ``reg_covar=0``) ``"auto"`` keeps its per-pass choice
-    too, except on float32 data of at most :data:`DIRECT_MAX_ROWS` rows, which
-    take the direct formulation (a smaller program, compiled about a second
-    sooner).
+    too, except for a single restart (``n_init=1``) on float32 data of at most
+    :data:`DIRECT_MAX_ROWS` rows, which takes the direct formulation (a smaller
+    program, compiled about a second sooner).
     """
     if formulation != "auto" or isinstance(x, (api.ChunkedData, api.ShardedData)):
         return formulation
     if _direct_by_width(covariance_type, x):
         return "direct"
     resolved = _resolve_by_span(x, reg_covar)
-    return "direct" if resolved == "auto" and _small_and_single(x) else resolved
+    small = resolved == "auto" and n_init == 1 and _small_and_single(x)
+    return "direct" if small else resolved
 
 
 def _small_and_single(x: Any) -> bool:
@@ -324,7 +330,7 @@ def fit(
         covariance_type,
         reg_covar=reg_covar,
         prior=prior,
-        formulation=resolve_formulation(formulation, x, reg_covar, covariance_type),
+        formulation=resolve_formulation(formulation, x, reg_covar, covariance_type, n_init),
         n_features=_n_features(x),
     )
     return api.fit(
@@ -584,7 +590,7 @@ def select(
     """
     x = as_data(x)
     types = cov_lib.check_covariance_types(covariance_types)
-    shared = resolve_formulation("auto", x, reg_covar)  # the data's check, made once
+    shared = resolve_formulation("auto", x, reg_covar, n_init=n_init)  # made once for all types
     families = {
         t: family(
             t,

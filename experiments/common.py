@@ -60,6 +60,25 @@ def first_within(history: np.ndarray, final: np.ndarray, n_iter: np.ndarray, tar
     return np.where(np.isinf(first) & final_close, np.asarray(n_iter, np.float64), first)
 
 
+def interleaved_calls(fns: dict[str, Callable[[int], Any]], repeats: int):
+    """Call every ``fns[name](i)`` for ``i = 1..repeats``, the names interleaved
+    within each ``i`` (so that a change of the machine's speed hits all alike).
+
+    Returns:
+        ``(median seconds per name, last result per name)``.
+    """
+    import statistics
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    last: dict[str, Any] = {}
+    for i in range(1, repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            last[name] = fn(i)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, last
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table from a header and rows of already formatted cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

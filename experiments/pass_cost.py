@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import sys
-import time
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
 if str(EXPERIMENTS_DIR) not in sys.path:
@@ -34,23 +32,11 @@ from common import markdown_table, reexec_without_openblas_overrides  # noqa: E4
 FORMULATIONS = ("auto", "moments", "direct")
 
 
-def _median_ms(fn, *args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def cost(case_name: str, restarts: int, iterations: int, repeats: int) -> list[list[str]]:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from end_to_end import CASES
+    from end_to_end import CASES, _median_time
 
     from jaxem._src import engine
     from jaxem._src.gmm.fit import family
@@ -85,7 +71,7 @@ def cost(case_name: str, restarts: int, iterations: int, repeats: int) -> list[l
                     fam, prepared, ctx, begin, tol=0.0, max_iter=n_iter, criterion="change"
                 )
 
-            times[n_iter] = _median_ms(run, x, w, ctx, begin, repeats=repeats)
+            times[n_iter] = 1e3 * _median_time(run, x, w, ctx, begin, repeats=repeats)[2]
         per_iteration = (times[1 + iterations] - times[1]) / iterations
         rows.append(
             [

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ if str(EXPERIMENTS_DIR) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS_DIR))
 
 from common import (  # noqa: E402
+    interleaved_calls,
     markdown_table,
     progress,
     reexec_without_openblas_overrides,
@@ -100,15 +100,10 @@ def child(name: str, n_init: int, repeats: int) -> dict:
         start = time.perf_counter()
         fn(0)
         record[f"{lib}_first_s"] = time.perf_counter() - start
-    later = {"jaxem": [], "sklearn": []}
-    for i in range(1, repeats + 1):
-        for lib, fn in (("jaxem", jaxem_select), ("sklearn", sklearn_select)):
-            start = time.perf_counter()
-            chosen = fn(i)
-            later[lib].append(time.perf_counter() - start)
-            record[f"{lib}_chosen"] = chosen
+    later, chosen = interleaved_calls({"jaxem": jaxem_select, "sklearn": sklearn_select}, repeats)
     for lib in later:
-        record[f"{lib}_later_s"] = float(statistics.median(later[lib]))
+        record[f"{lib}_later_s"] = float(later[lib])
+        record[f"{lib}_chosen"] = chosen[lib]
     record["load"] = __import__("os").getloadavg()[0]
     record["jaxem_path"] = str(pathlib.Path(gmm.__file__).resolve().parents[1])
     return record

@@ -37,13 +37,13 @@ import argparse
 import json
 import pathlib
 import sys
-import time
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
 if str(EXPERIMENTS_DIR) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS_DIR))
 
 from common import (  # noqa: E402
+    interleaved_calls,
     markdown_table,
     progress,
     reexec_without_openblas_overrides,
@@ -88,22 +88,13 @@ def run(repeats: int) -> list[dict]:
 
             jaxem_fit(0)
             sklearn_fit(0)
-            times = {"jaxem": [], "sklearn": []}
-            for i in range(1, repeats + 1):
-                for name, fn in (("jaxem", jaxem_fit), ("sklearn", sklearn_fit)):
-                    start = time.perf_counter()
-                    out = fn(i)
-                    times[name].append(time.perf_counter() - start)
-                    if name == "jaxem":
-                        p = out.params
-                        ll_j = mean_ll64(x, p.weights, p.means, p.covariances)
-                    else:
-                        ll_s = mean_ll64(x, out.weights_, out.means_, out.covariances_)
+            times, last = interleaved_calls({"jaxem": jaxem_fit, "sklearn": sklearn_fit}, repeats)
+            p, sk = last["jaxem"].params, last["sklearn"]
             row = dict(
                 n=n, d=d, k=k, n_init=n_init,
-                jaxem_s=float(np.median(times["jaxem"])),
-                sklearn_s=float(np.median(times["sklearn"])),
-                jaxem_ll64=ll_j, sklearn_ll64=ll_s,
+                jaxem_s=float(times["jaxem"]), sklearn_s=float(times["sklearn"]),
+                jaxem_ll64=mean_ll64(x, p.weights, p.means, p.covariances),
+                sklearn_ll64=mean_ll64(x, sk.weights_, sk.means_, sk.covariances_),
             )  # fmt: skip
             rows.append(row)
             progress(

@@ -386,9 +386,10 @@ def run_em_refined(
         # restart's comes from choose()). Carried in the restarts, every
         # iteration copied all of them, ``length`` entries each, where the
         # cond is a select (under vmap, as in select()).
-        slot_state = state[1][0].state
-        index = jnp.where(slot_state.n_iter > 0, slot_state.n_iter - 1, length)  # none: dropped
-        history = history.at[state[2], index].set(slot_state.ll, mode="drop")
+        _, (carried, *_), slots, *_ = state
+        recorded = carried.state
+        index = jnp.where(recorded.n_iter > 0, recorded.n_iter - 1, length)  # none: dropped
+        history = history.at[slots, index].set(recorded.ll, mode="drop")
         return *state, history
 
     carry = jax.vmap(lambda s: loop.begin(s.params, s.stats, s.have_stats, 0, dtype))(starts)

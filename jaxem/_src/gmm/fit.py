@@ -168,38 +168,39 @@ def resolve_formulation(
         return formulation
     if _direct_by_width(covariance_type, x):
         return "direct"
-    resolved = _resolve_by_span(x, reg_covar)
-    small = resolved == "auto" and n_init == 1 and _small_and_single(x)
-    return "direct" if small else resolved
+    dtype = _computing_dtype(x)
+    if dtype is None:
+        return formulation  # the fit's own validation names what is wrong
+    if dtype == np.float64:
+        return _resolve_by_span(x, reg_covar)
+    small = np.ndim(x) == 2 and row_bucket(np.shape(x)[0]) <= DIRECT_MAX_ROWS
+    return "direct" if small and n_init == 1 else formulation
 
 
-def _small_and_single(x: Any) -> bool:
-    """At most :data:`DIRECT_MAX_ROWS` rows (bucketed) computed in single precision."""
+def _computing_dtype(x: Any) -> np.dtype | None:
+    """The real dtype a fit of ``x`` computes in (the one JAX gives the data:
+    canonical, float32 without x64; integers in the default float), or None
+    for data that are not real numbers."""
     try:
         dtype = dtype_of("x", x)
     except (TypeError, ValueError):
-        return False
-    if not np.issubdtype(dtype, np.floating):  # integers compute in the default float
+        return None
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        return None
+    if not np.issubdtype(dtype, np.floating):
         dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-    small = np.ndim(x) == 2 and row_bucket(np.shape(x)[0]) <= DIRECT_MAX_ROWS
-    return small and np.finfo(dtype).bits < 64
+    return dtype
 
 
 def _resolve_by_span(x: Any, reg_covar: ArrayLike) -> str:
-    """``"moments"`` where the data's span bounds every pass's error under the
-    threshold (:func:`resolve_formulation`), else ``"auto"``."""
+    """``"moments"`` where the span of float64 data bounds every pass's error
+    under the threshold (:func:`resolve_formulation`), else ``"auto"``."""
     formulation = "auto"
     try:
-        dtype = dtype_of("x", x)  # the computing dtype: canonical (float32 without x64)
         reg = concrete(reg_covar)
     except (TypeError, ValueError):
         return formulation  # the fit's own validation names what is wrong
-    real = np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
-    if not real or reg is None or not float(reg) > 0:
-        return formulation
-    if not np.issubdtype(dtype, np.floating):
-        dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-    if dtype != np.float64:
+    if reg is None or not float(reg) > 0:
         return formulation
     if isinstance(x, jax.core.Tracer) or np.ndim(x) != 2 or np.size(x) == 0:
         return formulation

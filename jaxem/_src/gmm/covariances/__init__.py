@@ -22,11 +22,17 @@ Density:
 * ``precisions(prec_chol)`` (scikit-learn's ``precisions_``) and
   ``from_precisions(precisions) -> (covariances, prec_chol)``;
 * ``mahalanobis(x, means, prec_chol) -> (N, K)`` squared distances.
+* ``difference_mahalanobis(diff, prec_chol) -> (K, B)``: the same of the
+  differences ``diff`` (K, D, B) of rows from each component's mean, laid out
+  component-major (rows last, the axis XLA:CPU vectorises: the direct chunk
+  pass, :func:`jaxem._src.gmm.passes.direct_chunk`).
 
 M-step (:mod:`jaxem._src.gmm.steps`):
 
 * ``second_moments(resp, x, shift)``: the additive second-order statistic about a
   per-component ``shift`` (K, D);
+* ``difference_second_moments(resp, diff)``: the same from component-major
+  responsibilities (K, B) and differences from the shifts (K, D, B);
 * ``covariances(sxx, nk, delta, reg_covar, previous=None)``: the maximization for
   that type (``previous``, the current covariances, warm-starts the models whose
   maximization iterates);

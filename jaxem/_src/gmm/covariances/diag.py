@@ -42,6 +42,12 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
     return jnp.sum(jnp.log(precisions_cholesky), axis=-1)
 
 
+def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, B) ``Σ_d (d_kdb p_kd)²`` of differences ``diff`` (K, D, B)."""
+    y = diff * precisions_cholesky[:, :, None]
+    return jnp.sum(y * y, axis=1)
+
+
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(N, K) ``Σ_d ((x_nd − μ_kd) p_kd)²``."""
     if x.shape[-1] <= UNROLL_MAX:
@@ -58,6 +64,11 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
 
 # ------------------------------------------------------------------ M-step
 # (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
+def difference_second_moments(resp: jax.Array, diff: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_b r_kb d_kdb²`` of responsibilities (K, B) and differences (K, D, B)."""
+    return jnp.einsum("kn,kdn->kd", resp, diff * diff)
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

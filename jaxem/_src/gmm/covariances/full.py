@@ -59,6 +59,12 @@ def diagonal(matrices: jax.Array) -> jax.Array:
     return matrices.reshape(*matrices.shape[:-2], d * d)[..., :: d + 1]
 
 
+def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, B) ``‖P_kᵀ d_kb‖²`` of differences ``diff`` (K, D, B)."""
+    y = jnp.einsum("kde,kdn->ken", precisions_cholesky, diff)
+    return jnp.sum(y * y, axis=1)
+
+
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(N, K) squared Mahalanobis distances ``‖(x_n − μ_k) P_k‖²``."""
     y = jnp.einsum("nd,kde->nke", x, precisions_cholesky)
@@ -68,6 +74,11 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
 
 # ------------------------------------------------------------------ M-step
 # (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
+def difference_second_moments(resp: jax.Array, diff: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_b r_kb d_kb d_kbᵀ`` of responsibilities (K, B) and differences (K, D, B)."""
+    return jnp.einsum("kdn,ken->kde", diff * resp[:, None, :], diff)
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

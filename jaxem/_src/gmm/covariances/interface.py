@@ -11,6 +11,8 @@ INTERFACE = (
     "log_det_cholesky",
     "mahalanobis",
     "second_moments",
+    "difference_mahalanobis",
+    "difference_second_moments",
     "covariances",
     "fill_empty",
     "reshift",

@@ -41,6 +41,11 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
     return n_features * jnp.log(precisions_cholesky)
 
 
+def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, B) ``‖d_kb‖² p_k²`` of differences ``diff`` (K, D, B)."""
+    return jnp.sum(diff * diff, axis=1) * precisions_cholesky[:, None] ** 2
+
+
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(N, K) ``‖x_n − μ_k‖² p_k²``."""
     diff = x[:, None, :] - means[None, :, :]
@@ -49,6 +54,11 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
 
 # ------------------------------------------------------------------ M-step
 # (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
+def difference_second_moments(resp: jax.Array, diff: jax.Array) -> jax.Array:
+    """(K,) ``Σ_b r_kb ‖d_kb‖²`` of responsibilities (K, B) and differences (K, D, B)."""
+    return jnp.sum(resp * jnp.sum(diff * diff, axis=1), axis=1)
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

@@ -41,6 +41,12 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
     return full.log_det_cholesky(precisions_cholesky, n_features)
 
 
+def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
+    """(K, B) ``‖Pᵀ d_kb‖²`` of differences ``diff`` (K, D, B)."""
+    y = jnp.einsum("de,kdn->ken", precisions_cholesky, diff)
+    return jnp.sum(y * y, axis=1)
+
+
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(N, K) ``‖(x_n − μ_k) P‖²``."""
     y = x @ precisions_cholesky
@@ -50,6 +56,11 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
 
 # ------------------------------------------------------------------ M-step
 # (jaxem._src.gmm.steps) statistics about a shift and their maximization.
+
+
+def difference_second_moments(resp: jax.Array, diff: jax.Array) -> jax.Array:
+    """(D, D) ``Σ_k Σ_b r_kb d_kb d_kbᵀ`` of responsibilities (K, B) and differences (K, D, B)."""
+    return jnp.einsum("kdn,ken->de", diff * resp[:, None, :], diff)
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from jaxem._src.reductions import UNROLL_MAX
+from jaxem._src.reductions import UNROLL_MAX, sum_axis
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
@@ -45,7 +45,7 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
 def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(K, B) ``Σ_d (d_kdb p_kd)²`` of differences ``diff`` (K, D, B)."""
     y = diff * precisions_cholesky[:, :, None]
-    return jnp.sum(y * y, axis=1)
+    return sum_axis(y * y, 1)
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:

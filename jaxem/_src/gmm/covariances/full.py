@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import multigammaln
 
+from jaxem._src.reductions import sum_axis
+
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
 #: How the covariances are stored (this module's own shape).
@@ -62,7 +64,7 @@ def diagonal(matrices: jax.Array) -> jax.Array:
 def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(K, B) ``‖P_kᵀ d_kb‖²`` of differences ``diff`` (K, D, B)."""
     y = jnp.einsum("kde,kdn->ken", precisions_cholesky, diff)
-    return jnp.sum(y * y, axis=1)
+    return sum_axis(y * y, 1)
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:

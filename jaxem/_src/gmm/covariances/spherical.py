@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem._src.gmm.covariances import diag
+from jaxem._src.reductions import sum_axis
 
 #: Each component has its own covariance (tied's is shared).
 SHARED = False
@@ -43,7 +44,7 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
 
 def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(K, B) ``‖d_kb‖² p_k²`` of differences ``diff`` (K, D, B)."""
-    return jnp.sum(diff * diff, axis=1) * precisions_cholesky[:, None] ** 2
+    return sum_axis(diff * diff, 1) * precisions_cholesky[:, None] ** 2
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
@@ -58,7 +59,7 @@ def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) 
 
 def difference_second_moments(resp: jax.Array, diff: jax.Array) -> jax.Array:
     """(K,) ``Σ_b r_kb ‖d_kb‖²`` of responsibilities (K, B) and differences (K, D, B)."""
-    return jnp.sum(resp * jnp.sum(diff * diff, axis=1), axis=1)
+    return jnp.einsum("kb,kb->k", resp, sum_axis(diff * diff, 1))
 
 
 def second_moments(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem._src.gmm.covariances import full
+from jaxem._src.reductions import sum_axis
 
 #: One covariance for every component: the parts of the model that are per component
 #: elsewhere (the prior's density, the quadratic moment term) are counted once.
@@ -44,7 +45,7 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
 def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(K, B) ``‖Pᵀ d_kb‖²`` of differences ``diff`` (K, D, B)."""
     y = jnp.einsum("de,kdn->ken", precisions_cholesky, diff)
-    return jnp.sum(y * y, axis=1)
+    return sum_axis(y * y, 1)
 
 
 def mahalanobis(x: jax.Array, means: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:

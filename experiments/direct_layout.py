@@ -14,7 +14,7 @@ entry, against float64).
 
 The direct pass is what a float32 fit runs where the moment formulation's
 accuracy check fails (well separated clusters below 8 192 rows), what a
-single restart on at most 512 rows runs, and what ``formulation="direct"``
+fit of at most 512 rows runs, and what ``formulation="direct"``
 selects.
 
 Run from the repository root::

@@ -198,7 +198,7 @@ class GaussianMixture(MixtureEstimator):
             reg_covar=self.reg_covar,
             prior=self.prior,
             formulation=resolve_formulation(
-                "auto", np.asarray(x), self.reg_covar, self.covariance_type, self.n_init
+                "auto", np.asarray(x), self.reg_covar, self.covariance_type
             ),
             n_features=x.shape[1],
         )

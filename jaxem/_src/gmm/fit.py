@@ -119,19 +119,21 @@ def _n_features(x: Any) -> int | None:
 #: K = 10, the default fit with n_init = 10: 1.47.
 DIRECT_MIN_FEATURES = 40
 
-#: A single restart on data of at most this many rows (after rounding up to the
-#: row bucket) whose fit would keep the per-pass choice in float32 takes the
-#: direct formulation: there a pass costs about the loop's fixed overhead either
-#: way, while compiling the moment route, its check and the direct fallback side
-#: by side costs about a second more than the direct route alone. Measured
-#: (float32, 2 cores, fresh processes; first call / later call, auto → direct,
-#: n_init = 1): Old Faithful, K = 3: 4.15 → 3.04 s / 2.9 → 3.0 ms; 150 × 4, K = 3:
-#: 4.0 → 3.1 s / 2.6 → 2.3 ms; 512 × 3, K = 4: 4.4 → 3.5 s / 3.3 → 5.4 ms; 512 × 10,
-#: K = 5: 4.9 → 3.4 s / 3.6 → 4.4 ms. From 800 rows the later calls' cost grows
-#: (1 024 × 2: 3.4 → 4.3 ms; 4 000 × 8: 9.9 → 17.7 ms). With restarts the
-#: iterations multiply and the compilation is mostly the initialisation's, so
-#: they keep the per-pass choice (n_init = 10, first / later: Old Faithful 7.9
-#: → 7.3 s / 61 → 89 ms; 512 × 3: 8.3 → 7.8 s / 95 → 135 ms).
+#: Data of at most this many rows (after rounding up to the row bucket) whose
+#: fit would keep the per-pass choice in float32 take the direct formulation:
+#: there a pass costs about the loop's fixed overhead either way, while
+#: compiling the moment route, its check and the direct fallback side by side
+#: costs about a second more than the direct route alone. Measured (float32, 2
+#: cores, fresh processes; first call / later call, auto → direct): one restart,
+#: Old Faithful, K = 3: 4.15 → 3.04 s / 2.9 → 3.0 ms; 150 × 4, K = 3: 4.0 → 3.1
+#: s / 2.6 → 2.3 ms; 512 × 10, K = 5: 4.9 → 3.4 s / 3.6 → 4.4 ms. With
+#: ``n_init=10``, since the direct pass is component-major
+#: (experiments/direct_layout.py; before, it made these later calls up to 1.45×
+#: slower and the rule held for one restart only): Old Faithful 8.1 → 7.5–8.1 s /
+#: 39–41 → 33 ms; 150 × 4, K = 3: 8.5 → 7.5 s / 18.5 → 18.0 ms; 512 × 3, K = 3:
+#: 8.8 → 8.0 s / 92 → 93 ms; 512 × 10, K = 4: 11.4 → 10.5 s / 262 → 284 ms;
+#: 400 × 8, K = 5, separated: 11.1 → 9.8 s / 168 → 117 ms. Larger data keep
+#: the per-pass choice (2 000 × 4, K = 4, ``n_init=10``: 63 → 72 ms later).
 DIRECT_MAX_ROWS = 512
 
 
@@ -140,7 +142,6 @@ def resolve_formulation(
     x: Any,
     reg_covar: ArrayLike,
     covariance_type: str | None = None,
-    n_init: int = 1,
 ) -> str:
     """``"auto"`` decided on the host where the data decide it, so that the
     compiled fit holds one formulation instead of both.
@@ -160,9 +161,9 @@ def resolve_formulation(
     one JAX gives the data): float64 data compute in float32 unless
     ``jax_enable_x64`` is on, and keep the per-pass choice. Otherwise
     (float32, traced data, ``reg_covar=0``) ``"auto"`` keeps its per-pass choice
-    too, except for a single restart (``n_init=1``) on float32 data of at most
-    :data:`DIRECT_MAX_ROWS` rows, which takes the direct formulation (a smaller
-    program, compiled about a second sooner).
+    too, except on float32 data of at most :data:`DIRECT_MAX_ROWS` rows, which
+    take the direct formulation (a smaller program, compiled about a second
+    sooner).
     """
     if formulation != "auto" or isinstance(x, (api.ChunkedData, api.ShardedData)):
         return formulation
@@ -174,7 +175,7 @@ def resolve_formulation(
     if dtype == np.float64:
         return _resolve_by_span(x, reg_covar)
     small = np.ndim(x) == 2 and row_bucket(np.shape(x)[0]) <= DIRECT_MAX_ROWS
-    return "direct" if small and n_init == 1 else formulation
+    return "direct" if small else formulation
 
 
 def _computing_dtype(x: Any) -> np.dtype | None:
@@ -331,7 +332,7 @@ def fit(
         covariance_type,
         reg_covar=reg_covar,
         prior=prior,
-        formulation=resolve_formulation(formulation, x, reg_covar, covariance_type, n_init),
+        formulation=resolve_formulation(formulation, x, reg_covar, covariance_type),
         n_features=_n_features(x),
     )
     return api.fit(
@@ -591,7 +592,7 @@ def select(
     """
     x = as_data(x)
     types = cov_lib.check_covariance_types(covariance_types)
-    shared = resolve_formulation("auto", x, reg_covar, n_init=n_init)  # made once for all types
+    shared = resolve_formulation("auto", x, reg_covar)  # made once for all types
     families = {
         t: family(
             t,

@@ -30,36 +30,27 @@ __all__ = ["UNROLL_MAX", "max_axis", "sum_axis", "sum_last"]
 UNROLL_MAX = 12
 
 
-def _fold(op, x: jax.Array) -> jax.Array:
-    return functools.reduce(op, (x[..., i] for i in range(1, x.shape[-1])), x[..., 0])
-
-
-def sum_last(x: jax.Array) -> jax.Array:
-    """``jnp.sum(x, axis=-1)`` (unrolled for a last axis of at most 12)."""
-    if 0 < x.shape[-1] <= UNROLL_MAX:
-        return _fold(jnp.add, x)
-    return jnp.sum(x, axis=-1)
-
-
-def _fold_axis(op, x: jax.Array, axis: int) -> jax.Array:
-    """``op`` folded over the slices of ``x`` along ``axis`` (kept, length 1)."""
+def _reduce_short(reduce, op, x: jax.Array, axis: int, keepdims: bool) -> jax.Array:
+    """``reduce(x, axis)``, as ``op`` folded over the slices along ``axis`` when
+    that axis has at most :data:`UNROLL_MAX` entries."""
+    axis = axis % x.ndim
+    if not 0 < x.shape[axis] <= UNROLL_MAX:
+        return reduce(x, axis=axis, keepdims=keepdims)
     slices = [jax.lax.index_in_dim(x, i, axis) for i in range(x.shape[axis])]
-    return functools.reduce(op, slices[1:], slices[0])
+    out = functools.reduce(op, slices[1:], slices[0])
+    return out if keepdims else jnp.squeeze(out, axis)
 
 
 def sum_axis(x: jax.Array, axis: int, *, keepdims: bool = False) -> jax.Array:
     """``jnp.sum(x, axis, keepdims=keepdims)`` (unrolled for an axis of at most 12)."""
-    axis = axis % x.ndim
-    if not 0 < x.shape[axis] <= UNROLL_MAX:
-        return jnp.sum(x, axis=axis, keepdims=keepdims)
-    out = _fold_axis(jnp.add, x, axis)
-    return out if keepdims else jnp.squeeze(out, axis)
+    return _reduce_short(jnp.sum, jnp.add, x, axis, keepdims)
 
 
 def max_axis(x: jax.Array, axis: int, *, keepdims: bool = False) -> jax.Array:
     """``jnp.max(x, axis, keepdims=keepdims)`` (unrolled for an axis of at most 12)."""
-    axis = axis % x.ndim
-    if not 0 < x.shape[axis] <= UNROLL_MAX:
-        return jnp.max(x, axis=axis, keepdims=keepdims)
-    out = _fold_axis(jnp.maximum, x, axis)
-    return out if keepdims else jnp.squeeze(out, axis)
+    return _reduce_short(jnp.max, jnp.maximum, x, axis, keepdims)
+
+
+def sum_last(x: jax.Array) -> jax.Array:
+    """``jnp.sum(x, axis=-1)`` (unrolled for a last axis of at most 12)."""
+    return sum_axis(x, -1)

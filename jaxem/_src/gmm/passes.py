@@ -78,8 +78,9 @@ def direct_chunk(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[Moments
 
     Computed component-major: the differences ``x_b − μ_k`` as one (K, D, B)
     array, rows last, so that the short axes (K, D) are not the ones XLA:CPU
-    vectorises (row-major (B, K, D), as the densities compute them, ran
-    1.2–4× slower per pass: experiments/direct_layout.py). The rows and means
+    vectorises (row-major (B, K, D), as the densities compute them, ran up to
+    4× slower per pass below 16 features, about the same from 16:
+    experiments/direct_layout.py). The rows and means
     are first centred at the mixture mean (float32 keeps its digits far from
     the origin), then differenced: no cancellation against ``x P_k``.
     """

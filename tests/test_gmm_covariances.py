@@ -55,3 +55,38 @@ def test_largest_eigenvalue_bound_is_a_lower_bound_near_the_eigenvalue(covarianc
     else:
         top = covariances.max(axis=-1) if covariance_type == "diag" else covariances
         np.testing.assert_allclose(bound, top, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_component_major_functions_equal_the_row_major_ones(covariance_type):
+    """``difference_mahalanobis`` / ``difference_second_moments`` (the direct
+    pass's (K, D, rows) layout) compute ``mahalanobis`` / ``second_moments``,
+    transposed; a D above the unrolling bound takes the reduced sum."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxem._src.reductions import UNROLL_MAX
+
+    rng = np.random.default_rng(1)
+    module = cov_lib.get(covariance_type)
+    for n, k, d in [(7, 3, 2), (5, 2, UNROLL_MAX + 1)]:
+        x = jnp.asarray(rng.normal(size=(n, d)))
+        means = jnp.asarray(rng.normal(size=(k, d)))
+        resp = jnp.asarray(rng.uniform(size=(n, k)))
+        factors = rng.normal(size=(k, d, d)) + 3 * np.eye(d)
+        pc = {
+            "full": np.triu(factors),
+            "tied": np.triu(factors[0]),
+            "diag": rng.uniform(0.5, 2.0, (k, d)),
+            "spherical": rng.uniform(0.5, 2.0, k),
+        }[covariance_type]
+        pc = jnp.asarray(pc)
+        diff = x.T[None, :, :] - means[:, :, None]
+        np.testing.assert_allclose(
+            module.difference_mahalanobis(diff, pc).T, module.mahalanobis(x, means, pc), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            module.difference_second_moments(resp.T, diff),
+            module.second_moments(resp, x, means),
+            rtol=1e-12,
+        )

@@ -37,7 +37,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src import acceleration, loop
-from jaxem._src.family import Family
+from jaxem._src.family import Family, log_weights
 from jaxem._src.loop import EMResult
 from jaxem._src.validation import check_scalar, check_static_int
 
@@ -812,9 +812,9 @@ def classification_log_likelihood(family: Family, params: PyTree, x: Any, w: jax
     classification under the responsibilities ``r`` of ``params`` (ICL's
     entropy term, Biernacki, Celeux & Govaert 2000), for a mixture family (one
     with ``weights`` and :meth:`~jaxem.Family.log_components`)."""
-    active = params.weights > 0
-    log_weights = jnp.where(active, jnp.log(jnp.where(active, params.weights, 1)), -jnp.inf)
-    joint = family.log_components(params, x) + log_weights
+    joint = family.log_components(params, x) + jnp.where(
+        params.weights > 0, log_weights(params.weights), -jnp.inf
+    )
     best = jnp.max(joint, axis=1) - jax.nn.logsumexp(joint, axis=1)
     return jnp.sum(w * best)
 

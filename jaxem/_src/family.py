@@ -61,6 +61,7 @@ __all__ = [
     "MeansShape",
     "MixtureFamily",
     "log_weights",
+    "mixture_center",
     "weights_from_logs",
 ]
 
@@ -99,6 +100,14 @@ def log_weights(weights: jax.Array) -> jax.Array:
     the inactive ones: coordinates of the weights in which to extrapolate."""
     active = weights > 0
     return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
+
+
+def mixture_center(params: Any) -> jax.Array:
+    """(D,) the mixture's mean ``Σ_k π_k μ_k`` of ``params`` (with ``weights``
+    and ``means``), without derivative: the point a component density centres
+    rows and means at before differencing them (the distances do not change,
+    and float32 keeps its digits for data far from the origin)."""
+    return jax.lax.stop_gradient(params.weights @ params.means)
 
 
 def weights_from_logs(logs: jax.Array, like: jax.Array) -> jax.Array:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows, chunked_map
+from jaxem._src.family import log_weights, mixture_center
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.validation import as_data, check_static_int
@@ -20,9 +21,7 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """(N, K) ``log N(x_n | μ_k, Σ_k)``, through the precision Cholesky factors."""
     module = cov_lib.get(params.covariance_type)
     n_features = x.shape[-1]
-    # Centre at the mixture mean first: the distances are invariant to it, and
-    # float32 keeps its digits for data far from the origin.
-    center = jax.lax.stop_gradient(params.weights @ params.means)
+    center = mixture_center(params)  # float32 keeps its digits far from the origin
     maha = module.mahalanobis(x - center, params.means - center, params.precisions_cholesky)
     log_det = module.log_det_cholesky(params.precisions_cholesky, n_features)
     return -0.5 * (n_features * math.log(2 * math.pi) + maha) + log_det
@@ -30,9 +29,8 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
 
 def weighted_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """(N, K) ``log π_k + log N(x_n | μ_k, Σ_k)``; ``-inf`` for inactive components."""
-    active = params.weights > 0
-    log_weights = jnp.log(jnp.where(active, params.weights, 1))  # no NaN gradient at 0
-    return jnp.where(active, component_log_prob(params, x) + log_weights, -jnp.inf)
+    joint = component_log_prob(params, x) + log_weights(params.weights)
+    return jnp.where(params.weights > 0, joint, -jnp.inf)
 
 
 def density_chunk_rows(params: GMMParams, x: jax.Array) -> int:

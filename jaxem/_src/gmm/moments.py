@@ -45,6 +45,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxem._src.family import log_weights
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.reductions import max_axis, sum_axis
@@ -94,11 +95,9 @@ def natural_weights(params: GMMParams, center: jax.Array) -> jax.Array:
     pc = params.precisions_cholesky
     m = params.means - center
     quadratic, linear = module.natural_weights(pc, m)
-    active = params.weights > 0
-    log_weights = jnp.log(jnp.where(active, params.weights, 1))
     log_det = module.log_det_cholesky(pc, d)  # () for tied: broadcasts
     const = -0.5 * jnp.sum(linear * m, axis=1) + log_det - 0.5 * d * math.log(2 * math.pi)
-    const = jnp.where(active, const + log_weights, 0)
+    const = jnp.where(params.weights > 0, const + log_weights(params.weights), 0)
     return jnp.concatenate([*quadratic, linear, const[:, None]], axis=1).T
 
 

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._src.chunking import chunk_rows, chunked_sum
+from jaxem._src.family import log_weights, mixture_center
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import moments
 from jaxem._src.gmm.moments import MOMENT_CHUNK_ELEMENTS
@@ -86,14 +87,12 @@ def direct_chunk(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[Moments
     """
     module = cov_lib.get(params.covariance_type)
     d = params.n_features
-    center = jax.lax.stop_gradient(params.weights @ params.means)
+    center = mixture_center(params)
     diff = (x - center).T[None, :, :] - (params.means - center)[:, :, None]  # (K, D, B)
     maha = module.difference_mahalanobis(diff, params.precisions_cholesky)
     log_det = module.log_det_cholesky(params.precisions_cholesky, d)  # () for tied
-    active = params.weights > 0
-    log_weights = jnp.log(jnp.where(active, params.weights, 1))  # no NaN gradient at 0
-    const = log_det - 0.5 * d * math.log(2 * math.pi) + log_weights
-    logits = jnp.where(active[:, None], const[:, None] - 0.5 * maha, -jnp.inf)
+    const = log_det - 0.5 * d * math.log(2 * math.pi) + log_weights(params.weights)
+    logits = jnp.where((params.weights > 0)[:, None], const[:, None] - 0.5 * maha, -jnp.inf)
     resp, log_norm = moments.weighted_softmax(logits, w, axis=0)  # (K, B), (B,)
     stats = Moments(
         jnp.sum(resp, axis=1),

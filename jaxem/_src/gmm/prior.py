@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
+from jaxem._src.family import log_weights
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.validation import as_data, check_sample_weight, concrete
@@ -261,9 +262,10 @@ def log_prior(params: GMMParams, prior: Prior) -> jax.Array:
 
     n_active = jnp.sum(active).astype(dtype)
     alpha = prior.dirichlet
-    log_weights = jnp.where(active, jnp.log(jnp.where(active, params.weights, 1)), 0)
     weights_lp = (
-        gammaln(n_active * alpha) - n_active * gammaln(alpha) + (alpha - 1) * jnp.sum(log_weights)
+        gammaln(n_active * alpha)
+        - n_active * gammaln(alpha)
+        + (alpha - 1) * jnp.sum(log_weights(params.weights))
     )
     if module.SHARED:  # one covariance: its density counts once
         return jnp.sum(jnp.where(active, means_lp, 0)) + weights_lp + cov_lp

@@ -76,7 +76,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import (
+    MeansShape,
+    MixtureFamily,
+    log_weights,
+    mixture_center,
+    weights_from_logs,
+)
 from jaxem._src.gmm.family import gaussian_context, gaussian_summary, shared_init_view
 from jaxem._src.mixtures.common import (
     DirichletWeights,
@@ -184,8 +190,7 @@ def _factor_posterior(params: FactorAnalyzersParams, x: jax.Array) -> _Posterior
     d = x.shape[-1]
     q = params.loadings.shape[-1]
     dtype = params.means.dtype
-    # centred at the mixture's mean first: differences of like magnitudes
-    center = jax.lax.stop_gradient(params.weights @ params.means)
+    center = mixture_center(params)  # differences of like magnitudes
     y = (x - center)[:, None, :] - (params.means - center)  # (N, K, D)
     inv_sd = jax.lax.rsqrt(params.noise)  # (K, D)
     whitened = params.loadings * inv_sd[..., None]  # (K, D, q)
@@ -376,9 +381,8 @@ class FactorAnalyzers(MixtureFamily):
 
     def pass_(self, params, rows, w, context):
         post = _factor_posterior(params, rows)
-        active = params.weights > 0
-        log_w = jnp.log(jnp.where(active, params.weights, 1))
-        joint = jnp.where(active, post.log_components + log_w, -jnp.inf)
+        log_w = log_weights(params.weights)
+        joint = jnp.where(params.weights > 0, post.log_components + log_w, -jnp.inf)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
         return _stats(resp, post), jnp.sum(w * log_norm)

@@ -101,7 +101,13 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, polygamma
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MeansShape, MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import (
+    MeansShape,
+    MixtureFamily,
+    log_weights,
+    mixture_center,
+    weights_from_logs,
+)
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import (
     degenerate,
@@ -471,9 +477,7 @@ class StudentT(MixtureFamily):
         """(N, K) Mahalanobis distances ``δ`` and (N, K) ``log t_ν(x | μ_k, Σ_k)``."""
         module = cov_lib.get(params.covariance_type)
         d = x.shape[-1]
-        # centred at the mixture's mean first, as the Gaussian densities: the
-        # distances do not change, float32 keeps its digits far from the origin
-        center = jax.lax.stop_gradient(params.weights @ params.means)
+        center = mixture_center(params)  # as the Gaussian densities
         maha = module.mahalanobis(x - center, params.means - center, params.precisions_cholesky)
         log_det = module.log_det_cholesky(params.precisions_cholesky, d)
         dof = params.dof
@@ -487,9 +491,7 @@ class StudentT(MixtureFamily):
         module = cov_lib.get(params.covariance_type)
         d = rows.shape[-1]
         maha, log_comp = self._distances(params, rows)
-        active = params.weights > 0
-        log_weights = jnp.log(jnp.where(active, params.weights, 1))
-        joint = jnp.where(active, log_comp + log_weights, -jnp.inf)
+        joint = jnp.where(params.weights > 0, log_comp + log_weights(params.weights), -jnp.inf)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
         if self._trial_dof is not None:  # the ECME search's pass

@@ -27,14 +27,15 @@ def test_small_programs_get_the_fast_compile_options_and_large_ones_xlas_default
 
     monkeypatch.setattr(programs, "_compile_lowered", spy)
     x = blobs(seed=4, n=120, d=3, k=3)
+    fit = dict(n_init=2, init="kmeans")  # any fit compiles the two programs
     api._fit_program.clear()
     api._init_program.clear()
-    gmm.fit(jax.random.key(0), x, 3, n_init=2)
+    gmm.fit(jax.random.key(0), x, 3, **fit)
     assert fast_compiles == [True, True]  # the initialisation and the fit
     monkeypatch.setattr(programs, "FAST_COMPILE_MAX_ELEMENTS", x.size)
     api._fit_program.clear()
     api._init_program.clear()
-    gmm.fit(jax.random.key(0), x, 3, n_init=2)
+    gmm.fit(jax.random.key(0), x, 3, **fit)
     assert fast_compiles == [True, True, False, False]
 
 
@@ -71,14 +72,15 @@ def test_a_first_fit_compiles_each_program_once_side_by_side(monkeypatch):
 
     monkeypatch.setattr(programs, "_compile_lowered", spy)
     x = blobs(seed=5, n=90, d=2, k=2)
+    fit = dict(n_init=2, init="kmeans")  # any fit compiles the two programs
     api._fit_program.clear()
     api._init_program.clear()
-    first = gmm.fit(jax.random.key(0), x, 2, n_init=2)
+    first = gmm.fit(jax.random.key(0), x, 2, **fit)
     assert len(compiled) == 2
     assert all(name.startswith("jaxem-compile") for name in threads)
-    again = gmm.fit(jax.random.key(0), x, 2, n_init=2)
+    again = gmm.fit(jax.random.key(0), x, 2, **fit)
     assert len(compiled) == 2
     np.testing.assert_array_equal(first.params.means, again.params.means)
     # a call inside a caller's trace is inlined, nothing compiles ahead
-    jax.jit(lambda x: gmm.fit(jax.random.key(0), x, 2, n_init=2).log_likelihood)(x)
+    jax.jit(lambda x: gmm.fit(jax.random.key(0), x, 2, **fit).log_likelihood)(x)
     assert len(compiled) == 2

@@ -152,3 +152,23 @@ def test_factor_analyzers(tmp_path):
     run_quick("factor_analyzers.py", tmp_path, timeout=900)
     text = check_outputs(tmp_path, "factor_analyzers_quick")
     assert "| MFA q=5 | diag noise |" in text and "| GMM full | full |" in text
+
+
+def test_suite_compile_report(tmp_path):
+    import suite_compile_report
+
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "1.tsv").write_text(
+        "jaxpr_trace_duration\t_fit\t0.5000\ttests/test_a.py::test_one\n"
+        "jaxpr_to_mlir_module_duration\tjit(_fit)\t0.2500\ttests/test_a.py::test_one\n"
+        "backend_compile_duration\tjit(_fit)\t2.0000\ttests/test_a.py::test_one\n"
+        "backend_compile_duration\tjit(add)\t0.0100\ttests/test_b.py::test_two\n"
+    )
+    out = tmp_path / "report.md"
+    suite_compile_report.main([str(log), "--out", str(out)])
+    text = out.read_text()
+    assert text.startswith("# ")
+    assert "| compile | 2 | 2.0 |" in text
+    assert "| `_fit` | 1 | 0.5 | 0.2 | 2.0 | 2.8 |" in text  # by program
+    assert "| `tests/test_b.py` | 1 | 0.0 | 0.0 | 0.0 | 0.0 |" in text  # by file

@@ -97,7 +97,9 @@ class MeansShape:
 
 def log_weights(weights: jax.Array) -> jax.Array:
     """(K,) ``log π_k`` of the active components, 0 (a finite placeholder) for
-    the inactive ones: coordinates of the weights in which to extrapolate."""
+    the inactive ones, with no NaN derivative at ``π_k = 0``: the mixing term of
+    the densities (which mask the inactive components to −∞) and the coordinates
+    of the weights in which to extrapolate."""
     active = weights > 0
     return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
 

@@ -812,9 +812,7 @@ def classification_log_likelihood(family: Family, params: PyTree, x: Any, w: jax
     classification under the responsibilities ``r`` of ``params`` (ICL's
     entropy term, Biernacki, Celeux & Govaert 2000), for a mixture family (one
     with ``weights`` and :meth:`~jaxem.Family.log_components`)."""
-    joint = family.log_components(params, x) + jnp.where(
-        params.weights > 0, log_weights(params.weights), -jnp.inf
-    )
+    joint = family.log_components(params, x) + log_weights(params.weights, -jnp.inf)
     best = jnp.max(joint, axis=1) - jax.nn.logsumexp(joint, axis=1)
     return jnp.sum(w * best)
 

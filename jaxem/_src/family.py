@@ -60,6 +60,7 @@ __all__ = [
     "Family",
     "MeansShape",
     "MixtureFamily",
+    "log_joint",
     "log_weights",
     "mixture_center",
     "weights_from_logs",
@@ -95,13 +96,19 @@ class MeansShape:
         return self.means.dtype
 
 
-def log_weights(weights: jax.Array) -> jax.Array:
-    """(K,) ``log π_k`` of the active components, 0 (a finite placeholder) for
-    the inactive ones, with no NaN derivative at ``π_k = 0``: the mixing term of
-    the densities (which mask the inactive components to −∞) and the coordinates
-    of the weights in which to extrapolate."""
+def log_weights(weights: jax.Array, inactive: float = 0.0) -> jax.Array:
+    """(K,) ``log π_k`` of the active components, ``inactive`` for the others (by
+    default 0, a finite placeholder: the coordinates of the weights in which to
+    extrapolate; −∞ for logits that never draw them), with no NaN derivative at
+    ``π_k = 0``."""
     active = weights > 0
-    return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
+    return jnp.where(active, jnp.log(jnp.where(active, weights, 1)), inactive)
+
+
+def log_joint(log_components: jax.Array, weights: jax.Array) -> jax.Array:
+    """(N, K) ``log π_k + log p(x_n | k)`` from a mixture's (N, K) component
+    log-densities; −∞ for the inactive components."""
+    return jnp.where(weights > 0, log_components + log_weights(weights), -jnp.inf)
 
 
 def mixture_center(params: Any) -> jax.Array:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows, chunked_map
-from jaxem._src.family import log_weights, mixture_center
+from jaxem._src.family import log_joint, log_weights, mixture_center
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.validation import as_data, check_static_int
@@ -29,8 +29,7 @@ def component_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
 
 def weighted_log_prob(params: GMMParams, x: jax.Array) -> jax.Array:
     """(N, K) ``log π_k + log N(x_n | μ_k, Σ_k)``; ``-inf`` for inactive components."""
-    joint = component_log_prob(params, x) + log_weights(params.weights)
-    return jnp.where(params.weights > 0, joint, -jnp.inf)
+    return log_joint(component_log_prob(params, x), params.weights)
 
 
 def density_chunk_rows(params: GMMParams, x: jax.Array) -> int:
@@ -134,8 +133,8 @@ def sample(key: jax.Array, params: GMMParams, n_samples: int) -> tuple[jax.Array
     n_samples = check_static_int("n_samples", n_samples, minimum=1)
     module = cov_lib.get(params.covariance_type)
     key_labels, key_noise = jax.random.split(key)
-    log_weights = jnp.where(params.weights > 0, jnp.log(params.weights), -jnp.inf)
-    labels = jax.random.categorical(key_labels, log_weights, shape=(n_samples,))
+    logits = log_weights(params.weights, -jnp.inf)
+    labels = jax.random.categorical(key_labels, logits, shape=(n_samples,))
     z = jax.random.normal(key_noise, (n_samples, params.n_features), params.dtype)
     x = params.means[labels] + module.scale_noise(z, params.covariances, labels)
     return x, labels

@@ -46,7 +46,7 @@ from jax.typing import ArrayLike
 from jaxem._src import api
 from jaxem._src.chunking import chunk_rows, chunked_map, chunked_sum
 from jaxem._src.engine import REFINE_MAX_ITER, REFINE_TOL, FitResult
-from jaxem._src.family import log_weights
+from jaxem._src.family import log_joint
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import GaussianContext, GaussianFamily
 from jaxem._src.gmm.fit import family as gaussian_family
@@ -160,7 +160,7 @@ def _conditionals(
 
 def _weighted(params: GMMParams, log_dens: jax.Array) -> jax.Array:
     """(R, K) ``log π_k + log_dens``; ``-inf`` for inactive components."""
-    return jnp.where(params.weights > 0, log_dens + log_weights(params.weights), -jnp.inf)
+    return log_joint(log_dens, params.weights)
 
 
 def _moments(

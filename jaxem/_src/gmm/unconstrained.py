@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxem._src.family import log_weights
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.density import log_prob
 from jaxem._src.gmm.params import GMMParams
@@ -95,8 +96,7 @@ def to_unconstrained(params: GMMParams) -> UnconstrainedParams:
     """
     if not isinstance(params, GMMParams):
         raise TypeError(f"params must be a GMMParams; got {type(params).__name__}")
-    weights = params.weights
-    logits = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)), -jnp.inf)
+    logits = log_weights(params.weights, -jnp.inf)
     cholesky = cov_lib.get(params.covariance_type).to_unconstrained(params.precisions_cholesky)
     return UnconstrainedParams(logits=logits, means=params.means, cholesky=cholesky)
 

@@ -53,10 +53,6 @@ class MixtureEmissionStats(NamedTuple):
     moments: PyTree
 
 
-def _log_mix(mix_weights):
-    return jnp.where(mix_weights > 0, jnp.log(jnp.where(mix_weights > 0, mix_weights, 1)), -jnp.inf)
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class GaussianMixtureEmission(MixtureFamily):
@@ -86,7 +82,7 @@ class GaussianMixtureEmission(MixtureFamily):
         """(N, K, M) ``log w_km + log N(x | μ_km, Σ_km)``."""
         comp = component_log_prob(params.gaussians, x)
         k = params.mix_weights.shape[0]
-        return comp.reshape(x.shape[0], k, self.n_mix) + _log_mix(params.mix_weights)
+        return comp.reshape(x.shape[0], k, self.n_mix) + log_weights(params.mix_weights, -jnp.inf)
 
     def log_components(self, params, x):
         return jax.nn.logsumexp(self._joint(params, x), axis=-1)
@@ -163,5 +159,5 @@ class GaussianMixtureEmission(MixtureFamily):
 
     def sample_components(self, key, params, labels):
         key_m, key_x = jax.random.split(key)
-        mix = jax.random.categorical(key_m, _log_mix(params.mix_weights)[labels])
+        mix = jax.random.categorical(key_m, log_weights(params.mix_weights, -jnp.inf)[labels])
         return self.gaussian.sample_components(key_x, params.gaussians, labels * self.n_mix + mix)

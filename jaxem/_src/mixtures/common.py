@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MixtureFamily
+from jaxem._src.family import MixtureFamily, log_weights
 from jaxem._src.validation import as_data, check_static_int, concrete
 
 __all__ = [
@@ -67,8 +67,7 @@ def flush_subnormal(p: jax.Array) -> jax.Array:
 def sample_labels(key: jax.Array, weights: jax.Array, n_samples: int) -> jax.Array:
     """(n_samples,) component indices drawn from the mixing weights (inactive
     components, weight 0, are never drawn)."""
-    log_weights = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)), -jnp.inf)
-    return jax.random.categorical(key, log_weights, shape=(n_samples,))
+    return jax.random.categorical(key, log_weights(weights, -jnp.inf), shape=(n_samples,))
 
 
 def mixture_weights(nk: jax.Array, dirichlet: ArrayLike = 1.0) -> jax.Array:
@@ -90,9 +89,7 @@ class DirichletWeights:
     def log_kernel(self, weights: jax.Array) -> jax.Array:
         """``(α − 1) Σ_k log π_k`` over the active components: the log density up
         to its normalising constant (exactly 0 at α = 1, the flat prior)."""
-        active = weights > 0
-        log_w = jnp.where(active, jnp.log(jnp.where(active, weights, 1)), 0)
-        return (jnp.asarray(self.alpha, weights.dtype) - 1) * jnp.sum(log_w)
+        return (jnp.asarray(self.alpha, weights.dtype) - 1) * jnp.sum(log_weights(weights))
 
 
 class DiscreteMixture(MixtureFamily):

@@ -79,6 +79,7 @@ from jaxem._src.chunking import chunk_rows
 from jaxem._src.family import (
     MeansShape,
     MixtureFamily,
+    log_joint,
     log_weights,
     mixture_center,
     weights_from_logs,
@@ -381,8 +382,7 @@ class FactorAnalyzers(MixtureFamily):
 
     def pass_(self, params, rows, w, context):
         post = _factor_posterior(params, rows)
-        log_w = log_weights(params.weights)
-        joint = jnp.where(params.weights > 0, post.log_components + log_w, -jnp.inf)
+        joint = log_joint(post.log_components, params.weights)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
         return _stats(resp, post), jnp.sum(w * log_norm)

@@ -104,6 +104,7 @@ from jax.typing import ArrayLike
 from jaxem._src.family import (
     MeansShape,
     MixtureFamily,
+    log_joint,
     log_weights,
     mixture_center,
     weights_from_logs,
@@ -491,7 +492,7 @@ class StudentT(MixtureFamily):
         module = cov_lib.get(params.covariance_type)
         d = rows.shape[-1]
         maha, log_comp = self._distances(params, rows)
-        joint = jnp.where(params.weights > 0, log_comp + log_weights(params.weights), -jnp.inf)
+        joint = log_joint(log_comp, params.weights)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
         if self._trial_dof is not None:  # the ECME search's pass

@@ -2,10 +2,13 @@
 
 import inspect
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.covariances import eigen
+from jaxem._src.reductions import UNROLL_MAX
 
 MODULE_NAMES = tuple(t for t in cov_lib.ALL_COVARIANCE_TYPES if t not in cov_lib.ALIASES)
 
@@ -31,9 +34,6 @@ def test_largest_eigenvalue_bound_is_a_lower_bound_near_the_eigenvalue(covarianc
     """The moment formulation's accuracy check needs a lower bound on each
     covariance's largest eigenvalue: never above it (the check stays on the safe
     side), at least the largest variance, exact for diagonal storage."""
-    import jax.numpy as jnp
-    import numpy as np
-
     rng = np.random.default_rng(0)
     k, d = 6, 5
     factors = rng.normal(size=(k, d, d)) * rng.uniform(0.01, 3.0, (k, 1, d))
@@ -62,11 +62,6 @@ def test_component_major_functions_equal_the_row_major_ones(covariance_type):
     """``difference_mahalanobis`` / ``difference_second_moments`` (the direct
     pass's (K, D, rows) layout) compute ``mahalanobis`` / ``second_moments``,
     transposed; a D above the unrolling bound takes the reduced sum."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    from jaxem._src.reductions import UNROLL_MAX
-
     rng = np.random.default_rng(1)
     module = cov_lib.get(covariance_type)
     for n, k, d in [(7, 3, 2), (5, 2, UNROLL_MAX + 1)]:

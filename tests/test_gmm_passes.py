@@ -86,6 +86,30 @@ def test_cached_features_pass_equals_moment_pass_alone_or_batched(covariance_typ
     np.testing.assert_allclose(per_weight[0].nk[1], 2 * expected[0][0].nk, rtol=1e-12)
 
 
+def test_linearize_of_the_feature_pass_alone_or_one_restart_at_a_time():
+    """jax.linearize (the first half of reverse mode) passes through the feature
+    pass outside a vmap: alone, as a fit of one restart runs it, and inside
+    lax.map, as restarts one after the other do. Its derivative is jax.jvp's."""
+    x = blobs(seed=1, n=60, d=2, k=2)
+    w = jnp.ones(len(x))
+    center = jnp.mean(x, 0)
+    params = gmm.make_params(*random_params(0, 2, 2, "full", x), "full")
+
+    def loglik(means):
+        p = dataclasses.replace(params, means=means)
+        return cached_moment_pass(p, feature_cache(x, w, center, "full"), w)[1]
+
+    def mapped(means):
+        return jnp.sum(jax.lax.map(loglik, means[None]))
+
+    tangent = jnp.ones_like(params.means)
+    for f in (loglik, mapped):
+        _, slope = jax.jvp(f, (params.means,), (tangent,))
+        _, linear = jax.linearize(f, params.means)
+        np.testing.assert_allclose(linear(tangent), slope, rtol=1e-12)
+        assert np.isfinite(slope) and slope != 0
+
+
 def test_fit_is_the_same_with_or_without_the_feature_cache(monkeypatch):
     x = blobs(seed=2, n=300, d=3, k=3)
     params = gmm.make_params(*random_params(0, 3, 3, "full", x), "full")

@@ -255,6 +255,8 @@ def run_em(
 
     if sequential:
         return jax.lax.map(one, starts)
+    if starts.have_stats.shape[0] == 1:  # one loop, not a batch of one (cheaper to build)
+        return jax.tree.map(lambda a: a[None], one(jax.tree.map(lambda a: a[0], starts)))
     return jax.vmap(one)(starts)
 
 

@@ -423,7 +423,7 @@ class Family:
             fn = functools.partial(resp_of, group)
             index = np.asarray([group.index(methods[i]) for i in ix], np.int32)
             how = batching(group, n_samples)
-            if how == "shared":  # the same for every key: computed once
+            if how == "shared" or len(ix) == 1:  # computed once (the same for every key)
                 one = fn(group_keys[0], index[0])
                 return jnp.broadcast_to(one, (len(ix), *one.shape))
             if how == "map":

@@ -276,7 +276,12 @@ def feature_chunk(
                 )
         return out, jax.tree.map(lambda _: True, out)
 
-    return run(params, phi, w, center)
+    # JAX differentiates a custom_vmap as one call of primals and tangents whose
+    # primal outputs partial evaluation cannot separate (jax.linearize, and with
+    # it reverse mode, failed on an unbatched pass): derivatives are single's.
+    differentiated = jax.custom_jvp(run)
+    differentiated.defjvp(lambda primals, tangents: jax.jvp(single, primals, tangents))
+    return differentiated(params, phi, w, center)
 
 
 # ------------------------------------------------------------- whole-array passes

@@ -232,12 +232,14 @@ def run_em(
 ) -> EMResult:
     """EM from a batch of starts (leading axis), one compiled ``while_loop``
     each under ``vmap`` (``sequential``, static: one after the other, see
-    :func:`in_sequence`): the loop of every traceable source. ``reduce(params) ->
-    (stats, Σ w log p, Σ w)`` is the source's pass summed over the data; the
-    monitored value is :func:`objective`; ``reduce(params, view)`` sums another
-    family's pass (a conditional cycle's, :func:`run_cycle`, which follows every
-    M-step). ``accelerate`` (static): ``None`` or SQUAREM in the family's
-    unconstrained coordinates (:meth:`~jaxem.Family.unconstrain`)."""
+    :func:`in_sequence`; a batch of one: the loop itself, which is cheaper to
+    trace and compile than a ``vmap`` of it): the loop of every traceable
+    source. ``reduce(params) -> (stats, Σ w log p, Σ w)`` is the source's pass
+    summed over the data; the monitored value is :func:`objective`;
+    ``reduce(params, view)`` sums another family's pass (a conditional
+    cycle's, :func:`run_cycle`, which follows every M-step). ``accelerate``
+    (static): ``None`` or SQUAREM in the family's unconstrained coordinates
+    (:meth:`~jaxem.Family.unconstrain`)."""
     starts, maximize, evaluate = _loop_steps(family, reduce, context, starts)
 
     unconstrain = constrain = None

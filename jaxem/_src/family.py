@@ -401,7 +401,8 @@ class Family:
         the restarts of one group of methods (:meth:`init_group`) as one ``vmap``
         (the method a traced index; an agglomeration computed once when it does
         not depend on the key, and agglomerations on random subsets one after
-        another: :func:`~jaxem._src.init.batching`).
+        another: :func:`~jaxem._src.init.batching`; a group of one restart
+        without a ``vmap``).
         """
         features = self.init_features(x, context)
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -423,7 +424,7 @@ class Family:
             fn = functools.partial(resp_of, group)
             index = np.asarray([group.index(methods[i]) for i in ix], np.int32)
             how = batching(group, n_samples)
-            if how == "shared" or len(ix) == 1:  # computed once (the same for every key)
+            if how == "shared" or len(ix) == 1:  # one restart, or the same for every key
                 one = fn(group_keys[0], index[0])
                 return jnp.broadcast_to(one, (len(ix), *one.shape))
             if how == "map":

@@ -39,6 +39,27 @@ def test_small_programs_get_the_fast_compile_options_and_large_ones_xlas_default
     assert fast_compiles == [True, True, False, False]
 
 
+class _Lowered:
+    """Records the options each compilation is given."""
+
+    def __init__(self):
+        self.options = []
+
+    def compile(self, compiler_options=None):
+        self.options.append(compiler_options)
+
+
+def test_an_option_that_xla_flags_sets_is_left_to_it(monkeypatch):
+    # options given to a compilation override XLA_FLAGS: jaxem gives only the others
+    lowered = _Lowered()
+    monkeypatch.setenv("XLA_FLAGS", "")
+    programs._compile_lowered(lowered, 10)
+    programs._compile_lowered(lowered, programs.FAST_COMPILE_MAX_ELEMENTS)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    programs._compile_lowered(lowered, 10)
+    assert lowered.options == [programs.CPU_COMPILER_OPTIONS, None, None]
+
+
 def test_a_fit_compiled_with_either_emitter_is_the_same_fit():
     # the option jaxem gives its small programs (programs.CPU_COMPILER_OPTIONS)
     # against XLA:CPU's fusion emitters, set explicitly for each compilation

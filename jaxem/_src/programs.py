@@ -27,6 +27,8 @@ import concurrent.futures
 import dataclasses
 import functools
 import math
+import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,7 +46,9 @@ MAX_PROGRAMS = 16
 #: slower (100k x 16, K = 16: 91 -> 99 ms; diagonal: the same), so they are used
 #: where compilation dominates a call: programs whose array arguments hold fewer
 #: than :data:`FAST_COMPILE_MAX_ELEMENTS` elements. An XLA that no longer knows
-#: an option compiles with its defaults.
+#: an option compiles with its defaults, and an option that the ``XLA_FLAGS``
+#: environment variable sets keeps that value (options given to a compilation
+#: would override it).
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
 #: Largest total size of a program's array arguments (elements) compiled with
@@ -70,10 +74,18 @@ def _background() -> concurrent.futures.ThreadPoolExecutor:
         return _compiler
 
 
+def _set_by_xla_flags() -> set[str]:
+    """The XLA options the ``XLA_FLAGS`` environment variable sets: the user's
+    (or a test suite's) choice, which jaxem's per-compilation options would
+    otherwise override."""
+    return set(re.findall(r"--(xla_\w+)", os.environ.get("XLA_FLAGS", "")))
+
+
 def _compile_lowered(lowered: Any, elements: int) -> Any:
     """``lowered.compile()``, with :data:`CPU_COMPILER_OPTIONS` for a small
-    program on the CPU."""
-    options = {k: v for k, v in CPU_COMPILER_OPTIONS.items() if k not in _unknown_options}
+    program on the CPU; an option that ``XLA_FLAGS`` sets is left to it."""
+    skip = _unknown_options | _set_by_xla_flags()
+    options = {k: v for k, v in CPU_COMPILER_OPTIONS.items() if k not in skip}
     if not options or elements >= FAST_COMPILE_MAX_ELEMENTS or jax.default_backend() != "cpu":
         return lowered.compile()
     try:

@@ -15,6 +15,7 @@ __all__ = [
     "markdown_table",
     "progress",
     "reexec_without_openblas_overrides",
+    "run_fresh_process",
     "time_compiled",
     "write_markdown",
 ]
@@ -113,3 +114,24 @@ def reexec_without_openblas_overrides(name: str = "benchmark") -> None:
     env[UNSET_MARKER] = ", ".join(f"{k}={v}" for k, v in found.items())
     print(f"{name}: unsetting {env[UNSET_MARKER]} and re-executing", flush=True)
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def run_fresh_process(child: str, args: Sequence[str], xla_flags: str | None) -> Any:
+    """Run the Python source ``child`` with ``args`` in a fresh process without
+    JAX's persistent compilation cache (every program compiles, as in a user's
+    first call) and return the JSON its last line of output prints.
+    ``xla_flags`` replaces ``XLA_FLAGS`` (None: unset)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop("XLA_FLAGS", None)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    done = subprocess.run(
+        [sys.executable, "-c", child, *args], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,15 +23,13 @@ itself; the README's "Compilation" section quotes the result.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
-import subprocess
-import sys
 import time
 
 import numpy as np
+from common import run_fresh_process
 
 ROOT = pathlib.Path(__file__).resolve().parent
 OUT = ROOT / "results" / "compile_flags.md"
@@ -77,13 +75,7 @@ print(json.dumps(out))
 
 
 def run(flags: str) -> dict:
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_ENABLE_COMPILATION_CACHE="false")
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROOT / "data" / "faithful.csv")],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh_process(CHILD, [str(ROOT / "data" / "faithful.csv")], xla_flags=flags)
 
 
 def main() -> None:

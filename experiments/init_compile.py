@@ -30,15 +30,13 @@ It writes ``experiments/results/init_compile.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
-import subprocess
-import sys
 import time
 
 import numpy as np
+from common import run_fresh_process
 
 ROOT = pathlib.Path(__file__).resolve().parent
 OUT = ROOT / "results" / "init_compile.md"
@@ -101,15 +99,8 @@ print(json.dumps(dict(first=first, later=float(np.median(later)), compile=sum(co
 
 
 def run(case: str, level: int) -> dict:
-    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROOT / "data" / "faithful.csv"), case,
-         str(level)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = (str(ROOT / "data" / "faithful.csv"), case, str(level))
+    return run_fresh_process(CHILD, args, xla_flags=None)
 
 
 def main() -> None:

@@ -257,9 +257,17 @@ def run_em(
 
     if sequential:
         return jax.lax.map(one, starts)
-    if starts.have_stats.shape[0] == 1:  # one loop, not a batch of one (cheaper to build)
-        return jax.tree.map(lambda a: a[None], one(jax.tree.map(lambda a: a[0], starts)))
+    if starts.have_stats.shape[0] == 1:
+        return _one_of_a_batch(one, starts)
     return jax.vmap(one)(starts)
+
+
+def _one_of_a_batch(fn, *batches):
+    """``fn`` on the only element of batches of one (leading axis), its output with
+    the axis back: the loop itself rather than a ``vmap`` of one, which is cheaper
+    to trace and compile."""
+    out = fn(*jax.tree.map(lambda a: a[0], batches))
+    return jax.tree.map(lambda a: a[None], out)
 
 
 def run_em_refined(
@@ -377,7 +385,7 @@ def run_em_refined(
         *state, history = state
         pool, current, slots, order, queued, done = state
         if sequential:
-            moved = jax.tree.map(lambda a: a[None], step(*take(current, 0)))
+            moved = _one_of_a_batch(step, *current)
         else:
             moved = jax.vmap(step)(*current)
         # the pool is only touched when a slot's restart stops

@@ -37,6 +37,14 @@ from jax.typing import ArrayLike
 
 __all__ = ["cut", "vvv_tree", "ward_tree"]
 
+# Stale nearest neighbours recomputed per iteration of a step's inner loop (one
+# row of the cost matrix each, batched). A VVV merge leaves about 12 stale on
+# average on Old Faithful (up to 59), a Ward merge about 3; with one per iteration
+# the loop's fixed cost was most of a VVV tree's time. Measured on 2 CPU cores
+# (float32, medians of 50-100 runs): VVV on Old Faithful 19 -> 13 ms, on 256 rows
+# of 5 000 x 8 17-25 -> 14-15 ms; Ward on those 256 rows 3.8 -> 2.8 ms.
+STALE_PER_ITERATION = 4
+
 
 def _agglomerate(
     costs: jax.Array,
@@ -59,11 +67,14 @@ def _agglomerate(
     the clusters of least cost, the one in the largest slot (for a fixed
     cluster r the larger slot of the pair, then the smaller, is largest exactly
     when the partner's slot is). A step costs one ``row_costs`` plus ``O(m)`` per
-    cluster whose cached neighbour was one of the pair or the moved cluster.
+    cluster whose cached neighbour was one of the pair or the moved cluster
+    (recomputed :data:`STALE_PER_ITERATION` at a time).
 
     Absent rows (``present`` False) have no slot and infinite costs, so they
-    never merge while two present clusters are left; the merges after that (one
-    per absent row) are placeholders that :func:`cut` never applies.
+    never merge; the loop stops when one present cluster is left (a tree of
+    rows padded with absent ones costs what the present rows cost), and the
+    merges after that (one per absent row) are placeholders ``(0, 0)`` that
+    :func:`cut` never applies.
 
     Args:
         costs: (m, m) symmetric costs of merging each pair of singletons, ``inf``
@@ -125,9 +136,15 @@ def _agglomerate(
 
         def one(state):
             stale, nn_cost, nn_idx = state
-            r = jnp.argmax(stale)
-            least, partner = nearest(costs[r], slot)
-            return stale.at[r].set(False), nn_cost.at[r].set(least), nn_idx.at[r].set(partner)
+            r = jnp.nonzero(stale, size=STALE_PER_ITERATION, fill_value=m)[0]
+            least, partner = jax.vmap(nearest, in_axes=(0, None))(
+                costs[jnp.minimum(r, m - 1)], slot
+            )
+            return (
+                stale.at[r].set(False, mode="drop"),
+                nn_cost.at[r].set(least, mode="drop"),
+                nn_idx.at[r].set(partner, mode="drop"),
+            )
 
         stale = stale.at[i].set(False)
         _, nn_cost, nn_idx = jax.lax.while_loop(more, one, (stale, nn_cost, nn_idx))
@@ -136,7 +153,7 @@ def _agglomerate(
 
     merges = jnp.zeros((max(m - 1, 0), 2), jnp.int32)
     state = (costs, nn_cost, nn_idx, slot, occupant, stats, merges)
-    return jax.lax.fori_loop(0, m - 1, step, state)[-1]
+    return jax.lax.fori_loop(0, jnp.maximum(n_present - 1, 0), step, state)[-1]
 
 
 def _sizes(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:

@@ -234,7 +234,7 @@ def test_float32_moments_on_ill_conditioned_components():
     # of the logits, up to ε·‖x − c‖²·‖Λ‖ ≈ ε κ per row (measured: 4e-4 of 0.365)
     np.testing.assert_allclose(r32.log_likelihood, r64.log_likelihood, rtol=3e-3)
     # the first part alone rejects the data's mean as the centre
-    rho, _, _ = moments._distances(r32.params, jnp.mean(jnp.asarray(x32), axis=0))
+    rho, _, _ = moments.center_distances(r32.params, jnp.mean(jnp.asarray(x32), axis=0))
     assert np.finfo(np.float32).eps * float(jnp.max(rho)) > moments.ACCURACY_THRESHOLD
 
 
@@ -345,3 +345,47 @@ def test_responsibility_stats_by_moments_or_directly(covariance_type, sigma):
 
     for u, v in zip(batched("auto"), batched("direct"), strict=True):
         np.testing.assert_array_equal(u, v)
+
+
+def test_a_chunk_of_the_whole_data_that_fails_at_the_expected_shares_goes_direct(monkeypatch):
+    """``feature_chunk``'s early check (``total``): a chunk that holds the whole
+    data is checked at the shares ``π_k Σ w`` before its E-step. Here component 1
+    lies a hundred standard deviations from the data, with half the weight but
+    none of the rows: the check after the E-step (its ``n_kc ≈ 0``) keeps the
+    moment route, the early one (``π_k Σ w``) sends the chunk direct. A chunk
+    of part of the data, or no ``total``, keeps the moment route; under ``vmap``
+    over restarts one restart that fails sends the batch direct. The direct
+    route is marked (its log-likelihood replaced) to see which route ran."""
+    from jaxem._src.gmm import passes as passes_module
+
+    real = passes_module._direct_from_features
+
+    def marked(p, phi, w, c):
+        stats, ll = real(p, phi, w, c)
+        return stats, jnp.full_like(ll, 12345.0)
+
+    monkeypatch.setattr(passes_module, "_direct_from_features", marked)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2000, 3)), jnp.float32)
+    w = jnp.ones(2000, jnp.float32)
+    near = gmm.make_params([0.5, 0.5], [[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]], np.ones(2), "spherical")
+    far = gmm.make_params([0.5, 0.5], [[0.0, 0.0, 0.0], [100.0, 0.0, 0.0]], np.ones(2), "spherical")
+    near, far = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (near, far))
+    c = jnp.mean(x, axis=0)
+    phi = moments.features(x - c, "spherical")
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def direct(p, total, batched=False):
+        def one(p):
+            return passes_module.feature_chunk(p, phi, w, c, "auto", total)[1] == 12345.0
+
+        return jax.vmap(one)(p) if batched else one(p)
+
+    assert direct(far, jnp.sum(w))
+    assert not direct(far, 2 * jnp.sum(w))  # a chunk of half the data
+    assert not direct(far, None)
+    assert not direct(near, jnp.sum(w))
+    batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), near, far)
+    assert np.all(direct(batch, jnp.sum(w), True))
+    assert not np.any(direct(batch, None, True))
+    assert not np.any(direct(jax.tree.map(lambda a: jnp.stack([a, a]), near), jnp.sum(w), True))

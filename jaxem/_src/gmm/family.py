@@ -193,10 +193,10 @@ class GaussianFamily(MixtureFamily):
         if self.formulation == "direct":
             return passes.direct_chunk(params, rows, w)
         if isinstance(rows, tuple):  # a chunk of the layout: features and their centre
-            rows, center = rows
-        else:
-            center = context.center
-        return passes.feature_chunk(params, rows, w, center, self.formulation)
+            (rows, center), total = rows, None
+        else:  # rows in the data's order: all of them, or a chunk of them
+            center, total = context.center, context.count
+        return passes.feature_chunk(params, rows, w, center, self.formulation, total)
 
     def maximize(self, stats, params, context):
         shift = params.means

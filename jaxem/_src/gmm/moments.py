@@ -142,6 +142,7 @@ def chunk_is_accurate(
     w: jax.Array,
     center: jax.Array,
     threshold: float = ACCURACY_THRESHOLD,
+    distances: tuple[jax.Array, jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """() whether a chunk's moment pass about ``center`` kept its error in bounds,
     judged by the responsibilities it computed.
@@ -164,8 +165,12 @@ def chunk_is_accurate(
         w: (B,) the chunk's sample weights.
         center: (D,) the chunk's centre.
         threshold: the bound on ``eps · ρ``.
+        distances: :func:`center_distances` of ``params`` and ``center``, if
+            computed already.
     """
-    rho, offset2, allowed2 = _distances(params, center)
+    if distances is None:
+        distances = center_distances(params, center)
+    rho, offset2, allowed2 = distances
     eps = jnp.finfo(params.dtype).eps
     share = nk + params.weights * jnp.sum(w)
     small = eps * nk * rho <= threshold * share
@@ -173,7 +178,7 @@ def chunk_is_accurate(
     return jnp.all((params.weights == 0) | small | conditioned)  # NaN: False
 
 
-def _distances(params: GMMParams, center: jax.Array):
+def center_distances(params: GMMParams, center: jax.Array):
     """``(ρ, ‖μ − c‖², allowed)``, each (K,): the squared Mahalanobis and
     Euclidean distances of the centre ``c`` (D,) from the means, and the largest
     ``‖μ − c‖²`` the bound's second part allows (:data:`CONDITIONING_FACTOR`
@@ -203,7 +208,7 @@ def is_accurate(
     """() whether the moment formulation about ``center`` keeps every active
     component's ``eps · ρ_k`` under ``threshold`` or its centre within the
     conditioning bound (module docstring)."""
-    rho, offset2, allowed2 = _distances(params, center)
+    rho, offset2, allowed2 = center_distances(params, center)
     eps = jnp.finfo(params.dtype).eps
     conditioned = offset2 <= allowed2
     return jnp.all((params.weights == 0) | (eps * rho < threshold) | conditioned)  # NaN: False

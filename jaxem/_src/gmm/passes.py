@@ -13,7 +13,9 @@ E-step's means, Σ w log p(x))``:
   the moment route's E-step, checks the error its responsibilities carry
   (:func:`jaxem._src.gmm.moments.chunk_is_accurate`), and then takes the
   moment route's M-step, or where the error is too large recomputes the chunk
-  by the direct route (on the centred data read back from ``Φ``).
+  by the direct route (on the centred data read back from ``Φ``). A chunk that
+  is the whole data is first checked at the shares the weights predict, and
+  goes straight to the direct route where that fails.
 
 Under ``vmap`` over the parameters only (restarts sharing the data), the moment
 route computes the restarts together as one product of width ``R·K`` each way
@@ -60,6 +62,10 @@ __all__ = [
     "responsibility_stats",
 ]
 
+
+# A chunk whose weight is at least this share of the data's total weight is the
+# whole data (up to rounding of the two sums) for feature_chunk's early check.
+WHOLE_DATA_SHARE = 0.999
 
 # Elements of (rows, R·K) per chunk over cached features: the products stream
 # the features from memory, so chunks only bound the (rows, R·K) temporaries.
@@ -230,7 +236,12 @@ def _wide_statistics(params, resp, log_norm, phi, w, center):
 
 
 def feature_chunk(
-    params: GMMParams, phi: jax.Array, w: jax.Array, center: jax.Array, formulation: str
+    params: GMMParams,
+    phi: jax.Array,
+    w: jax.Array,
+    center: jax.Array,
+    formulation: str,
+    total: jax.Array | None = None,
 ) -> tuple[Moments, jax.Array]:
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``.
 
@@ -238,42 +249,91 @@ def feature_chunk(
     (the E-step's product, then :func:`moments.chunk_is_accurate` on the
     responsibilities it gave, then the M-step's product where it holds and the
     direct route where it fails); see the module docstring for the batched case.
+
+    ``total`` (optional, ``"auto"`` only): the data's total weight. A chunk that
+    holds all of it (its rows are the whole data: its ``n_kc`` will be the
+    components' ``n_k``, close to ``π_k Σ w``) is first checked at those
+    expected shares, before its E-step, and where that check fails goes
+    straight to the direct route: no moment E-step whose responsibilities
+    would only fail the check (well-separated data about one centre). Where it
+    holds the chunk continues as above, so the route taken is never less
+    accurate; only the speed depends on the estimate.
     """
 
-    def single(p, phi, w, c):
-        resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
+    def hopeless(p, w, c, total, distances):
+        """() the chunk is the whole data and fails the check at the expected shares."""
+        weight = jnp.sum(w)
+        expected = moments.chunk_is_accurate(p, p.weights * weight, w, c, distances=distances)
+        return (weight >= WHOLE_DATA_SHARE * total) & ~expected
+
+    def checked(e_step, skip, w):
+        """``e_step() -> (resp, log p(x), accurate)``, or zeros (not accurate)
+        where ``skip``: built from the rows' weights, so that under ``shard_map``
+        they vary over the data's axis as the E-step's outputs do."""
+        if skip is None:
+            return e_step()
+        zero = 0 * w[0]
+
+        def skipped():
+            shapes = jax.eval_shape(e_step)
+            return jax.tree.map(lambda s: jnp.broadcast_to(zero.astype(s.dtype), s.shape), shapes)
+
+        return jax.lax.cond(skip, skipped, e_step)
+
+    def single(p, phi, w, c, total):
         if formulation == "moments":
+            resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
             return _moment_statistics(p, resp, log_norm, phi, w, c)
+
+        distances = moments.center_distances(p, c)  # for both checks
+
+        def e_step():
+            resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
+            nk = jnp.sum(resp, axis=0)
+            return resp, log_norm, moments.chunk_is_accurate(p, nk, w, c, distances=distances)
+
+        skip = None if total is None else hopeless(p, w, c, total, distances)
+        resp, log_norm, accurate = checked(e_step, skip, w)
         return jax.lax.cond(
-            moments.chunk_is_accurate(p, jnp.sum(resp, axis=0), w, c),
+            accurate,
             lambda: _moment_statistics(p, resp, log_norm, phi, w, c),
             lambda: _direct_from_features(p, phi, w, c),
         )
 
     @jax.custom_batching.custom_vmap
-    def run(p, phi, w, c):
-        return single(p, phi, w, c)
+    def run(p, phi, w, c, total):
+        return single(p, phi, w, c, total)
 
     @run.def_vmap
-    def rule(axis_size, in_batched, p, phi, w, c):
+    def rule(axis_size, in_batched, p, phi, w, c, total):
         p_batched, *rest = in_batched
         only_params = all(jax.tree.leaves(p_batched)) and not any(jax.tree.leaves(rest))
         if not only_params:
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c)
-        else:
+            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c, total)
+            return out, jax.tree.map(lambda _: True, out)
+        if formulation == "moments":
             resp, log_norm = _wide_responsibilities(p, phi, w, c, axis_size)
-            if formulation == "moments":
-                out = _wide_statistics(p, resp, log_norm, phi, w, c)
-            else:
-                check = jax.vmap(moments.chunk_is_accurate, in_axes=(0, 0, None, None))
-                out = jax.lax.cond(
-                    jnp.all(check(p, jnp.sum(resp, axis=0), w, c)),
-                    lambda: _wide_statistics(p, resp, log_norm, phi, w, c),
-                    lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(
-                        p, phi, w, c
-                    ),
-                )
+            out = _wide_statistics(p, resp, log_norm, phi, w, c)
+            return out, jax.tree.map(lambda _: True, out)
+
+        distances = jax.vmap(moments.center_distances, in_axes=(0, None))(p, c)
+
+        def e_step():  # one decision for the batch
+            resp, log_norm = _wide_responsibilities(p, phi, w, c, axis_size)
+            check = jax.vmap(lambda p, nk, d: moments.chunk_is_accurate(p, nk, w, c, distances=d))
+            return resp, log_norm, jnp.all(check(p, jnp.sum(resp, axis=0), distances))
+
+        skip = None
+        if total is not None:
+            each = jax.vmap(hopeless, in_axes=(0, None, None, None, 0))
+            skip = jnp.any(each(p, w, c, total, distances))
+        resp, log_norm, accurate = checked(e_step, skip, w)
+        out = jax.lax.cond(
+            accurate,
+            lambda: _wide_statistics(p, resp, log_norm, phi, w, c),
+            lambda: jax.vmap(_direct_from_features, in_axes=(0, None, None, None))(p, phi, w, c),
+        )
         return out, jax.tree.map(lambda _: True, out)
 
     # JAX differentiates a custom_vmap as one call of primals and tangents whose
@@ -281,7 +341,7 @@ def feature_chunk(
     # it reverse mode, failed on an unbatched pass): derivatives are single's.
     differentiated = jax.custom_jvp(run)
     differentiated.defjvp(lambda primals, tangents: jax.jvp(single, primals, tangents))
-    return differentiated(params, phi, w, center)
+    return differentiated(params, phi, w, center, total)
 
 
 # ------------------------------------------------------------- whole-array passes

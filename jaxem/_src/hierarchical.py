@@ -320,7 +320,10 @@ def vvv_tree(
         delta = centroid - centroid[i]
         n, factor = _pair_factor(size, size[i])
         w = scatter + scatter[i] + factor[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        merged = term(n, logdet(w), jnp.trace(w, axis1=1, axis2=2))
+        # the diagonal's entries summed (jnp.trace of the batch selected over all
+        # of w first: a 1024-row tree of 16 features spent a fifth of its time there)
+        trace = sum((w[:, k, k] for k in range(1, d)), start=w[:, 0, 0])
+        merged = term(n, logdet(w), trace)
         return merged - terms - terms[i]
 
     scatter = jnp.zeros((m, d, d), x.dtype)

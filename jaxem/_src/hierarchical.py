@@ -40,7 +40,7 @@ __all__ = ["cut", "vvv_tree", "ward_tree"]
 # Stale nearest neighbours recomputed per iteration of a step's inner loop (one
 # row of the cost matrix each, batched). A VVV merge leaves about 12 stale on
 # average on Old Faithful (up to 59), a Ward merge about 3; with one per iteration
-# the loop's fixed cost was most of a VVV tree's time. Measured on 2 CPU cores
+# the loop's fixed cost was at least a third of a VVV tree's time. Measured on 2 CPU cores
 # (float32, medians of 50-100 runs): VVV on Old Faithful 19 -> 13 ms, on 256 rows
 # of 5 000 x 8 17-25 -> 14-15 ms; Ward on those 256 rows 3.8 -> 2.8 ms.
 STALE_PER_ITERATION = 4

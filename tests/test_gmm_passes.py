@@ -253,6 +253,20 @@ def small_layout(monkeypatch):
     monkeypatch.setattr(layout, "MIN_CHUNK_ROWS", 16)
 
 
+@pytest.mark.parametrize("n", [1, 100, layout.RANK_BLOCK, 2 * layout.RANK_BLOCK + 37])
+def test_layout_ranks_are_a_stable_sort(n):
+    """The layout's counting sort: every row's rank among the earlier rows of
+    its group, as a stable argsort orders them, over one block, a partial one
+    and several; groups absent from the data count zero."""
+    labels = np.random.default_rng(n).integers(0, 5, n).astype(np.int32)
+    counts, rank = layout._ranks(jnp.asarray(labels), 7)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=7))
+    order = np.argsort(labels, kind="stable")
+    expected = np.empty(n, np.int64)
+    expected[order] = np.arange(n) - (np.cumsum(counts) - counts)[labels[order]]
+    np.testing.assert_array_equal(rank, expected)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_layout_fit_equals_direct_fit_in_float64(covariance_type, small_layout):
     """Rows sorted into per-chunk centred chunks (padding of weight 0 included)

@@ -340,20 +340,20 @@ def vvv_tree(
 
     logdet = _logdet_unrolled if d <= UNROLL_MAX_FEATURES else _logdet_lapack
 
-    # the merged scatter matrix is written at the next merge, as the centroid
-    # (_merge_means)
+    # the merged scatter matrix ``w_last`` is written at the next merge, into the
+    # row of the pending centroid (_merge_means)
     def merge(stats, i, j):
-        centroid, size, means_pending, scatter, terms, (last, w_last) = stats
-        scatter = scatter.at[last].set(w_last)
-        centroid, size, means_pending = _merge_means(centroid, size, means_pending, i, j)
+        centroid, size, pending, scatter, terms, w_last = stats
+        scatter = scatter.at[pending[0]].set(w_last)
+        centroid, size, pending = _merge_means(centroid, size, pending, i, j)
         delta = centroid[i] - centroid[j]
         factor = _pair_factor(size[i], size[j])[1]
         w = scatter[i] + scatter[j] + factor * jnp.outer(delta, delta)
-        t = term(means_pending[2], logdet(w), jnp.trace(w))
-        return centroid, size, means_pending, scatter, terms.at[i].set(t), (i, w)
+        t = term(pending[2], logdet(w), jnp.trace(w))
+        return centroid, size, pending, scatter, terms.at[i].set(t), w
 
     def row_costs(stats, i):
-        centroid, size, (_, c, n_i), scatter, terms, (_, w_i) = stats
+        centroid, size, (_, c, n_i), scatter, terms, w_i = stats
         delta = centroid - c
         n, factor = _pair_factor(size, n_i)
         w = scatter + w_i + factor[:, None, None] * delta[:, :, None] * delta[:, None, :]
@@ -364,7 +364,7 @@ def vvv_tree(
         return merged - terms - terms[i]
 
     scatter = jnp.zeros((m, d, d), x.dtype)
-    stats = (x, size, _no_merge(x, size), scatter, single, (jnp.zeros((), int), scatter[0]))
+    stats = (x, size, _no_merge(x, size), scatter, single, scatter[0])
     return _agglomerate(costs, stats, merge, row_costs, size > 0)
 
 

@@ -77,3 +77,24 @@ def test_a_group_of_init_methods_is_one_program_equal_to_each_method():
     )
     for i, method in enumerate(group):
         np.testing.assert_array_equal(batched[i], init_resp(keys[i], x, 3, method, 3))
+
+
+def test_seeding_draw_is_the_inverse_cdf_and_distances_are_differences():
+    from jaxem._src.kmeans import DRAW_BLOCK, _draw, sq_distances_t
+
+    rng = np.random.default_rng(0)
+    for n in (1, 7, DRAW_BLOCK, DRAW_BLOCK + 1, 3 * DRAW_BLOCK + 5):
+        mass = rng.exponential(size=n) * (rng.random(n) < 0.6)  # zeros: never drawn
+        u = rng.random(64)
+        index, total = _draw(jnp.asarray(mass), jnp.asarray(u))
+        cumulative = np.cumsum(mass)
+        expected = np.searchsorted(cumulative, u * cumulative[-1], side="left")
+        np.testing.assert_allclose(total, cumulative[-1], rtol=1e-12)
+        if cumulative[-1] > 0:
+            np.testing.assert_array_equal(index, expected)
+    # squared scaled distances, unrolled (≤ 32 features) and looped
+    for d in (3, 40):
+        x, points, s2 = rng.normal(size=(50, d)) + 1e3, rng.normal(size=(4, d)) + 1e3, rng.random(d)
+        expected = (((x[None] - points[:, None]) ** 2) * s2).sum(-1)
+        got = sq_distances_t(jnp.asarray(x.T), jnp.asarray(points), jnp.asarray(s2))
+        np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -63,6 +63,63 @@ def _squared_scale(scale: ArrayLike | None, dtype) -> jax.Array | None:
     return None if scale is None else jnp.square(jnp.asarray(scale, dtype))
 
 
+#: Features up to which :func:`sq_distances_t` sums its terms in one unrolled
+#: expression (one fused kernel); more go through a loop over the features.
+UNROLL_FEATURES = 32
+
+#: Rows per block of :func:`_draw`'s two-level running sum.
+DRAW_BLOCK = 512
+
+
+def sq_distances_t(xt: jax.Array, points: jax.Array, s2: jax.Array | None) -> jax.Array:
+    """(T, N) squared distances ``Σ_d s2_d (x_nd − p_td)²`` (s2 None: all 1) from
+    the rows of ``x`` given transposed, ``xt`` (D, N), to ``points`` (T, D):
+    differences, not products, so no cancellation for close points far from the
+    origin. Feature by feature along the rows, each term a (T, N) array: on 2
+    CPU cores, 100 000 rows of 16 features and 4 points, 0.22 ms against 1.2 ms
+    for the (T, N, D) differences reduced over their last axis."""
+    n_features = xt.shape[0]
+
+    def term(xj, pj, s2j):
+        diff = xj[None, :] - pj[:, None]
+        return diff * diff if s2j is None else diff * diff * s2j
+
+    def scale_of(j):
+        return None if s2 is None else s2[j]
+
+    if n_features <= UNROLL_FEATURES:
+        total = term(xt[0], points[:, 0], scale_of(0))
+        for j in range(1, n_features):
+            total = total + term(xt[j], points[:, j], scale_of(j))
+        return total
+
+    def body(j, total):
+        return total + term(xt[j], points[:, j], scale_of(j))
+
+    start = jnp.zeros((points.shape[0], xt.shape[1]), jnp.result_type(xt, points))
+    return jax.lax.fori_loop(0, n_features, body, start)
+
+
+def _draw(mass: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(indices (T,), total)``: for each ``u_t`` in [0, 1), the first index whose
+    running sum of ``mass`` (N,) is not below ``u_t · total`` (an inverse-CDF
+    draw ∝ mass; N when there is none), and ``total = Σ mass``. The running sum
+    is two-level: the totals of blocks of :data:`DRAW_BLOCK` rows, then the
+    running sum inside each draw's block (XLA:CPU's ``cumsum`` of 100 000 rows
+    costs about 1 ms; the comparisons with all N of them another)."""
+    n = mass.shape[0]
+    n_blocks = -(-n // DRAW_BLOCK)
+    blocks = jnp.pad(mass, (0, n_blocks * DRAW_BLOCK - n)).reshape(n_blocks, DRAW_BLOCK)
+    ends = jnp.cumsum(jnp.sum(blocks, axis=1))  # (n_blocks,)
+    total = ends[-1]
+    target = u * total
+    block = jnp.minimum(jnp.sum(ends[None, :] < target[:, None], axis=1), n_blocks - 1)
+    before = jnp.where(block > 0, ends[jnp.maximum(block - 1, 0)], 0)
+    inside = before[:, None] + jnp.cumsum(blocks[block], axis=1)  # (T, DRAW_BLOCK)
+    index = block * DRAW_BLOCK + jnp.sum(inside < target[:, None], axis=1)
+    return index.astype(jnp.int32), total
+
+
 @functools.partial(jax.jit, static_argnames="n_clusters")
 def kmeans_plusplus(
     key: jax.Array,
@@ -112,33 +169,28 @@ def kmeans_plusplus(
     key_first, key_rest = jax.random.split(key)
     first = jax.random.categorical(key_first, jnp.log(w))  # the same draw for w = 1 as for None
     s2 = _squared_scale(scale, x.dtype)
+    xt = x.T  # (D, N): the distances below run along rows, feature by feature
 
-    def sq_norm(d):  # squared scaled norm over the last axis
-        return jnp.sum(d * d if s2 is None else d * d * s2, axis=-1)
+    def sq_distances(points):  # (T, N) squared scaled distances to points (T, D)
+        return sq_distances_t(xt, points, s2)
 
-    closest = sq_norm(x - x[first])
+    closest = sq_distances(x[first][None])[0]
     indices = jnp.full((n_clusters,), first, jnp.int32)
 
     def body(c, carry):
         indices, closest = carry
         key_c = jax.random.fold_in(key_rest, c)
-        potential = jnp.sum(w * closest)
+        mass = w * closest
         u = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key_c, t)))(
             jnp.arange(max_trials)
         )
-        cumulative = jnp.cumsum(w * closest)
-        # searchsorted(side="left") as a count: the same indices as a binary
-        # search, with a smaller program (N × trials comparisons, cheap next to
-        # the distances)
-        below = cumulative[None, :] < (u * potential)[:, None]
-        candidates = jnp.sum(below, axis=1, dtype=jnp.int32)
+        candidates, potential = _draw(mass, u)
         # All points coincide with a seed (fewer distinct points than clusters):
         # fall back to uniform candidates.
         uniform = jnp.floor(u * n_samples).astype(jnp.int32)
         candidates = jnp.where(potential > 0, candidates, uniform)
         candidates = jnp.clip(candidates, 0, n_samples - 1)
-        dist = sq_norm(x[None, :, :] - x[candidates][:, None, :])
-        dist = jnp.minimum(closest[None, :], dist)
+        dist = jnp.minimum(closest[None, :], sq_distances(x[candidates]))
         potentials = jnp.where(jnp.arange(max_trials) < n_trials, dist @ w, jnp.inf)
         best = jnp.argmin(potentials)
         chosen = c < n_active

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._src.gmm import moments
+from jaxem._src.kmeans import sq_distances_t
 
 __all__ = ["LAYOUT_MIN_ROWS", "Layout", "build", "group_labels", "layout_shape"]
 
@@ -78,21 +79,29 @@ def layout_shape(n_rows: int, n_components: int) -> tuple[int, int, int] | None:
     return n_groups, -(-(n_rows + n_groups * (rows - 1)) // rows), rows
 
 
+def _first_argmax(v: jax.Array) -> jax.Array:
+    """``argmax`` of a vector without NaN (the first index of its maximum) as
+    two plain reductions: XLA:CPU's (value, index) reduction of ``argmax`` runs
+    element by element (100 000 rows: 0.45 ms, against 0.06 ms)."""
+    index = jnp.arange(v.shape[0], dtype=jnp.int32)
+    return jnp.min(jnp.where(v == jnp.max(v), index, v.shape[0])).astype(jnp.int32)
+
+
 def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
     """(N,) labels of ``n_groups`` tight groups: the nearest of farthest-first
     seeds among the rows of positive weight (Gonzalez 1985: every row lies
     within twice the smallest possible covering radius of a seed, so clusters
     farther apart than their diameters each get a seed of their own before any
     gets two). Deterministic and a small program."""
-    xc = x - x[0]  # differences: no cancellation far from the origin
+    xt = x.T  # (D, N): distances feature by feature along the rows
     valid = w > 0
 
-    def sq_distance(j):
-        return jnp.sum((xc - xc[j]) ** 2, axis=1)
+    def sq_distance(j):  # differences: no cancellation far from the origin
+        return sq_distances_t(xt, x[j][None], None)[0]
 
     def seed(i, carry):
         index, d2, labels = carry
-        j = jnp.argmax(jnp.where(valid, d2, -1)).astype(jnp.int32)
+        j = _first_argmax(jnp.where(valid, d2, -1))
         new = sq_distance(j)
         closer = new < d2
         return index.at[i].set(j), jnp.where(closer, new, d2), jnp.where(closer, i, labels)

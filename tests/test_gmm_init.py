@@ -106,3 +106,37 @@ def test_init_rejects_bad_arguments(kwargs, error, fragment):
     key, k = args.pop("key"), args.pop("n_components")
     with pytest.raises(error, match=fragment):
         gmm.init(key, x, k, **args)
+
+
+def test_initial_resp_kept_on_its_rows_gives_the_statistics_of_every_row():
+    # An agglomeration of a random subset (more than HC_MAX_SAMPLES rows) and the
+    # seed rows of random_from_data and k-means++ are kept as their rows only;
+    # their statistics are those of the same responsibilities on all rows.
+    from jaxem._src.family import InitResp
+    from jaxem._src.init import HC_MAX_SAMPLES
+
+    n = 700
+    assert n > HC_MAX_SAMPLES
+    x = jnp.asarray(blobs(seed=1, n=n, d=3, k=3))
+    w = jnp.asarray(np.random.default_rng(0).integers(0, 3, n), x.dtype)  # zeros included
+    family = gmm.family("full")
+    context = family.context(family.summarize(x, w, x[0]), x[0])
+    methods = ("standardized_kmeans", "hc_vvv", "hc", "kmeans", "random_from_data")
+    methods += ("hc_vvv", "k-means++", "random")
+    keys = jax.random.split(jax.random.key(0), len(methods))
+    resp = family.initial_resp(keys, x, w, 4, jnp.asarray(3), methods, context)
+    assert isinstance(resp, InitResp)
+    # (restarts, rows) of each group kept on rows: k-means++, random_from_data, hc, hc_vvv
+    shapes = sorted(r.shape for r in resp.rows if r is not None)
+    assert shapes == [(1, 4), (1, 4), (1, 128), (2, 128)]
+    dense = resp.dense(n)
+    assert dense.shape == (len(methods), n, 4)
+    np.testing.assert_array_equal(dense[:, :, 3], 0)  # the inactive column
+    for i in (1, 2, 4, 5, 6):  # mostly zero rows, one-hot elsewhere
+        assert 0 < int(jnp.sum(jnp.any(dense[i] > 0, axis=1))) <= 128
+    # the seeds and subsets differ between restarts of one method
+    assert not np.array_equal(dense[1], dense[5])
+    on_rows = family.batch_init_stats(resp, x, w, context)
+    every_row = family.batch_init_stats(dense, x, w, context)
+    for a, b in zip(jax.tree.leaves(on_rows), jax.tree.leaves(every_row), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

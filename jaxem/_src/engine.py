@@ -37,7 +37,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src import acceleration, loop
-from jaxem._src.family import Family, log_weights
+from jaxem._src.family import Family, InitResp, log_weights
 from jaxem._src.loop import EMResult
 from jaxem._src.validation import check_scalar, check_static_int
 
@@ -510,11 +510,11 @@ def initial_resp(
     *,
     n_components: int,
     methods: Sequence[str],
-) -> jax.Array:
-    """(B, N, K) the restarts' starting responsibilities on ``source``'s
-    initialisation rows, by the family view ``view`` (:meth:`Family.init_view`):
-    what :func:`initial_stats` computes before the statistics, with the same
-    keys."""
+) -> InitResp:
+    """The restarts' starting responsibilities on ``source``'s initialisation
+    rows (:class:`~jaxem._src.family.InitResp`), by the family view ``view``
+    (:meth:`Family.init_view`): what :func:`initial_stats` computes before the
+    statistics, with the same keys."""
     context = source.context(view)
     x, w = source.init_data(key)
     keys = jax.random.split(key, len(methods))
@@ -522,7 +522,7 @@ def initial_resp(
 
 
 def starts_from_resp(
-    family: Family, resp: jax.Array, x: Any, w: jax.Array, context: PyTree, methods
+    family: Family, resp: InitResp, x: Any, w: jax.Array, context: PyTree, methods
 ) -> tuple[Starts, jax.Array]:
     """:func:`initial_stats` from responsibilities :func:`initial_resp` computed."""
     stats, frames = family.batch_init_stats(resp, x, w, context)

@@ -52,12 +52,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.init import INIT_METHODS, batching, group_of, init_resp
+from jaxem._src.init import INIT_METHODS, batching, dense_resp, group_of, init_resp_rows
 from jaxem._src.validation import as_data
 
 __all__ = [
     "ChunkedRows",
     "Family",
+    "InitResp",
     "MeansShape",
     "MixtureFamily",
     "log_joint",
@@ -77,6 +78,37 @@ class ChunkedRows(NamedTuple):
 
     items: PyTree
     weights: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class InitResp:
+    """Starting responsibilities of a batch of restarts (:meth:`Family.initial_resp`),
+    group by group of methods: the restarts of group ``g`` have responsibilities
+    ``resp[g]`` (B_g, M_g, K) on the rows ``rows[g]`` (B_g, M_g) of the data
+    and zero on every other row (``rows[g]`` None: on all N rows in order).
+    Restart ``i`` is entry ``position[i]`` of the groups one after another
+    (static). An agglomeration's random subset or a restart's K seed rows are
+    so kept as the few rows they are, not as (N, K) mostly zero."""
+
+    rows: tuple[jax.Array | None, ...]
+    resp: tuple[jax.Array, ...]
+    position: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
+
+    def dense(self, n_rows: int) -> jax.Array:
+        """(B, N, K) the responsibilities on all ``n_rows`` rows."""
+        parts = [
+            r if rows is None else jax.vmap(lambda i, r: dense_resp(i, r, n_rows))(rows, r)
+            for rows, r in zip(self.rows, self.resp, strict=True)
+        ]
+        return _in_restart_order(jnp.concatenate(parts), self.position)
+
+
+def _in_restart_order(tree: PyTree, position: tuple[int, ...]) -> PyTree:
+    """The leading axis of ``tree``'s leaves, in group order, put in restart order."""
+    if position == tuple(range(len(position))):
+        return tree
+    return jax.tree.map(lambda a: a[np.asarray(position)], tree)
 
 
 class MeansShape:
@@ -393,16 +425,17 @@ class Family:
         n_active: jax.Array,
         methods: tuple[str, ...],
         context: PyTree,
-    ) -> jax.Array:
-        """(B, N, K) starting responsibilities of a batch of restarts: restart
-        ``i`` uses ``keys[i]`` and ``methods[i]`` (static).
+    ) -> InitResp:
+        """Starting responsibilities of a batch of restarts (:class:`InitResp`):
+        restart ``i`` uses ``keys[i]`` and ``methods[i]`` (static).
 
-        By default :func:`~jaxem._src.init.init_resp` on :meth:`init_features`,
-        the restarts of one group of methods (:meth:`init_group`) as one ``vmap``
-        (the method a traced index; an agglomeration computed once when it does
-        not depend on the key, and agglomerations on random subsets one after
-        another: :func:`~jaxem._src.init.batching`; a group of one restart
-        without a ``vmap``).
+        By default :func:`~jaxem._src.init.init_resp_rows` on
+        :meth:`init_features`, the restarts of one group of methods
+        (:meth:`init_group`) as one ``vmap`` (the method a traced index; an
+        agglomeration computed once when it does not depend on the key, and
+        agglomerations on random subsets one after another:
+        :func:`~jaxem._src.init.batching`; a group of one restart without a
+        ``vmap``).
         """
         features = self.init_features(x, context)
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -410,14 +443,12 @@ class Family:
             groups.setdefault(self.init_group(method), []).append(i)
 
         def resp_of(group, key, index):
-            return init_resp(key, features, n_components, group, n_active, w, index=index)
+            return init_resp_rows(key, features, n_components, group, n_active, w, index=index)
 
         # keys in group order (one gather), each group a static slice of them
         order = np.concatenate([np.asarray(ix) for ix in groups.values()])
-        in_order = bool(np.all(order == np.arange(len(methods))))
-        keys = keys if in_order else keys[order]
+        keys = keys if np.all(order == np.arange(len(methods))) else keys[order]
         bounds = np.cumsum([0, *(len(ix) for ix in groups.values())])
-        slices = itertools.pairwise(bounds)
         n_samples = features.shape[0]
 
         def group_resp(group, ix, group_keys):
@@ -426,20 +457,22 @@ class Family:
             how = batching(group, n_samples)
             if how == "shared" or len(ix) == 1:  # one restart, or the same for every key
                 one = fn(group_keys[0], index[0])
-                return jnp.broadcast_to(one, (len(ix), *one.shape))
+                return jax.tree.map(lambda a: jnp.broadcast_to(a, (len(ix), *a.shape)), one)
             if how == "map":
                 return jax.lax.map(lambda a: fn(*a), (group_keys, index))
             return jax.vmap(fn)(group_keys, index)
 
-        resp = jnp.concatenate(
-            [
-                group_resp(group, ix, keys[start:stop])
-                for (group, ix), (start, stop) in zip(groups.items(), slices, strict=True)
-            ]
+        parts = [
+            group_resp(group, ix, keys[start:stop])
+            for (group, ix), (start, stop) in zip(
+                groups.items(), itertools.pairwise(bounds), strict=True
+            )
+        ]
+        return InitResp(
+            rows=tuple(rows for rows, _ in parts),
+            resp=tuple(resp for _, resp in parts),
+            position=tuple(int(p) for p in np.argsort(order)),
         )
-        if not in_order:
-            resp = resp[np.argsort(order)]
-        return resp
 
     def initial_stats(
         self,
@@ -454,15 +487,31 @@ class Family:
         """Starting statistics of a batch of restarts: ``(stats, frame)`` as
         :meth:`init_stats`, with a leading axis; restart ``i`` uses ``keys[i]``
         and ``methods[i]`` (static). By default :meth:`init_stats` of
-        :meth:`initial_resp`, one ``vmap`` over all restarts."""
+        :meth:`initial_resp` (:meth:`batch_init_stats`)."""
         resp = self.initial_resp(keys, x, w, n_components, n_active, methods, context)
         return self.batch_init_stats(resp, x, w, context)
 
     def batch_init_stats(
-        self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree
+        self, resp: InitResp | jax.Array, x: Any, w: jax.Array, context: PyTree
     ) -> tuple[PyTree, PyTree]:
-        """:meth:`init_stats` of a batch of responsibilities (B, N, K): one ``vmap``."""
-        return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
+        """:meth:`init_stats` of a batch of responsibilities: an :class:`InitResp`
+        (each group one ``vmap``, on its rows only) or (B, N, K) (one ``vmap``)."""
+        if not isinstance(resp, InitResp):
+            return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
+
+        def of_group(rows, r):
+            if rows is None:
+                return jax.vmap(lambda r: self.init_stats(r, x, w, context))(r)
+
+            def one(rows, r):
+                x_rows = jax.tree.map(lambda a: a[rows], x)
+                return self.init_stats(r, x_rows, None if w is None else w[rows], context)
+
+            return jax.vmap(one)(rows, r)
+
+        parts = [of_group(rows, r) for rows, r in zip(resp.rows, resp.resp, strict=True)]
+        stacked = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+        return _in_restart_order(stacked, resp.position)
 
     def init_stats(
         self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree

@@ -112,11 +112,9 @@ def test_initial_resp_kept_on_its_rows_gives_the_statistics_of_every_row():
     # An agglomeration of a random subset (more than HC_MAX_SAMPLES rows) and the
     # seed rows of random_from_data and k-means++ are kept as their rows only;
     # their statistics are those of the same responsibilities on all rows.
-    from jaxem._src.family import InitResp
-    from jaxem._src.init import HC_MAX_SAMPLES
+    from jaxem._src.family import SPARSE_INIT_MIN_ROWS, InitResp
 
-    n = 700
-    assert n > HC_MAX_SAMPLES
+    n = SPARSE_INIT_MIN_ROWS
     x = jnp.asarray(blobs(seed=1, n=n, d=3, k=3))
     w = jnp.asarray(np.random.default_rng(0).integers(0, 3, n), x.dtype)  # zeros included
     family = gmm.family("full")

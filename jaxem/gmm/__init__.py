@@ -10,7 +10,13 @@ from jaxem._src.engine import FitResult, SelectionResult
 from jaxem._src.gmm.covariances import COVARIANCE_TYPES, MCLUST_MODELS
 from jaxem._src.gmm.criteria import aic, bic, n_parameters
 from jaxem._src.gmm.density import log_prob, predict, predict_proba, sample
-from jaxem._src.gmm.family import DEGENERATE_THRESHOLD, GaussianFamily, degenerate, portfolio
+from jaxem._src.gmm.family import (
+    DEGENERATE_THRESHOLD,
+    TIE_THRESHOLD,
+    GaussianFamily,
+    degenerate,
+    portfolio,
+)
 from jaxem._src.gmm.fit import (
     family,
     fit,
@@ -36,6 +42,7 @@ __all__ = [
     "DEGENERATE_THRESHOLD",
     "INIT_METHODS",
     "MCLUST_MODELS",
+    "TIE_THRESHOLD",
     "FitResult",
     "GMMParams",
     "GaussianFamily",

@@ -35,15 +35,23 @@ from jaxem._src.gmm.unconstrained import from_unconstrained, to_unconstrained
 from jaxem._src.hierarchical import UNROLL_MAX_FEATURES
 from jaxem._src.init import HC_MAX_SAMPLES
 
-__all__ = ["DEGENERATE_THRESHOLD", "FORMULATIONS", "GaussianContext", "GaussianFamily"]
+__all__ = [
+    "DEGENERATE_THRESHOLD",
+    "FORMULATIONS",
+    "TIE_THRESHOLD",
+    "GaussianContext",
+    "GaussianFamily",
+]
 
 FORMULATIONS = ("auto", "moments", "direct")
 
 # A component is degenerate when its covariance, less reg_covar and in units of
-# the data's feature variances, has an eigenvalue below this: its points lie on
-# a lower-dimensional set (tied or discretised values) and its likelihood is
-# held finite only by reg_covar.
+# the data's feature variances, has an eigenvalue below TIE_THRESHOLD (its points
+# lie on a lower-dimensional set: tied or discretised values), or below
+# DEGENERATE_THRESHOLD while it holds at most D points (singular whatever their
+# values): its likelihood is then held finite only by reg_covar (degenerate()).
 DEGENERATE_THRESHOLD = 1e-6
+TIE_THRESHOLD = 1e-9
 
 
 class GaussianContext(NamedTuple):
@@ -70,19 +78,44 @@ def gaussian_context(summary, ref: jax.Array) -> GaussianContext:
     return GaussianContext(count, ref + delta, cov, jnp.where(var > 0, var, 1))
 
 
-def degenerate(params: GMMParams, variances: jax.Array, reg_covar: ArrayLike) -> jax.Array:
-    """Whether an active component is singular but for ``reg_covar``.
+def degenerate(
+    params: GMMParams,
+    variances: jax.Array,
+    reg_covar: ArrayLike,
+    count: ArrayLike | None = None,
+) -> jax.Array:
+    """Whether an active component is singular but for ``reg_covar``: a spike of
+    the likelihood, not a meaningful optimum. Traceable.
 
-    The smallest eigenvalue of ``(Σ_k − reg_covar·I)`` standardised by the data's
-    feature variances (``D^(−½) (Σ_k − reg·I) D^(−½)``) below
-    :data:`DEGENERATE_THRESHOLD`: a spike of the likelihood on a few coincident
-    or collinear points (common on rounded data), which is not a meaningful
-    optimum. Traceable.
+    With ``λ`` the smallest eigenvalue of ``(Σ_k − reg_covar·I)`` standardised by
+    the data's feature variances (``D^(−½) (Σ_k − reg·I) D^(−½)``):
+
+    * ``λ <`` :data:`TIE_THRESHOLD`: its points lie on a lower-dimensional set
+      (coincident or tied values, common on rounded data);
+    * ``λ <`` :data:`DEGENERATE_THRESHOLD` and the component holds at most D
+      points (``weight · count ≤ D``, ``count`` the data's total weight, a
+      sample weight counting as that many points; a shared covariance: the
+      whole ``count``): a covariance of at most D points is singular whatever
+      their values, and in float32 its ``λ`` is rounding (up to about
+      ``eps · λ_max``). ``count`` None: every component counts as few.
+
+    A component of many points whose ``λ`` lies between the two thresholds is
+    a nearly singular covariance of the data, not a spike. Measured: spikes of
+    Old Faithful's random starts (K = 4–6, 120 keys) had ``λ`` within ±1.3e-10
+    in float32 and ±6.5e-16 in float64; a 50-feature mixture whose generating
+    covariances have ``λ`` of 5e-8 and 2e-7 (2000 points each) was flagged by
+    the threshold alone, and fits with ten restarts returned a worse optimum
+    that merged two clusters (−116.0 per sample against −111.6).
     """
     module = cov_lib.get(params.covariance_type)
     low = module.smallest_standardized_eigenvalue(params.covariances, variances, reg_covar)
     low = jnp.broadcast_to(low, params.weights.shape)
-    return jnp.any((params.weights > 0) & (low < DEGENERATE_THRESHOLD))
+    few = jnp.asarray(True)
+    if count is not None:
+        points = count if module.SHARED else params.weights * count
+        few = points <= params.n_features
+    flagged = (low < TIE_THRESHOLD) | ((low < DEGENERATE_THRESHOLD) & few)
+    return jnp.any((params.weights > 0) & flagged)
 
 
 def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tuple[str, ...]:
@@ -273,7 +306,7 @@ class GaussianFamily(MixtureFamily):
         return params.means[labels] + module.scale_noise(z, params.covariances, labels)
 
     def degenerate(self, params, context):
-        return degenerate(params, context.variances, self.reg_covar)
+        return degenerate(params, context.variances, self.reg_covar, context.count)
 
     def pass_name(self, fast):
         return "moments" if self.formulation == "moments" or fast else "direct"

@@ -675,7 +675,7 @@ class StudentT(MixtureFamily):
         """The Gaussian family's check on the scale matrices: an active
         component whose ``Σ_k − reg_covar·I``, in units of the data's variances,
         is singular (a spike on coincident or collinear rows)."""
-        return degenerate(params, context.variances, self.reg_covar)
+        return degenerate(params, context.variances, self.reg_covar, context.count)
 
     def trim(self, params):
         keep = np.asarray(params.weights) > 0

@@ -504,14 +504,11 @@ class Family:
         return self.batch_init_stats(resp, x, w, context)
 
     def batch_init_stats(
-        self, resp: InitResp | jax.Array, x: Any, w: jax.Array, context: PyTree
+        self, resp: InitResp, x: Any, w: jax.Array, context: PyTree
     ) -> tuple[PyTree, PyTree]:
-        """:meth:`init_stats` of a batch of responsibilities: an :class:`InitResp`
-        (the groups of each number of rows as one ``vmap`` on those rows only;
-        below :data:`SPARSE_INIT_MIN_ROWS` rows one ``vmap`` over all rows) or
-        (B, N, K) (one ``vmap``)."""
-        if not isinstance(resp, InitResp):
-            return jax.vmap(lambda r: self.init_stats(r, x, w, context))(resp)
+        """:meth:`init_stats` of a batch of responsibilities (:class:`InitResp`):
+        the groups of each number of rows as one ``vmap`` on those rows only;
+        below :data:`SPARSE_INIT_MIN_ROWS` rows one ``vmap`` over all rows."""
         n_rows = jax.tree.leaves(x)[0].shape[0]
         on_rows = n_rows >= SPARSE_INIT_MIN_ROWS
         # the groups of each number of rows (None: all rows) as one vmap each

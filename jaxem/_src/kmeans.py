@@ -80,24 +80,16 @@ def sq_distances_t(xt: jax.Array, points: jax.Array, s2: jax.Array | None) -> ja
     for the (T, N, D) differences reduced over their last axis."""
     n_features = xt.shape[0]
 
-    def term(xj, pj, s2j):
-        diff = xj[None, :] - pj[:, None]
-        return diff * diff if s2j is None else diff * diff * s2j
+    def add(j, total):  # feature j's term
+        diff = xt[j][None, :] - points[:, j][:, None]
+        return total + (diff * diff if s2 is None else diff * diff * s2[j])
 
-    def scale_of(j):
-        return None if s2 is None else s2[j]
-
-    if n_features <= UNROLL_FEATURES:
-        total = term(xt[0], points[:, 0], scale_of(0))
-        for j in range(1, n_features):
-            total = total + term(xt[j], points[:, j], scale_of(j))
-        return total
-
-    def body(j, total):
-        return total + term(xt[j], points[:, j], scale_of(j))
-
-    start = jnp.zeros((points.shape[0], xt.shape[1]), jnp.result_type(xt, points))
-    return jax.lax.fori_loop(0, n_features, body, start)
+    total = jnp.zeros((points.shape[0], xt.shape[1]), jnp.result_type(xt, points))
+    if n_features > UNROLL_FEATURES:
+        return jax.lax.fori_loop(0, n_features, add, total)
+    for j in range(n_features):
+        total = add(j, total)
+    return total
 
 
 def _draw(mass: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:

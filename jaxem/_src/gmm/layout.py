@@ -162,5 +162,9 @@ def build(x: jax.Array, w: jax.Array, covariance_type: str, shape: tuple[int, in
     count = jnp.sum(weights, axis=1)
     mean = jnp.einsum("cb,cbd->cd", weights, xs - ref) / jnp.where(count > 0, count, 1)[:, None]
     centers = ref + mean
-    features = jax.vmap(lambda xb, c: moments.features(xb - c, covariance_type))(xs, centers)
+    # one call over all chunks' rows, not a vmap over chunks: under vmap the
+    # full covariance's gathered products came out feature-major and were
+    # transposed and copied (100 000 × 16: 2 × 22 ms; the whole build 82 → 42 ms)
+    centred = (xs - centers[:, None, :]).reshape(n_chunks * rows, d)
+    features = moments.features(centred, covariance_type).reshape(n_chunks, rows, -1)
     return Layout(features, weights, centers)

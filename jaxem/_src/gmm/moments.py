@@ -81,10 +81,8 @@ def n_features_of(covariance_type: str, n_features: int) -> int:
 
 def features(xc: jax.Array, covariance_type: str) -> jax.Array:
     """(B, F) moment features ``[quadratic, x̃, 1]`` of centred data ``xc`` (B, D),
-    the quadratic ones of the covariance type's module."""
-    ones = jnp.ones((xc.shape[0], 1), xc.dtype)
-    quadratic = cov_lib.get(covariance_type).quadratic_features(xc)
-    return jnp.concatenate([*quadratic, xc, ones], axis=1)
+    as the covariance type's module forms them."""
+    return cov_lib.get(covariance_type).moment_features(xc)
 
 
 def natural_weights(params: GMMParams, center: jax.Array) -> jax.Array:

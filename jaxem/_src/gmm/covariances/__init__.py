@@ -49,7 +49,8 @@ covariance, its own precision factor).
 Moment formulation (:mod:`jaxem._src.gmm.moments`, :mod:`jaxem._src.gmm.passes`),
 features ``[quadratic, x̃, 1]``:
 
-* ``n_quadratic_features(D)`` and ``quadratic_features(xc)``: the quadratic ones;
+* ``n_quadratic_features(D)``: how many are quadratic, and ``moment_features(xc)``:
+  all of them, (B, F), for centred rows ``xc`` (B, D);
 * ``largest_eigenvalue_bound(covariances)``: a lower bound on each covariance's
   largest eigenvalue (the accuracy check's scale of float32's own error);
 * ``natural_weights(prec_chol, centred_means) -> (quadratic, linear)``: their weights;

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxem._src.gmm.covariances import features
 from jaxem._src.reductions import UNROLL_MAX, sum_axis
 
 #: Each component has its own covariance (tied's is shared).
@@ -146,9 +147,11 @@ def n_quadratic_features(n_features: int) -> int:
     return n_features
 
 
-def quadratic_features(xc: jax.Array) -> list[jax.Array]:
-    """``[x̃²]`` (B, D) of centred rows ``xc`` (B, D)."""
-    return [xc * xc]
+def moment_features(xc: jax.Array) -> jax.Array:
+    """(B, 2D + 1) ``[x̃², x̃, 1]`` of centred rows ``xc`` (B, D) (a concatenation:
+    faster here than :func:`features.products`' gather, 6 against 9 ms at
+    100 000 × 16)."""
+    return features.stacked([xc * xc], xc)
 
 
 def natural_weights(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import multigammaln
 
+from jaxem._src.gmm.covariances import features
 from jaxem._src.reductions import sum_axis
 
 #: Each component has its own covariance (tied's is shared).
@@ -206,10 +207,10 @@ def n_quadratic_features(n_features: int) -> int:
     return n_features * (n_features + 1) // 2
 
 
-def quadratic_features(xc: jax.Array) -> list[jax.Array]:
-    """``[vech(x̃ x̃ᵀ)]`` of centred rows ``xc`` (B, D): one (B, D(D+1)/2) block,
-    the upper triangle row by row."""
-    return [xc[:, i : i + 1] * xc[:, i:] for i in range(xc.shape[1])]
+def moment_features(xc: jax.Array) -> jax.Array:
+    """(B, F) ``[vech(x̃ x̃ᵀ), x̃, 1]`` of centred rows ``xc`` (B, D), the upper
+    triangle row by row."""
+    return features.products(xc, *np.triu_indices(xc.shape[1]))
 
 
 def natural_weights(

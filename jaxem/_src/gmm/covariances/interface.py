@@ -23,7 +23,7 @@ INTERFACE = (
     "unit",
     "largest_eigenvalue_bound",
     "n_quadratic_features",
-    "quadratic_features",
+    "moment_features",
     "natural_weights",
     "feature_logits",
     "shared_second_moment",

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem._src.gmm.covariances import diag
+from jaxem._src.gmm.covariances import diag, features
 from jaxem._src.reductions import sum_axis
 
 #: Each component has its own covariance (tied's is shared).
@@ -136,9 +136,9 @@ def n_quadratic_features(n_features: int) -> int:
     return 1
 
 
-def quadratic_features(xc: jax.Array) -> list[jax.Array]:
-    """``[‖x̃‖²]`` (B, 1) of centred rows ``xc`` (B, D)."""
-    return [jnp.sum(xc * xc, axis=1, keepdims=True)]
+def moment_features(xc: jax.Array) -> jax.Array:
+    """(B, D + 2) ``[‖x̃‖², x̃, 1]`` of centred rows ``xc`` (B, D)."""
+    return features.stacked([jnp.sum(xc * xc, axis=1, keepdims=True)], xc)
 
 
 def natural_weights(

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem._src.gmm.covariances import full
+from jaxem._src.gmm.covariances import features, full
 from jaxem._src.reductions import sum_axis
 
 #: One covariance for every component: the parts of the model that are per component
@@ -139,9 +139,10 @@ def n_quadratic_features(n_features: int) -> int:
     return 0
 
 
-def quadratic_features(xc: jax.Array) -> list[jax.Array]:
-    """``[]``: the quadratic term is shared by the components."""
-    return []
+def moment_features(xc: jax.Array) -> jax.Array:
+    """(B, D + 1) ``[x̃, 1]`` of centred rows ``xc`` (B, D): no quadratic
+    features, the quadratic term is shared by the components."""
+    return features.stacked([], xc)
 
 
 def natural_weights(

@@ -54,3 +54,35 @@ def test_chunked_densities_and_steps_equal_unchunked(covariance_type, monkeypatc
     chunked = everything()
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_chunkwise_pass_stops_after_the_last_chunk_of_positive_weight():
+    """A layout's chunks (jaxem._src.sources.chunkwise_pass): a chunk of weight
+    zero before the last one of positive weight counts as absent, and the
+    chunks after it are never evaluated (their NaN features would show)."""
+    from jaxem._src.family import ChunkedRows
+    from jaxem._src.gmm import moments
+    from jaxem._src.gmm.fit import family
+    from jaxem._src.sources import InMemory, chunkwise_pass
+
+    x = jnp.asarray(blobs(seed=1, n=24, d=2, k=2))
+    params = gmm.make_params(*random_params(2, 2, 2, "full", x), "full")
+    fam = family("full", formulation="moments")
+    context = InMemory(x, jnp.ones(24)).context(fam)
+    chunks = x.reshape(3, 8, 2)
+    centers = jnp.mean(chunks, axis=1)
+    phi = jax.vmap(lambda xb, c: moments.features(xb - c, "full"))(chunks, centers)
+    w = jnp.ones((3, 8)).at[1].set(0.0)  # the middle chunk absent
+    nan = jnp.full_like(phi[:2], jnp.nan)  # two chunks of padding last
+    features = jnp.concatenate([phi, nan])
+    weights = jnp.concatenate([w, jnp.zeros((2, 8))])
+    layout = ChunkedRows((features, jnp.concatenate([centers, centers[:2]])), weights)
+    stats, ll = chunkwise_pass(fam, params, layout, context)
+
+    def one(i):
+        return fam.pass_(params, (phi[i], centers[i]), w[i], context)
+
+    expected = jax.tree.map(jnp.add, one(0), one(2))
+    for a, b in zip(jax.tree.leaves((stats, ll)), jax.tree.leaves(expected), strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -74,7 +74,8 @@ class ChunkedRows(NamedTuple):
     """A family's per-fit arrangement of the rows (:meth:`Family.layout`):
     ``items`` a pytree whose leaves have a leading chunk axis (C, ...) and
     ``weights`` (C, B) the sample weights of each chunk's B rows (0 for
-    padding; a chunk of weight 0 is skipped)."""
+    padding; the chunks after the last of positive weight are skipped, so a
+    layout puts its chunks of padding last)."""
 
     items: PyTree
     weights: jax.Array

@@ -87,7 +87,16 @@ def summed_pass(family: Family, params, rows, w, context, *, featurize: bool, ba
 
 def chunkwise_pass(family: Family, params, prepared: ChunkedRows, context):
     """``(stats, Σ w log p)`` of ``family`` over the chunks of a
-    :class:`ChunkedRows`, skipping chunks of weight zero (padding)."""
+    :class:`ChunkedRows` up to the last one of positive weight (the chunks
+    after it, padding, are skipped; one of weight zero before it is computed,
+    its rows absent).
+
+    A loop of a data-dependent length, not a ``cond`` per chunk: with no
+    branch around the chunk, XLA moves what depends only on the parameters
+    (a Gaussian's precisions, its accuracy check's eigenvalue bounds) out of
+    the loop. One pass of 100 000 × 16, K = 16, full covariances: about 5 100
+    kernels → 2 900, 1.09–1.19× faster; 20 000 × 4, K = 4: 1.6× (same
+    statistics to the bit, 2 CPU cores, float32)."""
     items, weights = prepared
 
     def one(i):
@@ -96,13 +105,13 @@ def chunkwise_pass(family: Family, params, prepared: ChunkedRows, context):
 
     shapes = jax.eval_shape(one, 0)
     zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    used = jnp.any(weights > 0, axis=1)
+    n_used = jnp.max(jnp.where(used, jnp.arange(1, used.shape[0] + 1), 0))
 
-    def body(total, i):
-        out = jax.lax.cond(jnp.any(weights[i] > 0), one, lambda _: zero, i)
-        return jax.tree.map(jnp.add, total, out), None
+    def body(i, total):
+        return jax.tree.map(jnp.add, total, one(i))
 
-    total, _ = jax.lax.scan(body, zero, jnp.arange(weights.shape[0]))
-    return total
+    return jax.lax.fori_loop(0, n_used, body, zero)
 
 
 # ---------------------------------------------------------------------- in memory

@@ -13,8 +13,8 @@ group is padded with rows of weight zero to
 a whole number of chunks of ``B`` rows, and each chunk is centred at the mean
 of its rows: a chunk's rows then lie within one group, ``ρ`` is set by how
 tight the groups are, not by how far apart they lie, and the pass costs about
-the moment pass over ``N + G·B/2`` rows. Chunks made only of padding are
-skipped.
+the moment pass over ``N + G·B/2`` rows. Chunks made only of padding (the
+last ones: the groups fill the first chunks) are skipped.
 
 Measured on 100k × 16, K = 16, full covariances, float32 (the benchmark's
 separation sweep, experiments/benchmark.py): after 20 EM iterations the

@@ -403,3 +403,28 @@ def test_a_chunk_of_the_whole_data_that_fails_at_the_expected_shares_goes_direct
     assert np.all(direct(batch, jnp.sum(w), True))
     assert not np.any(direct(batch, None, True))
     assert not np.any(direct(jax.tree.map(lambda a: jnp.stack([a, a]), near), jnp.sum(w), True))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_direct_pass_of_a_start_with_huge_logits_is_finite(covariance_type):
+    """A start of ``reg_covar`` covariances at data rows, on data spread over
+    hundreds of units: logits of about −1e10, where one float32 ulp is ~1000.
+    XLA fused the logits into the softmax's maximum and exponential kernels,
+    which rounded them apart, and the jitted pass gave NaN statistics (found by
+    a sweep of restarts from ``random_from_data``). Each row then belongs to
+    its nearest mean: the counts are those of the nearest means."""
+    from jaxem._src.gmm import passes as gaussian_passes
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=100.0, size=(4, 5))
+    x = (centres[rng.integers(4, size=2000)] + rng.normal(size=(2000, 5))).astype(np.float32)
+    means = x[[3, 500, 1000, 1500]]
+    cov = np.eye(5) * 1e-6 if covariance_type == "full" else np.full(5, 1e-6)
+    params = gmm.make_params(np.full(4, 0.25), means, np.stack([cov] * 4), covariance_type)
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+    w = jnp.ones(2000, jnp.float32)
+    stats, ll = jax.jit(gaussian_passes.direct_chunk)(params, jnp.asarray(x), w)
+    nearest = np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(np.asarray(stats.nk), np.bincount(nearest, minlength=4))
+    assert np.isfinite(float(ll)) and float(ll) < -1e8
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(stats))

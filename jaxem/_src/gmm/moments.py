@@ -113,15 +113,35 @@ def feature_responsibilities(params: GMMParams, phi: jax.Array, w: jax.Array, ce
     return weighted_softmax(jnp.where(params.weights > 0, logits, -jnp.inf), w, axis=1)
 
 
+#: How many units of ``|max logit| · eps`` :func:`weighted_softmax` lowers its
+#: shift by where the logits are huge (an ulp of float32 is at most this many
+#: times smaller): more than the few ulps two kernels' roundings differ by.
+SOFTMAX_SLACK = 16.0
+
+
 def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
     """``(w · softmax(logits), logsumexp(logits))`` along ``axis`` (``w`` broadcasts
     against the log-normaliser), with one exponential per entry: XLA:CPU runs this
     about 10% faster than ``logsumexp`` followed by ``exp``; the maximum and the
-    sum over a short axis (the K components) unrolled (:mod:`jaxem._src.reductions`)."""
+    sum over a short axis (the K components) unrolled (:mod:`jaxem._src.reductions`).
+
+    XLA may fuse the logits' expression into both the maximum's kernel and the
+    exponential's, and the two kernels may round it apart (by an ulp: 512 at
+    logits of −6e9, which a start of ``reg_covar`` covariances gives on data
+    spread over hundreds of units): ``exp(logits − max)`` was then ``inf`` (or
+    0 for every component) and the responsibilities NaN. So the exponent is
+    capped at 0, and where the logits are so large that an ulp is a sizeable
+    fraction of a nat (``|max| · eps > 1/4``; their rounding already blurs
+    the responsibilities there) the shift is lowered by :data:`SOFTMAX_SLACK`
+    ``· |max| · eps``: the largest logit keeps an exponential of 1 whichever
+    kernel rounded it. Elsewhere the arithmetic is the plain one."""
     top = jax.lax.stop_gradient(max_axis(logits, axis, keepdims=True))
-    e = jnp.exp(logits - top)
+    scale = jnp.abs(top) * jnp.finfo(logits.dtype).eps
+    shift = top - jnp.where(jnp.isfinite(top) & (scale > 0.25), SOFTMAX_SLACK * scale, 0)
+    exponent = logits - shift
+    e = jnp.exp(jnp.where(exponent > 0, 0, exponent))  # where, not minimum: its derivative is 1
     total = sum_axis(e, axis, keepdims=True)
-    log_norm = jnp.squeeze(jnp.log(total) + top, axis)
+    log_norm = jnp.squeeze(jnp.log(total) + shift, axis)
     return e * (jnp.expand_dims(w, axis) / total), log_norm
 
 

@@ -501,3 +501,36 @@ def test_default_fit_reaches_the_best_known_optimum(name, covariance_type, k):
     ll, degenerate = default_fit(name, covariance_type, k)
     assert not degenerate
     assert REFERENCE[name][covariance_type][str(k)] - ll < 1e-3
+
+
+def test_a_constant_feature_is_the_datas_and_spikes_are_still_flagged():
+    """Every component has only ``reg_covar`` along a feature constant in the
+    data: that feature is left out of the check (it flagged every restart, so a
+    spike could win), and the spike of Old Faithful's key 3 is still found."""
+    x = load_faithful()
+    with_column = np.concatenate([x, np.full((len(x), 1), 2.5)], axis=1)
+    result = gmm.fit(
+        jax.random.key(3), with_column, 4, init="random_from_data", n_init=8, tol=1e-6,
+        max_iter=1000,
+    )  # fmt: skip
+    bad = np.asarray(result.restart_degenerate)
+    lls = np.asarray(result.restart_log_likelihoods)
+    assert bad.any() and not bad.all()
+    assert not bool(result.degenerate)
+    assert float(result.log_likelihood) == lls[~bad].max() < lls[bad].max()
+    # the check itself: a constant feature alone is no spike, a tie elsewhere is
+    variances = np.array([1.0, 1.0, 1.0])  # the constant third feature's placeholder
+    constant = np.array([False, False, True])
+    reg = 1e-6
+    for covariance_type in ("full", "tied", "diag"):
+        wide = np.diag([1.0, 1.0, reg])
+        tie = np.diag([1.0, reg, reg])
+        if covariance_type == "diag":
+            wide, tie = np.diag(wide), np.diag(tie)
+        covs = [wide, tie] if covariance_type != "tied" else [wide]
+        for cov, spike in zip(covs, [False, True], strict=False):
+            stacked = cov if covariance_type == "tied" else np.stack([cov, cov])
+            weights, means = np.array([0.5, 0.5]), np.zeros((2, 3))
+            params = gmm.make_params(weights, means, stacked, covariance_type)
+            assert bool(degenerate(params, variances, reg, 1000.0, constant)) == spike
+            assert bool(degenerate(params, variances, reg, 1000.0))  # without the mask

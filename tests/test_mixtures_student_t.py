@@ -582,3 +582,19 @@ def test_ecme_search_terms_are_the_objective_and_its_derivatives():
         f, slope, _ = _dof_search_terms(stats_at(nu), jnp.full((1, 1), nu), d)
         np.testing.assert_allclose(f[0, 0], 2 * jax.grad(value)(nu), rtol=1e-10)
         np.testing.assert_allclose(slope[0, 0], jax.grad(score)(jnp.log(nu)), rtol=1e-8)
+
+
+def test_a_start_far_from_most_rows_keeps_the_degrees_of_freedom_finite():
+    """Starts at data rows with covariances of ``reg_covar`` on clusters a few
+    hundred units apart: the distances exceed ``ν + D`` by more than 1/eps,
+    ``1 + (u − 1)`` rounds to 0 in float32, and ``log1p(u − 1)`` made ν's
+    update NaN after one iteration (found by a sweep over data sets)."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=100.0, size=(4, 5))
+    x = (centres[rng.integers(4, size=2000)] + rng.normal(size=(2000, 5))).astype(np.float32)
+    fam = mixtures.StudentT()
+    for key in range(3):
+        result = jaxem.fit(fam, jax.random.key(key), x, 4, init="random_from_data", max_iter=3)
+        leaves = jax.tree.leaves(result.params)
+        assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves), key
+        assert np.isfinite(float(result.log_likelihood)), key

@@ -78,11 +78,18 @@ def gaussian_context(summary, ref: jax.Array) -> GaussianContext:
     return GaussianContext(count, ref + delta, cov, jnp.where(var > 0, var, 1))
 
 
+def constant_features(context: GaussianContext) -> jax.Array:
+    """(D,) whether each feature is constant in the data (weighted variance 0;
+    the context's ``variances`` hold 1 for them)."""
+    return cov_lib.full.diagonal(context.covariance) <= 0
+
+
 def degenerate(
     params: GMMParams,
     variances: jax.Array,
     reg_covar: ArrayLike,
     count: ArrayLike | None = None,
+    constant: jax.Array | None = None,
 ) -> jax.Array:
     """Whether an active component is singular but for ``reg_covar``: a spike of
     the likelihood, not a meaningful optimum. Traceable.
@@ -106,9 +113,21 @@ def degenerate(
     covariances have ``λ`` of 5e-8 and 2e-7 (2000 points each) was flagged by
     the threshold alone, and fits with ten restarts returned a worse optimum
     that merged two clusters (−116.0 per sample against −111.6).
+
+    ``constant`` (optional, (D,) bool): the features constant in the data
+    (:func:`constant_features`; their ``variances`` are placeholders of 1).
+    Every component has only ``reg_covar`` there, whatever the fit: such a
+    feature is the data's, not a spike, and is left out of the check (before,
+    one constant column flagged every restart, which turned the choice's
+    protection against spikes off).
     """
     module = cov_lib.get(params.covariance_type)
-    low = module.smallest_standardized_eigenvalue(params.covariances, variances, reg_covar)
+    covariances = params.covariances
+    if constant is not None and module.STORAGE != "spherical":
+        # unit variance (in units of the placeholder) where the data is constant
+        unit = constant.astype(covariances.dtype)
+        covariances = covariances + (unit if module.STORAGE == "diag" else jnp.diag(unit))
+    low = module.smallest_standardized_eigenvalue(covariances, variances, reg_covar)
     low = jnp.broadcast_to(low, params.weights.shape)
     few = jnp.asarray(True)
     if count is not None:
@@ -306,7 +325,8 @@ class GaussianFamily(MixtureFamily):
         return params.means[labels] + module.scale_noise(z, params.covariances, labels)
 
     def degenerate(self, params, context):
-        return degenerate(params, context.variances, self.reg_covar, context.count)
+        constant = constant_features(context)
+        return degenerate(params, context.variances, self.reg_covar, context.count, constant)
 
     def pass_name(self, fast):
         return "moments" if self.formulation == "moments" or fast else "direct"

@@ -111,6 +111,7 @@ from jaxem._src.family import (
 )
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import (
+    constant_features,
     degenerate,
     gaussian_context,
     gaussian_summary,
@@ -291,6 +292,23 @@ def _log_gamma_ratio(a: jax.Array, b: float) -> jax.Array:
     stirling = (ab + b - 0.5) * jnp.log1p(b / ab) - b + series(ab + b) - series(ab)
     direct = gammaln(al + b) - gammaln(al) - b * jnp.log(al)
     return jnp.where(big, stirling, direct)
+
+
+def _weight_terms(maha: jax.Array, dof: jax.Array, d: int) -> tuple[jax.Array, jax.Array]:
+    """``(u − 1, log u)`` of the E-step's weights ``u = (ν + D) / (ν + δ)``
+    (``δ`` the Mahalanobis distances ``maha``): ``u − 1`` exact near ``u = 1``,
+    and ``log u`` from it there, from ``log(ν + D) − log(ν + δ)`` where ``u`` is
+    small. ``log1p(u − 1)`` alone was ``−inf`` once ``δ`` exceeded ``(ν + D)``
+    by a factor of ``1/eps`` (``1 + (u − 1)`` rounds to 0: a start of
+    ``reg_covar`` scales at data rows far apart), and ν's update NaN."""
+    v = (d - maha) / (dof + maha)
+    near = v > -0.5
+    log_u = jnp.where(
+        near,
+        jnp.log1p(jnp.where(near, v, 0)),  # the inner where keeps derivatives finite
+        jnp.log(dof + d) - jnp.log(dof + maha),
+    )
+    return v, log_u
 
 
 def log_t_constant(dof: jax.Array, n_features: int) -> jax.Array:
@@ -498,10 +516,10 @@ class StudentT(MixtureFamily):
         if self._trial_dof is not None:  # the ECME search's pass
             return self._dof_search_stats(resp, maha, d), jnp.sum(w * log_norm)
         dof = params.dof
-        v = (d - maha) / (dof + maha)  # u − 1, exact near u = 1
+        v, log_u = _weight_terms(maha, dof, d)
         ru = resp * (1 + v)
         # E[log U] − E[U] + 1 = (log u − u + 1) + ψ((ν+D)/2) − log((ν+D)/2)
-        e_dof = jnp.log1p(v) - v + _prior_dof_stat(dof + d)
+        e_dof = log_u - v + _prior_dof_stat(dof + d)
         stats = StudentTStats(
             nk=jnp.sum(resp, axis=0),
             sum_u=jnp.sum(ru, axis=0),
@@ -517,10 +535,10 @@ class StudentT(MixtureFamily):
         """Statistics of ``G_k(ν) = Σ w τ log t_ν(x | μ_k, Σ_k)`` at the (3, K)
         trial ν (τ: the responsibilities ``resp``, weights included)."""
         nu = self._trial_dof[:, None, :]  # (3, 1, K)
-        v = (d - maha) / (nu + maha)  # u − 1 at the trial ν, (3, N, K)
+        v, log_u = _weight_terms(maha, nu, d)  # at the trial ν, (3, N, K)
         return DofSearchStats(
             nk=jnp.sum(resp, axis=0),
-            log_u=jnp.sum(resp * (jnp.log1p(v) - v), axis=1),
+            log_u=jnp.sum(resp * (log_u - v), axis=1),
             v2=jnp.sum(resp * v * v, axis=1),
             log_kernel=jnp.sum(resp * jnp.log1p(maha / nu), axis=1),
         )
@@ -675,7 +693,8 @@ class StudentT(MixtureFamily):
         """The Gaussian family's check on the scale matrices: an active
         component whose ``Σ_k − reg_covar·I``, in units of the data's variances,
         is singular (a spike on coincident or collinear rows)."""
-        return degenerate(params, context.variances, self.reg_covar, context.count)
+        constant = constant_features(context)
+        return degenerate(params, context.variances, self.reg_covar, context.count, constant)
 
     def trim(self, params):
         keep = np.asarray(params.weights) > 0

@@ -309,3 +309,14 @@ def test_aecm_runs_one_pass_em_where_there_are_no_full_passes():
     assert not family.one_pass().has_cycle
     with pytest.raises(ValueError, match="algorithm"):
         mixtures.FactorAnalyzers(algorithm="ecm")
+
+
+def test_a_constant_feature_is_not_a_degenerate_fit():
+    """A feature constant in the data has noise ``reg_covar`` in every fit: the
+    data's, not a collapse (it flagged every restart DEGENERATE)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)) @ np.array([[1.0, 0.4, 0.2], [0, 1.0, 0.3], [0, 0, 1.0]])
+    x[:, 1] = 7.0
+    result = jaxem.fit(mixtures.FactorAnalyzers(n_factors=1), jax.random.key(0), x, 2, n_init=2)
+    assert result.status_name == "converged"
+    assert not np.asarray(result.restart_degenerate).any()

@@ -114,8 +114,9 @@ def feature_responsibilities(params: GMMParams, phi: jax.Array, w: jax.Array, ce
 
 
 #: How many units of ``|max logit| · eps`` :func:`weighted_softmax` lowers its
-#: shift by where the logits are huge (an ulp of float32 is at most this many
-#: times smaller): more than the few ulps two kernels' roundings differ by.
+#: shift by where the logits are huge: at least as many ulps of the largest
+#: logit (an ulp of ``x`` is at most ``|x| · eps``), more than the few ulps by
+#: which two kernels' roundings of it differ.
 SOFTMAX_SLACK = 16.0
 
 

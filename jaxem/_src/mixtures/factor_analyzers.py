@@ -84,7 +84,12 @@ from jaxem._src.family import (
     mixture_center,
     weights_from_logs,
 )
-from jaxem._src.gmm.family import gaussian_context, gaussian_summary, shared_init_view
+from jaxem._src.gmm.family import (
+    constant_features,
+    gaussian_context,
+    gaussian_summary,
+    shared_init_view,
+)
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     mixture_weights,
@@ -541,11 +546,14 @@ class FactorAnalyzers(MixtureFamily):
         :data:`DEGENERATE_THRESHOLD` of the data's variance are more than the
         rank of the loadings on them (their variance then has a direction of
         zero). Features with collapsed noise that the factors span (a
-        Heywood case) keep the covariance non-singular and are not flagged.
+        Heywood case) keep the covariance non-singular and are not flagged,
+        nor are features constant in the data (their noise can only be
+        ``reg_covar``: the data's, as in :func:`jaxem._src.gmm.family.degenerate`).
         O(K D q²)."""
         variances = context.variances.astype(params.noise.dtype)
         reg = jnp.asarray(self.reg_covar, params.noise.dtype)
         collapsed = (params.noise - reg) < DEGENERATE_THRESHOLD * variances  # (K, D)
+        collapsed = collapsed & ~constant_features(context)
         scaled = params.loadings * jax.lax.rsqrt(variances)[:, None] * collapsed[..., None]
         gram = jnp.einsum("kdi,kdj->kij", scaled, scaled)
         rank = _psd_rank(gram, DEGENERATE_THRESHOLD)

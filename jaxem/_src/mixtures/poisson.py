@@ -32,6 +32,46 @@ from jaxem._src.mixtures.common import (
 __all__ = ["Poisson", "PoissonParams", "PoissonStats"]
 
 
+#: Counts from which :func:`poisson_log_pmf` computes each term about
+#: ``x log x`` (Stirling's series for ``x log x − x − log x!``, five terms:
+#: error below 1e-12 from 10 on); smaller counts take ``x log λ − λ − log x!``.
+STIRLING_FROM = 10.0
+
+
+def poisson_log_pmf(x: jax.Array, rates: jax.Array) -> jax.Array:
+    """(N, K) ``Σ_d log Poisson(x_nd | λ_kd)`` of counts ``x`` (N, D), rates (K, D).
+
+    ``x log λ − λ − log x!`` cancels terms of about ``x log x`` down to
+    ``−½ log(2πx)``: at counts of 1e6 float32 lost 3.5 nats per row (1e9:
+    thousands), and fits chose restarts on that noise. From
+    :data:`STIRLING_FROM` on each term is ``x (log r − (r − 1)) + s(x)``,
+    ``r = λ / x``, ``log r = log1p(r − 1)`` near ``r = 1`` and
+    ``s(x) = x log x − x − log x! = −½ log(2πx) − 1/(12x) + …``: no part much
+    larger than the result. Smaller counts keep the plain form, which is
+    smooth in ``x`` down to 0 (derivatives with respect to the data). A rate
+    of 0 is floored as :func:`log_floor` floors it (a finite, very negative
+    term). Measured in float32 against scipy (rows of two features): within
+    7e-6 nats per row for counts up to 30; for counts of 1e3 to 1e6 at rates
+    equal to their mean 6e-6 to 1.3e-4 nats (before: 0.0016 to 3.5), at other
+    rates within 7e-7 relative."""
+    xe = x[:, None, :]
+    rate = rates[None, :, :]
+    small = xe < STIRLING_FROM
+    # counts below the threshold: the plain form
+    xs = jnp.where(small, xe, 0)
+    plain = xs * log_floor(rate) - rate - gammaln(xs + 1)
+    # larger counts: about x log x
+    xb = jnp.where(small, STIRLING_FROM, xe)
+    delta = (rate - xb) / xb  # r − 1
+    near = jnp.abs(delta) < 0.5
+    log_r = jnp.where(near, jnp.log1p(jnp.where(near, delta, 0)), log_floor(rate / xb))
+    inv = 1 / xb
+    inv2 = inv * inv
+    series = inv * (-1 / 12 + inv2 * (1 / 360 + inv2 * (-1 / 1260 + inv2 / 1680)))
+    stirling = xb * (log_r - delta) - 0.5 * jnp.log(2 * jnp.pi * xb) + series
+    return jnp.sum(jnp.where(small, plain, stirling), axis=2)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PoissonParams:
@@ -90,9 +130,7 @@ class Poisson(DiscreteMixture):
         return jnp.sqrt(x + 0.375)  # Anscombe's variance-stabilising transform
 
     def log_components(self, params, x):
-        log_rates = log_floor(params.rates)
-        const = jnp.sum(gammaln(x + 1), axis=1, keepdims=True)
-        return x @ log_rates.T - jnp.sum(params.rates, axis=1) - const
+        return poisson_log_pmf(x, params.rates)
 
     def suff_stats(self, resp, x):
         return PoissonStats(jnp.sum(resp, axis=0), resp.T @ x)

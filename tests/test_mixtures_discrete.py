@@ -454,7 +454,8 @@ def test_poisson_log_densities_of_large_counts_in_float32(rate):
     """``x log λ − λ − log x!`` cancels terms of about ``x log x`` down to
     ``−½ log(2πx)``: at counts of 1e6 float32 lost 3.5 nats per row. The
     log-densities are now within 1e-3 nats of scipy's there (a component whose
-    rate is the counts' mean) and within 1e-6 relative elsewhere."""
+    rate is the counts' mean) and within 1e-6 relative elsewhere; small counts
+    keep the plain form (within 1e-4 nats per row of two features)."""
     from scipy.stats import poisson
 
     x = np.random.default_rng(0).poisson(rate, size=(200, 2)).astype(np.float32)
@@ -463,5 +464,5 @@ def test_poisson_log_densities_of_large_counts_in_float32(rate):
     got = np.asarray(mixtures.Poisson().log_components(params, jnp.asarray(x)))
     assert got.dtype == np.float32
     ref = np.stack([poisson.logpmf(x.astype(float), r.astype(float)).sum(1) for r in rates], 1)
-    np.testing.assert_allclose(got[:, 0], ref[:, 0], atol=1e-3 if rate > 100 else 2e-5)
-    np.testing.assert_allclose(got[:, 1], ref[:, 1], rtol=1e-6, atol=2e-5)
+    np.testing.assert_allclose(got[:, 0], ref[:, 0], atol=1e-3 if rate > 100 else 1e-4)
+    np.testing.assert_allclose(got[:, 1], ref[:, 1], rtol=1e-6, atol=1e-4)

@@ -35,7 +35,7 @@ __all__ = ["Poisson", "PoissonParams", "PoissonStats"]
 #: Counts from which the plain ``x log λ − λ − log x!`` of
 #: :func:`poisson_log_pmf` loses more than about 3e-5 nats per term to
 #: cancellation (float32) or 3e-9 (float64): data with a count this large takes
-#: the stable form.
+#: the stable form (keyed by the data's item size; others as float32).
 LARGE_COUNT = {4: 64.0, 8: 2.0**20}
 
 #: Counts from which the stable form computes a term about ``x log x``
@@ -87,7 +87,7 @@ def poisson_log_pmf(x: jax.Array, rates: jax.Array) -> jax.Array:
         plain_part = xs @ log_rates.T - small.astype(rates.dtype) @ rates.T
         return plain_part + jnp.sum(about, axis=2) + const
 
-    large = jnp.any(x >= LARGE_COUNT[jnp.dtype(x.dtype).itemsize])
+    large = jnp.any(x >= LARGE_COUNT.get(jnp.dtype(x.dtype).itemsize, LARGE_COUNT[4]))
     return jax.lax.cond(large, stable, plain)
 
 

@@ -137,6 +137,13 @@ def degenerate(
     return jnp.any((params.weights > 0) & flagged)
 
 
+def context_degenerate(params: GMMParams, context: GaussianContext, reg_covar) -> jax.Array:
+    """:func:`degenerate` with what the data's context gives it: the feature
+    variances, the total weight and the constant features."""
+    constant = constant_features(context)
+    return degenerate(params, context.variances, reg_covar, context.count, constant)
+
+
 def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tuple[str, ...]:
     """Initialisation methods of ``n_init`` restarts for ``init="auto"`` (static).
 
@@ -325,8 +332,7 @@ class GaussianFamily(MixtureFamily):
         return params.means[labels] + module.scale_noise(z, params.covariances, labels)
 
     def degenerate(self, params, context):
-        constant = constant_features(context)
-        return degenerate(params, context.variances, self.reg_covar, context.count, constant)
+        return context_degenerate(params, context, self.reg_covar)
 
     def pass_name(self, fast):
         return "moments" if self.formulation == "moments" or fast else "direct"

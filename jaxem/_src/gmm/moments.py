@@ -138,7 +138,7 @@ def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
     kernel rounded it. Elsewhere the arithmetic is the plain one."""
     top = jax.lax.stop_gradient(max_axis(logits, axis, keepdims=True))
     scale = jnp.abs(top) * jnp.finfo(logits.dtype).eps
-    shift = top - jnp.where(jnp.isfinite(top) & (scale > 0.25), SOFTMAX_SLACK * scale, 0)
+    shift = top - jnp.where(scale > 0.25, SOFTMAX_SLACK * scale, 0)  # top ±inf: NaN as before
     exponent = logits - shift
     e = jnp.exp(jnp.where(exponent > 0, 0, exponent))  # where, not minimum: its derivative is 1
     total = sum_axis(e, axis, keepdims=True)

@@ -111,8 +111,7 @@ from jaxem._src.family import (
 )
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import (
-    constant_features,
-    degenerate,
+    context_degenerate,
     gaussian_context,
     gaussian_summary,
     portfolio,
@@ -693,8 +692,7 @@ class StudentT(MixtureFamily):
         """The Gaussian family's check on the scale matrices: an active
         component whose ``Σ_k − reg_covar·I``, in units of the data's variances,
         is singular (a spike on coincident or collinear rows)."""
-        constant = constant_features(context)
-        return degenerate(params, context.variances, self.reg_covar, context.count, constant)
+        return context_degenerate(params, context, self.reg_covar)
 
     def trim(self, params):
         keep = np.asarray(params.weights) > 0

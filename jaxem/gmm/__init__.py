@@ -7,6 +7,7 @@ under ``jit``, ``vmap`` and ``grad``. :func:`fit`, :func:`select`,
 """
 
 from jaxem._src.engine import FitResult, SelectionResult
+from jaxem._src.gmm.arranged import ArrangedData, arrange
 from jaxem._src.gmm.covariances import COVARIANCE_TYPES, MCLUST_MODELS
 from jaxem._src.gmm.criteria import aic, bic, n_parameters
 from jaxem._src.gmm.density import log_prob, predict, predict_proba, sample
@@ -43,6 +44,7 @@ __all__ = [
     "INIT_METHODS",
     "MCLUST_MODELS",
     "TIE_THRESHOLD",
+    "ArrangedData",
     "FitResult",
     "GMMParams",
     "GaussianFamily",
@@ -52,6 +54,7 @@ __all__ = [
     "SelectionResult",
     "SuffStats",
     "aic",
+    "arrange",
     "array_chunks",
     "bic",
     "default_prior",

@@ -56,6 +56,7 @@ __all__ = [
     "cached_moment_pass",
     "direct_chunk",
     "direct_pass",
+    "direct_responsibilities",
     "feature_cache",
     "feature_chunk",
     "moment_pass",
@@ -92,13 +93,7 @@ def direct_chunk(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[Moments
     the origin), then differenced: no cancellation against ``x P_k``.
     """
     module = cov_lib.get(params.covariance_type)
-    d = params.n_features
-    center = mixture_center(params)
-    diff = (x - center).T[None, :, :] - (params.means - center)[:, :, None]  # (K, D, B)
-    maha = module.difference_mahalanobis(diff, params.precisions_cholesky)
-    log_det = module.log_det_cholesky(params.precisions_cholesky, d)  # () for tied
-    const = log_det - 0.5 * d * math.log(2 * math.pi) + log_weights(params.weights)
-    logits = jnp.where((params.weights > 0)[:, None], const[:, None] - 0.5 * maha, -jnp.inf)
+    diff, logits = _direct_logits(params, x)
     resp, log_norm = moments.weighted_softmax(logits, w, axis=0)  # (K, B), (B,)
     stats = Moments(
         jnp.sum(resp, axis=1),
@@ -106,6 +101,43 @@ def direct_chunk(params: GMMParams, x: jax.Array, w: jax.Array) -> tuple[Moments
         module.difference_second_moments(resp, diff),
     )
     return stats, jnp.sum(w * log_norm)
+
+
+def _direct_logits(params: GMMParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(x_b − μ_k (K, D, B), log π_k + log N(x_b | μ_k, Σ_k) (K, B))``, the
+    differences taken about the mixture mean (:func:`direct_chunk`)."""
+    module = cov_lib.get(params.covariance_type)
+    d = params.n_features
+    center = mixture_center(params)
+    diff = (x - center).T[None, :, :] - (params.means - center)[:, :, None]  # (K, D, B)
+    maha = module.difference_mahalanobis(diff, params.precisions_cholesky)
+    log_det = module.log_det_cholesky(params.precisions_cholesky, d)  # () for tied
+    const = log_det - 0.5 * d * math.log(2 * math.pi) + log_weights(params.weights)
+    logits = jnp.where((params.weights > 0)[:, None], const[:, None] - 0.5 * maha, -jnp.inf)
+    return diff, logits
+
+
+def direct_responsibilities(
+    params: GMMParams, phi: jax.Array, center: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``(r (B, K), log p(x) (B,))`` of the rows whose moment features about
+    ``center`` are ``Φ`` (B, F), by the direct route (differences from the
+    means, accurate in any regime) on the centred rows read back from ``Φ``."""
+    centred = _centred(params, center)
+    _, logits = _direct_logits(centred, _linear_part(phi, params.n_features))
+    resp, log_norm = moments.weighted_softmax(logits, jnp.ones((), logits.dtype), axis=0)
+    return resp.T, log_norm
+
+
+def _centred(params: GMMParams, center: jax.Array) -> GMMParams:
+    """``params`` with means relative to ``center``."""
+    return GMMParams(
+        params.weights,
+        params.means - center,
+        params.covariances,
+        params.precisions_cholesky,
+        params.covariance_type,
+    )
 
 
 def _linear_part(phi: jax.Array, n_features: int) -> jax.Array:
@@ -186,14 +218,7 @@ def responsibility_stats(
 
 def _direct_from_features(params, phi, w, center):
     """:func:`direct_chunk` on the centred rows read back from ``Φ``."""
-    centred = GMMParams(
-        params.weights,
-        params.means - center,
-        params.covariances,
-        params.precisions_cholesky,
-        params.covariance_type,
-    )
-    return direct_chunk(centred, _linear_part(phi, params.n_features), w)
+    return direct_chunk(_centred(params, center), _linear_part(phi, params.n_features), w)
 
 
 def _about_means(summed, extra, center, params) -> Moments:

@@ -83,9 +83,15 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
     ``r_nk = π_k N(x_n | μ_k, Σ_k) / Σ_j π_j N(x_n | μ_j, Σ_j)``, computed in log
     space with ``logsumexp``.
 
+    On data arranged by :func:`jaxem.gmm.arrange` it runs the fast chunked
+    products of :func:`jaxem.gmm.fit` instead (accurate at any separation):
+    the responsibilities are then (C, B, K), in the chunks' order
+    (:meth:`~jaxem.gmm.ArrangedData.responsibilities` puts them in the rows'),
+    and the log-likelihood is the mean weighted by the data's sample weights.
+
     Args:
         params: current parameters.
-        x: (N, D) data.
+        x: (N, D) data, or :class:`~jaxem.gmm.ArrangedData`.
 
     Returns:
         ``(resp, log_likelihood)``: (N, K) responsibilities and the mean
@@ -100,6 +106,10 @@ def e_step(params: GMMParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         >>> resp.shape
         (2, 2)
     """
+    from jaxem._src.gmm import arranged  # it builds on this module
+
+    if isinstance(x, arranged.ArrangedData):
+        return arranged.e_step(params, x)
     return _e_step(params, check_data_for(params, x))
 
 
@@ -335,18 +345,24 @@ def m_step(
     resp: ArrayLike,
     x: ArrayLike,
     *,
-    covariance_type: str = "full",
+    covariance_type: str | None = None,
     reg_covar: ArrayLike = 1e-6,
     sample_weight: ArrayLike | None = None,
     prior: Prior | None = None,
 ) -> GMMParams:
     """Maximization step: ``maximize(suff_stats(resp, x), reg_covar, prior)``.
 
+    On data arranged by :func:`jaxem.gmm.arrange`, with the (C, B, K)
+    responsibilities :func:`e_step` gives there, it runs the fast chunked
+    products of :func:`jaxem.gmm.fit` (accurate at any separation); the
+    sample weights are then the arranged data's.
+
     Args:
         resp: (N, K) responsibilities.
-        x: (N, D) data.
+        x: (N, D) data, or :class:`~jaxem.gmm.ArrangedData`.
         covariance_type: ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"`` or one
-            of mclust's models (:data:`~jaxem.gmm.MCLUST_MODELS`) (static).
+            of mclust's models (:data:`~jaxem.gmm.MCLUST_MODELS`) (static);
+            None (the default): ``"full"``, or the type the data was arranged for.
         reg_covar: added to the covariance diagonal (traced).
         sample_weight: optional (N,) sample weights.
         prior: optional conjugate prior (MAP M-step, :mod:`jaxem.gmm.prior`).
@@ -362,6 +378,18 @@ def m_step(
         >>> gmm.m_step(resp, x, covariance_type="diag").means.round(9).tolist()
         [[0.5], [10.5]]
     """
+    from jaxem._src.gmm import arranged  # it builds on this module
+
+    if isinstance(x, arranged.ArrangedData):
+        if sample_weight is not None:
+            raise ValueError(
+                "m_step on arranged data takes its sample weights from gmm.arrange(..., "
+                "sample_weight=...), not from sample_weight"
+            )
+        return arranged.m_step(
+            resp, x, covariance_type=covariance_type, reg_covar=reg_covar, prior=prior
+        )
+    covariance_type = "full" if covariance_type is None else covariance_type
     _check_resp(resp, x)
     cov_lib.check_covariance_type(covariance_type)
     check_scalar("reg_covar", reg_covar)  # its value, while concrete

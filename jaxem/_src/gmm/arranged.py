@@ -1,0 +1,295 @@
+"""Data arranged once for fast composable EM steps (:func:`arrange`).
+
+``jaxem.em(gmm.e_step, gmm.m_step, params, x)`` on a plain (N, D) array runs
+the moment formulation about the data's mean where it is accurate and the
+direct formulation (differences from each mean, several times slower) where it
+is not: on well-separated clusters, always. :func:`jaxem.gmm.fit` instead
+orders the rows once into spatially tight chunks, each with the moment
+features about its own centre (:mod:`jaxem._src.gmm.layout`), so that the fast
+products stay accurate whatever the separation. :func:`arrange` gives the
+composable steps the same data: ``gmm.e_step(params, data)`` and
+``gmm.m_step(resp, data)`` on an :class:`ArrangedData` run the fit's chunk
+products, so a loop written with them iterates at about the speed of
+:func:`jaxem.gmm.fit`'s own loop.
+
+The E-step checks each chunk's error as the fit does
+(:func:`jaxem._src.gmm.moments.chunk_is_accurate`) and recomputes a chunk that
+fails by the direct route; the M-step moves each chunk's statistics from its
+centre to the new means, checks the same bound at the new parameters, and
+recomputes the statistics of any chunk that fails by differences from the new
+means. Under ``vmap`` over the parameters only (restarts on the same data) each
+decision is made once for the whole batch, so that no route is computed for
+nothing.
+
+Responsibilities on arranged data are (C, B, K), in the chunks' order:
+:meth:`ArrangedData.responsibilities` puts them back in the rows' order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxem._src.gmm import covariances as cov_lib
+from jaxem._src.gmm import layout as layout_lib
+from jaxem._src.gmm import moments, passes
+from jaxem._src.gmm.params import GMMParams
+from jaxem._src.gmm.prior import Prior
+from jaxem._src.gmm.steps import SuffStats, maximize, reshift, suff_stats
+from jaxem._src.validation import as_data, check_sample_weight, check_scalar
+
+__all__ = ["ArrangedData", "arrange"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ArrangedData:
+    """Rows of ``x`` in ``C`` chunks of ``B`` rows with their moment features
+    (:func:`arrange`). A pytree: pass it through ``jit``, ``vmap`` and
+    :func:`jaxem.em` like the array it stands for."""
+
+    features: jax.Array  # (C, B, F) moment features of each row about its chunk's centre
+    weights: jax.Array  # (C, B) sample weights, 0 for padding
+    centers: jax.Array  # (C, D) each chunk's centre
+    rows: jax.Array  # (C, B) int32: the row of x in each slot, n_samples for padding
+    covariance_type: str = dataclasses.field(metadata=dict(static=True))
+    n_samples: int = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def n_features(self) -> int:
+        return self.centers.shape[-1]
+
+    @property
+    def dtype(self):
+        return self.features.dtype
+
+    def responsibilities(self, resp: ArrayLike) -> jax.Array:
+        """(N, K) the chunks' responsibilities (C, B, K) in the rows' order."""
+        resp = jnp.asarray(resp)
+        if resp.shape[:2] != self.rows.shape or resp.ndim != 3:
+            raise ValueError(
+                f"resp must have shape (chunks, rows per chunk, K) = {(*self.rows.shape, 'K')} "
+                f"(gmm.e_step of this ArrangedData); got {resp.shape}"
+            )
+        k = resp.shape[-1]
+        out = jnp.zeros((self.n_samples, k), resp.dtype)
+        return out.at[self.rows.reshape(-1)].set(resp.reshape(-1, k), mode="drop")
+
+
+def arrange(
+    x: ArrayLike,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    sample_weight: ArrayLike | None = None,
+) -> ArrangedData:
+    """Data ``x`` arranged for fast :func:`~jaxem.gmm.e_step` and
+    :func:`~jaxem.gmm.m_step`, as :func:`jaxem.gmm.fit` arranges it.
+
+    With at least 8 192 rows (:data:`jaxem._src.gmm.layout.LAYOUT_MIN_ROWS`)
+    the rows are grouped into about ``max(16, K)`` spatially tight groups,
+    each padded with rows of weight zero to whole chunks; smaller data is one
+    chunk about its mean. Each chunk keeps the moment features of its rows
+    about its own centre, so the steps' matrix products stay accurate in
+    float32 however far apart the clusters lie (module docstring). Costs about
+    two EM iterations; arrange once, iterate many times.
+
+    The sample weights are part of the arranged data: ``m_step`` weights the
+    statistics by them and ``e_step`` reports the weighted mean log-likelihood.
+
+    Args:
+        x: (N, D) data.
+        n_components: K, the number of components the data will be fitted
+            with (static; sets the number of groups).
+        covariance_type: the covariance type (or mclust model) of the
+            parameters the steps will see (static: it sets the features).
+        sample_weight: optional (N,) non-negative sample weights.
+
+    Returns:
+        :class:`ArrangedData`.
+
+    Example:
+        >>> import jax, jaxem
+        >>> from jaxem import gmm
+        >>> x = jax.random.normal(jax.random.key(0), (500, 2))
+        >>> data = gmm.arrange(x, 2)
+        >>> start = jaxem.gmm.fit(jax.random.key(1), x, 2, max_iter=1).params
+        >>> result = jaxem.em(gmm.e_step, gmm.m_step, start, data, max_iter=50)
+        >>> resp, ll = gmm.e_step(result.params, data)
+        >>> data.responsibilities(resp).shape
+        (500, 2)
+    """
+    x = as_data(x)
+    covariance_type = cov_lib.check_covariance_type(covariance_type)
+    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)):
+        raise TypeError(f"n_components must be an int; got {n_components!r}")
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1; got {n_components}")
+    w = check_sample_weight(sample_weight, x)
+    if w is None:
+        w = jnp.ones(x.shape[0], x.dtype)
+    n = x.shape[0]
+    shape = layout_lib.layout_shape(n, int(n_components)) or (1, 1, n)
+    built = _build(x, w, covariance_type=covariance_type, shape=shape)
+    return ArrangedData(
+        built.features, built.weights, built.centers, built.rows, covariance_type, n
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("covariance_type", "shape"))
+def _build(x, w, *, covariance_type, shape):
+    return layout_lib.build(x, w, covariance_type, shape)
+
+
+# ----------------------------------------------------------------- the steps
+
+
+def _check_type(covariance_type: str, data: ArrangedData, what: str) -> None:
+    if cov_lib.check_covariance_type(covariance_type) != data.covariance_type:
+        raise ValueError(
+            f"{what} covariance type {covariance_type!r} does not match the data, arranged "
+            f"for {data.covariance_type!r} (gmm.arrange(..., covariance_type=...))"
+        )
+
+
+def _one_decision(fn: Callable, params, data) -> jax.Array:
+    """``fn(params, data)`` (a boolean), without derivative. Under ``vmap``
+    with ``data`` (the arranged data's arrays) unbatched, as over restarts or
+    hyperparameters, one decision for the whole batch (all true), so that the
+    ``lax.cond`` it drives stays a branch rather than computing both routes;
+    ``params`` holds whatever varies with the batch."""
+
+    @jax.custom_batching.custom_vmap
+    def decide(p, d):
+        return fn(p, d)
+
+    @decide.def_vmap
+    def rule(axis_size, in_batched, p, d):
+        p_axes, d_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
+        each = jax.vmap(fn, in_axes=(p_axes, d_axes), axis_size=axis_size)(p, d)
+        if not any(jax.tree.leaves(in_batched[1])):
+            return jnp.all(each), False
+        return each, True
+
+    return decide(jax.lax.stop_gradient(params), jax.lax.stop_gradient(data))
+
+
+def e_step(params: GMMParams, data: ArrangedData) -> tuple[jax.Array, jax.Array]:
+    """:func:`jaxem.gmm.e_step` on arranged data: ``(resp (C, B, K), the
+    weighted mean log-likelihood)``; padding rows have zero responsibilities."""
+    _check_type(params.covariance_type, data, "the parameters'")
+    if params.n_features != data.n_features:
+        raise ValueError(
+            f"the parameters have {params.n_features} features and the data {data.n_features}"
+        )
+    return _e_step(params, data)
+
+
+@jax.jit
+def _e_step(params: GMMParams, data: ArrangedData):
+    def chunk(item):
+        phi, w, center, rows = item
+        resp, log_norm = moments.feature_responsibilities(params, phi, jnp.ones_like(w), center)
+
+        def accurate(p, d):
+            (p, resp), (w, center) = (p, d)
+            return moments.chunk_is_accurate(p, w @ resp, w, center)
+
+        ok = _one_decision(accurate, (params, resp), (w, center))
+        resp, log_norm = jax.lax.cond(
+            ok,
+            lambda: (resp, log_norm),
+            lambda: passes.direct_responsibilities(params, phi, center),
+        )
+        valid = rows < data.n_samples
+        return jnp.where(valid[:, None], resp, 0), log_norm
+
+    items = (data.features, data.weights, data.centers, data.rows)
+    resp, log_norm = jax.lax.map(chunk, items)
+    return resp, jnp.sum(data.weights * log_norm) / jnp.sum(data.weights)
+
+
+def m_step(
+    resp: ArrayLike,
+    data: ArrangedData,
+    *,
+    covariance_type: str | None,
+    reg_covar: ArrayLike,
+    prior: Prior | None,
+) -> GMMParams:
+    """:func:`jaxem.gmm.m_step` on arranged data (``resp`` as :func:`e_step`
+    gives them)."""
+    if covariance_type is not None:
+        _check_type(covariance_type, data, "m_step's")
+    check_scalar("reg_covar", reg_covar)
+    resp = jnp.asarray(resp, data.dtype)
+    if resp.ndim != 3 or resp.shape[:2] != data.rows.shape:
+        raise ValueError(
+            f"resp must have shape (chunks, rows per chunk, K) = {(*data.rows.shape, 'K')} "
+            f"(gmm.e_step of the same ArrangedData); got {resp.shape}"
+        )
+    return _m_step(resp, data, reg_covar, prior)
+
+
+@jax.jit
+def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
+    covariance_type = data.covariance_type
+    module = cov_lib.get(covariance_type)
+    k, d = resp.shape[-1], data.n_features
+    weighted = resp * data.weights[..., None]  # w·r: padding and zero-weight rows take no part
+
+    def moments_of(item):
+        r, phi = item
+        return r.T @ phi, module.shared_second_moment(phi, jnp.sum(r, axis=1))
+
+    summed, extra = jax.lax.map(moments_of, (weighted, data.features))
+    to_stats = functools.partial(
+        moments.moments_to_stats, covariance_type=covariance_type, n_features=d
+    )
+    nk_c, sum_x_c, sum_xx_c = jax.vmap(to_stats)(summed, extra)  # each about its chunk's centre
+    nk = jnp.sum(nk_c, axis=0)
+    # the new means from the first moments (no cancellation of squares), about
+    # the first chunk's centre: no loss of digits far from the origin
+    ref = data.centers[0]
+    moved = sum_x_c + nk_c[..., None] * (data.centers - ref)[:, None, :]
+    means = ref + jnp.sum(moved, axis=0) / jnp.where(nk > 0, nk, 1)[:, None]
+
+    def about_means(n, sx, sxx, center):
+        shift = jnp.broadcast_to(center, (k, d))
+        return reshift(SuffStats(n, sx, sxx, shift, covariance_type), means)
+
+    chunks = jax.vmap(about_means)(nk_c, sum_x_c, sum_xx_c, data.centers)
+    stats = SuffStats(
+        nk, jnp.sum(chunks.sum_x, 0), jnp.sum(chunks.sum_xx, 0), means, covariance_type
+    )
+    fast = maximize(stats, reg_covar=reg_covar, prior=prior)
+
+    # moving chunk c's statistics from its centre to μ_k cancels about
+    # eps · n_kc · ρ_kc (ρ: the centre's squared distance from μ_k under the
+    # new covariances), the error the E-step's check bounds
+    def accurate(p, d):
+        (p, nk_c), (w, centers) = (p, d)
+        check = jax.vmap(moments.chunk_is_accurate, in_axes=(None, 0, 0, 0))
+        return jnp.all(check(p, nk_c, w, centers))
+
+    ok = _one_decision(accurate, (fast, nk_c), (data.weights, data.centers))
+
+    def direct():
+        def chunk(item):
+            r, phi, center = item
+            # differences from the new means on the centred rows read back from Φ
+            xc = phi[:, -1 - d : -1]
+            s = suff_stats(r, xc, covariance_type=covariance_type, shift=means - center)
+            return s.sum_x, s.sum_xx
+
+        sum_x, sum_xx = jax.lax.map(chunk, (weighted, data.features, data.centers))
+        exact = SuffStats(nk, jnp.sum(sum_x, 0), jnp.sum(sum_xx, 0), means, covariance_type)
+        return maximize(exact, reg_covar=reg_covar, prior=prior)
+
+    return jax.lax.cond(ok, lambda: fast, direct)

@@ -67,3 +67,24 @@ def test_vmap_over_weights_gives_bootstrap_fits():
 def test_bad_weights_are_refused(weights, fragment):
     with pytest.raises(ValueError, match=fragment):
         gmm.fit(jax.random.key(0), X, 2, sample_weight=weights)
+
+
+def test_small_weights_give_the_fit_of_unit_weights():
+    """A fit without a prior depends on the weights only up to their scale. With
+    weights all 2⁻¹⁰ (float32) k-means once divided its centres' sums by
+    ``max(count, 1)`` (centres shrunk 50-fold towards the data's first row),
+    and the mixing weights came from ``(n_k + α) − 1``, which rounds small
+    counts. A power of two scales every sum exactly; what remains is the
+    M-step's ``n_k + 10 ε`` guard (scikit-learn's, absolute: about 6e-5 of
+    these counts)."""
+    import jaxem
+    from jaxem.mixtures import StudentT
+
+    x = jnp.asarray(X, jnp.float32)
+    w = jnp.ones(60, jnp.float32)
+    run = dict(tol=0.0, max_iter=20)
+    for family in (gmm.family("full"), StudentT(dof=5.0)):
+        unit = jaxem.fit(family, jax.random.key(0), x, 3, sample_weight=w, **run)
+        small = jaxem.fit(family, jax.random.key(0), x, 3, sample_weight=w * 2.0**-10, **run)
+        np.testing.assert_allclose(small.params.weights, unit.params.weights, rtol=1e-4)
+        np.testing.assert_allclose(small.params.covariances, unit.params.covariances, rtol=1e-3)

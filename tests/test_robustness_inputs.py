@@ -141,6 +141,28 @@ def test_integer_and_boolean_data_are_converted_to_float():
     assert gmm.log_prob(PARAMS, np.array([[True, False]])).dtype == jnp.float64
 
 
+def test_half_precision_data_are_fitted_in_float32():
+    """float16 and bfloat16 have no linear-algebra kernels: converted to float32."""
+    x16 = np.asarray(X, np.float16)
+    a = gmm.fit(KEY, x16, 2)
+    b = gmm.fit(KEY, x16.astype(np.float32), 2)
+    assert a.params.means.dtype == jnp.float32
+    np.testing.assert_array_equal(a.params.means, b.params.means)
+    assert gmm.log_prob(b.params, jnp.asarray(x16, jnp.bfloat16)).dtype == jnp.float32
+
+
+def test_a_start_of_another_width_is_refused():
+    start = gmm.make_params([0.5, 0.5], np.zeros((2, 3)), np.ones(2), "spherical")
+    with pytest.raises(ValueError, match="x has 2 features but the starting parameters have 3"):
+        gmm.fit_from(start, X)
+
+
+@pytest.mark.parametrize("init", ["hc", "hc_vvv"])
+def test_agglomerative_starts_of_one_row(init):
+    result = gmm.fit(KEY, X[:1], 1, init=init)
+    np.testing.assert_allclose(result.params.means, X[:1])
+
+
 def test_static_checks_still_apply_under_jit():
     @jax.jit
     def bad(x):

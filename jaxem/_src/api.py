@@ -344,6 +344,8 @@ def fit(
         source, n_samples = _sharded_source(family, key, x, sample_weight, n_components, start)
     else:
         x = family.check_data(x)
+        if start is not None:
+            family.check_start(start, x)
         n_samples = jax.tree.leaves(x)[0].shape[0]
         w = check_sample_weight(sample_weight, jax.tree.leaves(x)[0])
         source = InMemory.of(family, x, w)

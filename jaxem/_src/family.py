@@ -389,6 +389,10 @@ class Family:
         """K of (a batch of) parameters (static)."""
         raise NotImplementedError
 
+    def check_start(self, params: PyTree, x: Any) -> None:
+        """A clear error where starting parameters (a batch) cannot describe the
+        checked data ``x`` (default: none)."""
+
     def as_batch(self, params: PyTree) -> PyTree:
         """Parameters as a batch of restarts (a leading axis added if missing)."""
         raise NotImplementedError
@@ -584,6 +588,16 @@ class MixtureFamily(Family):
 
     def n_components_of(self, params: PyTree) -> int:
         return params.weights.shape[-1]
+
+    def check_start(self, params: PyTree, x: Any) -> None:
+        """Means (…, K, D) must have the data's D features."""
+        means = getattr(params, "means", None)
+        if means is None or not isinstance(x, jax.Array | np.ndarray) or np.ndim(x) != 2:
+            return
+        if means.shape[-1] != x.shape[1]:
+            raise ValueError(
+                f"x has {x.shape[1]} features but the starting parameters have {means.shape[-1]}"
+            )
 
     def as_batch(self, params: PyTree) -> PyTree:
         if params.weights.ndim == 2:

@@ -154,6 +154,8 @@ def _agglomerate(
         return costs, nn_cost, nn_idx, slot, occupant, stats, merges
 
     merges = jnp.zeros((max(m - 1, 0), 2), jnp.int32)
+    if m < 2:  # one row: no merge (the loop's body would index an empty array)
+        return merges
     state = (costs, nn_cost, nn_idx, slot, occupant, stats, merges)
     return jax.lax.fori_loop(0, jnp.maximum(n_present - 1, 0), step, state)[-1]
 
@@ -427,6 +429,8 @@ def cut(merges: jax.Array, k: ArrayLike, sample_weight: ArrayLike | None = None)
         i, j = merges[s, 0], merges[s, 1]
         return jnp.where((s < n_merges) & (labels == j), i, labels)
 
-    labels = jax.lax.fori_loop(0, m - 1, apply, jnp.arange(m))
+    labels = jnp.arange(m)
+    if m > 1:  # (one row: no merge to apply; the body would index an empty array)
+        labels = jax.lax.fori_loop(0, m - 1, apply, labels)
     is_root = jnp.zeros(m, bool).at[labels].set(True) & present
     return jnp.where(present, jnp.cumsum(is_root) - 1, -1)[labels].astype(jnp.int32)

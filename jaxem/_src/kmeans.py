@@ -256,7 +256,8 @@ def lloyd(
         one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype) * w[:, None]
         counts = jnp.sum(one_hot, axis=0)
         sums = one_hot.T @ xc
-        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], c)
+        # a divisor of 1 where empty (not max(counts, 1): weights may be small)
+        return jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1)[:, None], c)
 
     def cond(carry):
         i, _, _, done = carry

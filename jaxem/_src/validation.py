@@ -77,7 +77,10 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
     """Validate and convert data to a floating (N, D) JAX array.
 
     Integer and boolean data are converted to JAX's default float dtype (float32,
-    or float64 with ``jax_enable_x64``), as scikit-learn converts to float64.
+    or float64 with ``jax_enable_x64``), as scikit-learn converts to float64;
+    half-precision data (float16, bfloat16) to float32, since the linear algebra
+    of the fits (Cholesky factors, eigenvalues) has no half-precision kernels
+    and their 3 significant digits could not hold a covariance anyway.
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of shape (n_samples, n_features); got {x!r}")
@@ -96,6 +99,8 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
         if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             raise TypeError(f"{name} must hold numbers; got dtype {dtype}")
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is on
+    elif jnp.finfo(dtype).bits < 32:
+        dtype = np.dtype(np.float32)
     if isinstance(x, jax.Array):  # a JAX array (or a tracer): checked where it lives
         x = jnp.asarray(x, dtype)
         finite = True if allow_nan else all_finite(x)

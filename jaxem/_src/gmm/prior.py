@@ -225,7 +225,7 @@ def posterior_covariances(
 
 def posterior_weights(prior: Prior, nk: jax.Array) -> jax.Array:
     """``π_k ∝ max(n_k + α − 1, 0)`` over components with ``n_k > 0`` (others stay 0)."""
-    raw = jnp.where(nk > 0, jnp.maximum(nk + prior.dirichlet - 1, 0), 0)
+    raw = jnp.where(nk > 0, jnp.maximum(nk + (prior.dirichlet - 1), 0), 0)
     total = jnp.sum(raw)
     return jnp.where(total > 0, raw / jnp.where(total > 0, total, 1), nk / jnp.sum(nk))
 

@@ -74,8 +74,10 @@ def mixture_weights(nk: jax.Array, dirichlet: ArrayLike = 1.0) -> jax.Array:
     """Mixing weights from the responsibility mass: ``π_k ∝ max(n_k + α − 1, 0)``
     over the components with ``n_k > 0`` (the posterior mode under a symmetric
     Dirichlet(α); α = 1 is maximum likelihood, ``n_k / Σ n``). Components with
-    ``n_k = 0`` stay at weight 0."""
-    raw = jnp.where(nk > 0, jnp.maximum(nk + dirichlet - 1, 0), 0)
+    ``n_k = 0`` stay at weight 0. ``n_k + (α − 1)``, not ``(n_k + α) − 1``:
+    with α = 1 the counts are used as they are (the counts of small sample
+    weights, 1e-7, lost every digit to the rounding of ``n_k + 1``)."""
+    raw = jnp.where(nk > 0, jnp.maximum(nk + (dirichlet - 1), 0), 0)
     total = jnp.sum(raw)
     return jnp.where(total > 0, raw / jnp.where(total > 0, total, 1), nk / jnp.sum(nk))
 

@@ -541,3 +541,33 @@ def test_float32_viterbi_of_a_long_sequence_keeps_its_digits():
     logp64, path64 = family.decode(p64, x.astype(np.float64))
     np.testing.assert_array_equal(path32, path64)
     np.testing.assert_allclose(logp32, logp64, rtol=3e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_backward_where_the_best_state_is_unreachable(dtype):
+    """A left-right model whose sequences start with an outlier frame nearest a state
+    that cannot start (128 nats closer than the first state): scaled by the
+    frame's best density, every reachable state underflowed in float32 and
+    log p(x) was −∞, the posteriors 0 and the fit's log-likelihood −∞. The
+    log-space recursions then recompute the batch: equal to hmmlearn's."""
+    rng = np.random.default_rng(0)
+    startprob = np.array([1.0, 0.0, 0.0])
+    transmat = np.array([[0.8, 0.2, 0.0], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]])
+    means, covariances = np.array([[0.0], [5.0], [10.0]]), np.ones((3, 1))
+    seqs = [np.concatenate([rng.normal(size=(10, 1)) + m for m in means[:, 0]]) for _ in range(3)]
+    seqs[2][0] = 16.0
+    for parallel in (False, True):
+        family = hmm.gaussian("diag", reg_covar=0.0, parallel=parallel)
+        params = hmm.make_params(startprob, transmat, family, means=means, covariances=covariances)
+        params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+        data = hmm.sequences([s.astype(dtype) for s in seqs])
+        reference = H.GaussianHMM(3, "diag", init_params="", params="")
+        reference.startprob_, reference.transmat_ = startprob, transmat
+        reference.means_, reference.covars_ = means, covariances
+        expected = [reference.score(s) for s in seqs]
+        np.testing.assert_allclose(family.log_prob(params, data), expected, rtol=1e-6)
+        np.testing.assert_allclose(family.smooth(params, data).log_likelihood, expected, rtol=1e-6)
+        proba = np.asarray(family.predict_proba(params, data))
+        np.testing.assert_allclose(proba[2, :30], reference.predict_proba(seqs[2]), atol=1e-5)
+    result = jaxem.fit(family, None, data, start=params, max_iter=5, tol=0.0, n_refine=0)
+    assert np.all(np.isfinite(np.asarray(result.history)))

@@ -15,6 +15,16 @@ underflows however long the sequence (10⁶ steps are tested). The backward
 messages are normalised at every step too; posteriors and two-slice sums are
 then normalised per frame, so any scaling of ``β`` is exact.
 
+The scaling divides by the best density of the frame over all states, not
+over the states the sequence can be in there: where the best state is
+unreachable (a zero start or transition probability) and every reachable one
+is more than about 87 nats (float32; 708 in float64) worse, their densities
+underflow and the sequence would come out impossible. Where a log-likelihood
+is not finite the batch is computed again by log-space recursions
+(:func:`_log_messages`, a log-sum-exp per state and frame), which lose
+nothing; under ``vmap`` one decision is made for the whole batch, so data
+that never needs them never computes them.
+
 Two ways to compute ``α̂`` and ``β̂``, equal up to rounding:
 
 * ``parallel=False``: ``lax.scan`` over time (T sequential steps of O(K²));
@@ -53,6 +63,115 @@ def _scaled(log_b: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     m = jax.lax.stop_gradient(jnp.max(log_b, axis=-1))
     m = jnp.where(jnp.isfinite(m), m, 0)
     return jnp.exp(log_b.T - m).T, m
+
+
+def _any_failed(log_likelihood: jax.Array) -> jax.Array:
+    """() whether the scaled recursions lost a sequence (a log-likelihood that is
+    not finite); under ``vmap``, one decision for the whole batch (any), so the
+    ``lax.cond`` it drives computes the log-space recursions only when some
+    sequence needs them."""
+
+    @jax.custom_batching.custom_vmap
+    def failed(ll):
+        return ~jnp.isfinite(ll)
+
+    @failed.def_vmap
+    def rule(axis_size, in_batched, ll):
+        (batched,) = in_batched
+        flags = ~jnp.isfinite(ll)
+        return (jnp.any(flags) if batched else flags), False
+
+    return failed(jax.lax.stop_gradient(log_likelihood))
+
+
+def _safe_log(p: jax.Array) -> jax.Array:
+    """``log p`` (−∞ at 0) with a finite derivative everywhere."""
+    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1)), -jnp.inf)
+
+
+def _lse(v: jax.Array, axis: int) -> jax.Array:
+    """``log Σ exp`` along ``axis``; −∞ (no NaN, in value or derivative) where
+    every term is −∞."""
+    top = jax.lax.stop_gradient(jnp.max(v, axis=axis, keepdims=True))
+    top = jnp.where(jnp.isfinite(top), top, 0)
+    total = jnp.sum(jnp.exp(v - top), axis=axis)
+    return _safe_log(total) + jnp.squeeze(top, axis)
+
+
+def _log_messages(startprob, transmat, log_b, mask):
+    """``(log α (T, K), log β (T, K))``: the forward messages ``log p(x_≤t, z_t)``
+    and backward messages ``log p(x_>t | z_t)`` in log space (0 from the last
+    observed frame on; α carried over masked frames). Slower than the scaled
+    recursions (a log-sum-exp per state and frame) but free of their underflow:
+    the fallback where those lose a sequence (:func:`_any_failed`)."""
+    log_a = _safe_log(transmat)
+    lb = jnp.where(mask[:, None], log_b, 0)
+    has_next = _has_next(mask)
+
+    def forward_step(la, inputs):
+        lb_t, observed = inputs
+        la = jnp.where(observed, _lse(la[:, None] + log_a, axis=0) + lb_t, la)
+        return la, la
+
+    la0 = _safe_log(startprob) + lb[0]
+    _, rest = jax.lax.scan(forward_step, la0, (lb[1:], mask[1:]))
+    log_alpha = jnp.concatenate([la0[None], rest])
+
+    def backward_step(lbeta, inputs):
+        lb_next, next_t = inputs
+        lbeta = jnp.where(next_t, _lse(log_a + (lb_next + lbeta)[None, :], axis=1), 0)
+        return lbeta, lbeta
+
+    end = jnp.zeros_like(la0)
+    _, rest = jax.lax.scan(backward_step, end, (lb[1:], has_next[:-1]), reverse=True)
+    return log_alpha, jnp.concatenate([rest, end[None]])
+
+
+def _last_observed(mask: jax.Array) -> jax.Array:
+    return jnp.maximum(jnp.sum(mask) - 1, 0)
+
+
+def _log_forward(startprob, transmat, log_b, mask):
+    """:func:`forward` by the log-space recursions."""
+    log_alpha, _ = _log_messages(startprob, transmat, log_b, mask)
+    log_alpha = jnp.where(mask[:, None], log_alpha, log_alpha[_last_observed(mask)])
+    norms = _lse(log_alpha, axis=1)
+    ok = jnp.isfinite(norms)[:, None] & jnp.isfinite(log_alpha)
+    alpha = jnp.where(
+        ok, jnp.exp(jnp.where(ok, log_alpha - jnp.where(ok, norms[:, None], 0), 0)), 0
+    )
+    return alpha, norms[_last_observed(mask)]
+
+
+def _log_terms(startprob, transmat, log_b, mask, weight) -> Terms:
+    """:func:`terms` by the log-space recursions. The transition factors are
+    split per frame so that ``q_ti u_tj = w p(x_≤t, z_t = i) p(x_t+1, x_>t+1,
+    z_t+1 = j) / p(x)`` with ``max q_t = max u_t``."""
+    log_alpha, log_beta = _log_messages(startprob, transmat, log_b, mask)
+    log_p = _lse(log_alpha[_last_observed(mask)], axis=0)
+    finite = jnp.isfinite(log_p)
+    log_p = jnp.where(finite, log_p, 0)
+
+    def exp(v):  # exp of a log-space quantity, 0 where it is −∞ (or the sequence impossible)
+        ok = jnp.isfinite(v) & finite
+        return jnp.where(ok, jnp.exp(jnp.where(ok, v, 0)), 0)
+
+    joint = log_alpha + log_beta  # log p(x, z_t): normalised per frame (as the scaled γ)
+    norms = _lse(joint, axis=1)
+    posteriors = exp(joint - jnp.where(jnp.isfinite(norms), norms, 0)[:, None])
+    posteriors = posteriors * (mask * weight)[:, None]
+    lb = jnp.where(mask[:, None], log_b, 0)
+    lu = jnp.concatenate([lb[1:] + log_beta[1:], jnp.zeros_like(lb[:1])])  # frame t + 1's
+    top_a = jax.lax.stop_gradient(jnp.max(log_alpha, axis=1))
+    top_u = jax.lax.stop_gradient(jnp.max(lu, axis=1))
+    top_a = jnp.where(jnp.isfinite(top_a), top_a, 0)
+    top_u = jnp.where(jnp.isfinite(top_u), top_u, 0)
+    half = 0.5 * (top_a + top_u - log_p)
+    has_next = _has_next(mask)
+    q = exp(log_alpha - (top_a - half)[:, None]) * weight
+    u = exp(lu - (top_u - half)[:, None]) * has_next[:, None]
+    log_likelihood = jnp.where(finite, log_p, -jnp.inf)
+    return Terms(posteriors, q, u, log_likelihood)
 
 
 def _has_next(mask: jax.Array) -> jax.Array:
@@ -151,7 +270,12 @@ def forward(startprob, transmat, log_b, mask, *, parallel: bool = False):
         alpha = _forward_scan(startprob, transmat, b)
         last = jnp.maximum(jnp.sum(mask) - 1, 0)
         alpha = jnp.where(mask[:, None], alpha, alpha[last])
-    return alpha, _log_likelihood(_normalizers(startprob, transmat, alpha, b), m, mask)
+    scaled = alpha, _log_likelihood(_normalizers(startprob, transmat, alpha, b), m, mask)
+    return jax.lax.cond(
+        _any_failed(scaled[1]),
+        lambda: _log_forward(startprob, transmat, log_b, mask),
+        lambda: scaled,
+    )
 
 
 def _normalizers(startprob, transmat, alpha, b):
@@ -245,6 +369,15 @@ def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = Fals
     true backward messages are ``β̂_t Π_{τ≥t} s_τ e^{m_{τ+1}}``), with no
     product by ``A`` or normaliser over all frames outside the loops.
     """
+    scaled = _scaled_terms(startprob, transmat, log_b, mask, weight, parallel)
+    return jax.lax.cond(
+        _any_failed(scaled.log_likelihood),
+        lambda: _log_terms(startprob, transmat, log_b, mask, weight),
+        lambda: scaled,
+    )
+
+
+def _scaled_terms(startprob, transmat, log_b, mask, weight, parallel) -> Terms:
     b, m = _scaled(log_b, mask)
     if parallel:
         alpha = _forward_parallel(startprob, transmat, b, mask)

@@ -159,7 +159,7 @@ def _check_type(covariance_type: str, data: ArrangedData, what: str) -> None:
 
 
 def _one_decision(fn: Callable, params, data) -> jax.Array:
-    """``fn(params, data)`` (a boolean), without derivative. Under ``vmap``
+    """``fn(params, data)`` (booleans), without derivative. Under ``vmap``
     with ``data`` (the arranged data's arrays) unbatched, as over restarts or
     hyperparameters, one decision for the whole batch (all true), so that the
     ``lax.cond`` it drives stays a branch rather than computing both routes;
@@ -174,7 +174,7 @@ def _one_decision(fn: Callable, params, data) -> jax.Array:
         p_axes, d_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
         each = jax.vmap(fn, in_axes=(p_axes, d_axes), axis_size=axis_size)(p, d)
         if not any(jax.tree.leaves(in_batched[1])):
-            return jnp.all(each), False
+            return jnp.all(each, axis=0), False
         return each, True
 
     return decide(jax.lax.stop_gradient(params), jax.lax.stop_gradient(data))
@@ -242,13 +242,13 @@ def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
     covariance_type = data.covariance_type
     module = cov_lib.get(covariance_type)
     k, d = resp.shape[-1], data.n_features
-    weighted = resp * data.weights[..., None]  # w·r: padding and zero-weight rows take no part
 
     def moments_of(item):
-        r, phi = item
+        r, w, phi = item
+        r = r * w[:, None]  # w·r: padding and zero-weight rows take no part
         return r.T @ phi, module.shared_second_moment(phi, jnp.sum(r, axis=1))
 
-    summed, extra = jax.lax.map(moments_of, (weighted, data.features))
+    summed, extra = jax.lax.map(moments_of, (resp, data.weights, data.features))
     to_stats = functools.partial(
         moments.moments_to_stats, covariance_type=covariance_type, n_features=d
     )
@@ -275,21 +275,28 @@ def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
     # new covariances), the error the E-step's check bounds
     def accurate(p, d):
         (p, nk_c), (w, centers) = (p, d)
-        check = jax.vmap(moments.chunk_is_accurate, in_axes=(None, 0, 0, 0))
-        return jnp.all(check(p, nk_c, w, centers))
+        return jax.vmap(moments.chunk_is_accurate, in_axes=(None, 0, 0, 0))(p, nk_c, w, centers)
 
-    ok = _one_decision(accurate, (fast, nk_c), (data.weights, data.centers))
+    ok = _one_decision(accurate, (fast, nk_c), (data.weights, data.centers))  # (C,)
 
-    def direct():
+    def recomputed():
+        """The statistics of the chunks that fail, by differences from the new
+        means on the centred rows read back from Φ; the others as moved."""
+
         def chunk(item):
-            r, phi, center = item
-            # differences from the new means on the centred rows read back from Φ
-            xc = phi[:, -1 - d : -1]
-            s = suff_stats(r, xc, covariance_type=covariance_type, shift=means - center)
-            return s.sum_x, s.sum_xx
+            ok_c, r, w, phi, center, moved = item
 
-        sum_x, sum_xx = jax.lax.map(chunk, (weighted, data.features, data.centers))
+            def direct():
+                xc = phi[:, -1 - d : -1]
+                r_w = r * w[:, None]
+                s = suff_stats(r_w, xc, covariance_type=covariance_type, shift=means - center)
+                return s.sum_x, s.sum_xx
+
+            return jax.lax.cond(ok_c, lambda: moved, direct)
+
+        items = (ok, resp, data.weights, data.features, data.centers)
+        sum_x, sum_xx = jax.lax.map(chunk, (*items, (chunks.sum_x, chunks.sum_xx)))
         exact = SuffStats(nk, jnp.sum(sum_x, 0), jnp.sum(sum_xx, 0), means, covariance_type)
         return maximize(exact, reg_covar=reg_covar, prior=prior)
 
-    return jax.lax.cond(ok, lambda: fast, direct)
+    return jax.lax.cond(jnp.all(ok), lambda: fast, recomputed)

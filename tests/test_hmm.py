@@ -596,3 +596,19 @@ def test_default_start_of_a_categorical_hmm_has_no_zero_probabilities():
     result = jaxem.fit(family, jax.random.key(3), data, 3)
     assert np.all(np.asarray(result.params.emission.probs) > 0)
     assert float(family.score(result.params, data)) >= float(family.score(true_params, data))
+
+
+def test_default_start_of_a_gmm_hmm_splits_each_state():
+    """A GMM-HMM starts from the states' partition, each state's frames then split
+    into its M Gaussians (as hmmlearn). K·M clusters of all frames paired into
+    states by index ended below the true parameters' log-likelihood."""
+    family = hmm.gmm(2, "diag")
+    means = np.array([[[0, 0], [2, 2]], [[5, 1], [6, -1]], [[-3, 4], [-4, 2]]], float)
+    truth = hmm.make_params(
+        [0.5, 0.3, 0.2], [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.15, 0.15, 0.7]], family,
+        means=means, covariances=np.full((3, 2, 2), 0.5),
+        weights=[[0.4, 0.6], [0.5, 0.5], [0.8, 0.2]],
+    )  # fmt: skip
+    x, _ = family.sample(jax.random.key(0), truth, 250, n_sequences=3)
+    result = jaxem.fit(family, jax.random.key(0), x, 3)
+    assert float(family.score(result.params, x)) > float(family.score(truth, x))

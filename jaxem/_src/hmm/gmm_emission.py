@@ -19,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem._src import kmeans as kmeans_lib
 from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm.density import component_log_prob
 from jaxem._src.gmm.family import GaussianFamily
 from jaxem._src.gmm.params import GMMParams
+from jaxem._src.init import KMEANS_TOL
 
 __all__ = ["GaussianMixtureEmission", "MixtureEmissionParams", "MixtureEmissionStats"]
 
@@ -144,13 +146,46 @@ class GaussianMixtureEmission(MixtureFamily):
         return x
 
     def initial_stats(self, keys, x, w, n_components, n_active, methods, context):
-        """The Gaussian family's initialisation with K·M components (state
-        ``k`` gets clusters ``k·M … k·M + M − 1``; the first ``n_active·M`` are
-        active)."""
+        """Two levels, as hmmlearn starts its GMM-HMMs: the Gaussian family's
+        initialisation with K components gives the states' centres, every frame
+        goes to its nearest, then k-means splits each state's frames into its M
+        Gaussians, whose statistics start EM. (Nearest k-means++ seeds without Lloyd's
+        iterations compiled no faster and left EM more iterations: later calls
+        of a fit of 8 × 250 frames, K = 3, M = 2, ``n_init=4``, 62–76 ms
+        against 36–39.)
+
+        K·M clusters of all frames, state ``k`` given clusters ``k·M … k·M + M −
+        1`` by index, paired unrelated clusters: fits from that start ended below
+        the true parameters on 8 of 8 simulated data sets (K = 3, M = 2)."""
         m = self.n_mix
+        n = x.shape[0]
+        # every frame to its nearest state centre (the methods that seed from a
+        # few rows, or a subset, give responsibilities on those rows only)
         moments, frame = self.gaussian.initial_stats(
-            keys, x, w, n_components * m, n_active * m, methods, context
+            keys, x, w, n_components, n_active, methods, context
         )
+        count = jnp.where(moments.nk > 0, moments.nk, 1)[..., None]
+        centres = frame.means + moments.sum_x / count  # (R, K, D)
+        labels = jax.vmap(lambda c: kmeans_lib.nearest(x, c, n_active=n_active))(centres)
+        states = jax.nn.one_hot(labels, n_components, dtype=x.dtype)  # (R, N, K)
+        split_keys = jax.vmap(
+            lambda key: jax.random.split(jax.random.fold_in(key, 1), n_components)
+        )(keys)
+
+        def split(key, state_resp):  # (N,) one state's frames → (N, M) its Gaussians
+            weight = state_resp * (1 if w is None else w)
+            present = jnp.sum(weight > 0)
+            result = kmeans_lib.kmeans(
+                key, x, m, n_active=jnp.clip(present, 1, m), tol=KMEANS_TOL, sample_weight=weight
+            )
+            return jax.nn.one_hot(result.labels, m, dtype=x.dtype) * state_resp[:, None]
+
+        def restart(keys_k, resp):  # (K,) keys, (N, K) → (N, K·M)
+            parts = jax.vmap(split, in_axes=(0, 1), out_axes=1)(keys_k, resp)  # (N, K, M)
+            return parts.reshape(n, n_components * m)
+
+        resp_km = jax.vmap(restart)(split_keys, states)
+        moments, frame = jax.vmap(lambda r: self.gaussian.init_stats(r, x, w, context))(resp_km)
         r = moments.nk.shape[0]
         nk = moments.nk.reshape(r, n_components, m).sum(-1)
         ones = jnp.full((r, n_components, m), 1 / m, x.dtype)

@@ -172,3 +172,20 @@ def test_static_checks_still_apply_under_jit():
         bad(jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         jax.jit(lambda x: gmm.fit(KEY, x, 2, covariance_type="dense"))(X)
+
+
+def test_standardised_starts_of_float32_data_near_its_range():
+    """Deviations of 1e18 in float32 have squares near the largest float32: their
+    sum overflowed in the standardisation, every scaled distance was 0, and the
+    default start put all rows in one cluster (NaN parameters)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, (30, 2)), rng.normal(3, 0.5, (30, 2))])
+    x32 = (x * 1e18).astype(np.float32)
+    result = gmm.fit(KEY, x32, 2, init="standardized_kmeans")
+    expected = gmm.fit(KEY, x32, 2, init="kmeans")
+    assert np.all(np.isfinite(np.asarray(result.params.means)))
+    np.testing.assert_allclose(
+        np.sort(np.asarray(result.params.means[:, 0])),
+        np.sort(np.asarray(expected.params.means[:, 0])),
+        rtol=1e-5,
+    )

@@ -155,10 +155,17 @@ def batching(methods: tuple[str, ...], n_samples: int) -> str:
 
 
 def _center_and_scale(x: jax.Array, sample_weight: jax.Array | None):
+    """Weighted mean and standard deviation of each feature (1 where constant).
+    The deviations are divided by their largest before squaring: float32 data
+    of magnitude 1e18 have squares near its largest number, and their sum
+    overflowed (an infinite deviation, then every distance 0 and one cluster)."""
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
     total = jnp.sum(w)
     mean = jnp.sum(w[:, None] * x, axis=0) / total
-    std = jnp.sqrt(jnp.sum(w[:, None] * (x - mean) ** 2, axis=0) / total)
+    deviation = x - mean
+    largest = jnp.max(jnp.where(w[:, None] > 0, jnp.abs(deviation), 0), axis=0)
+    largest = jnp.where(largest > 0, largest, 1)
+    std = largest * jnp.sqrt(jnp.sum(w[:, None] * (deviation / largest) ** 2, axis=0) / total)
     return mean, jnp.where(std > 0, std, 1)
 
 

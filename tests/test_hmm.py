@@ -612,3 +612,26 @@ def test_default_start_of_a_gmm_hmm_splits_each_state():
     x, _ = family.sample(jax.random.key(0), truth, 250, n_sequences=3)
     result = jaxem.fit(family, jax.random.key(0), x, 3)
     assert float(family.score(result.params, x)) > float(family.score(truth, x))
+
+
+def test_sequences_of_probability_zero_score_minus_infinity():
+    """The emission families floor a zero probability's log (−708 in float64) so
+    that EM's sums stay finite; the scores users see are exact: a symbol no
+    reachable state emits, or a count where every rate is 0, scores −∞ (as in
+    hmmlearn), and a possible sequence scores as before."""
+    family = hmm.categorical(4)
+    probs = np.array([[0.5, 0.5, 0.0, 0.0], [0.1, 0.1, 0.8, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    params = hmm.make_params(
+        [0.5, 0.5, 0.0], [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], family, probs=probs
+    )
+    impossible, possible = np.array([[0], [2], [3], [1]]), np.array([[0], [2], [2], [1]])
+    assert float(family.log_prob(params, impossible)[0]) == -np.inf
+    assert float(family.decode(params, impossible)[0][0]) == -np.inf
+    reference = H.CategoricalHMM(3, init_params="", params="")
+    reference.startprob_, reference.transmat_ = params.startprob, params.transmat
+    reference.emissionprob_, reference.n_features = probs, 4
+    np.testing.assert_allclose(family.log_prob(params, possible)[0], reference.score(possible))
+    poisson = hmm.poisson()
+    rates = hmm.make_params([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], poisson, rates=[[0.0], [0.0]])
+    assert float(poisson.log_prob(rates, np.array([[0.0], [1.0]]))[0]) == -np.inf
+    assert np.isfinite(float(poisson.log_prob(rates, np.array([[0.0], [0.0]]))[0]))

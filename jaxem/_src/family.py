@@ -589,6 +589,15 @@ class MixtureFamily(Family):
     def n_components_of(self, params: PyTree) -> int:
         return params.weights.shape[-1]
 
+    def impossible(self, params: PyTree, x: Any) -> jax.Array | None:
+        """(N, K) where row ``n`` has probability exactly 0 under component
+        ``k`` (a category, a count or a binary value its parameters rule out),
+        or None where every density is positive. :meth:`log_components` floors
+        those log-densities (:func:`~jaxem._src.mixtures.common.log_floor`) so
+        that EM's sums stay finite; scores that must be exact (an HMM's
+        ``log_prob``) use this to make them −∞."""
+        return None
+
     def check_start(self, params: PyTree, x: Any) -> None:
         """Means (…, K, D) must have the data's D features."""
         means = getattr(params, "means", None)

@@ -176,10 +176,17 @@ class HMM(Family):
 
     # -------------------------------------------------------------------- EM
 
-    def log_emissions(self, params: HMMParams, x: Sequences) -> jax.Array:
-        """(S, T, K) ``log p(x_st | z = k)`` (0 at padding)."""
+    def log_emissions(self, params: HMMParams, x: Sequences, *, exact: bool = False) -> jax.Array:
+        """(S, T, K) ``log p(x_st | z = k)`` (0 at padding). The emission
+        families floor a zero probability's log (finite sums in EM); with
+        ``exact`` (static; the scores, posteriors and paths users see) it is
+        −∞, so a sequence of probability 0 scores −∞ as in hmmlearn."""
         s, t = x.x.shape[:2]
-        log_b = self.emission.log_components(params.emission, x.frames())
+        frames = x.frames()
+        log_b = self.emission.log_components(params.emission, frames)
+        impossible = self.emission.impossible(params.emission, frames) if exact else None
+        if impossible is not None:
+            log_b = jnp.where(impossible, -jnp.inf, log_b)
         return jnp.where(x.mask[..., None], log_b.reshape(s, t, -1), 0)
 
     def smooth(self, params: HMMParams, x) -> inference.Smoothed:
@@ -188,7 +195,7 @@ class HMM(Family):
         return _smooth(self, params, self.check_data(x))
 
     def _smooth(self, params: HMMParams, x: Sequences) -> inference.Smoothed:
-        log_b = self.log_emissions(params, x)
+        log_b = self.log_emissions(params, x, exact=True)
 
         def one(lb, mask):
             return inference.smooth(
@@ -440,7 +447,7 @@ def _pass(family: HMM, params: HMMParams, x: Sequences):
 
 @jax.jit
 def _log_prob(family: HMM, params: HMMParams, x: Sequences) -> jax.Array:
-    log_b = family.log_emissions(params, x)
+    log_b = family.log_emissions(params, x, exact=True)
 
     def one(lb, mask):
         return inference.forward(
@@ -452,7 +459,7 @@ def _log_prob(family: HMM, params: HMMParams, x: Sequences) -> jax.Array:
 
 @jax.jit
 def _decode(family: HMM, params: HMMParams, x: Sequences):
-    log_b = family.log_emissions(params, x)
+    log_b = family.log_emissions(params, x, exact=True)
     return jax.vmap(lambda lb, m: inference.viterbi(params.startprob, params.transmat, lb, m))(
         log_b, x.mask
     )

@@ -99,6 +99,10 @@ class Bernoulli(DiscreteMixture):
         log_p, log_q = log_floor(params.probs), log_floor(1 - params.probs)
         return x @ (log_p - log_q).T + jnp.sum(log_q, axis=1)
 
+    def impossible(self, params, x):
+        zero, one = (params.probs == 0).astype(x.dtype), (params.probs == 1).astype(x.dtype)
+        return x @ zero.T + (1 - x) @ one.T > 0
+
     def suff_stats(self, resp, x):
         return BernoulliStats(jnp.sum(resp, axis=0), resp.T @ x)
 

@@ -198,6 +198,10 @@ class Categorical(DiscreteMixture):
     def log_components(self, params, x):
         return self.featurize(x).values @ log_floor(params.probs).T
 
+    def impossible(self, params, x):
+        values = self.featurize(x).values
+        return values @ (params.probs == 0).T.astype(values.dtype) > 0
+
     def suff_stats(self, resp, x):
         return CategoricalStats(jnp.sum(resp, axis=0), resp.T @ self.featurize(x).values)
 

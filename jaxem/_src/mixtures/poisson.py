@@ -151,6 +151,9 @@ class Poisson(DiscreteMixture):
     def log_components(self, params, x):
         return poisson_log_pmf(x, params.rates)
 
+    def impossible(self, params, x):
+        return (x > 0).astype(x.dtype) @ (params.rates == 0).T.astype(x.dtype) > 0
+
     def suff_stats(self, resp, x):
         return PoissonStats(jnp.sum(resp, axis=0), resp.T @ x)
 

@@ -172,3 +172,19 @@ def test_gradients_through_arranged_steps_match_finite_differences():
             down[row, col] -= h
             central = (fn(jnp.asarray(up), False) - fn(jnp.asarray(down), False)) / (2 * h)
             np.testing.assert_allclose(grad[row, col], central, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type, with_prior", [("full", True), ("EEV", False)])
+def test_arranged_m_step_with_a_prior_and_an_mclust_model(covariance_type, with_prior):
+    """The MAP M-step (absolute counts) and an mclust model whose M-step
+    iterates, from statistics moved chunk by chunk, equal the plain ones."""
+    x = jnp.asarray(_data(N_LAYOUT, 4.0, seed=7, d=3, k=2))
+    params = _start(x, 2, covariance_type)
+    prior = gmm.default_prior(x, 2, covariance_type) if with_prior else None
+    data = gmm.arrange(x, 2, covariance_type=covariance_type)
+    resp, _ = gmm.e_step(params, data)
+    plain_resp, _ = gmm.e_step(params, x)
+    new = gmm.m_step(resp, data, prior=prior)
+    plain = gmm.m_step(plain_resp, x, covariance_type=covariance_type, prior=prior)
+    np.testing.assert_allclose(new.covariances, plain.covariances, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(new.means, plain.means, rtol=1e-10, atol=1e-12)

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxem._src.decisions import batch_decision
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import layout as layout_lib
 from jaxem._src.gmm import moments, passes
@@ -158,28 +158,6 @@ def _check_type(covariance_type: str, data: ArrangedData, what: str) -> None:
         )
 
 
-def _one_decision(fn: Callable, params, data) -> jax.Array:
-    """``fn(params, data)`` (booleans), without derivative. Under ``vmap``
-    with ``data`` (the arranged data's arrays) unbatched, as over restarts or
-    hyperparameters, one decision for the whole batch (all true), so that the
-    ``lax.cond`` it drives stays a branch rather than computing both routes;
-    ``params`` holds whatever varies with the batch."""
-
-    @jax.custom_batching.custom_vmap
-    def decide(p, d):
-        return fn(p, d)
-
-    @decide.def_vmap
-    def rule(axis_size, in_batched, p, d):
-        p_axes, d_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        each = jax.vmap(fn, in_axes=(p_axes, d_axes), axis_size=axis_size)(p, d)
-        if not any(jax.tree.leaves(in_batched[1])):
-            return jnp.all(each, axis=0), False
-        return each, True
-
-    return decide(jax.lax.stop_gradient(params), jax.lax.stop_gradient(data))
-
-
 def e_step(params: GMMParams, data: ArrangedData) -> tuple[jax.Array, jax.Array]:
     """:func:`jaxem.gmm.e_step` on arranged data: ``(resp (C, B, K), the
     weighted mean log-likelihood)``; padding rows have zero responsibilities."""
@@ -201,7 +179,7 @@ def _e_step(params: GMMParams, data: ArrangedData):
             (p, resp), (w, center) = (p, d)
             return moments.chunk_is_accurate(p, w @ resp, w, center)
 
-        ok = _one_decision(accurate, (params, resp), (w, center))
+        ok = batch_decision(accurate, (params, resp), (w, center))
         resp, log_norm = jax.lax.cond(
             ok,
             lambda: (resp, log_norm),
@@ -277,7 +255,7 @@ def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
         (p, nk_c), (w, centers) = (p, d)
         return jax.vmap(moments.chunk_is_accurate, in_axes=(None, 0, 0, 0))(p, nk_c, w, centers)
 
-    ok = _one_decision(accurate, (fast, nk_c), (data.weights, data.centers))  # (C,)
+    ok = batch_decision(accurate, (fast, nk_c), (data.weights, data.centers))  # (C,)
 
     def recomputed():
         """The statistics of the chunks that fail, by differences from the new

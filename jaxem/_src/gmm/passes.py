@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._src.chunking import chunk_rows, chunked_sum
+from jaxem._src.decisions import batch_decision
 from jaxem._src.family import log_weights, mixture_center
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import moments
@@ -194,21 +195,9 @@ def responsibility_stats(
     if formulation == "moments":
         return _responsibility_moments(params, resp, phi, phi_t, center)
     threshold = moments.step_threshold(x.dtype)
-
-    @jax.custom_batching.custom_vmap
-    def accurate(p, c):
-        return moments.is_accurate(p, c, threshold)
-
-    @accurate.def_vmap
-    def rule(axis_size, in_batched, p, c):
-        p_axes, c_axis = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        each = jax.vmap(moments.is_accurate, in_axes=(p_axes, c_axis, None), axis_size=axis_size)
-        if c_axis is None:  # one decision for the batch
-            return jnp.all(each(p, c, threshold)), False
-        return each(p, c, threshold), True
-
-    # a decision, not a function of the values: no derivative through it
-    decide = accurate(jax.lax.stop_gradient(params), jax.lax.stop_gradient(center))
+    # a decision, not a function of the values: no derivative through it; one
+    # for the batch when the centre is shared
+    decide = batch_decision(lambda p, c: moments.is_accurate(p, c, threshold), params, center)
     return jax.lax.cond(
         decide,
         lambda: _responsibility_moments(params, resp, phi, phi_t, center),

@@ -40,6 +40,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxem._src.decisions import batch_decision
+from jaxem._src.family import log_weights
 from jaxem._src.reductions import sum_last
 
 __all__ = ["Smoothed", "Terms", "backward", "forward", "smooth", "terms", "viterbi"]
@@ -70,23 +72,12 @@ def _any_failed(log_likelihood: jax.Array) -> jax.Array:
     not finite); under ``vmap``, one decision for the whole batch (any), so the
     ``lax.cond`` it drives computes the log-space recursions only when some
     sequence needs them."""
-
-    @jax.custom_batching.custom_vmap
-    def failed(ll):
-        return ~jnp.isfinite(ll)
-
-    @failed.def_vmap
-    def rule(axis_size, in_batched, ll):
-        (batched,) = in_batched
-        flags = ~jnp.isfinite(ll)
-        return (jnp.any(flags) if batched else flags), False
-
-    return failed(jax.lax.stop_gradient(log_likelihood))
+    return batch_decision(lambda ll, _: ~jnp.isfinite(ll), log_likelihood, (), jnp.any)
 
 
-def _safe_log(p: jax.Array) -> jax.Array:
-    """``log p`` (−∞ at 0) with a finite derivative everywhere."""
-    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1)), -jnp.inf)
+def _log(p: jax.Array) -> jax.Array:
+    """``log p``, −∞ at 0, with finite derivatives (:func:`log_weights`)."""
+    return log_weights(p, -jnp.inf)
 
 
 def _lse(v: jax.Array, axis: int) -> jax.Array:
@@ -95,7 +86,7 @@ def _lse(v: jax.Array, axis: int) -> jax.Array:
     top = jax.lax.stop_gradient(jnp.max(v, axis=axis, keepdims=True))
     top = jnp.where(jnp.isfinite(top), top, 0)
     total = jnp.sum(jnp.exp(v - top), axis=axis)
-    return _safe_log(total) + jnp.squeeze(top, axis)
+    return _log(total) + jnp.squeeze(top, axis)
 
 
 def _log_messages(startprob, transmat, log_b, mask):
@@ -104,7 +95,7 @@ def _log_messages(startprob, transmat, log_b, mask):
     observed frame on; α carried over masked frames). Slower than the scaled
     recursions (a log-sum-exp per state and frame) but free of their underflow:
     the fallback where those lose a sequence (:func:`_any_failed`)."""
-    log_a = _safe_log(transmat)
+    log_a = _log(transmat)
     lb = jnp.where(mask[:, None], log_b, 0)
     has_next = _has_next(mask)
 
@@ -113,7 +104,7 @@ def _log_messages(startprob, transmat, log_b, mask):
         la = jnp.where(observed, _lse(la[:, None] + log_a, axis=0) + lb_t, la)
         return la, la
 
-    la0 = _safe_log(startprob) + lb[0]
+    la0 = _log(startprob) + lb[0]
     _, rest = jax.lax.scan(forward_step, la0, (lb[1:], mask[1:]))
     log_alpha = jnp.concatenate([la0[None], rest])
 
@@ -268,8 +259,7 @@ def forward(startprob, transmat, log_b, mask, *, parallel: bool = False):
         alpha = _forward_parallel(startprob, transmat, b, mask)
     else:
         alpha = _forward_scan(startprob, transmat, b)
-        last = jnp.maximum(jnp.sum(mask) - 1, 0)
-        alpha = jnp.where(mask[:, None], alpha, alpha[last])
+        alpha = jnp.where(mask[:, None], alpha, alpha[_last_observed(mask)])
     scaled = alpha, _log_likelihood(_normalizers(startprob, transmat, alpha, b), m, mask)
     return jax.lax.cond(
         _any_failed(scaled[1]),

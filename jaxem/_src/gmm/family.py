@@ -160,8 +160,9 @@ def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tup
     With more than :data:`~jaxem._src.hierarchical.UNROLL_MAX_FEATURES` features
     (``n_features``; None: unknown, as for chunked data) the portfolio leaves
     ``hc_vvv`` out: its determinants then go through LAPACK one small matrix at
-    a time and a tree costs seconds (256 rows of 30 features: 1.1 s, 1024 rows:
-    22 s, against 0.09 s for 256 rows of 16; Ward's tree of 1024 × 30: 0.3 s).
+    a time and a tree costs seconds (one CPU core: 256 rows of 30 features
+    0.29 s, 1024 rows 3.5 s, against 0.11 s for 1024 rows of 16; Ward's tree of
+    1024 × 30: 0.3 s).
     ``init="hc_vvv"`` still runs it.
     """
     agglomerations = ["hc_vvv", "hc"]

@@ -14,6 +14,7 @@ shift from the parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
+from jaxem._src.decisions import batch_decision
 from jaxem._src.family import ChunkedRows, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import layout as layout_lib
@@ -30,7 +32,14 @@ from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.density import component_log_prob
 from jaxem._src.gmm.params import GMMParams, from_covariances
 from jaxem._src.gmm.prior import Prior, log_prior, prior_from_moments
-from jaxem._src.gmm.steps import SuffStats, maximize, reshift, suff_stats
+from jaxem._src.gmm.steps import (
+    SuffStats,
+    labelled_suff_stats,
+    maximize,
+    one_per_row,
+    reshift,
+    suff_stats,
+)
 from jaxem._src.gmm.unconstrained import from_unconstrained, to_unconstrained
 from jaxem._src.hierarchical import UNROLL_MAX_FEATURES
 from jaxem._src.init import HC_MAX_SAMPLES
@@ -52,6 +61,11 @@ FORMULATIONS = ("auto", "moments", "direct")
 # values): its likelihood is then held finite only by reg_covar (degenerate()).
 DEGENERATE_THRESHOLD = 1e-6
 TIE_THRESHOLD = 1e-9
+
+#: Fewest rows for which a restart's first statistics from hard labels take
+#: :func:`~jaxem._src.gmm.steps.labelled_suff_stats` (full and tied
+#: covariances); below it the general sums cost less than compiling both.
+LABELLED_MIN_ROWS = 8192
 
 
 class GaussianContext(NamedTuple):
@@ -362,8 +376,22 @@ class GaussianFamily(MixtureFamily):
 
     def init_stats(self, resp, x, w, context):
         """Statistics about the responsibility-weighted means (two passes: the
-        most accurate), and a frame whose means are those."""
-        stats = suff_stats(resp, x, covariance_type=self.covariance_type, sample_weight=w)
+        most accurate), and a frame whose means are those. Hard labels (the
+        starts of k-means and of the agglomerations) on
+        :data:`LABELLED_MIN_ROWS` rows or more take
+        :func:`~jaxem._src.gmm.steps.labelled_suff_stats`; whether they are hard
+        is decided once for a batch of restarts."""
+        stats_of = functools.partial(
+            suff_stats, covariance_type=self.covariance_type, sample_weight=w
+        )
+        if self.covariance_type in ("full", "tied") and x.shape[0] >= LABELLED_MIN_ROWS:
+            hard = batch_decision(lambda r, _: one_per_row(r), resp, x)
+            labelled = functools.partial(
+                labelled_suff_stats, covariance_type=self.covariance_type, sample_weight=w
+            )
+            stats = jax.lax.cond(hard, labelled, stats_of, resp, x)
+        else:
+            stats = stats_of(resp, x)
         nk = stats.nk
         unit = cov_lib.get(self.covariance_type).unit(nk.shape[0], x.shape[1], x.dtype)
         frame = GMMParams(nk / jnp.sum(nk), stats.shift, unit, unit, self.covariance_type)

@@ -457,3 +457,47 @@ def shifted_sum(resp: jax.Array, x: jax.Array, shift: jax.Array) -> jax.Array:
 def _safe_count(nk: jax.Array) -> jax.Array:
     """``n_k + 10 ε`` (scikit-learn's guard against dividing by an empty component)."""
     return nk + 10 * jnp.finfo(nk.dtype).eps
+
+
+def one_per_row(resp: jax.Array) -> jax.Array:
+    """Whether every row of ``resp`` (N, K) has at most one positive entry and
+    none negative (hard labels, possibly weighted)."""
+    return jnp.all(resp >= 0) & jnp.all(jnp.sum(resp, axis=1) == jnp.max(resp, axis=1))
+
+
+def labelled_suff_stats(
+    resp: jax.Array, x: jax.Array, *, covariance_type: str, sample_weight: jax.Array | None
+) -> SuffStats:
+    """:func:`suff_stats` about the weighted means of responsibilities with at
+    most one positive entry per row (:func:`one_per_row`; not checked): hard
+    labels, as k-means and the agglomerations start EM. Each row's second
+    moment then belongs to one component, so a full covariance's sums are one
+    segment sum of the rows' ``D(D+1)/2`` products (``N D²`` rather than
+    ``N K D²`` multiply-adds) and a tied one's one product; the differences are
+    from the row's own component mean, as :func:`suff_stats` takes them.
+    Diagonal and spherical statistics are :func:`suff_stats`' (``N K D``)."""
+    if covariance_type not in ("full", "tied"):
+        return suff_stats(resp, x, covariance_type=covariance_type, sample_weight=sample_weight)
+    k, d = resp.shape[1], x.shape[1]
+    if sample_weight is not None:
+        resp = resp * sample_weight[:, None]
+    nk = jnp.sum(resp, axis=0)
+    shift = (resp.T @ x) / _safe_count(nk)[:, None]
+    labels = jnp.argmax(resp, axis=1)
+    v = jnp.max(resp, axis=1)  # the row's one responsibility (0: the row takes no part)
+    y = x - shift[labels]
+    upper = np.triu_indices(d)
+
+    def chunk(labels, v, y):
+        vy = v[:, None] * y
+        sum_x = jax.ops.segment_sum(vy, labels, k)
+        if covariance_type == "tied":
+            return sum_x, vy.T @ y
+        return sum_x, jax.ops.segment_sum(vy[:, upper[0]] * y[:, upper[1]], labels, k)
+
+    rows = chunk_rows(x.shape[0], len(upper[0]))
+    sum_x, sum_xx = chunked_sum(chunk, (labels, v, y), rows)
+    if covariance_type == "full":
+        square = jnp.zeros((k, d, d), x.dtype).at[:, upper[0], upper[1]].set(sum_xx)
+        sum_xx = square.at[:, upper[1], upper[0]].set(sum_xx)
+    return SuffStats(nk, sum_x, sum_xx, shift, covariance_type)

@@ -293,21 +293,27 @@ def _log_gamma_ratio(a: jax.Array, b: float) -> jax.Array:
     return jnp.where(big, stirling, direct)
 
 
-def _weight_terms(maha: jax.Array, dof: jax.Array, d: int) -> tuple[jax.Array, jax.Array]:
-    """``(u − 1, log u)`` of the E-step's weights ``u = (ν + D) / (ν + δ)``
+def _weight_terms(
+    maha: jax.Array, dof: jax.Array, d: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(u − 1, u, log u)`` of the E-step's weights ``u = (ν + D) / (ν + δ)``
     (``δ`` the Mahalanobis distances ``maha``): ``u − 1`` exact near ``u = 1``,
-    and ``log u`` from it there, from ``log(ν + D) − log(ν + δ)`` where ``u`` is
-    small. ``log1p(u − 1)`` alone was ``−inf`` once ``δ`` exceeded ``(ν + D)``
-    by a factor of ``1/eps`` (``1 + (u − 1)`` rounds to 0: a start of
-    ``reg_covar`` scales at data rows far apart), and ν's update NaN."""
+    and ``u`` and ``log u`` from it there; where ``u`` is small, ``u`` as the
+    quotient and ``log u = log(ν + D) − log(ν + δ)``. ``1 + (u − 1)`` loses
+    ``log10(δ / (ν + D))`` digits: a far outlier's weight (which keeps its
+    bounded share of Σ however far it lies) was 0 or a multiple of eps, Σ 19%
+    too narrow in float32 with one row 1e4 away, and ``log1p(u − 1)`` was
+    ``−inf`` once ``δ`` exceeded ``(ν + D)`` by a factor of ``1/eps`` (a start
+    of ``reg_covar`` scales at data rows far apart: ν's update NaN)."""
     v = (d - maha) / (dof + maha)
     near = v > -0.5
+    u = jnp.where(near, 1 + v, (dof + d) / (dof + maha))
     log_u = jnp.where(
         near,
         jnp.log1p(jnp.where(near, v, 0)),  # the inner where keeps derivatives finite
         jnp.log(dof + d) - jnp.log(dof + maha),
     )
-    return v, log_u
+    return v, u, log_u
 
 
 def log_t_constant(dof: jax.Array, n_features: int) -> jax.Array:
@@ -515,8 +521,8 @@ class StudentT(MixtureFamily):
         if self._trial_dof is not None:  # the ECME search's pass
             return self._dof_search_stats(resp, maha, d), jnp.sum(w * log_norm)
         dof = params.dof
-        v, log_u = _weight_terms(maha, dof, d)
-        ru = resp * (1 + v)
+        v, u, log_u = _weight_terms(maha, dof, d)
+        ru = resp * u
         # E[log U] − E[U] + 1 = (log u − u + 1) + ψ((ν+D)/2) − log((ν+D)/2)
         e_dof = log_u - v + _prior_dof_stat(dof + d)
         stats = StudentTStats(
@@ -534,7 +540,7 @@ class StudentT(MixtureFamily):
         """Statistics of ``G_k(ν) = Σ w τ log t_ν(x | μ_k, Σ_k)`` at the (3, K)
         trial ν (τ: the responsibilities ``resp``, weights included)."""
         nu = self._trial_dof[:, None, :]  # (3, 1, K)
-        v, log_u = _weight_terms(maha, nu, d)  # at the trial ν, (3, N, K)
+        v, _, log_u = _weight_terms(maha, nu, d)  # at the trial ν, (3, N, K)
         return DofSearchStats(
             nk=jnp.sum(resp, axis=0),
             log_u=jnp.sum(resp * (log_u - v), axis=1),

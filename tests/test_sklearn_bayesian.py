@@ -342,3 +342,43 @@ def test_sklearn_checks_not_in_parametrize_with_checks():
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_priors_the_weights_leave_undefined_are_errors_not_numbers():
+    """The default covariance prior is the data's unbiased covariance: weights
+    that total less than 2 (normalised weights; a weight counts a row that many
+    times) leave it undefined. It was 1e13 times too wide, silently."""
+    weights = np.full(len(X), 1 / len(X))
+    with pytest.raises(ValueError, match="total sample weight of at least 2"):
+        BayesianGaussianMixture(n_components=K, max_iter=2).fit(X, sample_weight=weights)
+    # given a covariance prior, such weights are a fit (as the scaled weights are)
+    given = BayesianGaussianMixture(n_components=K, max_iter=2, covariance_prior=np.eye(2))
+    assert np.all(np.isfinite(given.fit(X, sample_weight=weights).covariances_))
+    # a spherical prior as scikit-learn takes it: a number or a one-element array
+    for prior in ([2.0], np.array([[2.0]])):
+        est = BayesianGaussianMixture(
+            n_components=K, covariance_type="spherical", covariance_prior=prior, max_iter=2
+        )
+        assert np.all(np.isfinite(est.fit(X).covariances_))
+    for prior in (np.array(np.inf), [1.0, 2.0], [-1.0]):
+        est = BayesianGaussianMixture(
+            n_components=K, covariance_type="spherical", covariance_prior=prior
+        )
+        with pytest.raises(ValueError, match="covariance_prior"):
+            est.fit(X)
+
+
+def test_float32_tolerance_warning_speaks_of_the_lower_bound():
+    """In float32 a tol on the total lower bound of many rows is below what the
+    bound resolves: the warning gives the estimator's own terms and remedy."""
+    x = np.concatenate([X] * 5)
+    est = BayesianGaussianMixture(n_components=K, dtype="float32", max_iter=2, tol=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(x)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    resolution = [m for m in messages if "resolves" in m]
+    assert len(resolution) == 1, messages
+    assert "tol=0.001" in resolution[0] and "lower bound" in resolution[0]
+    assert "dtype='float64'" in resolution[0]
+    assert not any("jax_enable_x64" in m for m in messages)

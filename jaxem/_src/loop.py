@@ -505,12 +505,18 @@ def iterate_statistics(
     return end(jax.lax.while_loop(lambda c: ~c.finished, body, carry))
 
 
+def resolution(dtype: Any) -> float:
+    """The smallest change of a mean log-likelihood of order one that ``dtype``
+    resolves (``16·eps``): the loop stops at it whatever ``tol`` is."""
+    return _ROUNDING_ULPS * float(jnp.finfo(dtype).eps)
+
+
 def warn_if_unresolvable(tol: ArrayLike, dtype: Any, *, stacklevel: int = 3) -> None:
     """Warn when a concrete ``tol`` is below what ``dtype`` resolves of a mean
     log-likelihood of order one (``16·eps``): the loop then stops at the
     dtype's resolution instead (and says converged), not at ``tol``."""
     value = concrete(tol)
-    floor = _ROUNDING_ULPS * float(jnp.finfo(dtype).eps)
+    floor = resolution(dtype)
     if value is not None and 0 < float(value) < floor:
         warnings.warn(
             f"tol={float(value):.3g} is below the resolution of a {jnp.dtype(dtype).name} mean "

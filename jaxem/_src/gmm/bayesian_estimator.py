@@ -40,7 +40,13 @@ class BayesianGaussianMixture(MixtureEstimator):
       (with jaxem's own random draws), jaxem's others
       (``"standardized_kmeans"``, ``"hc"``, ``"hc_vvv"``) and ``"auto"``; the
       first M-step from the initial responsibilities is scikit-learn's
-      ``_initialize``. ``random_state``: :func:`jaxem.sklearn.key_from_random_state`.
+      ``_initialize``, except for tied covariances from responsibilities that
+      leave rows out (``"random_from_data"`` and ``"k-means++"`` give each
+      component one seed row): scikit-learn's tied estimate reads every row as
+      if its responsibilities summed to one (a start about as wide as the
+      data), jaxem's weights each row by its responsibilities (the seeds' own
+      scatter plus ``reg_covar``). ``random_state``:
+      :func:`jaxem.sklearn.key_from_random_state`.
     * **Stopping and lower bound.** The monitored value is scikit-learn's
       evidence lower bound (a total over the samples, constants dropped): the
       entropy of an iteration's responsibilities with the parameters of its
@@ -170,7 +176,9 @@ class BayesianGaussianMixture(MixtureEstimator):
             name = f"{kind} covariance_prior"
             if kind == "spherical":
                 covariance_prior = np.asarray(self.covariance_prior, dtype)
-                if covariance_prior.ndim != 0 or not covariance_prior > 0:
+                if covariance_prior.size == 1:  # a number, or [2.0] as scikit-learn takes it
+                    covariance_prior = covariance_prior.reshape(())
+                if covariance_prior.ndim != 0 or not 0 < covariance_prior < np.inf:
                     raise ValueError(
                         f"The parameter {name!r} should be a positive number; got "
                         f"{self.covariance_prior!r}"
@@ -189,6 +197,14 @@ class BayesianGaussianMixture(MixtureEstimator):
 
     def _make_family(self, x, w):
         mean_prior, covariance_prior = self._given_priors(x.shape[1], x.dtype)
+        if covariance_prior is None and w is not None and float(jnp.sum(w)) < 2:
+            raise ValueError(
+                "The default covariance_prior is the data's unbiased covariance, which "
+                "needs a total sample weight of at least 2, as scikit-learn needs two "
+                "samples (a weight w counts a row w times); "
+                f"got {float(jnp.sum(w)):.3g}. Scale the weights (for example to sum to "
+                "n_samples) or give covariance_prior."
+            )
         family = variational.family(
             self.covariance_type,
             weight_concentration_prior_type=self.weight_concentration_prior_type,

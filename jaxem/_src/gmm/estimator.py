@@ -54,7 +54,10 @@ class GaussianMixture(MixtureEstimator):
       ``means_init`` and ``precisions_init`` replace what the method gives, as in
       scikit-learn (covariances not given are those of the method's
       responsibilities); with all three given no method runs and the ``n_init``
-      restarts, identical, run once.
+      restarts, identical, run once. A tied covariance from responsibilities
+      that leave rows out (``"random_from_data"``, ``"k-means++"``: one seed
+      row per component) is the seeds' own scatter plus ``reg_covar``, where
+      scikit-learn's reads every row as if its responsibilities summed to one.
     * **random_state.** An int ``s`` is ``jax.random.key(s)``; a
       ``RandomState`` (or ``None``: NumPy's global one) is drawn from once
       (:func:`key_from_random_state`). Restart ``i`` uses

@@ -28,7 +28,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxem._src import api, engine
+from jaxem._src import api, engine, loop
 from jaxem._src.chunking import chunk_rows, chunked_map
 from jaxem._src.gmm import density
 from jaxem._src.gmm.density import sample as sample_params
@@ -238,14 +238,18 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 n_refine=min(n_refine, self._n_starts(family, starts)),
                 accelerate=getattr(self, "accelerate", None),
             )
-            if starts is None:
-                key = key_from_random_state(self.random_state)
-                result = api.fit(
-                    family, key, jx, self.n_components, init=self.init_params,
-                    n_init=self.n_init, max_iter=self.max_iter, **run,
-                )  # fmt: skip
-            else:
-                result = api.fit(family, None, jx, start=starts, max_iter=self.max_iter, **run)
+            self._warn_if_unresolvable(scale, dtype)
+            with warnings.catch_warnings():
+                # said above in the estimator's terms (tol on lower_bound_)
+                warnings.filterwarnings("ignore", "tol=.* is below the resolution", UserWarning)
+                if starts is None:
+                    key = key_from_random_state(self.random_state)
+                    result = api.fit(
+                        family, key, jx, self.n_components, init=self.init_params,
+                        n_init=self.n_init, max_iter=self.max_iter, **run,
+                    )  # fmt: skip
+                else:
+                    result = api.fit(family, None, jx, start=starts, max_iter=self.max_iter, **run)
             converged = bool(result.converged)
             if warm:
                 result, converged = self._warm_first_iteration(
@@ -260,6 +264,22 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
                 stacklevel=4,  # the caller of fit
+            )
+
+    def _warn_if_unresolvable(self, scale: float, dtype) -> None:
+        """Warn when ``tol`` is below what ``dtype`` resolves of a change of
+        ``lower_bound_`` (the engine's resolution of its objective per unit of
+        weight, times ``scale``): EM then stops at that resolution."""
+        resolution = loop.resolution(dtype) * scale
+        if 0 < self.tol < resolution:
+            what = "lower bound" if scale != 1.0 else "mean log-likelihood"
+            warnings.warn(
+                f"tol={self.tol:.3g} is below what {np.dtype(dtype).name} resolves of a "
+                f"change of the {what} (about {resolution:.1g} × |{what} per sample|): "
+                f"EM stops at that resolution instead. Use dtype='float64' for a tighter "
+                "tolerance.",
+                UserWarning,
+                stacklevel=5,  # the caller of fit
             )
 
     def _check_fit_sample_weight(self, sample_weight, x):

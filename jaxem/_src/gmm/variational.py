@@ -266,7 +266,9 @@ class VariationalFamily(MixtureFamily):
         d = context.center.shape[-1]
         module = cov_lib.get(self.covariance_type)
         count = context.count
-        unbiased = context.covariance * count / jnp.maximum(count - 1, 1e-12)
+        # NaN for a total weight below 2 (a weight w counts a row w times; normalised
+        # weights made the factor count / (count − 1) about 1e16)
+        unbiased = context.covariance * count / jnp.where(count >= 2, count - 1, jnp.nan)
 
         def given(value, default):
             return jnp.asarray(default if value is None else value, dtype)

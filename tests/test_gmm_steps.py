@@ -170,3 +170,22 @@ def test_statistics_of_hard_labels_equal_the_general_sums(covariance_type):
                     getattr(labelled, name), getattr(general, name), rtol=1e-12, err_msg=name
                 )
             np.testing.assert_allclose(labelled.sum_x, general.sum_x, atol=1e-9)
+
+
+def test_starts_of_label_methods_take_the_labels_statistics(monkeypatch):
+    """k-means' and the agglomerations' starts are labels (``InitResp.labels``)
+    and reach :meth:`labels_init_stats`; "random" responsibilities do not."""
+    from jaxem._src.gmm.family import GaussianFamily
+
+    traced = []
+
+    def spy(self, resp, x, w, context):
+        traced.append(resp.shape)
+        return GaussianFamily.init_stats(self, resp, x, w, context)
+
+    monkeypatch.setattr(GaussianFamily, "labels_init_stats", spy)
+    x = blobs(seed=3, n=37, d=2, k=2)  # an odd shape: a program traced afresh
+    gmm.fit(jax.random.key(0), x, 2, init="random", max_iter=2)
+    assert traced == []
+    gmm.fit(jax.random.key(0), x, 2, init="kmeans", max_iter=2)
+    assert traced

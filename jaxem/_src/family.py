@@ -52,7 +52,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.init import INIT_METHODS, batching, dense_resp, group_of, init_resp_rows
+from jaxem._src.init import (
+    INIT_METHODS,
+    LABEL_METHODS,
+    batching,
+    dense_resp,
+    group_of,
+    init_resp_rows,
+)
 from jaxem._src.validation import as_data
 
 __all__ = [
@@ -90,11 +97,17 @@ class InitResp:
     and zero on every other row (``rows[g]`` None: on all N rows in order).
     Restart ``i`` is entry ``position[i]`` of the groups one after another
     (static). An agglomeration's random subset or a restart's K seed rows are
-    so kept as the few rows they are, not as (N, K) mostly zero."""
+    so kept as the few rows they are, not as (N, K) mostly zero. ``labels[g]``
+    (static): group ``g``'s responsibilities have at most one positive entry
+    per row (:data:`~jaxem._src.init.LABEL_METHODS`; False: not known)."""
 
     rows: tuple[jax.Array | None, ...]
     resp: tuple[jax.Array, ...]
     position: tuple[int, ...] = dataclasses.field(metadata=dict(static=True))
+    labels: tuple[bool, ...] = dataclasses.field(default=(), metadata=dict(static=True))
+
+    def is_labels(self, g: int) -> bool:
+        return g < len(self.labels) and self.labels[g]
 
     def dense(self, n_rows: int) -> jax.Array:
         """(B, N, K) the responsibilities on all ``n_rows`` rows."""
@@ -489,6 +502,7 @@ class Family:
             rows=tuple(rows for rows, _ in parts),
             resp=tuple(resp for _, resp in parts),
             position=tuple(int(p) for p in np.argsort(order)),
+            labels=tuple(set(methods_) <= LABEL_METHODS for methods_ in groups),
         )
 
     def initial_stats(
@@ -513,30 +527,33 @@ class Family:
     ) -> tuple[PyTree, PyTree]:
         """:meth:`init_stats` of a batch of responsibilities (:class:`InitResp`):
         the groups of each number of rows as one ``vmap`` on those rows only;
-        below :data:`SPARSE_INIT_MIN_ROWS` rows one ``vmap`` over all rows."""
+        below :data:`SPARSE_INIT_MIN_ROWS` rows one ``vmap`` over all rows.
+        Groups of labels (:attr:`InitResp.labels`) take :meth:`labels_init_stats`."""
         n_rows = jax.tree.leaves(x)[0].shape[0]
         on_rows = n_rows >= SPARSE_INIT_MIN_ROWS
         # the groups of each number of rows (None: all rows) as one vmap each
-        by_size: dict[int | None, list[int]] = {}
+        by_size: dict[tuple[int | None, bool], list[int]] = {}
         for g, rows in enumerate(resp.rows):
             size = rows.shape[1] if rows is not None and on_rows else None
-            by_size.setdefault(size, []).append(g)
+            by_size.setdefault((size, resp.is_labels(g)), []).append(g)
 
-        def on_all_rows(groups):
+        def on_all_rows(groups, stats_of):
             r = jnp.concatenate([_dense_group(resp.rows[g], resp.resp[g], n_rows) for g in groups])
-            return jax.vmap(lambda r: self.init_stats(r, x, w, context))(r)
+            return jax.vmap(lambda r: stats_of(r, x, w, context))(r)
 
-        def on_their_rows(groups):
+        def on_their_rows(groups, stats_of):
             def one(rows, r):
                 x_rows = jax.tree.map(lambda a: a[rows], x)
-                return self.init_stats(r, x_rows, None if w is None else w[rows], context)
+                return stats_of(r, x_rows, None if w is None else w[rows], context)
 
             rows = jnp.concatenate([resp.rows[g] for g in groups])
             return jax.vmap(one)(rows, jnp.concatenate([resp.resp[g] for g in groups]))
 
         parts = [
-            on_all_rows(groups) if size is None else on_their_rows(groups)
-            for size, groups in by_size.items()
+            (on_all_rows if size is None else on_their_rows)(
+                groups, self.labels_init_stats if labels else self.init_stats
+            )
+            for (size, labels), groups in by_size.items()
         ]
         stacked = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
         # each restart's place in InitResp's group order, then in by_size's
@@ -544,6 +561,14 @@ class Family:
         regrouped = [np.arange(bounds[g], bounds[g + 1]) for gs in by_size.values() for g in gs]
         place = np.argsort(np.concatenate(regrouped))[np.asarray(resp.position)]
         return _in_restart_order(stacked, tuple(int(i) for i in place))
+
+    def labels_init_stats(
+        self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree
+    ) -> tuple[PyTree, PyTree]:
+        """:meth:`init_stats` of responsibilities known to have at most one
+        positive entry per row (hard labels): a family may sum them faster. By
+        default :meth:`init_stats`."""
+        return self.init_stats(resp, x, w, context)
 
     def init_stats(
         self, resp: jax.Array, x: Any, w: jax.Array, context: PyTree

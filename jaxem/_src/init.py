@@ -81,6 +81,9 @@ INIT_METHODS = (
     "hc",
     "hc_vvv",
 )
+# Methods whose responsibilities have at most one positive entry per row (labels,
+# or a seed row per component): all but "random".
+LABEL_METHODS = frozenset(INIT_METHODS) - {"random"}
 # Methods computed by one traced program, each restart's method among them a traced
 # index (init_resp's ``index``): k-means on the raw and on the standardised data
 # differ only in the per-feature scale of the distances, so the restarts of both

@@ -14,7 +14,6 @@ shift from the parameters.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import jax
@@ -23,7 +22,6 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.decisions import batch_decision
 from jaxem._src.family import ChunkedRows, MixtureFamily, log_weights, weights_from_logs
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import layout as layout_lib
@@ -36,7 +34,6 @@ from jaxem._src.gmm.steps import (
     SuffStats,
     labelled_suff_stats,
     maximize,
-    one_per_row,
     reshift,
     suff_stats,
 )
@@ -64,7 +61,7 @@ TIE_THRESHOLD = 1e-9
 
 #: Fewest rows for which a restart's first statistics from hard labels take
 #: :func:`~jaxem._src.gmm.steps.labelled_suff_stats` (full and tied
-#: covariances); below it the general sums cost less than compiling both.
+#: covariances); below it the general sums cost little.
 LABELLED_MIN_ROWS = 8192
 
 
@@ -376,22 +373,20 @@ class GaussianFamily(MixtureFamily):
 
     def init_stats(self, resp, x, w, context):
         """Statistics about the responsibility-weighted means (two passes: the
-        most accurate), and a frame whose means are those. Hard labels (the
-        starts of k-means and of the agglomerations) on
-        :data:`LABELLED_MIN_ROWS` rows or more take
-        :func:`~jaxem._src.gmm.steps.labelled_suff_stats`; whether they are hard
-        is decided once for a batch of restarts."""
-        stats_of = functools.partial(
-            suff_stats, covariance_type=self.covariance_type, sample_weight=w
-        )
-        if self.covariance_type in ("full", "tied") and x.shape[0] >= LABELLED_MIN_ROWS:
-            hard = batch_decision(lambda r, _: one_per_row(r), resp, x)
-            labelled = functools.partial(
-                labelled_suff_stats, covariance_type=self.covariance_type, sample_weight=w
-            )
-            stats = jax.lax.cond(hard, labelled, stats_of, resp, x)
-        else:
-            stats = stats_of(resp, x)
+        most accurate), and a frame whose means are those."""
+        stats = suff_stats(resp, x, covariance_type=self.covariance_type, sample_weight=w)
+        return self._with_frame(stats, x)
+
+    def labels_init_stats(self, resp, x, w, context):
+        """:meth:`init_stats` of hard labels (the starts of k-means and of the
+        agglomerations): on :data:`LABELLED_MIN_ROWS` rows or more, full and
+        tied statistics by :func:`~jaxem._src.gmm.steps.labelled_suff_stats`."""
+        if self.covariance_type not in ("full", "tied") or x.shape[0] < LABELLED_MIN_ROWS:
+            return self.init_stats(resp, x, w, context)
+        stats = labelled_suff_stats(resp, x, covariance_type=self.covariance_type, sample_weight=w)
+        return self._with_frame(stats, x)
+
+    def _with_frame(self, stats, x):
         nk = stats.nk
         unit = cov_lib.get(self.covariance_type).unit(nk.shape[0], x.shape[1], x.dtype)
         frame = GMMParams(nk / jnp.sum(nk), stats.shift, unit, unit, self.covariance_type)

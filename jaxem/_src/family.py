@@ -686,14 +686,30 @@ class MixtureFamily(Family):
         resp, log_norm = self.posterior(params, x)
         return resp, jnp.mean(log_norm)
 
+    def _scores(self, params: PyTree, x: Any) -> tuple[jax.Array, jax.Array]:
+        """``(exact, ranked)`` (N, K) joint log-densities of the checked rows
+        ``x`` for the scores users read: ``exact`` is −∞ where a component rules
+        a row out (:meth:`impossible`; EM's sums floor those logs), ``ranked``
+        is ``exact`` on every row some component allows and the floored joint
+        on a row that every component rules out (its posterior is then that of
+        the least violated components)."""
+        x = self.check_data(x)
+        joint = self.log_joint(params, x)
+        ruled_out = self.impossible(params, x)
+        if ruled_out is None:
+            return joint, joint
+        exact = jnp.where(ruled_out, -jnp.inf, joint)
+        allowed = jnp.any(exact > -jnp.inf, axis=1, keepdims=True)
+        return exact, jnp.where(allowed, exact, joint)
+
     def log_prob(self, params: PyTree, x: Any) -> jax.Array:
-        """(N,) ``log p(x_n)``."""
-        return jax.nn.logsumexp(self.log_joint(params, x), axis=1)
+        """(N,) ``log p(x_n)``: −∞ for a row every component rules out."""
+        return jax.nn.logsumexp(self._scores(params, x)[0], axis=1)
 
     def predict_proba(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) posterior probabilities of the components."""
-        return jax.nn.softmax(self.log_joint(params, x), axis=1)
+        return jax.nn.softmax(self._scores(params, x)[1], axis=1)
 
     def predict(self, params: PyTree, x: Any) -> jax.Array:
         """(N,) the most probable component of each row."""
-        return jnp.argmax(self.log_joint(params, x), axis=1)
+        return jnp.argmax(self._scores(params, x)[1], axis=1)

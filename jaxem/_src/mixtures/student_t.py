@@ -111,7 +111,8 @@ from jaxem._src.family import (
 )
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.family import (
-    context_degenerate,
+    constant_features,
+    degenerate,
     gaussian_context,
     gaussian_summary,
     portfolio,
@@ -314,6 +315,25 @@ def _weight_terms(
         jnp.log(dof + d) - jnp.log(dof + maha),
     )
     return v, u, log_u
+
+
+def _fitted_variances(params) -> jax.Array:
+    """(D,) the per-feature spread of the fitted mixture, ``Σ_k π_k (Σ_k,dd +
+    (μ_kd − μ̄_d)²)`` (the variances of a Gaussian mixture with the scale
+    matrices as covariances): a scale that outlying rows do not dominate."""
+    module = cov_lib.get(params.covariance_type)
+    k, d = params.means.shape
+    cov = params.covariances
+    if module.STORAGE in ("full", "tied"):
+        diag = cov_lib.full.diagonal(cov)
+    elif module.STORAGE == "spherical":
+        diag = cov[..., None]
+    else:
+        diag = cov
+    weights = params.weights / jnp.sum(params.weights)
+    mean = weights @ params.means
+    spread = jnp.broadcast_to(diag, (k, d)) + (params.means - mean) ** 2
+    return weights @ spread
 
 
 def log_t_constant(dof: jax.Array, n_features: int) -> jax.Array:
@@ -696,9 +716,14 @@ class StudentT(MixtureFamily):
 
     def degenerate(self, params, context):
         """The Gaussian family's check on the scale matrices: an active
-        component whose ``Σ_k − reg_covar·I``, in units of the data's variances,
-        is singular (a spike on coincident or collinear rows)."""
-        return context_degenerate(params, context, self.reg_covar)
+        component whose ``Σ_k − reg_covar·I`` is singular (a spike on
+        coincident or collinear rows), in units of the fitted mixture's own
+        per-feature spread (:func:`_fitted_variances`) rather than the data's
+        variances: with tails as heavy as ``ν < 1`` a few extreme rows make
+        those 1e13 times the scale matrices, and regular fits were flagged."""
+        constant = constant_features(context)
+        variances = jnp.where(constant, 1, _fitted_variances(params))
+        return degenerate(params, variances, self.reg_covar, context.count, constant)
 
     def trim(self, params):
         keep = np.asarray(params.weights) > 0

@@ -383,3 +383,16 @@ def test_validation():
         missing.m_step(np.ones((4, K)), x, params, covariance_type="banana")
     with pytest.raises(TypeError, match="GMMParams"):
         missing.impute(params.means, x)
+
+
+def test_label_starts_of_many_rows_impute_before_their_statistics():
+    """From 8192 rows, k-means starts of full covariances take the segment-sum
+    statistics (``labels_init_stats``); the missing-data family imputes first,
+    as for its other statistics. Without it every such fit was NaN."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8192, 2)) + rng.integers(2, size=(8192, 1)) * 5.0
+    x[rng.uniform(size=x.shape) < 0.1] = np.nan
+    result = missing.fit(jax.random.key(0), x, 2, init="kmeans", max_iter=3)
+    assert np.all(np.isfinite(np.asarray(result.params.covariances)))
+    means = np.sort(np.asarray(result.params.means)[:, 0])
+    np.testing.assert_allclose(means, [0.0, 5.0], atol=0.1)

@@ -527,6 +527,9 @@ class GaussianMissingFamily(GaussianFamily):
     def init_stats(self, resp, x, w, context):
         return super().init_stats(resp, self.init_features(x, context), w, context)
 
+    def labels_init_stats(self, resp, x, w, context):
+        return super().labels_init_stats(resp, self.init_features(x, context), w, context)
+
     def fast(self, params, context):
         return jnp.asarray(False)
 

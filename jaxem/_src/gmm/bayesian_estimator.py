@@ -110,6 +110,7 @@ class BayesianGaussianMixture(MixtureEstimator):
     }
 
     _final_name = "final lower bound"
+    _tol_of = "lower bound"
 
     def __init__(
         self,

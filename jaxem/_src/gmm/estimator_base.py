@@ -174,6 +174,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
 
     #: the name of the restart's final objective in verbose lines
     _final_name = "final log-likelihood"
+    #: what ``tol`` bounds the change of
+    _tol_of = "mean log-likelihood"
 
     # ------------------------------------------------------------------- fit
 
@@ -272,10 +274,10 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         weight, times ``scale``): EM then stops at that resolution."""
         resolution = loop.resolution(dtype) * scale
         if 0 < self.tol < resolution:
-            what = "lower bound" if scale != 1.0 else "mean log-likelihood"
+            what, per = self._tol_of, (" per sample" if self._tol_of == "lower bound" else "")
             warnings.warn(
                 f"tol={self.tol:.3g} is below what {np.dtype(dtype).name} resolves of a "
-                f"change of the {what} (about {resolution:.1g} × |{what} per sample|): "
+                f"change of the {what} (about {resolution:.1g} × |{what}{per}|): "
                 f"EM stops at that resolution instead. Use dtype='float64' for a tighter "
                 "tolerance.",
                 UserWarning,

@@ -251,3 +251,55 @@ def test_parametric_bootstrap_agrees_on_old_faithful(tmp_path):
     # within Monte Carlo error (4 of them: 11 parameters) and 15% (finite N)
     assert np.max(np.abs(result["z"])) < 4
     np.testing.assert_allclose(result["ratio"], 1, atol=0.15)
+
+
+def test_a_shared_covariance_with_as_many_coordinates_as_components_stays_free():
+    """Tied covariances of D = 2 have 3 unconstrained coordinates: with K = 3
+    and one component inactive they were masked as a component's, a free
+    coordinate was lost and the standard errors and EM rate were wrong (found by
+    a sweep against finite differences). Now they equal the K = 2 fit's."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 2.5]))
+    fit = gmm.fit_from(
+        gmm.init(jax.random.key(0), x, 2, covariance_type="tied"), x, tol=1e-14, max_iter=5000
+    )
+    p = fit.params
+    padded = gmm.make_params(
+        jnp.append(p.weights, 0.0), jnp.concatenate([p.means, p.means[:1]]),
+        p.covariances, "tied",
+    )  # fmt: skip
+    family = gmm.family("tied", reg_covar=1e-6)
+    two, three = (jaxem.standard_errors(family, q, x) for q in (p, padded))
+    assert three.basis.shape[1] == two.basis.shape[1]
+    np.testing.assert_allclose(
+        three.standard_errors.covariances, two.standard_errors.covariances, rtol=1e-6
+    )
+    np.testing.assert_allclose(three.em_rate, two.em_rate, rtol=1e-6)
+
+
+def test_missing_data_family_reads_the_observed_data_density():
+    """The missing-data family's log_prob and standard errors were NaN on every
+    row with a missing entry (its complete-data density). They now read the
+    observed entries; on complete data they are the Gaussian family's."""
+    from jaxem.gmm import missing
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(80, 2)), rng.normal(size=(80, 2)) + 3.0])
+    start = gmm.init(jax.random.key(0), jnp.asarray(x), 2, covariance_type="diag")
+    family = missing.GaussianMissingFamily(covariance_type="diag", reg_covar=1e-6)
+    plain = gmm.family("diag", reg_covar=1e-6)
+    fit = gmm.fit_from(start, x, tol=1e-14, max_iter=5000)
+    complete = jaxem.standard_errors(family, fit.params, x)
+    np.testing.assert_allclose(
+        complete.standard_errors.means,
+        jaxem.standard_errors(plain, fit.params, x).standard_errors.means,
+        rtol=1e-8,
+    )
+    holes = x.copy()
+    holes[::7, 1] = np.nan
+    np.testing.assert_allclose(
+        family.log_prob(fit.params, holes), missing.log_prob(fit.params, holes), rtol=1e-12
+    )
+    refit = missing.fit_from(fit.params, holes, tol=1e-14, max_iter=5000)
+    errors = jaxem.standard_errors(family, refit.params, holes).standard_errors
+    assert np.all(np.isfinite(np.asarray(errors.means)))

@@ -56,13 +56,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunked_sum
 from jaxem._src.family import Family, MixtureFamily
 from jaxem._src.sources import summed_pass
-from jaxem._src.validation import check_sample_weight
+from jaxem._src.validation import check_sample_weight, concrete
 
 __all__ = [
     "Inference",
@@ -195,7 +196,7 @@ def _floating(a) -> bool:
 
 
 @jax.jit
-def _projection_svd(family: Family, params: PyTree) -> tuple[jax.Array, jax.Array]:
+def _projection_svd(family: Family, params: PyTree, keep: jax.Array) -> tuple[jax.Array, jax.Array]:
     u0, unravel = ravel_pytree(family.unconstrain(params))
 
     def round_trip(u):
@@ -203,28 +204,45 @@ def _projection_svd(family: Family, params: PyTree) -> tuple[jax.Array, jax.Arra
 
     projection = jax.jacfwd(round_trip)(u0)
     # an inactive mixture component's parameters are placeholders, not free
-    keep = _active_coordinates(family, params)
     left, singular, _ = jnp.linalg.svd(projection * keep[:, None] * keep[None, :])
     return left, singular
 
 
 def _active_coordinates(family: Family, params: PyTree) -> jax.Array:
     """(U,) 1 for a coordinate of an active component or of no component, 0
-    for an inactive mixture component's (a leaf whose leading axis has K
-    entries, as :meth:`jaxem.MixtureFamily.trim` reads them)."""
+    for an inactive mixture component's. A component's leaves are those that
+    :meth:`jaxem.MixtureFamily.trim` shortens (concrete ``params``): a tied
+    covariance whose D(D+1)/2 coordinates happen to number K is shared, and
+    was masked as if it had one entry per component (D = 2, K = 3 with one
+    inactive: a free coordinate lost, standard errors and the EM rate wrong).
+    Traced ``params``: every leaf whose leading axis has K entries."""
     u = family.unconstrain(params)
     weights = getattr(params, "weights", None)
     if not isinstance(family, MixtureFamily) or weights is None:
         return jnp.ones_like(ravel_pytree(u)[0])
     k = weights.shape[0]
-    active = (weights > 0).astype(weights.dtype)
+    active = (jnp.asarray(weights) > 0).astype(weights.dtype)
+    values = concrete(weights)
+    if values is None:
+        per_component = [bool(jnp.ndim(a)) and a.shape[0] == k for a in jax.tree.leaves(u)]
+    elif np.all(np.asarray(values) > 0):
+        return jnp.ones_like(ravel_pytree(u)[0])
+    else:
+        n_active = int(np.sum(np.asarray(values) > 0))
+        trimmed = jax.tree.leaves(family.unconstrain(family.trim(params)))
+        per_component = [
+            bool(jnp.ndim(a)) and a.shape[0] == k and jnp.shape(b)[:1] == (n_active,)
+            for a, b in zip(jax.tree.leaves(u), trimmed, strict=True)
+        ]
 
-    def mask(a):
-        if jnp.ndim(a) and a.shape[0] == k:
+    def mask(a, own):
+        if own:
             return jnp.broadcast_to(active.reshape((k,) + (1,) * (a.ndim - 1)), a.shape)
         return jnp.ones_like(a)
 
-    return ravel_pytree(jax.tree.map(mask, u))[0]
+    leaves, tree = jax.tree.flatten(u)
+    masked = [mask(a, own) for a, own in zip(leaves, per_component, strict=True)]
+    return ravel_pytree(jax.tree.unflatten(tree, masked))[0]
 
 
 def free_coordinates(family: Family, params: PyTree) -> jax.Array:
@@ -243,7 +261,7 @@ def free_coordinates(family: Family, params: PyTree) -> jax.Array:
         >>> free_coordinates(mixtures.Poisson(), p).shape  # 1 weight, 2 rates
         (6, 3)
     """
-    left, singular = _projection_svd(family, params)
+    left, singular = _projection_svd(family, params, _active_coordinates(family, params))
     try:
         rank = int(jnp.sum(singular > _PROJECTION_THRESHOLD))
     except jax.errors.ConcretizationTypeError as error:

@@ -518,12 +518,16 @@ def warn_if_unresolvable(tol: ArrayLike, dtype: Any, *, stacklevel: int = 3) -> 
     value = concrete(tol)
     floor = resolution(dtype)
     if value is not None and 0 < float(value) < floor:
+        remedy = (
+            ' Enable float64 (jax.config.update("jax_enable_x64", True), data as float64) '
+            "for tighter tolerances."
+            if jnp.finfo(dtype).bits < 64
+            else ""
+        )
         warnings.warn(
             f"tol={float(value):.3g} is below the resolution of a {jnp.dtype(dtype).name} mean "
             f"log-likelihood (about {floor:.1g} × |log-likelihood|): EM stops when the change "
-            "reaches that resolution instead. Enable float64 "
-            '(jax.config.update("jax_enable_x64", True), data as float64) for tighter '
-            "tolerances.",
+            f"reaches that resolution instead.{remedy}",
             UserWarning,
             stacklevel=stacklevel,
         )

@@ -505,6 +505,13 @@ class GaussianMissingFamily(GaussianFamily):
             )
         return x
 
+    def log_components(self, params, x):
+        """(N, K) ``log N(x_o | μ_ko, Σ_k,oo)`` of each row's observed entries
+        (0 where nothing is observed): the family's ``log_prob``, predictions
+        and :func:`jaxem.standard_errors` read the observed-data density (the
+        complete-data one was NaN on every row with a missing entry)."""
+        return _conditionals(params, x)[0]
+
     def summarize(self, x, w, ref):
         return _missing_summary(x, w, ref)
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import blobs
 
 from jaxem import gmm
 from jaxem._src.gmm.passes import direct_pass
@@ -225,3 +226,51 @@ def test_sharded_fit_equals_single_device_fit():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OK" in done.stdout
+
+
+def test_chunks_are_checked_as_data_in_memory():
+    """Chunked data reached the passes unchecked: NaN in a chunk gave a NaN fit,
+    negative weights and non-count Poisson data were fitted silently, weights
+    all zero gave NaN, an empty first chunk an IndexError, and init_size < K
+    fewer components (found by a sweep). Each is now the in-memory error; an
+    empty chunk is skipped."""
+    import jaxem
+    from jaxem import mixtures
+
+    x = np.asarray(blobs(seed=0, n=300, d=2, k=3))
+    family = gmm.family("full")
+
+    def fit(chunks, fam=family, **kwargs):
+        return jaxem.fit(fam, jax.random.key(0), jaxem.chunks(chunks, **kwargs), 3, max_iter=2)
+
+    bad = x.copy()
+    bad[250, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit([x[:100], x[100:200], bad[200:]])
+    with pytest.raises(ValueError, match="non-negative"):
+        fit([(x[:150], np.ones(150)), (x[150:], -np.ones(150))])
+    with pytest.raises(ValueError, match="all zero"):
+        fit([(x, np.zeros(300))])
+    with pytest.raises(ValueError):
+        fit([np.full((10, 2), 2.5)], fam=mixtures.Poisson())
+    with pytest.raises(ValueError, match="init_size"):
+        fit([x], init_size=2)
+    empty_first = fit([x[:0], x[:150], x[150:]])
+    np.testing.assert_allclose(
+        empty_first.log_likelihood, fit([x[:150], x[150:]]).log_likelihood, rtol=1e-12
+    )
+
+
+def test_online_batches_of_no_weight_are_errors():
+    """A batch whose weights are all zero divided by its total (every later
+    parameter NaN; a first such batch a ZeroDivisionError), and negative weights
+    passed (found by a sweep)."""
+    import jaxem
+
+    x = np.asarray(blobs(seed=0, n=200, d=2, k=2))
+    start = gmm.init(jax.random.key(0), x, 2)
+    for weights in (np.zeros(50), -np.ones(50)):
+        batches = [(x[i : i + 50], np.ones(50)) for i in range(0, 150, 50)]
+        batches.append((x[150:], weights))
+        with pytest.raises(ValueError, match="sample weights"):
+            jaxem.fit_online(gmm.family("full"), start, batches, warmup=1)

@@ -443,6 +443,11 @@ def _fit_chunks(
         prefetch=data.prefetch,
         callback=data.callback,
     )
+    if start is None and n_components > data.init_size:
+        raise ValueError(
+            f"n_components={n_components} must be <= the number of samples used to "
+            f"initialise (init_size={data.init_size})"
+        )
     methods = () if start is not None else init_methods_for(family, init, n_init, data.init_size)
     config = FitConfig(
         n_components, methods, max_iter, n_refine, refine_max_iter, criterion, accelerate

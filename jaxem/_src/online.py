@@ -227,7 +227,20 @@ def fit_online(
         xb = family.check_data(np.asarray(xb), name="batch")
         xb = jax.tree.map(lambda a: jnp.asarray(a, dtype), xb)
         n_rows = jax.tree.leaves(xb)[0].shape[0]
-        wb = jnp.ones(n_rows, dtype) if wb is None else jnp.asarray(wb, dtype)
+        if wb is None:
+            wb = jnp.ones(n_rows, dtype)
+        else:
+            wb = np.asarray(wb, dtype)
+            if wb.shape != (n_rows,):
+                raise ValueError(
+                    f"batch sample weights must have shape ({n_rows},); got {wb.shape}"
+                )
+            if not np.all(np.isfinite(wb)) or np.any(wb < 0) or not np.any(wb > 0):
+                raise ValueError(
+                    f"batch {index}'s sample weights must be finite, non-negative and not all "
+                    "zero (a batch of weight 0 has no statistics to step towards)"
+                )
+            wb = jnp.asarray(wb)
         if context is None:
             context = _context(family, xb, wb)
             frame = params

@@ -634,19 +634,29 @@ class HostChunks:
         rows = n_features = None
         for item in self.source():
             xb, wb = _host_chunk(item, self.dtype, n_features, rows)
-            rows = rows or xb.shape[0]
             n_features = xb.shape[1]
+            if xb.shape[0] == 0:  # an empty chunk adds nothing
+                continue
+            rows = rows or xb.shape[0]
             yield xb, wb
 
     def context(self, family: Family) -> PyTree:
-        acc, ref = None, None
+        """The data's summary, from a first pass that also checks every chunk
+        as the family checks data in memory (values and sample weights)."""
+        acc, ref, total = None, None, 0.0
         for xb, wb in self._chunks():
+            family.check_data(xb, name="a chunk")
+            if not np.all(np.isfinite(wb)) or np.any(wb < 0):
+                raise ValueError("chunk sample weights must be finite and non-negative")
+            total += float(np.sum(wb, dtype=np.float64))
             if ref is None:
                 ref = xb[0]
             summary = _summarize(family, xb, wb, ref)
             acc = summary if acc is None else _add(acc, summary)
         if ref is None:
             raise ValueError("the chunk source yielded no chunks")
+        if total <= 0:
+            raise ValueError("the chunks' sample weights are all zero")
         return _context(family, acc, ref)
 
     def init_data(self, key: jax.Array):

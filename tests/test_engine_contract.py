@@ -263,6 +263,14 @@ _SHARDED = textwrap.dedent(
             data = jaxem.sharded(x, mesh)
             res = jaxem.fit(family, key, data, K, sample_weight=w, n_active=n_active, **FIT)
             assert_same_fit(res, ref)
+    # a global jax.Array on make_mesh's (Explicit) axis: the start's rows are
+    # gathered by device_put (a sharding constraint left them sharded: an error)
+    from jax.sharding import NamedSharding, PartitionSpec
+    family, x, _, _ = _case("gaussian-full", "all")
+    x = np.asarray(x)[: len(x) // 4 * 4]
+    ref = jaxem.fit(family, key, x, K, **FIT)
+    xg = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    assert_same_fit(jaxem.fit(family, key, jaxem.sharded(xg, mesh), K, **FIT), ref)
     print("OK")
     """
 )

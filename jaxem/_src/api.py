@@ -505,7 +505,9 @@ def _sharded_source(family, key, data: ShardedData, sample_weight, n_components,
         init_rows, init_w = jax.device_put((host, w), replicated)
         init_w = init_w if sample_weight is not None else None
     elif data.init_size is None or start is not None:
-        init_rows, init_w = _gather((xs, ws), replicated)
+        # device_put, not a sharding constraint in a jit: a mesh of Explicit axes
+        # (jax.make_mesh's default) keeps the constraint's input sharded
+        init_rows, init_w = jax.device_put((xs, ws), replicated)
     else:
         size = min(data.init_size, n_samples)
         if n_components > size:
@@ -516,11 +518,6 @@ def _sharded_source(family, key, data: ShardedData, sample_weight, n_components,
         rows = jax.random.choice(jax.random.fold_in(key, 1), n_samples, (size,), replace=False)
         init_rows, init_w = _take((xs, ws), rows, mesh=mesh, axis_name=axis_name)
     return Sharded(xs, ws, init_rows, init_w, mesh, axis_name), n_samples
-
-
-@functools.partial(jax.jit, static_argnames=("out_sharding",))
-def _gather(x, out_sharding):
-    return jax.lax.with_sharding_constraint(x, out_sharding)
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "axis_name"))

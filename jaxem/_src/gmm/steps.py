@@ -459,18 +459,12 @@ def _safe_count(nk: jax.Array) -> jax.Array:
     return nk + 10 * jnp.finfo(nk.dtype).eps
 
 
-def one_per_row(resp: jax.Array) -> jax.Array:
-    """Whether every row of ``resp`` (N, K) has at most one positive entry and
-    none negative (hard labels, possibly weighted)."""
-    return jnp.all(resp >= 0) & jnp.all(jnp.sum(resp, axis=1) == jnp.max(resp, axis=1))
-
-
 def labelled_suff_stats(
     resp: jax.Array, x: jax.Array, *, covariance_type: str, sample_weight: jax.Array | None
 ) -> SuffStats:
     """:func:`suff_stats` about the weighted means of responsibilities with at
-    most one positive entry per row (:func:`one_per_row`; not checked): hard
-    labels, as k-means and the agglomerations start EM. Each row's second
+    most one positive entry per row (not checked): hard labels, as k-means and
+    the agglomerations start EM (:data:`jaxem._src.init.LABEL_METHODS`). Each row's second
     moment then belongs to one component, so a full covariance's sums are one
     segment sum of the rows' ``D(D+1)/2`` products (``N D²`` rather than
     ``N K D²`` multiply-adds) and a tied one's one product; the differences are

@@ -396,3 +396,17 @@ def test_label_starts_of_many_rows_impute_before_their_statistics():
     assert np.all(np.isfinite(np.asarray(result.params.covariances)))
     means = np.sort(np.asarray(result.params.means)[:, 0])
     np.testing.assert_allclose(means, [0.0, 5.0], atol=0.1)
+
+
+def test_a_feature_seen_only_in_rows_of_weight_zero_is_an_error():
+    """Unweighted, a feature never observed raises; weighted, one observed only
+    in rows of weight 0 gave a NaN fit (found by a sweep)."""
+    x = np.asarray(blobs(seed=2, n=40, d=2, k=2), float)
+    x[5:, 1] = np.nan  # feature 1 observed in rows 0-4 only
+    weights = np.ones(40)
+    weights[:5] = 0.0
+    with pytest.raises(ValueError, match="positive weight"):
+        missing.fit(jax.random.key(0), x, 2, sample_weight=weights)
+    x[:, 1] = np.nan
+    with pytest.raises(ValueError, match="every feature must be observed"):
+        missing.fit(jax.random.key(0), x, 2)

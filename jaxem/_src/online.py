@@ -161,10 +161,14 @@ class OnlineResult:
     Attributes:
         params: final parameters (the Polyak average when ``polyak``).
         last_params: the last iterate ``maximize(s_T)``.
-        stats: running per-sample statistics ``s_T`` (resume with them), in the
-            frame of :attr:`stats_params`.
+        stats: running per-sample statistics ``s_T``, in the frame of
+            :attr:`stats_params` (the state :func:`stepwise_update` continues
+            from, for a stream resumed by hand).
         stats_params: the parameters of the E-step that produced ``stats``.
-        n_updates: number of M-steps done (batches after the warm-up).
+        n_updates: stepwise updates with the schedule's step ``γ_t`` (the
+            batches after the warm-up). The M-steps number one more (the first
+            follows the warm-up's average), or one for a stream shorter than
+            the warm-up.
         samples_seen: (T,) NumPy, total sample weight after each batch.
         batch_log_likelihood: (T,) NumPy, mean log-likelihood of each batch under
             the parameters *before* it was used (a progressive, held-out estimate).

@@ -663,9 +663,15 @@ def fit(
     x = _check_incomplete(x)
     n_components = check_static_int("n_components", n_components, minimum=1)
     v = concrete(x)
-    if v is not None and np.any(np.all(np.isnan(v), axis=0)):
-        raise ValueError("every feature must be observed in at least one row")
     w = _row_weights(x, sample_weight)
+    weighted = concrete(w)
+    if v is not None and weighted is not None:
+        # observed in a row that counts: one seen only in rows of weight 0 gave a NaN fit
+        seen = ~np.isnan(v) & (np.asarray(weighted) > 0)[:, None]
+        if not np.all(np.any(seen, axis=0)):
+            raise ValueError(
+                "every feature must be observed in at least one row of positive weight"
+            )
     if v is not None and n_components > int(np.sum(np.asarray(w) > 0)):
         raise ValueError(
             f"n_components={n_components} must be <= the number of rows with an observed "

@@ -211,38 +211,25 @@ def _projection_svd(family: Family, params: PyTree, keep: jax.Array) -> tuple[ja
 def _active_coordinates(family: Family, params: PyTree) -> jax.Array:
     """(U,) 1 for a coordinate of an active component or of no component, 0
     for an inactive mixture component's. A component's leaves are those that
-    :meth:`jaxem.MixtureFamily.trim` shortens (concrete ``params``): a tied
-    covariance whose D(D+1)/2 coordinates happen to number K is shared, and
-    was masked as if it had one entry per component (D = 2, K = 3 with one
-    inactive: a free coordinate lost, standard errors and the EM rate wrong).
-    Traced ``params``: every leaf whose leading axis has K entries."""
+    :meth:`jaxem.MixtureFamily.trim` shortens: a tied covariance whose D(D+1)/2
+    coordinates happen to number K is shared, and was masked as if it had one
+    entry per component (D = 2, K = 3 with one inactive: a free coordinate lost,
+    standard errors and the EM rate wrong). Concrete ``params`` only."""
     u = family.unconstrain(params)
     weights = getattr(params, "weights", None)
-    if not isinstance(family, MixtureFamily) or weights is None:
+    values = None if weights is None else concrete(weights)
+    if not isinstance(family, MixtureFamily) or values is None or np.all(np.asarray(values) > 0):
         return jnp.ones_like(ravel_pytree(u)[0])
-    k = weights.shape[0]
+    k, n_active = values.shape[0], int(np.sum(np.asarray(values) > 0))
     active = (jnp.asarray(weights) > 0).astype(weights.dtype)
-    values = concrete(weights)
-    if values is None:
-        per_component = [bool(jnp.ndim(a)) and a.shape[0] == k for a in jax.tree.leaves(u)]
-    elif np.all(np.asarray(values) > 0):
-        return jnp.ones_like(ravel_pytree(u)[0])
-    else:
-        n_active = int(np.sum(np.asarray(values) > 0))
-        trimmed = jax.tree.leaves(family.unconstrain(family.trim(params)))
-        per_component = [
-            bool(jnp.ndim(a)) and a.shape[0] == k and jnp.shape(b)[:1] == (n_active,)
-            for a, b in zip(jax.tree.leaves(u), trimmed, strict=True)
-        ]
 
-    def mask(a, own):
-        if own:
+    def mask(a, trimmed):
+        if jnp.ndim(a) and a.shape[0] == k and jnp.shape(trimmed)[:1] == (n_active,):
             return jnp.broadcast_to(active.reshape((k,) + (1,) * (a.ndim - 1)), a.shape)
         return jnp.ones_like(a)
 
-    leaves, tree = jax.tree.flatten(u)
-    masked = [mask(a, own) for a, own in zip(leaves, per_component, strict=True)]
-    return ravel_pytree(jax.tree.unflatten(tree, masked))[0]
+    masked = jax.tree.map(mask, u, family.unconstrain(family.trim(params)))
+    return ravel_pytree(masked)[0]
 
 
 def free_coordinates(family: Family, params: PyTree) -> jax.Array:

@@ -33,6 +33,7 @@ from jax.typing import ArrayLike
 
 from jaxem._src.family import Family
 from jaxem._src.sources import summed_pass
+from jaxem._src.validation import check_sample_weight
 
 __all__ = ["BatchInfo", "OnlineResult", "fit_online", "step_size", "stepwise_update"]
 
@@ -252,18 +253,11 @@ def fit_online(
         n_rows = jax.tree.leaves(xb)[0].shape[0]
         if wb is None:
             wb = jnp.ones(n_rows, dtype)
-        else:
-            wb = np.asarray(wb, dtype)
-            if wb.shape != (n_rows,):
-                raise ValueError(
-                    f"batch sample weights must have shape ({n_rows},); got {wb.shape}"
-                )
-            if not np.all(np.isfinite(wb)) or np.any(wb < 0) or not np.any(wb > 0):
-                raise ValueError(
-                    f"batch {index}'s sample weights must be finite, non-negative and not all "
-                    "zero (a batch of weight 0 has no statistics to step towards)"
-                )
-            wb = jnp.asarray(wb)
+        else:  # a batch of weight 0 has no statistics to step towards
+            try:
+                wb = check_sample_weight(np.asarray(wb, dtype), jax.tree.leaves(xb)[0])
+            except ValueError as error:
+                raise ValueError(f"batch {index}'s sample weights: {error}") from error
         if context is None:
             context = _context(family, xb, wb)
             frame = params

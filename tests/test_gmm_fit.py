@@ -187,8 +187,8 @@ def test_a_new_n_in_the_same_row_bucket_reuses_the_program_and_padding_is_exact(
     from jaxem._src.api import _fit_program
     from jaxem._src.sources import row_bucket
 
-    assert [row_bucket(n) for n in (31, 32, 33, 36, 37, 272, 273, 1000, 1024, 1025)] == [
-        31, 32, 34, 36, 38, 272, 288, 1024, 1024, 1088,
+    assert [row_bucket(n) for n in (31, 32, 33, 36, 37, 272, 273, 512, 1000, 1017, 1024, 1025)] == [
+        31, 32, 34, 36, 38, 272, 288, 512, 1016, 1032, 1032, 1088,
     ]  # fmt: skip
     x = blobs(seed=4, n=38, d=2, k=2)
     first = gmm.fit(jax.random.key(0), x[:37], 2, covariance_type="diag")

@@ -267,10 +267,16 @@ def test_layout_ranks_are_a_stable_sort(n):
     np.testing.assert_array_equal(rank, expected)
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_layout_fit_equals_direct_fit_in_float64(covariance_type, small_layout):
+@pytest.mark.parametrize(
+    "covariance_type, kept",
+    [*((c, "features") for c in COVARIANCE_TYPES), ("full", "rows"), ("spherical", "rows")],
+)
+def test_layout_fit_equals_direct_fit_in_float64(covariance_type, kept, small_layout, monkeypatch):
     """Rows sorted into per-chunk centred chunks (padding of weight 0 included)
-    give the direct formulation's fit, sample weights too."""
+    give the direct formulation's fit, sample weights too; so do the layout's
+    centred rows whose features each pass builds (features too large to keep)."""
+    if kept == "rows":  # room for the rows (2000 × 3 and padding), not the features
+        monkeypatch.setattr(passes, "FEATURE_CACHE_BYTES", 8 * 3 * 2400)
     x = blobs(seed=4, n=2000, d=3, k=3) + 30.0
     w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, len(x)))
     params = gmm.make_params(*random_params(2, 3, 3, covariance_type, x), covariance_type)
@@ -306,6 +312,36 @@ def test_layout_keeps_float32_moments_accurate_on_tight_far_clusters(covariance_
     r64, _ = run(_batch(start64), jnp.asarray(x64), formulation="direct")
     r32, _ = run(_batch(start32), jnp.asarray(x32), formulation="moments")
     _assert_params_close(_first(r32.params), _first(r64.params), rtol=1e-4)
+
+
+def test_the_chunks_of_a_pass_share_one_accuracy_budget():
+    """``moments.pooled_check``: a chunk whose error at a component that owns
+    few of its rows exceeds that chunk's own share of the bound (rejected by
+    ``chunk_is_accurate``) passes on the budget of the whole pass; chunks keep
+    passing until that budget is spent, and what they charged stays within
+    ``threshold · (Σ_c n_kc + π_k Σ w)`` for every component."""
+    params = gmm.make_params([0.5, 0.5], [[0.0, 0.0], [5.0, 0.0]], np.ones(2), "spherical")
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    eps = float(np.finfo(np.float32).eps)
+    threshold = moments.ACCURACY_THRESHOLD
+    nk = jnp.asarray([990.0, 10.0], jnp.float32)  # component 1 owns 10 of 1000 rows
+    rho = jnp.asarray([1.0, 2 * threshold * 1000 / (eps * 10)], jnp.float32)
+    distances = (rho, jnp.ones(2, jnp.float32), jnp.zeros(2, jnp.float32))  # no second part
+    w = jnp.ones(1000, jnp.float32)
+    own = moments.chunk_is_accurate(params, nk, w, jnp.zeros(2), distances=distances)
+    assert not bool(own)  # twice the whole chunk's rows' worth: over its own share
+    budget = moments.budget(params, jnp.asarray(100 * 1000.0, jnp.float32))  # 100 such chunks
+    passed = []
+    for _ in range(100):
+        ok, charged = moments.pooled_check(params, nk, budget, distances)
+        budget = moments.charge(budget, nk, charged, ok)
+        passed.append(bool(ok))
+        bound = threshold * (budget.seen + budget.expected)
+        assert np.all(np.asarray(budget.spent[0]) <= np.asarray(bound) * (1 + 1e-6))
+    # each passing chunk charges threshold · 2000 against a budget of
+    # threshold · (50 000 + 10 per chunk so far): the first 25 pass, then none
+    m = sum(passed)
+    assert 24 <= m <= 26 and passed == [True] * m + [False] * (100 - m)
 
 
 def _stats_error(a, b):
@@ -374,8 +410,8 @@ def test_a_chunk_of_the_whole_data_that_fails_at_the_expected_shares_goes_direct
 
     real = passes_module._direct_from_features
 
-    def marked(p, phi, w, c):
-        stats, ll = real(p, phi, w, c)
+    def marked(*args):
+        stats, ll = real(*args)
         return stats, jnp.full_like(ll, 12345.0)
 
     monkeypatch.setattr(passes_module, "_direct_from_features", marked)

@@ -232,12 +232,29 @@ class Family:
         independent, so a source may build them once). Default: ``x`` itself."""
         return x
 
-    def layout(self, x: Any, w: jax.Array, context: PyTree, n_components: int) -> Any:
+    def layout(
+        self, x: Any, w: jax.Array, context: PyTree, n_components: int, features: bool = True
+    ) -> Any:
         """Per-fit features of every row arranged in chunks of the family's
         choosing (:class:`ChunkedRows`), or None (default) for :meth:`featurize`
         of the rows in their order. A source that keeps features in memory
-        passes :meth:`pass_` each chunk's item and weights."""
+        passes :meth:`pass_` each chunk's item and weights. With
+        ``features=False`` (the features of all rows too large to keep) the
+        chunks hold what :meth:`pass_` builds a chunk's features from, or None."""
         return None
+
+    def layout_state(self, params: PyTree, weights: jax.Array) -> PyTree:
+        """The state one pass over the chunks of :meth:`layout` carries from
+        chunk to chunk (:meth:`layout_pass`), given every chunk's weights
+        (C, B). Default: none."""
+        return None
+
+    def layout_pass(
+        self, params: PyTree, item: PyTree, w: jax.Array, context: PyTree, state: PyTree
+    ) -> tuple[tuple[PyTree, jax.Array], PyTree]:
+        """``(pass_ of one chunk of the layout, the state after it)``; the chunks
+        in order. Default: :meth:`pass_`, the state unchanged."""
+        return self.pass_(params, item, w, context), state
 
     #: Whether rows are independent and a row of weight zero is absent from
     #: everything (pass, statistics, initialisation), so that an in-memory fit

@@ -240,14 +240,38 @@ class GaussianFamily(MixtureFamily):
     def featurize(self, x, context: GaussianContext):
         return moments.features(x - context.center, self.covariance_type)
 
-    def layout(self, x, w, context: GaussianContext, n_components):
+    def layout(self, x, w, context: GaussianContext, n_components, features=True):
         """The moment features in spatially tight chunks, each centred at its own
-        mean (:mod:`jaxem._src.gmm.layout`), for data large enough."""
+        mean (:mod:`jaxem._src.gmm.layout`), for data large enough; with
+        ``features=False`` the chunks' centred rows (:class:`~jaxem._src.gmm.layout.RowChunk`),
+        whose features :meth:`pass_` builds chunk by chunk."""
         shape = layout_lib.layout_shape(x.shape[0], n_components)
         if shape is None:
             return None
+        if not features:
+            arranged = layout_lib.arrange(x, w, shape)
+            rows = layout_lib.RowChunk(arranged.centred, arranged.centers)
+            return ChunkedRows(rows, arranged.weights)
         built = layout_lib.build(x, w, self.covariance_type, shape)
         return ChunkedRows((built.features, built.centers), built.weights)
+
+    def layout_state(self, params, weights):
+        """The accuracy budget the chunks of one ``"auto"`` pass share
+        (:func:`~jaxem._src.gmm.moments.pooled_check`)."""
+        if self.formulation != "auto":
+            return None
+        return moments.budget(params, jnp.sum(weights))
+
+    def layout_pass(self, params, item, w, context, state):
+        if state is None:
+            return self.pass_(params, item, w, context), state
+        if isinstance(item, layout_lib.RowChunk):
+            phi = moments.features(item.centred, self.covariance_type)
+            return passes.feature_chunk(
+                params, phi, w, item.center, self.formulation, budget=state, xc=item.centred
+            )
+        phi, center = item
+        return passes.feature_chunk(params, phi, w, center, self.formulation, budget=state)
 
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]
@@ -263,7 +287,10 @@ class GaussianFamily(MixtureFamily):
     def pass_(self, params, rows, w, context):
         if self.formulation == "direct":
             return passes.direct_chunk(params, rows, w)
-        if isinstance(rows, tuple):  # a chunk of the layout: features and their centre
+        if isinstance(rows, layout_lib.RowChunk):  # a chunk of the layout's rows
+            center, total = rows.center, None
+            rows = moments.features(rows.centred, self.covariance_type)
+        elif isinstance(rows, tuple):  # a chunk of the layout: features and their centre
             (rows, center), total = rows, None
         else:  # rows in the data's order: all of them, or a chunk of them
             center, total = context.center, context.count

@@ -41,6 +41,7 @@ float64).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +156,73 @@ def moments_to_stats(moments: jax.Array, extra: jax.Array, covariance_type: str,
     return nk, sum_x, sum_xx
 
 
+class Budget(NamedTuple):
+    """The error the chunks of one pass have charged so far (:func:`pooled_check`)."""
+
+    spent: jax.Array  # (2, K) the errors charged to the bound's two parts
+    seen: jax.Array  # (K,) Σ n_kc over the chunks so far
+    expected: jax.Array  # (K,) π_k Σ w over the whole pass
+
+
+def budget(params: GMMParams, total_weight: jax.Array) -> Budget:
+    """The empty :class:`Budget` of a pass over data of total weight ``Σ w``."""
+    k = params.weights.shape[-1]
+    zeros = jnp.zeros((k,), params.dtype)
+    return Budget(jnp.zeros((2, k), params.dtype), zeros, params.weights * total_weight)
+
+
+def pooled_check(
+    params: GMMParams,
+    nk: jax.Array,
+    budget: Budget,
+    distances: tuple[jax.Array, jax.Array, jax.Array],
+    threshold: float = ACCURACY_THRESHOLD,
+) -> tuple[jax.Array, jax.Array]:
+    """``(ok, charge)``: whether a chunk may take the moment route, the
+    chunks before it having charged ``budget``, and the (2, K) errors it
+    charges if it does (:func:`charge`).
+
+    Component ``k``'s statistics from the chunk carry an error of about
+    ``eps · n_kc · ρ_kc`` (``n_kc = Σ_chunk w r_nk``, ``ρ_kc`` the squared
+    Mahalanobis distance of the centre from ``μ_k``); the bound's second part
+    (module docstring) one of at most ``CONDITIONING_FACTOR`` times what
+    float32 loses at the component anyway while
+    ``n_kc ‖μ_k − c‖² ≤ CONDITIONING_FACTOR · λ_k · n_kc`` (and
+    ``ε κ_k ≤ CONDITIONING_LIMIT``). The chunks of a pass share the budget
+    ``threshold · (Σ_c n_kc + π_k Σ w)`` of the first part and
+    ``CONDITIONING_FACTOR · λ_k · (Σ_c n_kc + π_k Σ w)`` of the second, the
+    sums over the chunks so far and this one: a chunk passes when, for every
+    active component, its error fits what is left of either part (charged to
+    the first that holds it). Summed over the pass every component's
+    statistics then keep a relative error within about ``2 · threshold``
+    (``n_k ≈ π_k Σ w``), or the second part's bound, whatever the order of the
+    chunks: a component that owns few of a chunk's rows draws on the budget
+    its own rows elsewhere bring.
+
+    Args:
+        params: the E-step's parameters.
+        nk: (K,) the chunk's ``n_kc``.
+        budget: what the chunks before it charged (:func:`budget` for the first).
+        distances: :func:`center_distances` of ``params`` and the chunk's centre.
+        threshold: the bound on ``eps · ρ``.
+    """
+    rho, offset2, allowed2 = distances
+    eps = jnp.finfo(params.dtype).eps
+    errors = jnp.stack([eps * nk * rho, nk * offset2])
+    share = budget.seen + nk + budget.expected
+    within = budget.spent + errors <= jnp.stack([threshold * share, allowed2 * share])
+    ok = jnp.all((params.weights == 0) | within[0] | within[1])  # NaN: False
+    charged = jnp.stack([within[0], ~within[0] & within[1]])
+    return ok, jnp.where(charged, errors, 0)
+
+
+def charge(budget: Budget, nk: jax.Array, charged: jax.Array, accepted: jax.Array) -> Budget:
+    """``budget`` after a chunk with ``n_kc`` ``nk`` (counted whichever route
+    it took), its errors ``charged`` (:func:`pooled_check`) if ``accepted``."""
+    spent = budget.spent + jnp.where(accepted, charged, 0)
+    return Budget(spent, budget.seen + nk, budget.expected)
+
+
 def chunk_is_accurate(
     params: GMMParams,
     nk: jax.Array,
@@ -164,19 +232,9 @@ def chunk_is_accurate(
     distances: tuple[jax.Array, jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """() whether a chunk's moment pass about ``center`` kept its error in bounds,
-    judged by the responsibilities it computed.
-
-    Component ``k``'s statistics from the chunk carry an error of about
-    ``eps · n_kc · ρ_kc`` (``n_kc = Σ_chunk w r_nk``, ``ρ_kc`` the squared
-    Mahalanobis distance of the centre from ``μ_k``) against ``n_k`` in the
-    whole pass. Each chunk is allowed ``threshold · (n_kc + π_k · Σ_chunk w)``:
-    summed over the chunks, the relative error of every component's
-    statistics stays within about ``2 · threshold`` (``n_k ≈ π_k Σ w``), and
-    the log-likelihood's error per row too; a component that owns few of
-    the chunk's rows no longer counts at full weight, as it does in
-    :func:`is_accurate`. The bound's second part (module docstring) holds
-    where ``n_kc ‖μ_k − c‖² ≤ CONDITIONING_FACTOR · λ_k · (n_kc + π_k · Σ_chunk w)``
-    (and ``ε κ_k ≤ CONDITIONING_LIMIT``).
+    judged by the responsibilities it computed: :func:`pooled_check` of the
+    chunk on its own, its budget its own share ``n_kc + π_k · Σ_chunk w``
+    (summed over the chunks, the same bound as the pooled check's).
 
     Args:
         params: the E-step's parameters.
@@ -189,12 +247,8 @@ def chunk_is_accurate(
     """
     if distances is None:
         distances = center_distances(params, center)
-    rho, offset2, allowed2 = distances
-    eps = jnp.finfo(params.dtype).eps
-    share = nk + params.weights * jnp.sum(w)
-    small = eps * nk * rho <= threshold * share
-    conditioned = nk * offset2 <= allowed2 * share
-    return jnp.all((params.weights == 0) | small | conditioned)  # NaN: False
+    own = budget(params, jnp.sum(w))
+    return pooled_check(params, nk, own, distances, threshold)[0]
 
 
 def center_distances(params: GMMParams, center: jax.Array):

@@ -47,13 +47,22 @@ of all restarts, the refinement, and the whole call.
 Run from the repository root::
 
     python experiments/end_to_end.py [--quick] [--large] [--repeats 3] \\
-        [--cases faithful,5000x8-overlap] [--n-init 1,10] [--cpu 0] \\
+        [--cases faithful,5000x8-overlap] [--n-init 1,10] [--cpu 0] [--pause 0.5] \\
         [--out experiments/results/end_to_end.md]
     python experiments/end_to_end.py --phases 5000x8-overlap [--n-init 10]
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-executes
 itself without them first (:func:`common.reexec_without_openblas_overrides`);
 the report names the BLAS libraries loaded (threadpoolctl).
+
+``--pause S`` sleeps ``S`` seconds before every timed call. Back to back
+(the default) a call starts while the other library's thread pools still
+spin-wait from its call (OpenBLAS and OpenMP keep their threads busy for a
+while after a product) and competes with them for the two cores: jaxem's
+later call of separated 5 000 × 8 with ``n_init=10`` took 0.10 s after
+scikit-learn's and 0.058 s alone (``--phases``). With a pause every call
+starts on idle cores, as a user's call after other work does; each library
+then pays to wake its own threads.
 
 ``--cpu C`` runs every row (and ``--phases``) pinned to the one CPU ``C``
 (``sched_setaffinity`` before anything is imported, so XLA's, OpenBLAS's and
@@ -176,10 +185,12 @@ def pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def run_row(case: Case, n_init: int, repeats: int, cpu: int | None = None) -> dict:
+def run_row(
+    case: Case, n_init: int, repeats: int, cpu: int | None = None, pause: float = 0.0
+) -> dict:
     """First and later calls of both libraries on one case, in this process
     (``cpu``: scikit-learn under ``threadpool_limits(1)``; the process is pinned
-    already)."""
+    already), each call after ``pause`` seconds of sleep."""
     import contextlib
 
     from threadpoolctl import threadpool_limits
@@ -205,6 +216,7 @@ def run_row(case: Case, n_init: int, repeats: int, cpu: int | None = None) -> di
             return GaussianMixture(n_components=k, n_init=n_init, random_state=0).fit(x)
 
     def timed(fn):
+        time.sleep(pause)
         start = time.perf_counter()
         out = fn()
         return out, time.perf_counter() - start
@@ -241,10 +253,13 @@ def run_row(case: Case, n_init: int, repeats: int, cpu: int | None = None) -> di
         load_start=load_start,
         load_end=os.getloadavg()[0],
         cpus=sorted(os.sched_getaffinity(0)),
+        pause_s=pause,
     )
 
 
-def run_child(case_name: str, n_init: int, repeats: int, cpu: int | None = None) -> dict:
+def run_child(
+    case_name: str, n_init: int, repeats: int, cpu: int | None = None, pause: float = 0.0
+) -> dict:
     """``run_row`` in a fresh Python process (its JSON on the last stdout line)."""
     command = [
         sys.executable,
@@ -256,6 +271,8 @@ def run_child(case_name: str, n_init: int, repeats: int, cpu: int | None = None)
         "--repeats",
         str(repeats),
         *([] if cpu is None else ["--cpu", str(cpu)]),
+        "--pause",
+        str(pause),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -404,7 +421,7 @@ def blas_lines() -> list[str]:
     ]
 
 
-def environment_lines(repeats: int, cpu: int | None = None) -> list[str]:
+def environment_lines(repeats: int, cpu: int | None = None, pause: float = 0.0) -> list[str]:
     import jax
     import scipy  # noqa: F401  (loads scipy's BLAS for threadpoolctl)
     import sklearn
@@ -425,7 +442,8 @@ def environment_lines(repeats: int, cpu: int | None = None) -> list[str]:
             "threadpool_limits(1))"
         ),
         f"- Each row in a fresh process; later = median of {repeats} calls, "
-        "interleaved with the other library's",
+        "interleaved with the other library's"
+        + (f", each after {pause:g} s of sleep" if pause else ", back to back"),
         "",
         "BLAS and OpenMP thread pools loaded (threadpoolctl, in the parent process "
         "after importing scikit-learn):",
@@ -489,13 +507,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument("--phases", default=None, metavar="CASE", help="profile one case")
     parser.add_argument("--cpu", type=int, default=None, help="pin every row to this one CPU")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds of sleep before every timed call"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     n_inits = [int(v) for v in args.n_init.split(",")]
 
     pin(args.cpu)
     if args.child:
-        print(json.dumps(run_row(CASES[args.child], n_inits[0], args.repeats, args.cpu)))
+        row = run_row(CASES[args.child], n_inits[0], args.repeats, args.cpu, args.pause)
+        print(json.dumps(row))
         return []
     if args.phases:
         for n_init in n_inits:
@@ -515,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for name in names:
         for n_init in [1] if CASES[name].large else n_inits:
             progress(f"{name}, n_init={n_init}")
-            result = run_child(name, n_init, args.repeats, args.cpu)
+            result = run_child(name, n_init, args.repeats, args.cpu, args.pause)
             jl = statistics.median(result["jaxem_later_s"])
             sl = statistics.median(result["sklearn_later_s"])
             progress(
@@ -532,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         [
             "- Data: float32 for both; computing dtype (means_ / params.means): "
             + ", ".join(f"jaxem {a}, scikit-learn {b}" for a, b in sorted(dtypes)),
-            *environment_lines(args.repeats, args.cpu),
+            *environment_lines(args.repeats, args.cpu, args.pause),
             "",
             table(results),
             "",

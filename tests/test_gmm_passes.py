@@ -267,6 +267,20 @@ def test_layout_ranks_are_a_stable_sort(n):
     np.testing.assert_array_equal(rank, expected)
 
 
+@pytest.mark.parametrize("spread", [1.0, 1e20], ids=["unit", "overflowing"])
+def test_layout_holds_every_row_once(spread, small_layout):
+    """Each row in exactly one slot of the layout, in a group that exists,
+    also where the squared distances of the grouping overflow float32."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(1500, 3)) * spread, jnp.float32)
+    w = jnp.ones(1500, jnp.float32)
+    shape = layout.layout_shape(1500, 3)
+    labels = np.asarray(jax.jit(layout.group_labels, static_argnums=2)(x, w, shape[0]))
+    assert labels.min() >= 0 and labels.max() < shape[0]
+    rows = np.asarray(jax.jit(layout.arrange, static_argnums=2)(x, w, shape).rows).ravel()
+    np.testing.assert_array_equal(np.sort(rows[rows < 1500]), np.arange(1500))
+
+
 @pytest.mark.parametrize(
     "covariance_type, kept",
     [*((c, "features") for c in COVARIANCE_TYPES), ("full", "rows"), ("spherical", "rows")],

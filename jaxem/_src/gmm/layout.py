@@ -177,7 +177,9 @@ def _nearest(xc: jax.Array, mc: jax.Array) -> jax.Array:
     score = jnp.sum(mc * mc, axis=1) - 2 * (xc @ mc.T)
     best = jnp.min(score, axis=1, keepdims=True)
     index = jnp.arange(mc.shape[0], dtype=jnp.int32)
-    return jnp.min(jnp.where(score == best, index, mc.shape[0]), axis=1)
+    first = jnp.min(jnp.where(score == best, index, mc.shape[0]), axis=1)
+    # a row whose scores overflowed (inf − inf: no minimum) joins the last group
+    return jnp.minimum(first, mc.shape[0] - 1)
 
 
 #: Rows per block of :func:`_ranks`' count (its one-hot block is (RANK_BLOCK, G)).

@@ -12,9 +12,9 @@ composable steps the same data: ``gmm.e_step(params, data)`` and
 products, so a loop written with them iterates at about the speed of
 :func:`jaxem.gmm.fit`'s own loop.
 
-The E-step checks each chunk's error as the fit does
-(:func:`jaxem._src.gmm.moments.chunk_is_accurate`) and recomputes a chunk that
-fails by the direct route; the M-step moves each chunk's statistics from its
+The E-step checks each chunk's error as the fit does, the chunks in order
+sharing one budget (:func:`jaxem._src.gmm.moments.pooled_check`), and
+recomputes a chunk that fails by the direct route; the M-step moves each chunk's statistics from its
 centre to the new means, checks the same bound at the new parameters, and
 recomputes the statistics of any chunk that fails by differences from the new
 means. Under ``vmap`` over the parameters only (restarts on the same data) each
@@ -169,27 +169,51 @@ def e_step(params: GMMParams, data: ArrangedData) -> tuple[jax.Array, jax.Array]
     return _e_step(params, data)
 
 
+def _pooled_checks(params: GMMParams, nk_c: jax.Array, weights: jax.Array, centers: jax.Array):
+    """(C,) :func:`moments.pooled_check` of the chunks in order, with ``n_kc``
+    ``nk_c`` (C, K), sharing one budget over the data's weight."""
+    distances = jax.vmap(moments.center_distances, in_axes=(None, 0))(params, centers)
+
+    def step(budget, item):
+        nk, dist = item
+        ok, charged = moments.pooled_check(params, nk, budget, dist)
+        return moments.charge(budget, nk, charged, ok), ok
+
+    start = moments.budget(params, jnp.sum(weights))
+    return jax.lax.scan(step, start, (nk_c, distances))[1]
+
+
 @jax.jit
 def _e_step(params: GMMParams, data: ArrangedData):
-    def chunk(item):
-        phi, w, center, rows = item
-        resp, log_norm = moments.feature_responsibilities(params, phi, jnp.ones_like(w), center)
+    def responsibilities(item):
+        phi, w, center = item
+        return moments.feature_responsibilities(params, phi, jnp.ones_like(w), center)
 
-        def accurate(p, d):
-            (p, resp), (w, center) = (p, d)
-            return moments.chunk_is_accurate(p, w @ resp, w, center)
+    items = (data.features, data.weights, data.centers)
+    resp, log_norm = jax.lax.map(responsibilities, items)
 
-        ok = batch_decision(accurate, (params, resp), (w, center))
-        resp, log_norm = jax.lax.cond(
-            ok,
-            lambda: (resp, log_norm),
-            lambda: passes.direct_responsibilities(params, phi, center),
-        )
-        valid = rows < data.n_samples
-        return jnp.where(valid[:, None], resp, 0), log_norm
+    # the chunks share one accuracy budget, as in gmm.fit's pass
+    # (moments.pooled_check); one decision per chunk for a batch of parameters
+    def accurate(p, d):
+        (p, resp), (w, centers) = (p, d)
+        return _pooled_checks(p, jnp.einsum("cb,cbk->ck", w, resp), w, centers)
 
-    items = (data.features, data.weights, data.centers, data.rows)
-    resp, log_norm = jax.lax.map(chunk, items)
+    ok = batch_decision(accurate, (params, resp), (data.weights, data.centers))  # (C,)
+
+    def recomputed():
+        def chunk(item):
+            ok_c, resp, log_norm, phi, center = item
+            return jax.lax.cond(
+                ok_c,
+                lambda: (resp, log_norm),
+                lambda: passes.direct_responsibilities(params, phi, center),
+            )
+
+        return jax.lax.map(chunk, (ok, resp, log_norm, data.features, data.centers))
+
+    resp, log_norm = jax.lax.cond(jnp.all(ok), lambda: (resp, log_norm), recomputed)
+    valid = data.rows < data.n_samples
+    resp = jnp.where(valid[..., None], resp, 0)
     return resp, jnp.sum(data.weights * log_norm) / jnp.sum(data.weights)
 
 
@@ -250,10 +274,13 @@ def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
 
     # moving chunk c's statistics from its centre to μ_k cancels about
     # eps · n_kc · ρ_kc (ρ: the centre's squared distance from μ_k under the
-    # new covariances), the error the E-step's check bounds
+    # new covariances), the error the E-step's check bounds, against one
+    # budget for all chunks (under vmap each element charges its own chunks
+    # that pass, also where another element sends the chunk direct: a
+    # conservative count)
     def accurate(p, d):
         (p, nk_c), (w, centers) = (p, d)
-        return jax.vmap(moments.chunk_is_accurate, in_axes=(None, 0, 0, 0))(p, nk_c, w, centers)
+        return _pooled_checks(p, nk_c, w, centers)
 
     ok = batch_decision(accurate, (fast, nk_c), (data.weights, data.centers))  # (C,)
 

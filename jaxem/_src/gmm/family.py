@@ -263,15 +263,15 @@ class GaussianFamily(MixtureFamily):
         return moments.budget(params, jnp.sum(weights))
 
     def layout_pass(self, params, item, w, context, state):
-        if state is None:
-            return self.pass_(params, item, w, context), state
+        """A chunk of the layout: its features (built here from a
+        :class:`~jaxem._src.gmm.layout.RowChunk`) about its own centre, checked
+        against the pass's budget ``state`` (None: ``"moments"``, no check)."""
         if isinstance(item, layout_lib.RowChunk):
-            phi = moments.features(item.centred, self.covariance_type)
-            return passes.feature_chunk(
-                params, phi, w, item.center, self.formulation, budget=state, xc=item.centred
-            )
-        phi, center = item
-        return passes.feature_chunk(params, phi, w, center, self.formulation, budget=state)
+            phi, center, xc = moments.features(item.centred, self.covariance_type), *item
+        else:
+            (phi, center), xc = item, None
+        out = passes.feature_chunk(params, phi, w, center, self.formulation, budget=state, xc=xc)
+        return out if state is not None else (out, state)
 
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]
@@ -287,14 +287,10 @@ class GaussianFamily(MixtureFamily):
     def pass_(self, params, rows, w, context):
         if self.formulation == "direct":
             return passes.direct_chunk(params, rows, w)
-        if isinstance(rows, layout_lib.RowChunk):  # a chunk of the layout's rows
-            center, total = rows.center, None
-            rows = moments.features(rows.centred, self.covariance_type)
-        elif isinstance(rows, tuple):  # a chunk of the layout: features and their centre
-            (rows, center), total = rows, None
-        else:  # rows in the data's order: all of them, or a chunk of them
-            center, total = context.center, context.count
-        return passes.feature_chunk(params, rows, w, center, self.formulation, total)
+        # rows in the data's order, all of them or a chunk (a layout's chunks: layout_pass)
+        return passes.feature_chunk(
+            params, rows, w, context.center, self.formulation, context.count
+        )
 
     def maximize(self, stats, params, context):
         shift = params.means

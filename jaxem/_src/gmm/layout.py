@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from jaxem._src.chunking import chunk_rows, chunked_map, unaliased
 from jaxem._src.gmm import moments
-from jaxem._src.kmeans import sq_distances_t
+from jaxem._src.kmeans import lloyd, nearest, sq_distances_t
 
 __all__ = [
     "LAYOUT_MIN_ROWS",
@@ -122,11 +122,10 @@ def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
     seeds among the rows of positive weight (Gonzalez 1985: every row lies
     within twice the smallest possible covering radius of a seed, so clusters
     farther apart than their diameters each get a seed of their own before any
-    gets two), refined by :data:`LLOYD_ITERATIONS` Lloyd iterations (k-means:
-    each row's nearest mean, then each group's weighted mean; a group left
-    empty keeps its mean; fewer where the means settle) on every ``N / S``-th
-    row (:data:`LLOYD_SAMPLE`), then each row's nearest mean. Deterministic
-    and a small program."""
+    gets two), refined by at most :data:`LLOYD_ITERATIONS` iterations of
+    :func:`jaxem._src.kmeans.lloyd` on every ``N / S``-th row
+    (:data:`LLOYD_SAMPLE`), then each row in the group of its nearest mean.
+    Deterministic and a small program."""
     xt = x.T  # (D, N): distances feature by feature along the rows
     valid = w > 0
 
@@ -142,44 +141,14 @@ def group_labels(x: jax.Array, w: jax.Array, n_groups: int) -> jax.Array:
     start = (jnp.zeros(n_groups, jnp.int32), sq_distance(0))
     index, _ = jax.lax.fori_loop(1, n_groups, seed, start)
     # Lloyd on every ``stride``-th row: the means of the groups, then every
-    # row's nearest mean
+    # row's nearest mean, chunk by chunk (no (N, G) distances at once)
     stride = max(1, x.shape[0] // LLOYD_SAMPLE)
-    xs, ws = x[::stride], w[::stride]
-    ref = x[0]  # about the first row: no loss of digits far from the origin
-    groups = jnp.arange(n_groups, dtype=jnp.int32)
-
-    def lloyd(means):
-        onehot = (_nearest(xs - ref, means - ref)[:, None] == groups).astype(x.dtype)
-        onehot = onehot * ws[:, None]  # (S, G)
-        count = jnp.sum(onehot, axis=0)
-        moved = ref + (onehot.T @ (xs - ref)) / jnp.maximum(count, 1)[:, None]
-        return jnp.where((count > 0)[:, None], moved, means)
-
-    def unsettled(carry):
-        i, means, previous = carry
-        return (i < LLOYD_ITERATIONS) & jnp.any(means != previous)
-
-    def step(carry):
-        i, means, _ = carry
-        return i + 1, lloyd(means), means
-
-    seeds = x[index]
-    _, means, _ = jax.lax.while_loop(unsettled, step, (0, seeds, jnp.full_like(seeds, jnp.nan)))
+    ws = w[::stride]
+    ws = jnp.where(jnp.sum(ws) > 0, ws, 1)  # a sample of weight 0: its rows alike
+    means = lloyd(x[::stride], x[index], tol=0.0, max_iter=LLOYD_ITERATIONS, sample_weight=ws)
+    means = means.centers
     rows = chunk_rows(x.shape[0], n_groups + x.shape[1])
-    return chunked_map(lambda xb: _nearest(xb - ref, means - ref), x, rows)
-
-
-def _nearest(xc: jax.Array, mc: jax.Array) -> jax.Array:
-    """(B,) int32 each row's nearest mean (the first of ties), rows ``xc``
-    (B, D) and means ``mc`` (G, D) about the same point: by ``‖m‖² − 2 x·m``,
-    a matrix product (its rounding only moves rows between groups that are
-    about as near)."""
-    score = jnp.sum(mc * mc, axis=1) - 2 * (xc @ mc.T)
-    best = jnp.min(score, axis=1, keepdims=True)
-    index = jnp.arange(mc.shape[0], dtype=jnp.int32)
-    first = jnp.min(jnp.where(score == best, index, mc.shape[0]), axis=1)
-    # a row whose scores overflowed (inf − inf: no minimum) joins the last group
-    return jnp.minimum(first, mc.shape[0] - 1)
+    return chunked_map(lambda xb: nearest(xb, means), x, rows)
 
 
 #: Rows per block of :func:`_ranks`' count (its one-hot block is (RANK_BLOCK, G)).

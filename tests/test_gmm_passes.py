@@ -12,6 +12,7 @@ from helpers import COVARIANCE_TYPES, blobs, random_params
 from jaxem import gmm
 from jaxem._src import sources as passes
 from jaxem._src.gmm import layout, moments
+from jaxem._src.gmm.fit import family as gmm_family
 from jaxem._src.gmm.fit import run_batch
 from jaxem._src.gmm.passes import (
     cached_moment_pass,
@@ -289,19 +290,30 @@ def test_layout_fit_equals_direct_fit_in_float64(covariance_type, kept, small_la
     """Rows sorted into per-chunk centred chunks (padding of weight 0 included)
     give the direct formulation's fit, sample weights too; so do the layout's
     centred rows whose features each pass builds (features too large to keep)."""
-    if kept == "rows":  # room for the rows (2000 × 3 and padding), not the features
-        monkeypatch.setattr(passes, "FEATURE_CACHE_BYTES", 8 * 3 * 2400)
-    x = blobs(seed=4, n=2000, d=3, k=3) + 30.0
+    x = jnp.asarray(blobs(seed=4, n=2000, d=3, k=3) + 30.0)
     w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, len(x)))
+    fam = gmm_family(covariance_type, formulation="moments")
+    if kept == "rows":  # room for the layout's rows, not for its features
+        sizes = {}
+        for features in (True, False):
+            layout_of = functools.partial(fam.layout, n_components=3, features=features)
+            shapes = jax.eval_shape(layout_of, x, w, None)
+            sizes[features] = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+        assert sizes[False] < sizes[True]
+        monkeypatch.setattr(passes, "FEATURE_CACHE_BYTES", sizes[False])
+        context = passes.InMemory(x, w).context(fam)
+        prepared = passes.InMemory(x, w).prepare(fam, context, n_components=3)
+        assert isinstance(prepared.items, layout.RowChunk)  # the layout of rows is taken
     params = gmm.make_params(*random_params(2, 3, 3, covariance_type, x), covariance_type)
     run = jax.jit(
         functools.partial(run_batch, tol=0.0, reg_covar=1e-6, max_iter=4),
         static_argnames="formulation",
     )
     direct, _ = run(_batch(params), x, sample_weight=w, formulation="direct")
-    sorted_, _ = run(_batch(params), x, sample_weight=w, formulation="moments")
-    _assert_params_close(_first(sorted_.params), _first(direct.params), rtol=1e-10)
-    np.testing.assert_allclose(sorted_.log_likelihood, direct.log_likelihood, rtol=1e-12)
+    for formulation in ("moments", "auto") if kept == "rows" else ("moments",):
+        sorted_, _ = run(_batch(params), x, sample_weight=w, formulation=formulation)
+        _assert_params_close(_first(sorted_.params), _first(direct.params), rtol=1e-10)
+        np.testing.assert_allclose(sorted_.log_likelihood, direct.log_likelihood, rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

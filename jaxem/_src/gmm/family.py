@@ -267,7 +267,8 @@ class GaussianFamily(MixtureFamily):
         :class:`~jaxem._src.gmm.layout.RowChunk`) about its own centre, checked
         against the pass's budget ``state`` (None: ``"moments"``, no check)."""
         if isinstance(item, layout_lib.RowChunk):
-            phi, center, xc = moments.features(item.centred, self.covariance_type), *item
+            phi = moments.features(item.centred, self.covariance_type)
+            center, xc = item.center, item.centred
         else:
             (phi, center), xc = item, None
         out = passes.feature_chunk(params, phi, w, center, self.formulation, budget=state, xc=xc)

@@ -468,13 +468,21 @@ def _fit_chunks(
 
 
 def _chunk_dtype(data: ChunkedData, start) -> Any:
+    """The working dtype of a chunked fit: the start's, else the first chunk's
+    floating dtype as JAX holds it (float64 chunks work in float32 when x64 is
+    off, as an in-memory float64 array does), else JAX's default float."""
     if start is not None:
-        return np.dtype(jax.tree.leaves(start)[0].dtype)
-    for item in data.source():
-        first = item[0] if isinstance(item, tuple) else item
-        dtype = np.asarray(first[:1]).dtype
-        return dtype if np.issubdtype(dtype, np.floating) else jax.dtypes.canonicalize_dtype(float)
-    raise ValueError("the chunk source yielded no chunks")
+        dtype = np.dtype(jax.tree.leaves(start)[0].dtype)
+    else:
+        for item in data.source():
+            first = item[0] if isinstance(item, tuple) else item
+            dtype = np.asarray(first[:1]).dtype
+            break
+        else:
+            raise ValueError("the chunk source yielded no chunks")
+    if not np.issubdtype(dtype, np.floating):
+        dtype = float
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
 
 
 def _sharded_source(family, key, data: ShardedData, sample_weight, n_components, start):

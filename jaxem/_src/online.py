@@ -201,6 +201,11 @@ def fit_online(
 
     Batch ``t`` (1-based after the warm-up) updates the per-sample statistics
     with ``γ_t = (t + t₀)^(−α)`` (:func:`stepwise_update`), then does one M-step.
+    The step is per unit of sample weight: a batch of weight ``W_t`` takes
+    ``min(1, γ_t · W_t / W̄)`` with ``W̄`` the mean weight of the batches before
+    it, so batches of equal size step ``γ_t`` and a short last batch (``N`` not
+    a multiple of the batch size) moves the fit in proportion to its rows
+    rather than as much as a full batch.
     During the first ``warmup`` batches the parameters stay at ``params`` and the
     statistics are the weighted average of those batches; the first M-step
     follows the warm-up. The family's data context (for example a centre) is
@@ -269,12 +274,16 @@ def fit_online(
                 context,
             )
             stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), batch_shape)
+        weight = float(jnp.sum(wb))
         if index < warmup:  # cumulative weighted average; parameters held at the start
-            weight = float(jnp.sum(wb))
             gamma = weight / (seen_total + weight)
         else:
+            # per unit of weight: a batch lighter than those before it (a partial
+            # last batch) steps proportionally less; equal batches step γ_t
             n_updates += 1
+            typical = seen_total / index
             gamma = float(step_size(n_updates, alpha=alpha, t0=t0))
+            gamma = min(1.0, gamma * weight / typical) if typical > 0 else gamma
         stats, ll, weight = _update(
             family, stats, frame, params, xb, wb, jnp.asarray(gamma, dtype), context
         )

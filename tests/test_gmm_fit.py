@@ -9,7 +9,13 @@ from helpers import blobs
 
 import jaxem
 from jaxem import gmm
-from jaxem._src.gmm.fit import DIRECT_MAX_ROWS, DIRECT_MIN_FEATURES, resolve_formulation
+from jaxem._src.gmm.fit import (
+    DIRECT_MAX_NARROW_FEATURES,
+    DIRECT_MAX_ROWS,
+    DIRECT_MIN_FEATURES,
+    resolve_formulation,
+)
+from jaxem._src.gmm.layout import LAYOUT_MIN_ROWS
 from jaxem._src.sources import row_bucket
 from jaxem.gmm import fit_from
 
@@ -118,9 +124,10 @@ def test_float64_data_without_x64_keep_the_float32_accuracy_check():
     # clusters far apart (eps32 * rho ~ 1e2) the fit returned variances off by
     # orders of magnitude and a log-likelihood of 5.4 instead of 9.7.
     rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    # more rows than DIRECT_MAX_ROWS: the per-pass choice, not the small-data rule
-    x = np.concatenate([c + 1e-3 * rng.normal(size=(200, 2)) for c in centres])
+    centres = 10.0 * np.eye(5)[[4, 0, 1]]
+    # more rows than DIRECT_MAX_ROWS and features than DIRECT_MAX_NARROW_FEATURES:
+    # the per-pass choice, not the rules of small or narrow data
+    x = np.concatenate([c + 1e-3 * rng.normal(size=(200, 5)) for c in centres])
     with jax.enable_x64(False):
         assert resolve_formulation("auto", x, 1e-6) == "auto"
         from_64 = gmm.fit(jax.random.key(0), x, 3)
@@ -156,6 +163,39 @@ def test_full_covariances_of_many_features_take_the_direct_formulation():
     direct = gmm.fit(jax.random.key(0), wide, 2, max_iter=3, formulation="direct")
     assert not bool(auto.fast_path)  # the direct formulation ran
     np.testing.assert_array_equal(auto.params.means, direct.params.means)
+
+
+def test_narrow_float32_data_below_the_layout_take_the_direct_formulation():
+    # at most DIRECT_MAX_NARROW_FEATURES features and fewer (bucketed) rows than
+    # a layout needs, float32: full, diagonal and spherical covariances compile
+    # the direct route alone; tied ones, wider data, data large enough for a
+    # layout and float64 (x64 on) keep their rules
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(size=(2000, DIRECT_MAX_NARROW_FEATURES)).astype(np.float32)
+    for covariance_type in ("full", "diag", "spherical"):
+        assert resolve_formulation("auto", narrow, 1e-6, covariance_type) == "direct"
+    assert resolve_formulation("auto", narrow, 1e-6, "tied") == "auto"
+    assert resolve_formulation("auto", narrow, 1e-6) == "auto"  # type unknown
+    wider = rng.normal(size=(2000, DIRECT_MAX_NARROW_FEATURES + 1)).astype(np.float32)
+    assert resolve_formulation("auto", wider, 1e-6, "full") == "auto"
+    tall = np.zeros((LAYOUT_MIN_ROWS, DIRECT_MAX_NARROW_FEATURES), np.float32)
+    assert resolve_formulation("auto", tall, 1e-6, "full") == "auto"
+    assert resolve_formulation("auto", tall[:-300], 1e-6, "full") == "direct"
+    assert resolve_formulation("auto", narrow.astype(np.float64), 1e-6, "full") == "moments"
+    with jax.enable_x64(False):  # float64 data computed in float32
+        assert resolve_formulation("auto", narrow.astype(np.float64), 1e-6, "full") == "direct"
+    fit = gmm.fit(jax.random.key(0), narrow, 2, max_iter=3, covariance_type="diag")
+    assert not bool(fit.fast_path)  # the direct formulation ran
+    direct = gmm.fit(
+        jax.random.key(0), narrow, 2, max_iter=3, covariance_type="diag", formulation="direct"
+    )
+    np.testing.assert_array_equal(fit.params.means, direct.params.means)
+    # model selection decides per covariance type
+    from jaxem._src.gmm.fit import _direct_by_shape
+
+    assert [_direct_by_shape(t, narrow) for t in ("full", "tied", "diag", "spherical")] == [
+        True, False, True, True,
+    ]  # fmt: skip
 
 
 def test_small_data_takes_the_direct_formulation():

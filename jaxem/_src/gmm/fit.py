@@ -142,15 +142,14 @@ DIRECT_MAX_ROWS = 512
 #: layout of the moment features needs (:data:`~jaxem._src.gmm.layout.LAYOUT_MIN_ROWS`,
 #: after rounding up to the row bucket). There the direct pass is no slower than
 #: the moment route with its check, and the fit compiles one route instead of
-#: three. Measured (float32, 2 cores, later calls of the default fit, medians of
-#: 9–15 interleaved calls, direct / auto; K = 3–8, clusters overlapping (s = 1) and
-#: far apart (s = 10), ``n_init`` 1 and 10): 2 000–8 000 × 3–4 full 0.72–0.93,
-#: diagonal 0.58–1.04, spherical 0.57–1.04; first calls in fresh processes, 2 000,
-#: 5 000 and 8 000 × 4, K = 4, full: 1.73 → 1.37, 1.54 → 1.14, 1.65 → 1.17 s
-#: (``n_init=10``: 4.35 → 4.27, 3.91 → 3.68, 4.17 → 3.87 s). Not for tied
-#: covariances (direct / auto 0.97–1.86) nor from 8 features (5 000 × 8, K = 5:
-#: full 0.81–1.16, tied 1.11–2.11, diagonal 1.08–1.20; 16 features, full
-#: 0.82–1.73).
+#: three. Measured (experiments/formulation_crossover.py, float32, 2 cores; 2 000,
+#: 5 000 and 8 000 rows, K = D or 5, overlapping and far apart, ``n_init`` 1 and
+#: 10): later calls direct / auto with 3 and 4 features full 0.67–1.00 (medians
+#: 0.83, 0.89), diagonal 0.56–1.07, spherical 0.45–0.99, but tied 0.82–1.76 (median
+#: 1.25 at 3 features); with 8 features full 0.77–1.11, diagonal 0.96–1.39,
+#: spherical 0.88–1.22, tied 1.01–2.08. First calls in fresh processes (``--first-calls``,
+#: 4 features, ``n_init=1``): full 1.71–1.87 → 1.25–1.56 s, diagonal 1.39–1.65 →
+#: 1.12–1.32 s, spherical 1.37–1.56 → 1.07–1.34 s (``n_init=10``: −0.78 to +0.22 s).
 DIRECT_MAX_NARROW_FEATURES = 4
 
 

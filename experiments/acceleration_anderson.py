@@ -163,6 +163,17 @@ def daarem(x, start, mon_tol: float, max_iter: int) -> dict:
     }
 
 
+def data_sets(delta: float):
+    """``(xs, starts)``: must-show 2's 16 data sets at ``Δ/σ = delta`` (seeds 0–15)
+    and their k-means starts, as ``acceleration.py`` makes them (in batches of 8)."""
+    batches = [
+        jnp.asarray(np.stack([make_data(s, N, delta) for s in range(first, first + 8)]))
+        for first in (0, 8)
+    ]
+    starts = jax.tree.map(lambda *a: jnp.concatenate(a), *map(kmeans_starts, batches))
+    return jnp.concatenate(batches), starts
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     family = gmm.family("full", reg_covar=0.0)
@@ -178,13 +189,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     settings = {"ε = 0 (monotone)": 0.0, "ε = package (0.01 / n)": PACKAGE_MON_TOL / N}
     rows = []
     for delta in (0.5, 1.0):
-        # acceleration.py's data sets and k-means starts, in its batches of 8
-        batches = [
-            jnp.asarray(np.stack([make_data(s, N, delta) for s in range(first, first + 8)]))
-            for first in (0, 8)
-        ]
-        xs = jnp.concatenate(batches)
-        starts = jax.tree.map(lambda *a: jnp.concatenate(a), *map(kmeans_starts, batches))
+        xs, starts = data_sets(delta)
         for seed in range(SEEDS):
             start = jax.tree.map(lambda a, i=seed: a[i], starts)
             em, sq = plain(start, xs[seed]), squarem(start, xs[seed])

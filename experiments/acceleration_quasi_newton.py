@@ -55,14 +55,13 @@ EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
 if str(EXPERIMENTS_DIR) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS_DIR))
 
+from acceleration_anderson import SAME, SEEDS, TOL, data_sets  # noqa: E402
 from common import markdown_table, progress, write_markdown  # noqa: E402
-from em_vs_gradient_overlap import kmeans_starts, make_data  # noqa: E402
 
 from jaxem import gmm  # noqa: E402
 
 DEFAULT_OUT = EXPERIMENTS_DIR / "results"
 REFERENCE = EXPERIMENTS_DIR / "results" / "acceleration_anderson.json"
-N, SEEDS, TOL, SAME = 500, 16, 1e-14, 1e-9
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -219,13 +218,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     runs = methods(args.max_iter)
     rows = []
     for delta in (0.5, 1.0):
-        # acceleration.py's data sets and k-means starts, in its batches of 8
-        batches = [
-            jnp.asarray(np.stack([make_data(s, N, delta) for s in range(first, first + 8)]))
-            for first in (0, 8)
-        ]
-        xs = jnp.concatenate(batches)
-        starts = jax.tree.map(lambda *a: jnp.concatenate(a), *map(kmeans_starts, batches))
+        xs, starts = data_sets(delta)
         for seed in range(SEEDS):
             ref = reference[(delta, seed)]
             start = jax.tree.map(lambda a, i=seed: np.asarray(a[i]), starts)

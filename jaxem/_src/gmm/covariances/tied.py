@@ -44,7 +44,11 @@ def log_det_cholesky(precisions_cholesky: jax.Array, n_features: int) -> jax.Arr
 
 def difference_mahalanobis(diff: jax.Array, precisions_cholesky: jax.Array) -> jax.Array:
     """(K, B) ``‖Pᵀ d_kb‖²`` of differences ``diff`` (K, D, B)."""
-    y = jnp.einsum("de,kdn->ken", precisions_cholesky, diff)
+    # Pᵀ materialised, as for full covariances (covariances/full.py): a product
+    # contracting the last axis of its left operand runs through YNNPACK on
+    # XLA:CPU, also inside the "auto" pass's cond.
+    transposed = jax.lax.optimization_barrier(precisions_cholesky.T)
+    y = jnp.einsum("ed,kdn->ken", transposed, diff)
     return sum_axis(y * y, 1)
 
 

@@ -284,11 +284,11 @@ def fit_online(
             typical = seen_total / index
             gamma = float(step_size(n_updates, alpha=alpha, t0=t0))
             gamma = min(1.0, gamma * weight / typical) if typical > 0 else gamma
-        stats, ll, weight = _update(
+        stats, ll, _ = _update(
             family, stats, frame, params, xb, wb, jnp.asarray(gamma, dtype), context
         )
         frame = params
-        seen_total += float(weight)
+        seen_total += weight
         if index + 1 >= warmup:
             params = _maximize(family, stats, frame, context, jnp.asarray(seen_total, dtype))
             if polyak and n_updates >= polyak_start:

@@ -38,7 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxem._src import acceleration, loop
-from jaxem._src.chunking import chunked_sum
+from jaxem._src.chunking import chunked_sum, unaliased
 from jaxem._src.engine import Starts, objective, restart_layout, run_em, run_em_refined
 from jaxem._src.family import ChunkedRows, Family
 from jaxem._src.programs import full_precision
@@ -138,8 +138,8 @@ def row_bucket(n: int) -> int:
         return n
     step = 1 << (n.bit_length() - 5)
     size = -(-n // step) * step
-    if size >= 1024 and size % 256 == 0:
-        size = size - 8 if size - 8 >= n else size + 8
+    if size >= 1024 and unaliased(size) != size:
+        size = unaliased(size) if unaliased(size) >= n else size + 8
     return size
 
 

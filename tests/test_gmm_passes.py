@@ -11,6 +11,7 @@ from helpers import COVARIANCE_TYPES, blobs, random_params
 
 from jaxem import gmm
 from jaxem._src import sources as passes
+from jaxem._src.gmm import family as gmm_family_module
 from jaxem._src.gmm import layout, moments
 from jaxem._src.gmm.fit import family as gmm_family
 from jaxem._src.gmm.fit import run_batch
@@ -314,6 +315,99 @@ def test_layout_fit_equals_direct_fit_in_float64(covariance_type, kept, small_la
         sorted_, _ = run(_batch(params), x, sample_weight=w, formulation=formulation)
         _assert_params_close(_first(sorted_.params), _first(direct.params), rtol=1e-10)
         np.testing.assert_allclose(sorted_.log_likelihood, direct.log_likelihood, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_a_pass_over_a_layout_tries_the_features_of_all_rows_first(
+    covariance_type, small_layout, monkeypatch
+):
+    """An ``"auto"`` fit that orders its features into chunks also keeps the
+    features of all rows about the data's mean (``ChunkedRows.whole``; not with
+    ``"moments"``, whose layout is its accuracy, nor for fewer than
+    ``WHOLE_PASS_MIN_ELEMENTS`` rows × K) and takes one pass over them
+    where the whole-data check holds: the chunks' statistics to float32
+    rounding. Where it fails (a component a hundred standard deviations from
+    the data, with half the weight) the pass is the chunks' (marked here by
+    their log-likelihood), and under ``vmap`` one restart that fails sends the
+    batch there."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2000, 3)), jnp.float32)
+    w = jnp.asarray(rng.uniform(0.5, 2.0, 2000), jnp.float32)
+    fam = gmm_family(covariance_type)
+    source = passes.InMemory(x, w)
+    context = source.context(fam)
+    assert source.prepare(fam, context, n_components=2).whole is None  # 4 000 < 2^20
+    monkeypatch.setattr(gmm_family_module, "WHOLE_PASS_MIN_ELEMENTS", 4000)
+    prepared = source.prepare(fam, context, n_components=2)
+    assert prepared.whole is not None and prepared.whole.shape[0] == 2000
+    moments_only = gmm_family(covariance_type, formulation="moments")
+    assert source.prepare(moments_only, context, n_components=2).whole is None
+
+    def chunks_of(p):
+        return passes.chunkwise_pass(fam, p, prepared, context)
+
+    def chunks(p, operand):
+        stats, ll = chunks_of(p)
+        return stats, jnp.full_like(ll, 12345.0)
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def run(p, batched=False):
+        def one(p):
+            return fam.whole_pass(p, prepared.whole, w, context, chunks, (), 2 if batched else 1)
+
+        return jax.vmap(one)(p) if batched else one(p)
+
+    def params(mean, variance):
+        cov = np.eye(3) * variance if covariance_type == "full" else np.eye(3)
+        cov = np.stack([np.eye(3), cov]) if covariance_type == "full" else cov
+        p = gmm.make_params([0.5, 0.5], [[0.0, 0.0, 0.0], mean], cov, covariance_type)
+        return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p)
+
+    near, far = params([0.5, 0.0, 0.0], 2.0), params([100.0, 0.0, 0.0], 1.0)
+    (stats, ll), (chunk_stats, chunk_ll) = run(near), jax.jit(chunks_of)(near)
+    assert float(ll) != 12345.0
+    np.testing.assert_allclose(ll, chunk_ll, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(chunk_stats), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))))
+    assert float(run(far)[1]) == 12345.0
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), near, far)
+    assert np.all(run(both, True)[1] == 12345.0)
+    assert not np.any(run(jax.tree.map(lambda a: jnp.stack([a, a]), near), True)[1] == 12345.0)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1e-3], ids=["overlapping", "tight-far"])
+def test_fits_that_try_the_whole_pass_first_agree_with_float64(sigma, small_layout, monkeypatch):
+    """Two restarts at once (``vmap``) on data with a layout and the features of
+    all rows: float32 ``"auto"`` fits agree with float64 direct ones to 1e-4,
+    where the whole-data pass holds (clusters of σ = 0.3 a unit apart) and
+    where it fails and the layout's chunks take the passes (σ = 1e-3, a
+    thousand from the origin); in float64 the pass over all rows is the direct
+    formulation's to 1e-10."""
+    monkeypatch.setattr(gmm_family_module, "WHOLE_PASS_MIN_ELEMENTS", 0)
+    x32, centers = _tight_clusters(np.float32, sigma, 1e3)
+    x64 = x32.astype(np.float64)
+    start64 = gmm.make_params(
+        np.full(3, 1 / 3), centers + 0.1 * sigma, np.stack([np.eye(3)] * 3) * sigma**2, "full"
+    )
+    other = dataclasses.replace(start64, weights=jnp.asarray([0.5, 0.25, 0.25]))
+    starts64 = jax.tree.map(lambda a, b: jnp.stack([a, b]), start64, other)
+    starts32 = jax.tree.map(lambda a: a.astype(jnp.float32), starts64)
+    run = jax.jit(
+        functools.partial(run_batch, tol=0.0, reg_covar=0.0, max_iter=10),
+        static_argnames="formulation",
+    )
+    r64, _ = run(starts64, jnp.asarray(x64), formulation="direct")
+    r32, _ = run(starts32, jnp.asarray(x32), formulation="auto")
+    for i in range(2):
+        _assert_params_close(_first(_pick(r32.params, i)), _first(_pick(r64.params, i)), 1e-4)
+    if sigma == 0.3:
+        a64, _ = run(starts64, jnp.asarray(x64), formulation="auto")
+        _assert_params_close(_first(_pick(a64.params, 0)), _first(_pick(r64.params, 0)), 1e-10)
+        np.testing.assert_allclose(a64.log_likelihood, r64.log_likelihood, rtol=1e-12)
+
+
+def _pick(tree, i):
+    return jax.tree.map(lambda a: a[i : i + 1], tree)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

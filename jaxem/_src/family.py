@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -82,10 +83,14 @@ class ChunkedRows(NamedTuple):
     ``items`` a pytree whose leaves have a leading chunk axis (C, ...) and
     ``weights`` (C, B) the sample weights of each chunk's B rows (0 for
     padding; the chunks after the last of positive weight are skipped, so a
-    layout puts its chunks of padding last)."""
+    layout puts its chunks of padding last). ``whole`` (optional): the
+    family's features of all rows in their order (:meth:`Family.featurize`),
+    kept beside the chunks where the family tries a pass over them first
+    (:meth:`Family.tries_whole_pass`, :meth:`Family.whole_pass`)."""
 
     items: PyTree
     weights: jax.Array
+    whole: PyTree = None
 
 
 @jax.tree_util.register_dataclass
@@ -255,6 +260,31 @@ class Family:
         """``(pass_ of one chunk of the layout, the state after it)``; the chunks
         in order. Default: :meth:`pass_`, the state unchanged."""
         return self.pass_(params, item, w, context), state
+
+    def whole_pass(
+        self,
+        params: PyTree,
+        features: Any,
+        w: jax.Array,
+        context: PyTree,
+        chunks: Callable[[PyTree, PyTree], tuple[PyTree, jax.Array]],
+        operand: PyTree,
+        batch: int,
+    ) -> tuple[PyTree, jax.Array]:
+        """``(stats, Σ w log p)`` of a pass over all rows from their features in
+        their order (:attr:`ChunkedRows.whole`, weights ``w``), or
+        ``chunks(params, operand)``, the pass over the layout's chunks, where
+        the family's choice falls there (``operand`` holds the arrays it reads,
+        for a family that traces it apart, as a batching rule does); ``batch``
+        (static) restarts are computed at once. Default: the chunks."""
+        return chunks(params, operand)
+
+    def tries_whole_pass(self, n_rows: int, n_components: int) -> bool:
+        """Whether a source that keeps the layout's features (:meth:`layout`) of
+        ``n_rows`` rows for ``n_components`` components (static) also keeps the
+        features of all rows in their order, when they fit, for
+        :meth:`whole_pass`. Default: False."""
+        return False
 
     #: Whether rows are independent and a row of weight zero is absent from
     #: everything (pass, statistics, initialisation), so that an in-memory fit

@@ -64,6 +64,27 @@ TIE_THRESHOLD = 1e-9
 #: covariances); below it the general sums cost little.
 LABELLED_MIN_ROWS = 8192
 
+#: Fewest ``rows × K`` for which a fit with a layout also keeps the features
+#: of all rows about the data's mean (:meth:`GaussianFamily.whole_pass`). The
+#: pass over them, where its check holds, is 2-3× faster than the layout's
+#: loop over its chunks, but the fit program that holds both routes compiles
+#: 0.3-0.6 s longer; below this the passes are short (20 000 × 8, K = 8:
+#: 3.1 → 1.4 ms), so that only hundreds of iterations would repay the
+#: compilation. Measured (float32, 2 cores, overlapping clusters, one start,
+#: before / after): 100 000 × 16, K = 16, full covariances 14.5-14.7 →
+#: 6.3-7.6 ms a pass (diagonal 7.4-8.0 → 3.2, tied 9.6-10.1 → 4.0, spherical
+#: 6.6-6.9 → 3.0), the default fit's later call 426-430 → 341-349 ms and
+#: its first 2.9 → 3.1-3.5 s; 200 000 × 8, K = 8: 9.1-9.3 → 3.2-3.7 ms;
+#: clusters tens of σ apart (the check fails): the same pass, later calls
+#: 170-175 → 184-193 ms (the features built for nothing).
+WHOLE_PASS_MIN_ELEMENTS = 1 << 20
+
+#: Largest ``rows × restarts × K`` of a pass over the features of all rows at
+#: once (:meth:`GaussianFamily.whole_pass`: its logits and responsibilities
+#: are temporaries of that many elements, 64 MB each in float32); larger
+#: passes go over the layout's chunks.
+WHOLE_PASS_MAX_ELEMENTS = 1 << 24
+
 
 class GaussianContext(NamedTuple):
     """What the Gaussian passes need of the data (weighted by the sample weights)."""
@@ -205,7 +226,10 @@ class GaussianFamily(MixtureFamily):
             :data:`~jaxem._src.gmm.layout.LAYOUT_MIN_ROWS` rows or more),
             ``"direct"`` (scikit-learn's arithmetic, accurate in any regime) or
             ``"auto"``: moments in every chunk whose responsibilities pass
-            :func:`jaxem._src.gmm.moments.chunk_is_accurate`, else direct.
+            :func:`jaxem._src.gmm.moments.chunk_is_accurate`, else direct; on
+            data with a layout, first one pass over the features of all rows
+            about the data's mean (:meth:`whole_pass`), and the layout's
+            chunks where its check fails.
         default_prior: static; True for R mclust's default prior computed from
             the data and the number of active components (``prior`` is then
             ignored).
@@ -273,6 +297,25 @@ class GaussianFamily(MixtureFamily):
             (phi, center), xc = item, None
         out = passes.feature_chunk(params, phi, w, center, self.formulation, budget=state, xc=xc)
         return out if state is not None else (out, state)
+
+    def tries_whole_pass(self, n_rows, n_components):
+        return self.formulation == "auto" and n_rows * n_components >= WHOLE_PASS_MIN_ELEMENTS
+
+    def whole_pass(self, params, features, w, context, chunks, operand, batch):
+        """The moment route over the features of all rows about the data's
+        centre, checked as :func:`~jaxem._src.gmm.passes.feature_chunk` checks
+        a chunk that is the whole data, and the pass over the layout's chunks
+        (``chunks``) where that check fails (before the E-step at the shares
+        the weights predict, or after it): one pair of products instead of a
+        loop over the chunks, which costs more than the products themselves
+        (:data:`WHOLE_PASS_MAX_ELEMENTS`)."""
+        k = params.means.shape[-2]
+        if self.formulation != "auto" or w.shape[0] * batch * k > WHOLE_PASS_MAX_ELEMENTS:
+            return chunks(params, operand)
+        return passes.feature_chunk(
+            params, features, w, context.center, "auto", context.count,
+            fallback=chunks, operand=operand,
+        )  # fmt: skip
 
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]

@@ -34,7 +34,8 @@ for use on their own.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -264,6 +265,8 @@ def feature_chunk(
     total: jax.Array | None = None,
     budget: moments.Budget | None = None,
     xc: jax.Array | None = None,
+    fallback: Callable[[GMMParams, Any], tuple[Moments, jax.Array]] | None = None,
+    operand: Any = None,
 ):
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``:
     ``(Moments, Σ w log p)``, and with a ``budget`` that pair and the budget
@@ -291,9 +294,18 @@ def feature_chunk(
     responsibilities would only fail the check (well-separated data about one
     centre). Where it holds the chunk continues as above, so the route taken
     is never less accurate; only the speed depends on the estimate.
+
+    ``fallback`` (optional, ``"auto"`` only): ``fallback(params, operand) ->
+    (Moments, Σ w log p)``, the pass of the same rows by another route, taken
+    where the check fails instead of the direct route over ``Φ``'s rows (a
+    layout's chunks, each about its own centre, for ``Φ`` of all rows about
+    one); the arrays it reads are in ``operand`` (a pytree), not closed over,
+    so that the batching rule below can trace it.
     """
     if budget is not None and (formulation != "auto" or total is not None):
         raise ValueError("a budget needs formulation='auto' and no total")
+    if fallback is not None and (formulation != "auto" or budget is not None or xc is not None):
+        raise ValueError("a fallback needs formulation='auto', no budget and no xc")
     pooled = budget is not None
     if not pooled:
         budget = ()  # a leafless placeholder through the custom rules
@@ -336,10 +348,16 @@ def feature_chunk(
         taken = moment()
         return jax.lax.cond(accurate, lambda: taken, lambda: direct(None))
 
+    def other_route(p, phi, w, c, xc, op):
+        """Where the check fails: ``fallback``, else the direct route."""
+        if fallback is not None:
+            return fallback(p, op)
+        return _direct_from_features(p, phi, w, c, xc)
+
     def after(b, nk, charged, accepted):
         return moments.charge(b, nk, charged, accepted) if pooled else ()
 
-    def single(p, phi, w, c, total, b, xc):
+    def single(p, phi, w, c, total, b, xc, op):
         if formulation == "moments":
             resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
             return _moment_statistics(p, resp, log_norm, phi, w, c), b
@@ -357,24 +375,24 @@ def feature_chunk(
         out = routes(
             accurate,
             lambda: _moment_statistics(p, resp, log_norm, phi, w, c),
-            lambda phi: _direct_from_features(p, phi, w, c, xc),
+            lambda phi: other_route(p, phi, w, c, xc, op),
             phi,
             xc,
         )
         return out, after(b, nk, charged, accurate)
 
     @jax.custom_batching.custom_vmap
-    def run(p, phi, w, c, total, b, xc):
-        return single(p, phi, w, c, total, b, xc)
+    def run(p, phi, w, c, total, b, xc, op):
+        return single(p, phi, w, c, total, b, xc, op)
 
     @run.def_vmap
-    def rule(axis_size, in_batched, p, phi, w, c, total, b, xc):
-        p_batched, phi_b, w_b, c_b, total_b, b_batched, xc_b = in_batched
-        rest = (phi_b, w_b, c_b, total_b, xc_b)
+    def rule(axis_size, in_batched, p, phi, w, c, total, b, xc, op):
+        p_batched, phi_b, w_b, c_b, total_b, b_batched, xc_b, op_b = in_batched
+        rest = (phi_b, w_b, c_b, total_b, xc_b, op_b)
         only_params = all(jax.tree.leaves(p_batched)) and not any(jax.tree.leaves(rest))
         if not only_params:
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c, total, b, xc)
+            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c, total, b, xc, op)
             return out, jax.tree.map(lambda _: True, out)
         # a budget follows its restarts' parameters (batched, or broadcast to them)
         b = jax.tree.map(
@@ -401,11 +419,11 @@ def feature_chunk(
             each = jax.vmap(hopeless, in_axes=(0, None, None, None, 0))
             skip = jnp.any(each(p, w, c, total, distances))
         resp, log_norm, accurate, nk, charged = checked(e_step, skip, w)
-        direct = jax.vmap(_direct_from_features, in_axes=(0, None, None, None, None))
+        direct = jax.vmap(other_route, in_axes=(0, None, None, None, None, None))
         stats = routes(
             accurate,
             lambda: _wide_statistics(p, resp, log_norm, phi, w, c),
-            lambda phi: direct(p, phi, w, c, xc),
+            lambda phi: direct(p, phi, w, c, xc, op),
             phi,
             xc,
         )
@@ -418,7 +436,7 @@ def feature_chunk(
     # it reverse mode, failed on an unbatched pass): derivatives are single's.
     differentiated = jax.custom_jvp(run)
     differentiated.defjvp(lambda primals, tangents: jax.jvp(single, primals, tangents))
-    out, budget = differentiated(params, phi, w, center, total, budget, xc)
+    out, budget = differentiated(params, phi, w, center, total, budget, xc, operand)
     return (out, budget) if pooled else out
 
 

@@ -21,17 +21,6 @@ means. Under ``vmap`` over the parameters only (restarts on the same data) each
 decision is made once for the whole batch, so that no route is computed for
 nothing.
 
-Where the fit keeps them (rows × K ≥
-:data:`~jaxem._src.gmm.family.WHOLE_PASS_MIN_ELEMENTS`), :func:`arrange` also
-keeps the rows' features about the data's mean, in the chunks' order, and each
-step first tries one product over all of them, as the fit's passes do
-(:meth:`~jaxem._src.gmm.family.GaussianFamily.whole_pass`): the E-step where the
-whole-data check holds at the shares ``π_k Σ w`` and then at its own
-responsibilities, the M-step where it holds at the new parameters; the chunks
-otherwise. 100 000 × 16, K = 16, float32, a step pair: 22 → 12.8 ms on
-overlapping clusters; on clusters tens of σ apart the M-step's product over all
-rows is computed before its check rejects it (26 → 33 ms).
-
 Responsibilities on arranged data are (C, B, K), in the chunks' order:
 :meth:`ArrangedData.responsibilities` puts them back in the rows' order.
 """
@@ -48,7 +37,6 @@ from jax.typing import ArrayLike
 
 from jaxem._src.decisions import batch_decision
 from jaxem._src.gmm import covariances as cov_lib
-from jaxem._src.gmm import family as gmm_family
 from jaxem._src.gmm import layout as layout_lib
 from jaxem._src.gmm import moments, passes
 from jaxem._src.gmm.params import GMMParams
@@ -72,11 +60,6 @@ class ArrangedData:
     rows: jax.Array  # (C, B) int32: the row of x in each slot, n_samples for padding
     covariance_type: str = dataclasses.field(metadata=dict(static=True))
     n_samples: int = dataclasses.field(metadata=dict(static=True))
-    # (C, B, F) the same rows' moment features about ``center`` (D,), the data's
-    # weighted mean, where the fit would keep them (None otherwise): the steps
-    # try one pass over all of them first, as the fit's passes do
-    whole: jax.Array | None = None
-    center: jax.Array | None = None
 
     @property
     def n_features(self) -> int:
@@ -152,29 +135,16 @@ def arrange(
     if w is None:
         w = jnp.ones(x.shape[0], x.dtype)
     n = x.shape[0]
-    layout_shape = layout_lib.layout_shape(n, int(n_components))
-    shape = layout_shape or (1, 1, n)
-    rows_k = n * int(n_components)
-    whole = layout_shape is not None and rows_k >= gmm_family.WHOLE_PASS_MIN_ELEMENTS
-    built, center, features = _build(
-        x, w, covariance_type=covariance_type, shape=shape, whole=whole
-    )
+    shape = layout_lib.layout_shape(n, int(n_components)) or (1, 1, n)
+    built = _build(x, w, covariance_type=covariance_type, shape=shape)
     return ArrangedData(
-        built.features, built.weights, built.centers, built.rows, covariance_type, n,
-        features, center,
-    )  # fmt: skip
+        built.features, built.weights, built.centers, built.rows, covariance_type, n
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("covariance_type", "shape", "whole"))
-def _build(x, w, *, covariance_type, shape, whole):
-    built = layout_lib.build(x, w, covariance_type, shape)
-    if not whole:
-        return built, None, None
-    summary = gmm_family.gaussian_summary(x, w, x[0])
-    center = gmm_family.gaussian_context(summary, x[0]).center  # the fit's centre
-    rows = jnp.minimum(built.rows, x.shape[0] - 1).reshape(-1)  # padding: any row, weight 0
-    features = moments.features(x[rows] - center, covariance_type)
-    return built, center, features.reshape(*built.rows.shape, -1)
+@functools.partial(jax.jit, static_argnames=("covariance_type", "shape"))
+def _build(x, w, *, covariance_type, shape):
+    return layout_lib.build(x, w, covariance_type, shape)
 
 
 # ----------------------------------------------------------------- the steps
@@ -213,56 +183,8 @@ def _pooled_checks(params: GMMParams, nk_c: jax.Array, weights: jax.Array, cente
     return jax.lax.scan(step, start, (nk_c, distances))[1]
 
 
-def _whole_is_accurate(params: GMMParams, nk: jax.Array, data: ArrangedData) -> jax.Array:
-    """() the whole-data check of the moment route about ``data.center`` at
-    shares ``nk`` (K,), one decision for a batch of parameters."""
-
-    def accurate(p, d):
-        (p, nk), (w, center) = (p, d)
-        return moments.chunk_is_accurate(p, nk, w, center)
-
-    return batch_decision(accurate, (params, nk), (data.weights.reshape(-1), data.center))
-
-
 @jax.jit
 def _e_step(params: GMMParams, data: ArrangedData):
-    if data.whole is None:
-        resp, log_norm = _chunk_responsibilities(params, data)
-    else:
-        resp, log_norm = _whole_responsibilities(params, data)
-    valid = data.rows < data.n_samples
-    resp = jnp.where(valid[..., None], resp, 0)
-    return resp, jnp.sum(data.weights * log_norm) / jnp.sum(data.weights)
-
-
-def _whole_responsibilities(params: GMMParams, data: ArrangedData):
-    """The moment route over the features of all rows about the data's mean
-    where the whole-data check holds (at the shares ``π_k Σ w`` first, then at
-    the responsibilities' own), else the chunks' (:func:`_chunk_responsibilities`),
-    as the fit's pass decides."""
-    c, b, f = data.whole.shape
-    phi, w = data.whole.reshape(c * b, f), data.weights.reshape(-1)
-    total = jnp.sum(w)
-
-    def attempt():
-        ones = jnp.ones_like(w)  # unweighted responsibilities, as the chunks give them
-        resp, log_norm = moments.feature_responsibilities(params, phi, ones, data.center)
-        return resp, log_norm, _whole_is_accurate(params, w @ resp, data)
-
-    def skipped():
-        shapes = jax.eval_shape(attempt)
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    expected = _whole_is_accurate(params, params.weights * total, data)
-    resp, log_norm, ok = jax.lax.cond(expected, attempt, skipped)
-    return jax.lax.cond(
-        ok,
-        lambda: (resp.reshape(c, b, -1), log_norm.reshape(c, b)),
-        lambda: _chunk_responsibilities(params, data),
-    )
-
-
-def _chunk_responsibilities(params: GMMParams, data: ArrangedData):
     def responsibilities(item):
         phi, w, center = item
         return moments.feature_responsibilities(params, phi, jnp.ones_like(w), center)
@@ -289,7 +211,10 @@ def _chunk_responsibilities(params: GMMParams, data: ArrangedData):
 
         return jax.lax.map(chunk, (ok, resp, log_norm, data.features, data.centers))
 
-    return jax.lax.cond(jnp.all(ok), lambda: (resp, log_norm), recomputed)
+    resp, log_norm = jax.lax.cond(jnp.all(ok), lambda: (resp, log_norm), recomputed)
+    valid = data.rows < data.n_samples
+    resp = jnp.where(valid[..., None], resp, 0)
+    return resp, jnp.sum(data.weights * log_norm) / jnp.sum(data.weights)
 
 
 def m_step(
@@ -316,35 +241,6 @@ def m_step(
 
 @jax.jit
 def _m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
-    if data.whole is None:
-        return _chunk_m_step(resp, data, reg_covar, prior)
-    return _whole_m_step(resp, data, reg_covar, prior)
-
-
-def _whole_m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
-    """The statistics as one product over the features of all rows about the
-    data's mean, moved to the new means, where the whole-data check holds at
-    the new parameters; else the chunks' (:func:`_chunk_m_step`)."""
-    covariance_type = data.covariance_type
-    module = cov_lib.get(covariance_type)
-    k, d = resp.shape[-1], data.n_features
-    phi = data.whole.reshape(-1, data.whole.shape[-1])
-    r = (resp * data.weights[..., None]).reshape(-1, k)  # w·r: padding takes no part
-    summed, extra = r.T @ phi, module.shared_second_moment(phi, jnp.sum(r, axis=1))
-    nk, sum_x, sum_xx = moments.moments_to_stats(summed, extra, covariance_type, d)
-    means = data.center + sum_x / jnp.where(nk > 0, nk, 1)[:, None]
-    about_center = SuffStats(
-        nk, sum_x, sum_xx, jnp.broadcast_to(data.center, (k, d)), covariance_type
-    )
-    fast = maximize(reshift(about_center, means), reg_covar=reg_covar, prior=prior)
-    return jax.lax.cond(
-        _whole_is_accurate(fast, nk, data),
-        lambda: fast,
-        lambda: _chunk_m_step(resp, data, reg_covar, prior),
-    )
-
-
-def _chunk_m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
     covariance_type = data.covariance_type
     module = cov_lib.get(covariance_type)
     k, d = resp.shape[-1], data.n_features

@@ -346,14 +346,14 @@ def test_a_pass_over_a_layout_tries_the_features_of_all_rows_first(
     def chunks_of(p):
         return passes.chunkwise_pass(fam, p, prepared, context)
 
-    def chunks(p, operand):
+    def chunks(p):
         stats, ll = chunks_of(p)
         return stats, jnp.full_like(ll, 12345.0)
 
     @functools.partial(jax.jit, static_argnums=1)
     def run(p, batched=False):
         def one(p):
-            return fam.whole_pass(p, prepared.whole, w, context, chunks, (), 2 if batched else 1)
+            return fam.whole_pass(p, prepared.whole, w, context, chunks, 2 if batched else 1)
 
         return jax.vmap(one)(p) if batched else one(p)
 
@@ -404,6 +404,27 @@ def test_fits_that_try_the_whole_pass_first_agree_with_float64(sigma, small_layo
         a64, _ = run(starts64, jnp.asarray(x64), formulation="auto")
         _assert_params_close(_first(_pick(a64.params, 0)), _first(_pick(r64.params, 0)), 1e-10)
         np.testing.assert_allclose(a64.log_likelihood, r64.log_likelihood, rtol=1e-12)
+
+
+def test_fits_with_the_whole_pass_under_vmap_over_data_sets(small_layout, monkeypatch):
+    """``vmap`` over data sets (the data batched, so no one decision for the
+    batch): every element takes the layout's chunks, and agrees with its own
+    fit, which takes the pass over all rows (float32 rounding apart). Inside a
+    ``cond`` whose predicate varies over the batch the chunks' batching rules
+    could not run (JAX's custom_vmap with its constants batched)."""
+    monkeypatch.setattr(gmm_family_module, "WHOLE_PASS_MIN_ELEMENTS", 0)
+    xs = jnp.asarray(np.stack([_tight_clusters(np.float32, 0.3, o)[0] for o in (0.0, 5.0)]))
+    start = gmm.make_params(np.full(3, 1 / 3), np.eye(3), np.stack([np.eye(3)] * 3) * 0.1, "full")
+    start = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), start)
+    starts = jnp.stack([start.means, start.means + 5.0])
+
+    def fit(means, x):
+        s = dataclasses.replace(start, means=means)
+        return run_batch(_batch(s), x, tol=0.0, reg_covar=1e-6, max_iter=5)[0].log_likelihood[0]
+
+    together = jax.jit(jax.vmap(fit))(starts, xs)
+    apart = [jax.jit(fit)(starts[i], xs[i]) for i in range(2)]
+    np.testing.assert_allclose(together, apart, rtol=1e-5)
 
 
 def _pick(tree, i):

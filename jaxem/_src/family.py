@@ -267,17 +267,15 @@ class Family:
         features: Any,
         w: jax.Array,
         context: PyTree,
-        chunks: Callable[[PyTree, PyTree], tuple[PyTree, jax.Array]],
-        operand: PyTree,
+        chunks: Callable[[PyTree], tuple[PyTree, jax.Array]],
         batch: int,
     ) -> tuple[PyTree, jax.Array]:
         """``(stats, Σ w log p)`` of a pass over all rows from their features in
         their order (:attr:`ChunkedRows.whole`, weights ``w``), or
-        ``chunks(params, operand)``, the pass over the layout's chunks, where
-        the family's choice falls there (``operand`` holds the arrays it reads,
-        for a family that traces it apart, as a batching rule does); ``batch``
-        (static) restarts are computed at once. Default: the chunks."""
-        return chunks(params, operand)
+        ``chunks(params)``, the pass over the layout's chunks, where the
+        family's choice falls there; ``batch`` (static) restarts are computed
+        at once. Default: the chunks."""
+        return chunks(params)
 
     def tries_whole_pass(self, n_rows: int, n_components: int) -> bool:
         """Whether a source that keeps the layout's features (:meth:`layout`) of

@@ -237,16 +237,14 @@ class InMemory:
     def reduce(self, family: Family, params, prepared, context, batch: int):
         if isinstance(prepared, ChunkedRows):
 
-            def chunks(p, operand):  # the arrays it reads passed in, not closed over
-                view, layout, data_context = operand
-                return chunkwise_pass(view, p, layout, data_context)
+            def chunks(p):
+                return chunkwise_pass(family, p, prepared, context)
 
-            operand = (family, prepared, context)
             if prepared.whole is None:
-                stats, ll_sum = chunks(params, operand)
+                stats, ll_sum = chunks(params)
             else:
                 stats, ll_sum = family.whole_pass(
-                    params, prepared.whole, self.w, context, chunks, operand, batch
+                    params, prepared.whole, self.w, context, chunks, batch
                 )
             return stats, ll_sum, jnp.sum(self.w)
         if prepared is not None:

@@ -301,7 +301,7 @@ class GaussianFamily(MixtureFamily):
     def tries_whole_pass(self, n_rows, n_components):
         return self.formulation == "auto" and n_rows * n_components >= WHOLE_PASS_MIN_ELEMENTS
 
-    def whole_pass(self, params, features, w, context, chunks, operand, batch):
+    def whole_pass(self, params, features, w, context, chunks, batch):
         """The moment route over the features of all rows about the data's
         centre, checked as :func:`~jaxem._src.gmm.passes.feature_chunk` checks
         a chunk that is the whole data, and the pass over the layout's chunks
@@ -311,11 +311,12 @@ class GaussianFamily(MixtureFamily):
         (:data:`WHOLE_PASS_MAX_ELEMENTS`)."""
         k = params.means.shape[-2]
         if self.formulation != "auto" or w.shape[0] * batch * k > WHOLE_PASS_MAX_ELEMENTS:
-            return chunks(params, operand)
-        return passes.feature_chunk(
-            params, features, w, context.center, "auto", context.count,
-            fallback=chunks, operand=operand,
-        )  # fmt: skip
+            return chunks(params)
+        out, accurate = passes.feature_chunk(
+            params, features, w, context.center, "auto", context.count, report=True
+        )
+        # one decision for a batch of restarts (feature_chunk's): a branch, not a select
+        return jax.lax.cond(accurate, lambda: out, lambda: chunks(params))
 
     def chunk_rows(self, n_rows, params, rows, batch, mode):
         k, d = params.means.shape[-2:]

@@ -34,8 +34,7 @@ for use on their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -265,8 +264,7 @@ def feature_chunk(
     total: jax.Array | None = None,
     budget: moments.Budget | None = None,
     xc: jax.Array | None = None,
-    fallback: Callable[[GMMParams, Any], tuple[Moments, jax.Array]] | None = None,
-    operand: Any = None,
+    report: bool = False,
 ):
     """The chunk pass over moment features ``Φ`` (B, F) of ``x − center``:
     ``(Moments, Σ w log p)``, and with a ``budget`` that pair and the budget
@@ -295,17 +293,16 @@ def feature_chunk(
     centre). Where it holds the chunk continues as above, so the route taken
     is never less accurate; only the speed depends on the estimate.
 
-    ``fallback`` (optional, ``"auto"`` only): ``fallback(params, operand) ->
-    (Moments, Σ w log p)``, the pass of the same rows by another route, taken
-    where the check fails instead of the direct route over ``Φ``'s rows (a
-    layout's chunks, each about its own centre, for ``Φ`` of all rows about
-    one); the arrays it reads are in ``operand`` (a pytree), not closed over,
-    so that the batching rule below can trace it.
+    ``report`` (static, ``"auto"`` with ``total`` only): where the check fails,
+    zeros instead of the direct route, and ``((Moments, Σ w log p), accurate)``
+    returned, ``accurate`` one decision for a batch of restarts (unbatched):
+    the caller takes another route there, outside this function (a layout's
+    chunks, each about its own centre, for ``Φ`` of all rows about one).
     """
     if budget is not None and (formulation != "auto" or total is not None):
         raise ValueError("a budget needs formulation='auto' and no total")
-    if fallback is not None and (formulation != "auto" or budget is not None or xc is not None):
-        raise ValueError("a fallback needs formulation='auto', no budget and no xc")
+    if report and (formulation != "auto" or total is None or budget is not None or xc is not None):
+        raise ValueError("report needs formulation='auto', a total, no budget and no xc")
     pooled = budget is not None
     if not pooled:
         budget = ()  # a leafless placeholder through the custom rules
@@ -348,16 +345,19 @@ def feature_chunk(
         taken = moment()
         return jax.lax.cond(accurate, lambda: taken, lambda: direct(None))
 
-    def other_route(p, phi, w, c, xc, op):
-        """Where the check fails: ``fallback``, else the direct route."""
-        if fallback is not None:
-            return fallback(p, op)
+    def other_route(p, phi, w, c, xc):
+        """Where the check fails: the direct route, or zeros for ``report``."""
+        if report:
+            shapes = jax.eval_shape(lambda: _direct_from_features(p, phi, w, c, xc))
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return _direct_from_features(p, phi, w, c, xc)
 
     def after(b, nk, charged, accepted):
+        if report:
+            return accepted
         return moments.charge(b, nk, charged, accepted) if pooled else ()
 
-    def single(p, phi, w, c, total, b, xc, op):
+    def single(p, phi, w, c, total, b, xc):
         if formulation == "moments":
             resp, log_norm = moments.feature_responsibilities(p, phi, w, c)
             return _moment_statistics(p, resp, log_norm, phi, w, c), b
@@ -375,24 +375,36 @@ def feature_chunk(
         out = routes(
             accurate,
             lambda: _moment_statistics(p, resp, log_norm, phi, w, c),
-            lambda phi: other_route(p, phi, w, c, xc, op),
+            lambda phi: other_route(p, phi, w, c, xc),
             phi,
             xc,
         )
         return out, after(b, nk, charged, accurate)
 
     @jax.custom_batching.custom_vmap
-    def run(p, phi, w, c, total, b, xc, op):
-        return single(p, phi, w, c, total, b, xc, op)
+    def run(p, phi, w, c, total, b, xc):
+        return single(p, phi, w, c, total, b, xc)
 
     @run.def_vmap
-    def rule(axis_size, in_batched, p, phi, w, c, total, b, xc, op):
-        p_batched, phi_b, w_b, c_b, total_b, b_batched, xc_b, op_b = in_batched
-        rest = (phi_b, w_b, c_b, total_b, xc_b, op_b)
+    def rule(axis_size, in_batched, p, phi, w, c, total, b, xc):
+        p_batched, phi_b, w_b, c_b, total_b, b_batched, xc_b = in_batched
+        rest = (phi_b, w_b, c_b, total_b, xc_b)
         only_params = all(jax.tree.leaves(p_batched)) and not any(jax.tree.leaves(rest))
+        if not only_params and report:
+            # the data vary over the batch: no one decision for it, so the
+            # caller's other route, for every element (its ``cond`` with a
+            # batched predicate would compute both routes, and the other may
+            # hold batching rules that cannot run inside such a ``select``)
+            shapes = jax.eval_shape(
+                single,
+                *jax.tree.map(_unbatched_shape, (p, phi, w, c, total, b, xc), tuple(in_batched)),
+            )
+            stats = jax.tree.map(lambda s: jnp.zeros((axis_size, *s.shape), s.dtype), shapes[0])
+            batched = jax.tree.map(lambda _: True, stats)
+            return (stats, jnp.asarray(False)), (batched, False)
         if not only_params:
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c, total, b, xc, op)
+            out = jax.vmap(single, in_axes=in_axes)(p, phi, w, c, total, b, xc)
             return out, jax.tree.map(lambda _: True, out)
         # a budget follows its restarts' parameters (batched, or broadcast to them)
         b = jax.tree.map(
@@ -419,14 +431,16 @@ def feature_chunk(
             each = jax.vmap(hopeless, in_axes=(0, None, None, None, 0))
             skip = jnp.any(each(p, w, c, total, distances))
         resp, log_norm, accurate, nk, charged = checked(e_step, skip, w)
-        direct = jax.vmap(other_route, in_axes=(0, None, None, None, None, None))
+        direct = jax.vmap(other_route, in_axes=(0, None, None, None, None))
         stats = routes(
             accurate,
             lambda: _wide_statistics(p, resp, log_norm, phi, w, c),
-            lambda phi: direct(p, phi, w, c, xc, op),
+            lambda phi: direct(p, phi, w, c, xc),
             phi,
             xc,
         )
+        if report:  # the batch's one decision, unbatched
+            return (stats, accurate), (jax.tree.map(lambda _: True, stats), False)
         new = jax.vmap(after, in_axes=(0, 0, 0, None))(b, nk, charged, accurate)
         out = (stats, new)
         return out, jax.tree.map(lambda _: True, out)
@@ -436,11 +450,20 @@ def feature_chunk(
     # it reverse mode, failed on an unbatched pass): derivatives are single's.
     differentiated = jax.custom_jvp(run)
     differentiated.defjvp(lambda primals, tangents: jax.jvp(single, primals, tangents))
-    out, budget = differentiated(params, phi, w, center, total, budget, xc, operand)
-    return (out, budget) if pooled else out
+    out, budget = differentiated(params, phi, w, center, total, budget, xc)
+    return (out, budget) if pooled or report else out
 
 
 # ------------------------------------------------------------- whole-array passes
+
+
+def _unbatched_shape(a, batched):
+    """The shape of one element of ``a`` (a batched argument: its leading axis dropped)."""
+    return jax.tree.map(
+        lambda leaf, b: jax.ShapeDtypeStruct(leaf.shape[1:] if b else leaf.shape, leaf.dtype),
+        a,
+        batched,
+    )
 
 
 def _as_suff_stats(stats: Moments, params: GMMParams) -> SuffStats:

@@ -307,8 +307,8 @@ class GaussianFamily(MixtureFamily):
         a chunk that is the whole data, and the pass over the layout's chunks
         (``chunks``) where that check fails (before the E-step at the shares
         the weights predict, or after it): one pair of products instead of a
-        loop over the chunks, which costs more than the products themselves
-        (:data:`WHOLE_PASS_MAX_ELEMENTS`)."""
+        loop over the chunks, which costs more than the products themselves.
+        Passes of more than :data:`WHOLE_PASS_MAX_ELEMENTS` take the chunks."""
         k = params.means.shape[-2]
         if self.formulation != "auto" or w.shape[0] * batch * k > WHOLE_PASS_MAX_ELEMENTS:
             return chunks(params)

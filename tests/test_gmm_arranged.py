@@ -11,6 +11,7 @@ import pytest
 
 import jaxem
 from jaxem import gmm
+from jaxem._src.gmm import family as gmm_family
 from jaxem._src.gmm import layout as layout_lib
 
 N_LAYOUT = layout_lib.LAYOUT_MIN_ROWS  # the smallest data arranged in chunks
@@ -123,6 +124,82 @@ def test_arranged_steps_under_vmap_over_restarts():
         np.testing.assert_allclose(ll[i], one_ll, rtol=1e-12)
         one = gmm.m_step(one_resp, data)
         np.testing.assert_allclose(new.covariances[i], one.covariances, rtol=1e-10)
+
+
+def test_arranged_steps_try_the_pass_over_all_rows_first(monkeypatch):
+    """Where the fit would keep the features of all rows about the data's mean
+    (rows × K ≥ ``WHOLE_PASS_MIN_ELEMENTS``; lowered here), so does ``arrange``,
+    and the steps take one pass over them where the whole-data check holds: in
+    float64 the plain steps to 1e-12 (weights too), also two restarts under
+    ``vmap``; on clusters hundreds of σ apart far from the origin the check
+    fails and the float32 steps, by the chunks, still match float64's."""
+    assert gmm.arrange(jnp.asarray(_data(N_LAYOUT, 4.0)), 3).whole is None
+    monkeypatch.setattr(gmm_family, "WHOLE_PASS_MIN_ELEMENTS", 0)
+    x = jnp.asarray(_data(N_LAYOUT, 4.0, seed=6))
+    w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, N_LAYOUT))
+    data = gmm.arrange(x, 3, sample_weight=w)
+    assert data.whole is not None and data.whole.shape == data.features.shape
+    keys = jax.random.split(jax.random.key(2), 2)
+    p = [gmm.fit(key, x, 3, max_iter=2, init="random_from_data").params for key in keys]
+    starts = jax.tree.map(lambda *a: jnp.stack(a), *p)
+    resp, ll = jax.vmap(gmm.e_step, in_axes=(0, None))(starts, data)
+    new = jax.vmap(functools.partial(gmm.m_step, reg_covar=1e-4), in_axes=(0, None))(resp, data)
+    for i in range(2):
+        plain_resp, _ = gmm.e_step(p[i], x)
+        np.testing.assert_allclose(data.responsibilities(resp[i]), plain_resp, atol=1e-12)
+        weighted_ll = jnp.sum(w * gmm.log_prob(p[i], x)) / jnp.sum(w)
+        np.testing.assert_allclose(ll[i], weighted_ll, rtol=1e-12)
+        plain = gmm.m_step(plain_resp, x, reg_covar=1e-4, sample_weight=w)
+        np.testing.assert_allclose(new.covariances[i], plain.covariances, rtol=1e-10)
+        np.testing.assert_allclose(new.means[i], plain.means, rtol=1e-10, atol=1e-12)
+
+    x64 = _data(N_LAYOUT, 300.0, seed=3, offset=1e3)
+    params64 = _start(jnp.asarray(x64), 3, "full")
+    params32 = jax.tree.map(
+        lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, params64
+    )
+    data32 = gmm.arrange(jnp.asarray(x64, jnp.float32), 3)
+    assert data32.whole is not None
+    resp32, ll32 = gmm.e_step(params32, data32)
+    resp64, ll64 = gmm.e_step(params64, jnp.asarray(x64))
+    np.testing.assert_allclose(data32.responsibilities(resp32), resp64, atol=1e-5)
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-6)
+    new32, new64 = gmm.m_step(resp32, data32), gmm.m_step(resp64, jnp.asarray(x64))
+    np.testing.assert_allclose(new32.covariances, new64.covariances, rtol=2e-4, atol=1e-5)
+
+
+def test_arranged_steps_with_the_whole_pass_under_vmap_over_data_sets(monkeypatch):
+    """Arranged data sets stacked and vmapped (the data vary over the batch, so
+    the steps take the chunks for every element) equal the steps on each data
+    set apart, which take the pass over all rows where it holds; the M-step's
+    estimate says the pass over all rows can hold on overlapping clusters and
+    not on clusters hundreds of σ apart."""
+    from jaxem._src.gmm import arranged
+
+    monkeypatch.setattr(gmm_family, "WHOLE_PASS_MIN_ELEMENTS", 0)
+    xs = [jnp.asarray(_data(N_LAYOUT, s, seed=7), jnp.float32) for s in (1.0, 300.0)]
+    datas = [gmm.arrange(x, 3) for x in xs]
+    starts = [
+        jax.tree.map(
+            lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            _start(x.astype(jnp.float64), 3, "full"),
+        )
+        for x in xs
+    ]
+    resp = [gmm.e_step(p, d)[0] for p, d in zip(starts, datas, strict=True)]
+    may_hold = jax.jit(arranged._whole_m_step_may_hold)
+    assert bool(may_hold(resp[0], datas[0])) and not bool(may_hold(resp[1], datas[1]))
+
+    def steps(p, d):
+        r, ll = gmm.e_step(p, d)
+        return gmm.m_step(r, d).covariances, ll
+
+    stack = functools.partial(jax.tree.map, lambda *a: jnp.stack(a))
+    covariances, ll = jax.jit(jax.vmap(steps))(stack(*starts), stack(*datas))
+    for i in range(2):
+        one_cov, one_ll = jax.jit(steps)(starts[i], datas[i])
+        np.testing.assert_allclose(ll[i], one_ll, rtol=1e-6)
+        np.testing.assert_allclose(covariances[i], one_cov, rtol=1e-4, atol=1e-6)
 
 
 def test_arranged_data_errors():

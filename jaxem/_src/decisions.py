@@ -18,15 +18,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["batch_decision"]
+__all__ = ["batch_decision", "element_shapes"]
 
 
 def batch_decision(
-    fn: Callable[[Any, Any], jax.Array], varying: Any, shared: Any, combine: Callable = jnp.all
+    fn: Callable[[Any, Any], jax.Array],
+    varying: Any,
+    shared: Any,
+    combine: Callable = jnp.all,
+    if_shared_varies: bool | None = None,
 ) -> jax.Array:
     """``fn(varying, shared)`` (booleans), without derivative. Under ``vmap``
     with ``shared`` unbatched, ``combine(·, axis=0)`` of every element's value
-    (unbatched); with ``shared`` batched too, each element's own value."""
+    (unbatched); with ``shared`` batched too, each element's own value, or
+    with ``if_shared_varies`` given, that constant for the whole batch
+    (unbatched, ``fn`` not computed): for a ``cond`` whose other branch
+    cannot run under a ``select`` (a ``custom_vmap`` inside it, whose
+    constants a batched predicate would batch)."""
 
     @jax.custom_batching.custom_vmap
     def decide(v, s):
@@ -34,6 +42,9 @@ def batch_decision(
 
     @decide.def_vmap
     def rule(axis_size, in_batched, v, s):
+        if if_shared_varies is not None and any(jax.tree.leaves(in_batched[1])):
+            shape = jax.eval_shape(fn, *element_shapes((v, s), tuple(in_batched)))
+            return jnp.full(shape.shape, if_shared_varies), False
         v_axes, s_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
         each = jax.vmap(fn, in_axes=(v_axes, s_axes), axis_size=axis_size)(v, s)
         if not any(jax.tree.leaves(in_batched[1])):
@@ -41,3 +52,10 @@ def batch_decision(
         return each, True
 
     return decide(jax.lax.stop_gradient(varying), jax.lax.stop_gradient(shared))
+
+
+def element_shapes(tree: Any, batched: Any) -> Any:
+    """Shapes of one element of ``tree`` under ``vmap`` (batched leaves lose their leading axis)."""
+    return jax.tree.map(
+        lambda a, b: jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype), tree, batched
+    )

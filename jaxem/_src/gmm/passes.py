@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._src.chunking import chunk_rows, chunked_sum
-from jaxem._src.decisions import batch_decision
+from jaxem._src.decisions import batch_decision, element_shapes
 from jaxem._src.family import log_weights, mixture_center
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import moments
@@ -397,7 +397,7 @@ def feature_chunk(
             # hold batching rules that cannot run inside such a ``select``)
             shapes = jax.eval_shape(
                 single,
-                *jax.tree.map(_unbatched_shape, (p, phi, w, c, total, b, xc), tuple(in_batched)),
+                *element_shapes((p, phi, w, c, total, b, xc), tuple(in_batched)),
             )
             stats = jax.tree.map(lambda s: jnp.zeros((axis_size, *s.shape), s.dtype), shapes[0])
             batched = jax.tree.map(lambda _: True, stats)
@@ -455,15 +455,6 @@ def feature_chunk(
 
 
 # ------------------------------------------------------------- whole-array passes
-
-
-def _unbatched_shape(a, batched):
-    """The shape of one element of ``a`` (a batched argument: its leading axis dropped)."""
-    return jax.tree.map(
-        lambda leaf, b: jax.ShapeDtypeStruct(leaf.shape[1:] if b else leaf.shape, leaf.dtype),
-        a,
-        batched,
-    )
 
 
 def _as_suff_stats(stats: Moments, params: GMMParams) -> SuffStats:

@@ -121,8 +121,11 @@ def arrange(
     each padded with rows of weight zero to whole chunks; smaller data is one
     chunk about its mean. Each chunk keeps the moment features of its rows
     about its own centre, so the steps' matrix products stay accurate in
-    float32 however far apart the clusters lie (module docstring). Costs about
-    two EM iterations; arrange once, iterate many times.
+    float32 however far apart the clusters lie (module docstring). With
+    rows × K ≥ :data:`~jaxem._src.gmm.family.WHOLE_PASS_MIN_ELEMENTS` it also
+    keeps the rows' features about the data's mean (twice the memory), which the
+    steps use where the whole-data check holds. Costs a few EM iterations;
+    arrange once, iterate many times.
 
     The sample weights are part of the arranged data: ``m_step`` weights the
     statistics by them and ``e_step`` reports the weighted mean log-likelihood.

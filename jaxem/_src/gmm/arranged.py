@@ -246,8 +246,9 @@ def _whole_m_step_may_hold(resp: jax.Array, data: ArrangedData) -> jax.Array:
     the chunks' masses ``n_kc``, centres and spreads, its ``ρ`` about the data's
     mean as if it were isotropic (``D ‖μ − c̄‖² / tr Σ``). Only speed depends on
     it: where it says no, the chunks' M-step; where it says yes, the product and
-    then the check itself. Tens of σ apart it says no (100 000 × 16: ε ρ ≈ 2e-4
-    against the bound's 2e-5)."""
+    then the check itself. 100 000 × 16, K = 16, after five EM iterations: the
+    largest ``ε ρ`` it estimates 1.9e-7 on overlapping clusters, 6.2e-5 ten σ
+    apart (the bound: 2e-5)."""
 
     def may_hold(r, d):
         weights, centers, spread, center = d

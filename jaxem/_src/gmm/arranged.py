@@ -182,9 +182,9 @@ def _build(x, w, *, covariance_type, shape, whole):
         return built, None, None, None
     summary = gmm_family.gaussian_summary(x, w, x[0])
     center = gmm_family.gaussian_context(summary, x[0]).center  # the fit's centre
-    rows = jnp.minimum(built.rows, x.shape[0] - 1)  # padding: any row, weight 0
-    features = moments.features(x[rows.reshape(-1)] - center, covariance_type)
-    y2 = jnp.sum(jnp.square(x[rows] - built.centers[:, None, :]), axis=-1)  # (C, B)
+    taken = x[jnp.minimum(built.rows, x.shape[0] - 1)]  # (C, B, D); padding: any row, weight 0
+    features = moments.features((taken - center).reshape(-1, x.shape[1]), covariance_type)
+    y2 = jnp.sum(jnp.square(taken - built.centers[:, None, :]), axis=-1)  # (C, B)
     count = jnp.sum(built.weights, axis=1)
     spread = jnp.sum(built.weights * y2, axis=1) / jnp.where(count > 0, count, 1)
     return built, center, features.reshape(*built.rows.shape, -1), spread

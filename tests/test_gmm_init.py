@@ -7,6 +7,7 @@ import pytest
 from helpers import COVARIANCE_TYPES, blobs
 
 from jaxem import gmm, kmeans
+from jaxem._src.init import KMEANS_TRIALS_FACTOR
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -51,7 +52,8 @@ def test_kmeans_init_is_m_step_on_kmeans_labels():
     x = blobs(seed=2, n=150, d=2, k=3)
     key = jax.random.key(5)
     params = gmm.init(key, x, 3, method="kmeans", covariance_type="diag", reg_covar=1e-3)
-    labels = kmeans.kmeans(key, x, 3, tol=0.0).labels
+    # the initialiser's seeding: KMEANS_TRIALS_FACTOR times scikit-learn's candidates
+    labels = kmeans.kmeans(key, x, 3, tol=0.0, trials_factor=KMEANS_TRIALS_FACTOR).labels
     for j in range(3):
         xj = x[np.asarray(labels) == j]
         np.testing.assert_allclose(params.weights[j], len(xj) / len(x), rtol=1e-12)

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import blobs
 from sklearn.cluster import KMeans
 
@@ -98,3 +99,26 @@ def test_seeding_draw_is_the_inverse_cdf_and_distances_are_differences():
         expected = (((x[None] - points[:, None]) ** 2) * s2).sum(-1)
         got = sq_distances_t(jnp.asarray(x.T), jnp.asarray(points), jnp.asarray(s2))
         np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_more_candidates_per_seed_find_every_separated_cluster_in_many_dimensions():
+    # 16 correlated clusters in 16 dimensions, ten per-feature spreads apart: the
+    # rows of the clusters already seeded hold about as much squared distance as
+    # a cluster not yet seeded, and scikit-learn's 2 + ⌊log k⌋ candidates often
+    # all miss it (two centres end in one cluster, one across two).
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=10.0, size=(16, 16))
+    truth = np.repeat(np.arange(16), 150)
+    factors = rng.normal(scale=0.5, size=(16, 16, 16)) + np.eye(16)
+    x = centres[truth] + np.einsum("nd,nde->ne", rng.normal(size=(2400, 16)), factors[truth])
+    keys = jax.random.split(jax.random.key(0), 16)
+
+    def pure(trials_factor):
+        runs = jax.vmap(lambda k: km.kmeans(k, x, 16, trials_factor=trials_factor))(keys)
+        labels = np.asarray(runs.labels)
+        return [all(len(set(truth[run == c])) <= 1 for c in range(16)) for run in labels]
+
+    assert all(pure(4))  # jaxem._src.init.KMEANS_TRIALS_FACTOR
+    assert not all(pure(1))  # the default, scikit-learn's: 4 of the 16 keys miss one
+    with pytest.raises(ValueError, match="trials_factor"):
+        km.kmeans_plusplus(keys[0], x, 16, trials_factor=0)

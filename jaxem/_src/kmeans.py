@@ -112,7 +112,7 @@ def _draw(mass: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
     return index.astype(jnp.int32), total
 
 
-@functools.partial(jax.jit, static_argnames="n_clusters")
+@functools.partial(jax.jit, static_argnames=("n_clusters", "trials_factor"))
 def kmeans_plusplus(
     key: jax.Array,
     x: jax.Array,
@@ -121,12 +121,14 @@ def kmeans_plusplus(
     sample_weight: ArrayLike | None = None,
     *,
     scale: ArrayLike | None = None,
+    trials_factor: int = 1,
 ) -> jax.Array:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
 
     The first seed is a random sample (∝ weight); each next seed is the best, by
-    the resulting potential ``Σ_n min_k ‖x_n − c_k‖²``, of ``2 + ⌊log k⌋``
-    candidates drawn with probability proportional to the squared distance to
+    the resulting potential ``Σ_n min_k ‖x_n − c_k‖²``, of
+    ``trials_factor · (2 + ⌊log k⌋)`` candidates (scikit-learn's ``2 + ⌊log k⌋``
+    by default) drawn with probability proportional to the squared distance to
     the nearest seed so far. The random draws of seed ``c`` do not depend on
     ``n_clusters``, so seeding ``k`` clusters with ``n_active=k`` inside a larger
     ``n_clusters`` picks the same points as seeding ``k`` clusters.
@@ -140,6 +142,11 @@ def kmeans_plusplus(
         sample_weight: optional (N,) weights: a point of weight w counts as w
             copies (in the draws and the potential).
         scale: optional (D,) per-feature scale of the distances (module docstring).
+        trials_factor: multiplies the number of candidates per seed (static, ≥ 1).
+            In many dimensions the rows of the clusters already seeded can hold
+            as much squared distance as a cluster not yet seeded, so that each
+            candidate misses it with probability near one half and all
+            ``2 + ⌊log k⌋`` of them often do (:data:`jaxem._src.init.KMEANS_TRIALS_FACTOR`).
 
     Returns:
         (K,) int32 row indices of the seeds.
@@ -155,8 +162,11 @@ def kmeans_plusplus(
     x = jnp.asarray(x)
     n_samples = x.shape[0]
     n_active = n_clusters if n_active is None else n_active
-    max_trials = 2 + int(math.log(n_clusters))
-    n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
+    if not (isinstance(trials_factor, int) and trials_factor >= 1):
+        raise ValueError(f"trials_factor must be an integer ≥ 1; got {trials_factor!r}")
+    max_trials = trials_factor * (2 + int(math.log(n_clusters)))
+    n_log = jnp.floor(jnp.log(jnp.asarray(n_active, jnp.float32))).astype(jnp.int32)
+    n_trials = trials_factor * (2 + n_log)
     w = jnp.ones(n_samples, x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
     key_first, key_rest = jax.random.split(key)
     first = jax.random.categorical(key_first, jnp.log(w))  # the same draw for w = 1 as for None
@@ -280,7 +290,7 @@ def lloyd(
     return KMeansResult(centers=c + offset, labels=labels, inertia=d2 @ w, n_iter=n_iter)
 
 
-@functools.partial(jax.jit, static_argnames=("n_clusters", "max_iter"))
+@functools.partial(jax.jit, static_argnames=("n_clusters", "max_iter", "trials_factor"))
 def kmeans(
     key: jax.Array,
     x: ArrayLike,
@@ -291,8 +301,10 @@ def kmeans(
     max_iter: int = 300,
     sample_weight: ArrayLike | None = None,
     scale: ArrayLike | None = None,
+    trials_factor: int = 1,
 ) -> KMeansResult:
-    """k-means: :func:`kmeans_plusplus` seeding, then :func:`lloyd` (one run).
+    """k-means: :func:`kmeans_plusplus` seeding (its ``trials_factor``), then
+    :func:`lloyd` (one run).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -303,7 +315,9 @@ def kmeans(
         [0.1, 10.1]
     """
     x = jnp.asarray(x)
-    seeds = kmeans_plusplus(key, x, n_clusters, n_active, sample_weight, scale=scale)
+    seeds = kmeans_plusplus(
+        key, x, n_clusters, n_active, sample_weight, scale=scale, trials_factor=trials_factor
+    )
     return lloyd(
         x,
         x[seeds],

@@ -38,9 +38,10 @@ def test_n_active_seeds_are_a_prefix():
     x = blobs(seed=2, n=200, d=2, k=3)
     key = jax.random.key(7)
     for k in (1, 2, 3, 5):
-        small = np.asarray(km.kmeans_plusplus(key, x, k))
-        nested = np.asarray(km.kmeans_plusplus(key, x, 8, n_active=k))
-        np.testing.assert_array_equal(small, nested[:k])
+        for factor in (1, 4):  # scikit-learn's candidates per seed, the initialisers'
+            small = np.asarray(km.kmeans_plusplus(key, x, k, trials_factor=factor))
+            nested = np.asarray(km.kmeans_plusplus(key, x, 8, n_active=k, trials_factor=factor))
+            np.testing.assert_array_equal(small, nested[:k])
         a = km.kmeans(key, x, k)
         b = km.kmeans(key, x, 8, n_active=k)
         np.testing.assert_array_equal(a.labels, b.labels)

@@ -13,6 +13,7 @@ from jaxem import gmm
 from jaxem._src import sources as passes
 from jaxem._src.gmm import family as gmm_family_module
 from jaxem._src.gmm import layout, moments
+from jaxem._src.gmm import passes as gmm_passes
 from jaxem._src.gmm.fit import family as gmm_family
 from jaxem._src.gmm.fit import run_batch
 from jaxem._src.gmm.passes import (
@@ -605,3 +606,87 @@ def test_direct_pass_of_a_start_with_huge_logits_is_finite(covariance_type):
     np.testing.assert_array_equal(np.asarray(stats.nk), np.bincount(nearest, minlength=4))
     assert np.isfinite(float(ll)) and float(ll) < -1e8
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(stats))
+
+
+def _layout_of(fam, x, w, k):
+    """``(prepared layout of moment features, context)`` as an in-memory fit builds them."""
+    source = passes.InMemory(x, w)
+    context = source.context(fam)
+    prepared = source.prepare(fam, context, n_components=k)._replace(whole=None)
+    assert not isinstance(prepared.items, layout.RowChunk)
+    return prepared, context
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_pass_over_all_chunks_at_once_equals_the_loop(covariance_type, small_layout):
+    """``passes.layout_pass`` (every chunk of a layout in a few products) gives
+    the statistics and log-likelihood of the loop over the chunks, each about
+    its own centre, with sample weights, in float64; and the same under
+    ``vmap`` over restarts as one restart at a time."""
+    x = jnp.asarray(blobs(seed=6, n=2000, d=3, k=3, spread=8.0) + 30.0)
+    w = jnp.asarray(np.random.default_rng(2).uniform(0.5, 2.0, len(x)))
+    for formulation in ("moments", "auto"):
+        fam = gmm_family(covariance_type, formulation=formulation)
+        prepared, context = _layout_of(fam, x, w, 3)
+        (phi, centers), weights = prepared.items, prepared.weights
+        starts = [
+            gmm.make_params(*random_params(s, 3, 3, covariance_type, x), covariance_type)
+            for s in (3, 4)
+        ]
+        flat = jax.jit(
+            functools.partial(
+                gmm_passes.layout_pass,
+                phi=phi,
+                w=weights,
+                centers=centers,
+                formulation=formulation,
+            )
+        )
+        for params in starts:
+            (a, la), (b, lb) = passes.chunkwise_pass(fam, params, prepared, context), flat(params)
+            assert _stats_error(b, a) <= 1e-11
+            np.testing.assert_allclose(lb, la, rtol=1e-12)
+        both = jax.tree.map(lambda *a: jnp.stack(a), *starts)
+        batched, lls = jax.jit(jax.vmap(flat))(both)
+        for i, params in enumerate(starts):
+            one, ll = flat(params)
+            assert _stats_error(_nth(batched, i), one) <= 1e-12
+            np.testing.assert_allclose(lls[i], ll, rtol=1e-12)
+
+
+def _nth(tree, i):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def test_a_chunk_that_fails_its_check_goes_direct_in_the_pass_over_all_chunks(small_layout):
+    """A chunk whose features lie about a centre far from its rows' component
+    (moved a thousand standard deviations: exact algebra, but float32 would
+    lose the statistics) fails the pooled check in ``layout_pass`` as in the
+    loop, and is recomputed by the direct route: both give the direct pass's
+    statistics to float32 rounding (without the direct route its rows are
+    missing from them)."""
+    x = jnp.asarray(blobs(seed=7, n=2000, d=2, k=2, spread=6.0), jnp.float32)
+    w = jnp.ones(len(x), jnp.float32)
+    fam = gmm_family("full", formulation="auto")
+    prepared, context = _layout_of(fam, x, w, 2)
+    (phi, centers), weights = prepared.items, prepared.weights
+    far = centers[0] + 1000.0
+    rows = gmm_passes._linear_part(phi[0], 2) + centers[0] - far  # chunk 0 about `far`
+    phi = phi.at[0].set(moments.features(rows, "full"))
+    centers = centers.at[0].set(far)
+    prepared = prepared._replace(items=(phi, centers))
+    params = gmm.fit(jax.random.key(0), x, 2, max_iter=5).params
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    loop, ll_loop = passes.chunkwise_pass(fam, params, prepared, context)
+    flat, ll_flat = jax.jit(gmm_passes.layout_pass, static_argnums=4)(
+        params, phi, weights, centers, "auto"
+    )
+    direct, ll_mean = direct_pass(params, x, w)  # about the means, as the others
+    assert float(jnp.sum(weights[0])) > 0  # the chunk holds rows
+    for stats, ll_sum in ((loop, ll_loop), (flat, ll_flat)):
+        np.testing.assert_allclose(stats.nk, direct.nk, rtol=1e-5)
+        # Σ r (x − μ) is nearly zero: its error against the data's spread
+        error = np.max(np.abs(np.asarray(stats.sum_x) - direct.sum_x)) / float(jnp.sum(w))
+        assert error <= 1e-5 * float(jnp.max(jnp.std(x, axis=0)))
+        np.testing.assert_allclose(stats.sum_xx, direct.sum_xx, rtol=1e-5)
+        np.testing.assert_allclose(ll_sum, ll_mean * jnp.sum(w), rtol=1e-6)

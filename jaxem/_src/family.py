@@ -261,6 +261,21 @@ class Family:
         in order. Default: :meth:`pass_`, the state unchanged."""
         return self.pass_(params, item, w, context), state
 
+    def chunks_pass(
+        self,
+        params: PyTree,
+        items: PyTree,
+        weights: jax.Array,
+        context: PyTree,
+        loop: Callable[[PyTree], tuple[PyTree, jax.Array]],
+        batch: int,
+    ) -> tuple[PyTree, jax.Array]:
+        """``(stats, Σ w log p)`` of a pass over all the chunks of :meth:`layout`
+        (``items`` and ``weights`` (C, B) of a :class:`ChunkedRows`), or
+        ``loop(params)``: :meth:`layout_pass` chunk by chunk, in order; ``batch``
+        (static) restarts are computed at once. Default: the loop."""
+        return loop(params)
+
     def whole_pass(
         self,
         params: PyTree,

@@ -237,8 +237,11 @@ class InMemory:
     def reduce(self, family: Family, params, prepared, context, batch: int):
         if isinstance(prepared, ChunkedRows):
 
-            def chunks(p):
+            def loop(p):
                 return chunkwise_pass(family, p, prepared, context)
+
+            def chunks(p):
+                return family.chunks_pass(p, prepared.items, prepared.weights, context, loop, batch)
 
             if prepared.whole is None:
                 stats, ll_sum = chunks(params)

@@ -80,9 +80,10 @@ LABELLED_MIN_ROWS = 8192
 WHOLE_PASS_MIN_ELEMENTS = 1 << 20
 
 #: Largest ``rows × restarts × K`` of a pass over the features of all rows at
-#: once (:meth:`GaussianFamily.whole_pass`: its logits and responsibilities
-#: are temporaries of that many elements, 64 MB each in float32); larger
-#: passes go over the layout's chunks.
+#: once (:meth:`GaussianFamily.whole_pass`, and over all the chunks of a
+#: layout, :meth:`GaussianFamily.chunks_pass`: their logits and
+#: responsibilities are temporaries of that many elements, 64 MB each in
+#: float32); larger passes go over the layout's chunks one by one.
 WHOLE_PASS_MAX_ELEMENTS = 1 << 24
 
 
@@ -174,6 +175,13 @@ def context_degenerate(params: GMMParams, context: GaussianContext, reg_covar) -
     variances, the total weight and the constant features."""
     constant = constant_features(context)
     return degenerate(params, context.variances, reg_covar, context.count, constant)
+
+
+def _flat_layout(n_rows: int, n_components: int, batch: int) -> bool:
+    """Whether a pass over a layout's moment features of ``n_rows`` rows (its
+    slots, padding included) takes all chunks at once
+    (:meth:`GaussianFamily.chunks_pass`) for ``batch`` restarts."""
+    return n_rows * batch * n_components <= WHOLE_PASS_MAX_ELEMENTS
 
 
 def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tuple[str, ...]:
@@ -269,7 +277,9 @@ class GaussianFamily(MixtureFamily):
         mean (:mod:`jaxem._src.gmm.layout`), for data large enough; with
         ``features=False`` the chunks' centred rows (:class:`~jaxem._src.gmm.layout.RowChunk`),
         whose features :meth:`pass_` builds chunk by chunk."""
-        shape = layout_lib.layout_shape(x.shape[0], n_components)
+        flat = features and _flat_layout(x.shape[0], n_components, 1)
+        per_group = layout_lib.FLAT_CHUNKS_PER_GROUP if flat else None
+        shape = layout_lib.layout_shape(x.shape[0], n_components, per_group)
         if shape is None:
             return None
         if not features:
@@ -297,6 +307,19 @@ class GaussianFamily(MixtureFamily):
             (phi, center), xc = item, None
         out = passes.feature_chunk(params, phi, w, center, self.formulation, budget=state, xc=xc)
         return out if state is not None else (out, state)
+
+    def chunks_pass(self, params, items, weights, context, loop, batch):
+        """A layout of moment features (each chunk's about its own centre): all
+        its chunks at once (:func:`~jaxem._src.gmm.passes.layout_pass`) while
+        the pass's (rows, restarts × K) temporaries hold at most
+        :data:`WHOLE_PASS_MAX_ELEMENTS`; else, and for a layout of centred
+        rows (:class:`~jaxem._src.gmm.layout.RowChunk`), the loop."""
+        if isinstance(items, layout_lib.RowChunk) or not _flat_layout(
+            weights.size, params.means.shape[-2], batch
+        ):
+            return loop(params)
+        phi, centers = items
+        return passes.layout_pass(params, phi, weights, centers, self.formulation)
 
     def tries_whole_pass(self, n_rows, n_components):
         return self.formulation == "auto" and n_rows * n_components >= WHOLE_PASS_MIN_ELEMENTS

@@ -60,6 +60,7 @@ __all__ = [
     "direct_responsibilities",
     "feature_cache",
     "feature_chunk",
+    "layout_pass",
     "moment_pass",
     "responsibility_stats",
 ]
@@ -452,6 +453,112 @@ def feature_chunk(
     differentiated.defjvp(lambda primals, tangents: jax.jvp(single, primals, tangents))
     out, budget = differentiated(params, phi, w, center, total, budget, xc)
     return (out, budget) if pooled or report else out
+
+
+def layout_pass(
+    params: GMMParams,
+    phi: jax.Array,
+    w: jax.Array,
+    centers: jax.Array,
+    formulation: str,
+) -> tuple[Moments, jax.Array]:
+    """The pass over all the chunks of a layout at once: ``(Moments, Σ w log p)``
+    from moment features ``Φ`` (C, B, F), each chunk's about its own centre
+    ``centers`` (C, D), and weights ``w`` (C, B).
+
+    The arithmetic of :func:`feature_chunk` on every chunk, without a loop
+    over them (a loop copies each chunk's features out of the layout for its
+    products and runs some thirty small kernels a chunk). A chunk's weights
+    ``W(c)`` differ from chunk to chunk only in their linear and constant rows
+    (``Λ_k (μ_k − c)`` and the constant; the quadratic rows are ``−½ Λ_k`` for
+    every centre), so the E-step's logits are one product of all rows'
+    features with the quadratic rows, plus each chunk's centred rows times its
+    linear rows (a product batched over the chunks, D wide) and its
+    constants. The M-step sums ``Rᵀ Φ`` over all rows in one product: its
+    quadratic sums are each row's about its own chunk's centre, which is all
+    the move to the components' means (:func:`~jaxem._src.gmm.steps.reshift`,
+    affine in them) needs, with each chunk's ``Σ r (x − c)`` and ``n_kc``
+    (batched over the chunks, D wide). With ``"auto"`` the chunks are checked
+    in order against the pass's budget (:func:`moments.pooled_check`, as the
+    loop checks them) on the responsibilities the E-step gave them; under
+    ``vmap`` over parameters only, a chunk passes for the batch where it
+    passes for every element. The chunks that fail drop out of both products
+    and are recomputed by the direct route, one after another.
+
+    Measured, a fit of 100 000 × 16, K = 16, full covariances, float32, per
+    EM iteration from one start (2 CPU cores; the loop / this, with
+    :data:`~jaxem._src.gmm.layout.FLAT_CHUNKS_PER_GROUP` chunks a group):
+    clusters 3σ apart 19.0 → 11.4 ms, 10σ apart 17.5 → 11.2–11.9 ms.
+    """
+    module = cov_lib.get(params.covariance_type)
+    n_chunks, rows, width = phi.shape
+    d = params.n_features
+    flat = phi.reshape(n_chunks * rows, width)
+    y = phi[..., width - d - 1 : width - 1]  # (C, B, D) the rows about their centre
+    pc = params.precisions_cholesky
+    # E-step: the quadratic rows (the same for every centre) over all rows at once
+    quadratic, _ = module.natural_weights(pc, params.means)
+    k = params.means.shape[0]
+    shared = jnp.concatenate([*quadratic, jnp.zeros((k, d + 1), params.dtype)], axis=1).T
+    offsets = params.means[None] - centers[:, None, :]  # (C, K, D) μ_k − c
+    linear = jax.vmap(lambda m: module.natural_weights(pc, m)[1])(offsets)  # (C, K, D)
+    log_det = module.log_det_cholesky(pc, d)
+    const = -0.5 * jnp.sum(linear * offsets, axis=2) + log_det - 0.5 * d * math.log(2 * math.pi)
+    const = jnp.where(params.weights > 0, const + log_weights(params.weights), 0)
+    logits = (flat @ shared).reshape(n_chunks, rows, k)
+    logits = logits + jnp.einsum("cbd,ckd->cbk", y, linear) + const[:, None, :]
+    logits = module.feature_logits(logits.reshape(-1, k), flat, pc)
+    logits = jnp.where(params.weights > 0, logits, -jnp.inf)
+    resp, log_norm = moments.weighted_softmax(logits, w.reshape(-1), axis=1)
+    resp = resp.reshape(n_chunks, rows, k)
+    log_norm = log_norm.reshape(n_chunks, rows)
+    nk = jnp.sum(resp, axis=1)  # (C, K)
+    if formulation == "auto":
+
+        def in_order(varying, shared_data):
+            (p, nk), (w, centers) = varying, shared_data
+            distances = jax.vmap(moments.center_distances, in_axes=(None, 0))(p, centers)
+
+            def step(budget, chunk):
+                n, dist = chunk
+                ok, charged = moments.pooled_check(p, n, budget, dist)
+                return moments.charge(budget, n, charged, ok), ok
+
+            return jax.lax.scan(step, moments.budget(p, jnp.sum(w)), (nk, distances))[1]
+
+        accepted = batch_decision(in_order, (params, nk), (w, centers))
+    else:
+        accepted = jnp.ones(n_chunks, bool)
+    keep = accepted.astype(params.dtype)
+    resp = resp * keep[:, None, None]
+    nk = nk * keep[:, None]
+    # M-step: Rᵀ Φ over all rows, each chunk's first moments about its centre
+    summed = resp.reshape(-1, k).T @ flat
+    extra = module.shared_second_moment(flat, (w * keep[:, None]).reshape(-1))
+    _, _, about_centers = moments.moments_to_stats(summed, extra, params.covariance_type, d)
+    first = jnp.einsum("cbk,cbd->ckd", resp, y)  # Σ r (x − c), per chunk
+    delta = -offsets  # c − μ_k: each chunk's centre from the means
+    moved = jax.vmap(lambda s, n, dl: module.reshift(jnp.zeros_like(about_centers), s, n, dl))(
+        first, nk, delta
+    )
+    stats = Moments(
+        jnp.sum(nk, axis=0),
+        jnp.sum(first + nk[..., None] * delta, axis=0),
+        about_centers + jnp.sum(moved, axis=0),
+    )
+    ll_sum = jnp.sum(w * log_norm * keep[:, None])
+    if formulation != "auto":
+        return stats, ll_sum
+
+    # the chunks that failed their check, by the direct route
+    order = jnp.nonzero(~accepted, size=n_chunks, fill_value=0)[0]
+
+    def direct(i, total):
+        c = order[i]
+        out = _direct_from_features(params, phi[c], w[c], centers[c])
+        return jax.tree.map(jnp.add, total, out)
+
+    return jax.lax.fori_loop(0, jnp.sum(~accepted), direct, (stats, ll_sum))
 
 
 # ------------------------------------------------------------- whole-array passes

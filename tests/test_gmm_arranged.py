@@ -2,6 +2,7 @@
 the plain array (float64), accurate in float32 where the plain moment formulation
 is not, one decision per batch under ``vmap``, and clear errors."""
 
+import dataclasses
 import functools
 
 import jax
@@ -267,3 +268,39 @@ def test_arranged_m_step_with_a_prior_and_an_mclust_model(covariance_type, with_
     plain = gmm.m_step(plain_resp, x, covariance_type=covariance_type, prior=prior)
     np.testing.assert_allclose(new.covariances, plain.covariances, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(new.means, plain.means, rtol=1e-10, atol=1e-12)
+
+
+def test_a_chunk_of_a_layout_that_fails_its_checks_takes_the_direct_route_in_both_steps():
+    """Chunk 0's features moved to a centre fifty units (about fifty of its
+    components' standard deviations) from its rows: exact algebra, but the
+    moment route would carry an error of about eps · 50² in float32, over the
+    bound, where the direct route's is about eps · 50. Both steps check the
+    chunks in order, send that chunk to the direct route and keep every other
+    chunk's products, and match the plain array's steps (float64) to float32
+    rounding; without the direct route its rows would be missing."""
+    from jaxem._src.gmm import moments
+
+    x64 = _data(N_LAYOUT, 6.0, seed=8)
+    x = jnp.asarray(x64, jnp.float32)
+    data = gmm.arrange(x, 3)
+    assert data.features.shape[0] > 1 and float(jnp.sum(data.weights[0])) > 0
+    far = data.centers[0] + 50.0
+    rows = data.features[0][:, -3:-1] + data.centers[0] - far
+    data = dataclasses.replace(
+        data,
+        features=data.features.at[0].set(moments.features(rows, "full")),
+        centers=data.centers.at[0].set(far),
+    )
+    params = jax.tree.map(
+        lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+        _start(jnp.asarray(x64), 3, "full"),
+    )
+    resp, ll = gmm.e_step(params, data)
+    resp64, ll64 = gmm.e_step(params, jnp.asarray(x, jnp.float64))
+    np.testing.assert_allclose(data.responsibilities(resp), resp64, atol=1e-5)
+    np.testing.assert_allclose(ll, ll64, rtol=1e-6)
+    new = gmm.m_step(resp, data)
+    new64 = gmm.m_step(jnp.asarray(data.responsibilities(resp), jnp.float64), x.astype(float))
+    np.testing.assert_allclose(new.weights, new64.weights, rtol=1e-5)
+    np.testing.assert_allclose(new.means, new64.means, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(new.covariances, new64.covariances, rtol=1e-4, atol=1e-5)

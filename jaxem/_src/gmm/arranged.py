@@ -212,20 +212,6 @@ def e_step(params: GMMParams, data: ArrangedData) -> tuple[jax.Array, jax.Array]
     return _e_step(params, data)
 
 
-def _pooled_checks(params: GMMParams, nk_c: jax.Array, weights: jax.Array, centers: jax.Array):
-    """(C,) :func:`moments.pooled_check` of the chunks in order, with ``n_kc``
-    ``nk_c`` (C, K), sharing one budget over the data's weight."""
-    distances = jax.vmap(moments.center_distances, in_axes=(None, 0))(params, centers)
-
-    def step(budget, item):
-        nk, dist = item
-        ok, charged = moments.pooled_check(params, nk, budget, dist)
-        return moments.charge(budget, nk, charged, ok), ok
-
-    start = moments.budget(params, jnp.sum(weights))
-    return jax.lax.scan(step, start, (nk_c, distances))[1]
-
-
 def _whole_is_accurate(params: GMMParams, nk: jax.Array, data: ArrangedData) -> jax.Array:
     """() the whole-data check of the moment route about ``data.center`` at
     shares ``nk`` (K,), one decision for a batch of parameters."""
@@ -306,20 +292,14 @@ def _whole_responsibilities(params: GMMParams, data: ArrangedData):
 
 
 def _chunk_responsibilities(params: GMMParams, data: ArrangedData):
-    def responsibilities(item):
-        phi, w, center = item
-        return moments.feature_responsibilities(params, phi, jnp.ones_like(w), center)
-
-    items = (data.features, data.weights, data.centers)
-    resp, log_norm = jax.lax.map(responsibilities, items)
+    # every chunk at once, each about its own centre (passes.layout_logits)
+    logits = passes.layout_logits(params, data.features, data.centers)
+    resp, log_norm = moments.weighted_softmax(logits, jnp.ones_like(data.weights), 2)
 
     # the chunks share one accuracy budget, as in gmm.fit's pass
     # (moments.pooled_check); one decision per chunk for a batch of parameters
-    def accurate(p, d):
-        (p, resp), (w, centers) = (p, d)
-        return _pooled_checks(p, jnp.einsum("cb,cbk->ck", w, resp), w, centers)
-
-    ok = batch_decision(accurate, (params, resp), (data.weights, data.centers))  # (C,)
+    nk_c = jnp.einsum("cb,cbk->ck", data.weights, resp)
+    ok = passes.pooled_acceptance(params, nk_c, data.weights, data.centers)  # (C,)
 
     def recomputed():
         def chunk(item):
@@ -395,34 +375,20 @@ def _whole_m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
 
 def _chunk_m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
     covariance_type = data.covariance_type
-    module = cov_lib.get(covariance_type)
-    k, d = resp.shape[-1], data.n_features
-
-    def moments_of(item):
-        r, w, phi = item
-        r = r * w[:, None]  # w·r: padding and zero-weight rows take no part
-        return r.T @ phi, module.shared_second_moment(phi, jnp.sum(r, axis=1))
-
-    summed, extra = jax.lax.map(moments_of, (resp, data.weights, data.features))
-    to_stats = functools.partial(
-        moments.moments_to_stats, covariance_type=covariance_type, n_features=d
-    )
-    nk_c, sum_x_c, sum_xx_c = jax.vmap(to_stats)(summed, extra)  # each about its chunk's centre
+    d = data.n_features
+    r_w = resp * data.weights[..., None]  # w·r: padding and zero-weight rows take no part
+    # every chunk at once: the second moments of each row about its chunk's
+    # centre summed in one product, each chunk's first moments apart
+    sums = passes.layout_sums(r_w, data.features, covariance_type, d)
+    nk_c, sum_x_c, _ = sums  # each about its chunk's centre
     nk = jnp.sum(nk_c, axis=0)
     # the new means from the first moments (no cancellation of squares), about
     # the first chunk's centre: no loss of digits far from the origin
     ref = data.centers[0]
     moved = sum_x_c + nk_c[..., None] * (data.centers - ref)[:, None, :]
     means = ref + jnp.sum(moved, axis=0) / jnp.where(nk > 0, nk, 1)[:, None]
-
-    def about_means(n, sx, sxx, center):
-        shift = jnp.broadcast_to(center, (k, d))
-        return reshift(SuffStats(n, sx, sxx, shift, covariance_type), means)
-
-    chunks = jax.vmap(about_means)(nk_c, sum_x_c, sum_xx_c, data.centers)
-    stats = SuffStats(
-        nk, jnp.sum(chunks.sum_x, 0), jnp.sum(chunks.sum_xx, 0), means, covariance_type
-    )
+    total = passes.layout_about_means(sums, data.centers, means, covariance_type)
+    stats = SuffStats(nk, total.sum_x, total.sum_xx, means, covariance_type)
     fast = maximize(stats, reg_covar=reg_covar, prior=prior)
 
     # moving chunk c's statistics from its centre to μ_k cancels about
@@ -431,30 +397,30 @@ def _chunk_m_step(resp, data: ArrangedData, reg_covar, prior) -> GMMParams:
     # budget for all chunks (under vmap each element charges its own chunks
     # that pass, also where another element sends the chunk direct: a
     # conservative count)
-    def accurate(p, d):
-        (p, nk_c), (w, centers) = (p, d)
-        return _pooled_checks(p, nk_c, w, centers)
-
-    ok = batch_decision(accurate, (fast, nk_c), (data.weights, data.centers))  # (C,)
+    ok = passes.pooled_acceptance(fast, nk_c, data.weights, data.centers)  # (C,)
 
     def recomputed():
-        """The statistics of the chunks that fail, by differences from the new
-        means on the centred rows read back from Φ; the others as moved."""
+        """The sums of the chunks that pass moved from their centres, and the
+        statistics of those that fail by differences from the new means on the
+        centred rows read back from Φ."""
+        keep = ok.astype(r_w.dtype)[:, None, None]
+        kept = passes.layout_sums(r_w * keep, data.features, covariance_type, d)
+        passed = passes.layout_about_means(kept, data.centers, means, covariance_type)
 
-        def chunk(item):
-            ok_c, r, w, phi, center, moved = item
+        def chunk(item):  # a map over every chunk, not a loop over the failed
+            ok_c, r, phi, center = item  # ones: reverse mode needs a static length
 
             def direct():
                 xc = phi[:, -1 - d : -1]
-                r_w = r * w[:, None]
-                s = suff_stats(r_w, xc, covariance_type=covariance_type, shift=means - center)
+                s = suff_stats(r, xc, covariance_type=covariance_type, shift=means - center)
                 return s.sum_x, s.sum_xx
 
-            return jax.lax.cond(ok_c, lambda: moved, direct)
+            zeros = jax.tree.map(jnp.zeros_like, (passed.sum_x, passed.sum_xx))
+            return jax.lax.cond(ok_c, lambda: zeros, direct)
 
-        items = (ok, resp, data.weights, data.features, data.centers)
-        sum_x, sum_xx = jax.lax.map(chunk, (*items, (chunks.sum_x, chunks.sum_xx)))
-        exact = SuffStats(nk, jnp.sum(sum_x, 0), jnp.sum(sum_xx, 0), means, covariance_type)
+        sum_x, sum_xx = jax.lax.map(chunk, (ok, r_w, data.features, data.centers))
+        sum_x, sum_xx = passed.sum_x + jnp.sum(sum_x, 0), passed.sum_xx + jnp.sum(sum_xx, 0)
+        exact = SuffStats(nk, sum_x, sum_xx, means, covariance_type)
         return maximize(exact, reg_covar=reg_covar, prior=prior)
 
     return jax.lax.cond(jnp.all(ok), lambda: fast, recomputed)

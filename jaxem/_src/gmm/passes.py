@@ -60,8 +60,12 @@ __all__ = [
     "direct_responsibilities",
     "feature_cache",
     "feature_chunk",
+    "layout_about_means",
+    "layout_logits",
     "layout_pass",
+    "layout_sums",
     "moment_pass",
+    "pooled_acceptance",
     "responsibility_stats",
 ]
 
@@ -455,6 +459,93 @@ def feature_chunk(
     return (out, budget) if pooled or report else out
 
 
+def layout_logits(params: GMMParams, phi: jax.Array, centers: jax.Array) -> jax.Array:
+    """(C, B, K) log π_k + log N(x | μ_k, Σ_k) of every row of a layout from its
+    moment features ``Φ`` (C, B, F), each chunk's about its own centre
+    ``centers`` (C, D) (``−inf`` for inactive components), as
+    :func:`moments.feature_responsibilities` computes them chunk by chunk:
+    one product of all rows' features with the quadratic rows of ``W(c)``
+    (the same for every centre), plus each chunk's centred rows times its
+    linear rows (batched over the chunks) and its constants."""
+    module = cov_lib.get(params.covariance_type)
+    n_chunks, rows, width = phi.shape
+    d = params.n_features
+    k = params.means.shape[0]
+    flat = phi.reshape(n_chunks * rows, width)
+    y = phi[..., width - d - 1 : width - 1]  # (C, B, D) the rows about their centre
+    pc = params.precisions_cholesky
+    quadratic, _ = module.natural_weights(pc, params.means)
+    shared = jnp.concatenate([*quadratic, jnp.zeros((k, d + 1), params.dtype)], axis=1).T
+    offsets = params.means[None] - centers[:, None, :]  # (C, K, D) μ_k − c
+    linear = jax.vmap(lambda m: module.natural_weights(pc, m)[1])(offsets)  # (C, K, D)
+    log_det = module.log_det_cholesky(pc, d)
+    const = -0.5 * jnp.sum(linear * offsets, axis=2) + log_det - 0.5 * d * math.log(2 * math.pi)
+    const = jnp.where(params.weights > 0, const + log_weights(params.weights), 0)
+    logits = (flat @ shared).reshape(n_chunks, rows, k)
+    logits = logits + jnp.einsum("cbd,ckd->cbk", y, linear) + const[:, None, :]
+    logits = module.feature_logits(logits.reshape(-1, k), flat, pc).reshape(n_chunks, rows, k)
+    return jnp.where(params.weights > 0, logits, -jnp.inf)
+
+
+def layout_sums(resp: jax.Array, phi: jax.Array, covariance_type: str, n_features: int):
+    """``(n_kc (C, K), Σ_c r (x − c) (C, K, D), second moments)`` of weighted
+    responsibilities ``resp`` (C, B, K) over a layout's features ``Φ``
+    (C, B, F): the second moments of every row about its own chunk's centre,
+    summed over all rows in one product (in the covariance type's shape),
+    which is all :func:`layout_about_means` needs; the first moments batched
+    over the chunks."""
+    module = cov_lib.get(covariance_type)
+    n_chunks, rows, width = phi.shape
+    d = n_features
+    flat = phi.reshape(n_chunks * rows, width)
+    r = resp.reshape(n_chunks * rows, -1)
+    summed = r.T @ flat
+    extra = module.shared_second_moment(flat, jnp.sum(r, axis=1))  # Σ_k r_nk: the rows' weights
+    _, _, second = moments.moments_to_stats(summed, extra, covariance_type, d)
+    first = jnp.einsum("cbk,cbd->ckd", resp, phi[..., width - d - 1 : width - 1])
+    return jnp.sum(resp, axis=1), first, second
+
+
+def layout_about_means(sums, centers: jax.Array, means: jax.Array, covariance_type: str) -> Moments:
+    """:class:`Moments` about ``means`` (K, D) from :func:`layout_sums` of a
+    layout whose chunks lie about ``centers`` (C, D): each chunk's part moved
+    from its centre (:func:`~jaxem._src.gmm.steps.reshift`, affine in the
+    second moments), summed."""
+    module = cov_lib.get(covariance_type)
+    nk_c, first, second = sums
+    delta = centers[:, None, :] - means[None]  # (C, K, D) c − μ_k
+    moved = jax.vmap(lambda s, n, dl: module.reshift(jnp.zeros_like(second), s, n, dl))(
+        first, nk_c, delta
+    )
+    return Moments(
+        jnp.sum(nk_c, axis=0),
+        jnp.sum(first + nk_c[..., None] * delta, axis=0),
+        second + jnp.sum(moved, axis=0),
+    )
+
+
+def pooled_acceptance(
+    params: GMMParams, nk_c: jax.Array, w: jax.Array, centers: jax.Array
+) -> jax.Array:
+    """(C,) whether each chunk of a layout (weights ``w`` (C, B), centres
+    (C, D), ``n_kc`` (C, K)) passes :func:`moments.pooled_check`, the chunks in
+    order sharing the pass's budget; one decision per chunk for a batch of
+    parameters (a chunk passes where it passes for every element)."""
+
+    def in_order(varying, shared):
+        (p, nk_c), (w, centers) = varying, shared
+        distances = jax.vmap(moments.center_distances, in_axes=(None, 0))(p, centers)
+
+        def step(budget, chunk):
+            n, dist = chunk
+            ok, charged = moments.pooled_check(p, n, budget, dist)
+            return moments.charge(budget, n, charged, ok), ok
+
+        return jax.lax.scan(step, moments.budget(p, jnp.sum(w)), (nk_c, distances))[1]
+
+    return batch_decision(in_order, (params, nk_c), (w, centers))
+
+
 def layout_pass(
     params: GMMParams,
     phi: jax.Array,
@@ -490,62 +581,15 @@ def layout_pass(
     :data:`~jaxem._src.gmm.layout.FLAT_CHUNKS_PER_GROUP` chunks a group):
     clusters 3σ apart 19.0 → 11.4 ms, 10σ apart 17.5 → 11.2–11.9 ms.
     """
-    module = cov_lib.get(params.covariance_type)
-    n_chunks, rows, width = phi.shape
-    d = params.n_features
-    flat = phi.reshape(n_chunks * rows, width)
-    y = phi[..., width - d - 1 : width - 1]  # (C, B, D) the rows about their centre
-    pc = params.precisions_cholesky
-    # E-step: the quadratic rows (the same for every centre) over all rows at once
-    quadratic, _ = module.natural_weights(pc, params.means)
-    k = params.means.shape[0]
-    shared = jnp.concatenate([*quadratic, jnp.zeros((k, d + 1), params.dtype)], axis=1).T
-    offsets = params.means[None] - centers[:, None, :]  # (C, K, D) μ_k − c
-    linear = jax.vmap(lambda m: module.natural_weights(pc, m)[1])(offsets)  # (C, K, D)
-    log_det = module.log_det_cholesky(pc, d)
-    const = -0.5 * jnp.sum(linear * offsets, axis=2) + log_det - 0.5 * d * math.log(2 * math.pi)
-    const = jnp.where(params.weights > 0, const + log_weights(params.weights), 0)
-    logits = (flat @ shared).reshape(n_chunks, rows, k)
-    logits = logits + jnp.einsum("cbd,ckd->cbk", y, linear) + const[:, None, :]
-    logits = module.feature_logits(logits.reshape(-1, k), flat, pc)
-    logits = jnp.where(params.weights > 0, logits, -jnp.inf)
-    resp, log_norm = moments.weighted_softmax(logits, w.reshape(-1), axis=1)
-    resp = resp.reshape(n_chunks, rows, k)
-    log_norm = log_norm.reshape(n_chunks, rows)
-    nk = jnp.sum(resp, axis=1)  # (C, K)
+    n_chunks = phi.shape[0]
+    resp, log_norm = moments.weighted_softmax(layout_logits(params, phi, centers), w, 2)
     if formulation == "auto":
-
-        def in_order(varying, shared_data):
-            (p, nk), (w, centers) = varying, shared_data
-            distances = jax.vmap(moments.center_distances, in_axes=(None, 0))(p, centers)
-
-            def step(budget, chunk):
-                n, dist = chunk
-                ok, charged = moments.pooled_check(p, n, budget, dist)
-                return moments.charge(budget, n, charged, ok), ok
-
-            return jax.lax.scan(step, moments.budget(p, jnp.sum(w)), (nk, distances))[1]
-
-        accepted = batch_decision(in_order, (params, nk), (w, centers))
+        accepted = pooled_acceptance(params, jnp.sum(resp, axis=1), w, centers)
     else:
         accepted = jnp.ones(n_chunks, bool)
     keep = accepted.astype(params.dtype)
-    resp = resp * keep[:, None, None]
-    nk = nk * keep[:, None]
-    # M-step: Rᵀ Φ over all rows, each chunk's first moments about its centre
-    summed = resp.reshape(-1, k).T @ flat
-    extra = module.shared_second_moment(flat, (w * keep[:, None]).reshape(-1))
-    _, _, about_centers = moments.moments_to_stats(summed, extra, params.covariance_type, d)
-    first = jnp.einsum("cbk,cbd->ckd", resp, y)  # Σ r (x − c), per chunk
-    delta = -offsets  # c − μ_k: each chunk's centre from the means
-    moved = jax.vmap(lambda s, n, dl: module.reshift(jnp.zeros_like(about_centers), s, n, dl))(
-        first, nk, delta
-    )
-    stats = Moments(
-        jnp.sum(nk, axis=0),
-        jnp.sum(first + nk[..., None] * delta, axis=0),
-        about_centers + jnp.sum(moved, axis=0),
-    )
+    sums = layout_sums(resp * keep[:, None, None], phi, params.covariance_type, params.n_features)
+    stats = layout_about_means(sums, centers, params.means, params.covariance_type)
     ll_sum = jnp.sum(w * log_norm * keep[:, None])
     if formulation != "auto":
         return stats, ll_sum

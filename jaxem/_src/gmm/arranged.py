@@ -30,11 +30,17 @@ whole-data check holds at the shares ``π_k Σ w`` and then at its own
 responsibilities, the M-step where it holds at the new parameters; the chunks
 otherwise. The M-step sees only the responsibilities, so it first estimates
 from the chunks' masses, centres and spreads whether the check can hold, and
-computes the product over all rows only then. 100 000 × 16, K = 16, float32, a
-step pair (`experiments/benchmark.py`'s "arranged" rows): 22.0 → 11.1 ms on
-overlapping clusters (the fit's iteration: 7.7 ms); tens of σ apart 21.3 →
-23.1 ms (15.8 ms), 32.8 ms without the estimate. Where the data vary over a
+computes the product over all rows only then. Where the data vary over a
 ``vmap`` batch every element takes the chunks.
+
+The chunks too are computed all at once, as the fit's pass computes them
+(:func:`~jaxem._src.gmm.passes.layout_logits`,
+:func:`~jaxem._src.gmm.passes.layout_sums`): no loop over them. 100 000 × 16,
+K = 16, float32, a step pair (`experiments/benchmark.py`'s "arranged" rows,
+results/benchmark_sweep_2core_arranged_flat.md): 10.3, 9.98, 15.6, 15.3 and
+9.53 ms at 0.3σ, 1σ, 3σ, 10σ apart and 1σ at an offset of 1000, against the
+fit's iterations of 7.64, 6.88, 11.7, 13.6 and 7.27 ms (1.13–1.45×); with a
+loop over the chunks 21.3–23.1 ms tens of σ apart.
 
 Responsibilities on arranged data are (C, B, K), in the chunks' order:
 :meth:`ArrangedData.responsibilities` puts them back in the rows' order.

@@ -277,11 +277,15 @@ class GaussianFamily(MixtureFamily):
         mean (:mod:`jaxem._src.gmm.layout`), for data large enough; with
         ``features=False`` the chunks' centred rows (:class:`~jaxem._src.gmm.layout.RowChunk`),
         whose features :meth:`pass_` builds chunk by chunk."""
-        flat = features and _flat_layout(x.shape[0], n_components, 1)
-        per_group = layout_lib.FLAT_CHUNKS_PER_GROUP if flat else None
-        shape = layout_lib.layout_shape(x.shape[0], n_components, per_group)
+        shape = layout_lib.layout_shape(x.shape[0], n_components)
         if shape is None:
             return None
+        if features:  # cut finer where the pass takes all chunks at once (its slots)
+            finer = layout_lib.layout_shape(
+                x.shape[0], n_components, layout_lib.FLAT_CHUNKS_PER_GROUP
+            )
+            if _flat_layout(finer[1] * finer[2], n_components, 1):
+                shape = finer
         if not features:
             arranged = layout_lib.arrange(x, w, shape)
             rows = layout_lib.RowChunk(arranged.centred, arranged.centers)

@@ -37,10 +37,10 @@ The chunks too are computed all at once, as the fit's pass computes them
 (:func:`~jaxem._src.gmm.passes.layout_logits`,
 :func:`~jaxem._src.gmm.passes.layout_sums`): no loop over them. 100 000 × 16,
 K = 16, float32, a step pair (`experiments/benchmark.py`'s "arranged" rows,
-results/benchmark_sweep_2core_arranged_flat.md): 10.3, 9.98, 15.6, 15.3 and
-9.53 ms at 0.3σ, 1σ, 3σ, 10σ apart and 1σ at an offset of 1000, against the
-fit's iterations of 7.64, 6.88, 11.7, 13.6 and 7.27 ms (1.13–1.45×); with a
-loop over the chunks 21.3–23.1 ms tens of σ apart.
+results/benchmark_sweep_2core_arranged_flat.md, a noisy run): 11.2, 10.9,
+17.2, 14.7 and 10.9 ms at 0.3σ, 1σ, 3σ, 10σ apart and 1σ at an offset of
+1000, against the fit's iterations of 7.77, 7.57, 13.6, 13.1 and 6.65 ms
+(1.1–1.6×); with a loop over the chunks 21.3–23.1 ms tens of σ apart.
 
 Responsibilities on arranged data are (C, B, K), in the chunks' order:
 :meth:`ArrangedData.responsibilities` puts them back in the rows' order.
@@ -300,7 +300,10 @@ def _whole_responsibilities(params: GMMParams, data: ArrangedData):
 def _chunk_responsibilities(params: GMMParams, data: ArrangedData):
     # every chunk at once, each about its own centre (passes.layout_logits)
     logits = passes.layout_logits(params, data.features, data.centers)
-    resp, log_norm = moments.weighted_softmax(logits, jnp.ones_like(data.weights), 2)
+    ones = jnp.ones(logits.shape[0] * logits.shape[1], logits.dtype)
+    # over (rows, K), as the fit's pass (layout_pass) takes it
+    resp, log_norm = moments.weighted_softmax(logits.reshape(-1, logits.shape[-1]), ones, 1)
+    resp, log_norm = resp.reshape(logits.shape), log_norm.reshape(logits.shape[:2])
 
     # the chunks share one accuracy budget, as in gmm.fit's pass
     # (moments.pooled_check); one decision per chunk for a batch of parameters

@@ -582,7 +582,12 @@ def layout_pass(
     clusters 3σ apart 19.0 → 11.4 ms, 10σ apart 17.5 → 11.2–11.9 ms.
     """
     n_chunks = phi.shape[0]
-    resp, log_norm = moments.weighted_softmax(layout_logits(params, phi, centers), w, 2)
+    logits = layout_logits(params, phi, centers)
+    # the softmax over (rows, K): over (C, B, K) the fit's iteration took 16 ms, not 12
+    resp, log_norm = moments.weighted_softmax(
+        logits.reshape(-1, logits.shape[-1]), w.reshape(-1), axis=1
+    )
+    resp, log_norm = resp.reshape(logits.shape), log_norm.reshape(w.shape)
     if formulation == "auto":
         accepted = pooled_acceptance(params, jnp.sum(resp, axis=1), w, centers)
     else:

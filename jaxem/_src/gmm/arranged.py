@@ -168,7 +168,7 @@ def arrange(
     if w is None:
         w = jnp.ones(x.shape[0], x.dtype)
     n = x.shape[0]
-    layout_shape = layout_lib.layout_shape(n, int(n_components))
+    layout_shape = gmm_family.layout_shape_of(n, int(n_components), features=True)
     shape = layout_shape or (1, 1, n)
     rows_k = n * int(n_components)
     whole = layout_shape is not None and rows_k >= gmm_family.WHOLE_PASS_MIN_ELEMENTS

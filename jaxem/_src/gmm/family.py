@@ -184,6 +184,18 @@ def _flat_layout(n_rows: int, n_components: int, batch: int) -> bool:
     return n_rows * batch * n_components <= WHOLE_PASS_MAX_ELEMENTS
 
 
+def layout_shape_of(n_rows: int, n_components: int, features: bool):
+    """:func:`~jaxem._src.gmm.layout.layout_shape` of a layout of moment features
+    (``features``) or of centred rows: features cut finer
+    (:data:`~jaxem._src.gmm.layout.FLAT_CHUNKS_PER_GROUP`) where a pass over the
+    finer layout's slots, padding included, takes all chunks at once."""
+    shape = layout_lib.layout_shape(n_rows, n_components)
+    if shape is None or not features:
+        return shape
+    finer = layout_lib.layout_shape(n_rows, n_components, layout_lib.FLAT_CHUNKS_PER_GROUP)
+    return finer if _flat_layout(finer[1] * finer[2], n_components, 1) else shape
+
+
 def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tuple[str, ...]:
     """Initialisation methods of ``n_init`` restarts for ``init="auto"`` (static).
 
@@ -277,15 +289,9 @@ class GaussianFamily(MixtureFamily):
         mean (:mod:`jaxem._src.gmm.layout`), for data large enough; with
         ``features=False`` the chunks' centred rows (:class:`~jaxem._src.gmm.layout.RowChunk`),
         whose features :meth:`pass_` builds chunk by chunk."""
-        shape = layout_lib.layout_shape(x.shape[0], n_components)
+        shape = layout_shape_of(x.shape[0], n_components, features)
         if shape is None:
             return None
-        if features:  # cut finer where the pass takes all chunks at once (its slots)
-            finer = layout_lib.layout_shape(
-                x.shape[0], n_components, layout_lib.FLAT_CHUNKS_PER_GROUP
-            )
-            if _flat_layout(finer[1] * finer[2], n_components, 1):
-                shape = finer
         if not features:
             arranged = layout_lib.arrange(x, w, shape)
             rows = layout_lib.RowChunk(arranged.centred, arranged.centers)

@@ -37,10 +37,12 @@ The chunks too are computed all at once, as the fit's pass computes them
 (:func:`~jaxem._src.gmm.passes.layout_logits`,
 :func:`~jaxem._src.gmm.passes.layout_sums`): no loop over them. 100 000 × 16,
 K = 16, float32, a step pair (`experiments/benchmark.py`'s "arranged" rows,
-results/benchmark_sweep_2core_arranged_flat.md, a noisy run): 11.2, 10.9,
-17.2, 14.7 and 10.9 ms at 0.3σ, 1σ, 3σ, 10σ apart and 1σ at an offset of
-1000, against the fit's iterations of 7.77, 7.57, 13.6, 13.1 and 6.65 ms
-(1.1–1.6×); with a loop over the chunks 21.3–23.1 ms tens of σ apart.
+results/benchmark_sweep_2core_arranged_flat.md): 8.65, 8.78, 13.9, 13.3 and
+8.75 ms at 0.3σ, 1σ, 3σ, 10σ apart and 1σ at an offset of 1000, against the
+fit's iterations of 6.86, 6.31, 12.4, 12.1 and 6.77 ms (1.10–1.39×), on the
+fit's finer layout (:func:`~jaxem._src.gmm.family.layout_shape_of`; 1.6–1.8×
+on overlapping clusters on the loop's, with 26% padding); with a loop over
+the chunks 21.3–23.1 ms tens of σ apart.
 
 Responsibilities on arranged data are (C, B, K), in the chunks' order:
 :meth:`ArrangedData.responsibilities` puts them back in the rows' order.

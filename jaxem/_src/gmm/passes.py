@@ -475,14 +475,15 @@ def layout_logits(params: GMMParams, phi: jax.Array, centers: jax.Array) -> jax.
     y = phi[..., width - d - 1 : width - 1]  # (C, B, D) the rows about their centre
     pc = params.precisions_cholesky
     quadratic, _ = module.natural_weights(pc, params.means)
-    shared = jnp.concatenate([*quadratic, jnp.zeros((k, d + 1), params.dtype)], axis=1).T
     offsets = params.means[None] - centers[:, None, :]  # (C, K, D) μ_k − c
     linear = jax.vmap(lambda m: module.natural_weights(pc, m)[1])(offsets)  # (C, K, D)
     log_det = module.log_det_cholesky(pc, d)
     const = -0.5 * jnp.sum(linear * offsets, axis=2) + log_det - 0.5 * d * math.log(2 * math.pi)
     const = jnp.where(params.weights > 0, const + log_weights(params.weights), 0)
-    logits = (flat @ shared).reshape(n_chunks, rows, k)
-    logits = logits + jnp.einsum("cbd,ckd->cbk", y, linear) + const[:, None, :]
+    logits = jnp.einsum("cbd,ckd->cbk", y, linear) + const[:, None, :]
+    if quadratic:  # tied: no quadratic features (feature_logits adds the shared term)
+        shared = jnp.concatenate([*quadratic, jnp.zeros((k, d + 1), params.dtype)], axis=1).T
+        logits = logits + (flat @ shared).reshape(n_chunks, rows, k)
     logits = module.feature_logits(logits.reshape(-1, k), flat, pc).reshape(n_chunks, rows, k)
     return jnp.where(params.weights > 0, logits, -jnp.inf)
 

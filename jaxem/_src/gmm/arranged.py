@@ -300,12 +300,9 @@ def _whole_responsibilities(params: GMMParams, data: ArrangedData):
 
 
 def _chunk_responsibilities(params: GMMParams, data: ArrangedData):
-    # every chunk at once, each about its own centre (passes.layout_logits)
-    logits = passes.layout_logits(params, data.features, data.centers)
-    ones = jnp.ones(logits.shape[0] * logits.shape[1], logits.dtype)
-    # over (rows, K), as the fit's pass (layout_pass) takes it
-    resp, log_norm = moments.weighted_softmax(logits.reshape(-1, logits.shape[-1]), ones, 1)
-    resp, log_norm = resp.reshape(logits.shape), log_norm.reshape(logits.shape[:2])
+    # every chunk at once, each about its own centre, unweighted
+    ones = jnp.ones_like(data.weights)
+    resp, log_norm = passes.layout_responsibilities(params, data.features, ones, data.centers)
 
     # the chunks share one accuracy budget, as in gmm.fit's pass
     # (moments.pooled_check); one decision per chunk for a batch of parameters

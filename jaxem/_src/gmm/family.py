@@ -177,10 +177,11 @@ def context_degenerate(params: GMMParams, context: GaussianContext, reg_covar) -
     return degenerate(params, context.variances, reg_covar, context.count, constant)
 
 
-def _flat_layout(n_rows: int, n_components: int, batch: int) -> bool:
-    """Whether a pass over a layout's moment features of ``n_rows`` rows (its
-    slots, padding included) takes all chunks at once
-    (:meth:`GaussianFamily.chunks_pass`) for ``batch`` restarts."""
+def _at_once(n_rows: int, n_components: int, batch: int) -> bool:
+    """Whether a pass over ``n_rows`` rows of features (a layout's slots,
+    padding included) for ``batch`` restarts goes over all of them at once
+    (:meth:`GaussianFamily.whole_pass`, :meth:`GaussianFamily.chunks_pass`):
+    its temporaries within :data:`WHOLE_PASS_MAX_ELEMENTS`."""
     return n_rows * batch * n_components <= WHOLE_PASS_MAX_ELEMENTS
 
 
@@ -193,7 +194,7 @@ def layout_shape_of(n_rows: int, n_components: int, features: bool):
     if shape is None or not features:
         return shape
     finer = layout_lib.layout_shape(n_rows, n_components, layout_lib.FLAT_CHUNKS_PER_GROUP)
-    return finer if _flat_layout(finer[1] * finer[2], n_components, 1) else shape
+    return finer if _at_once(finer[1] * finer[2], n_components, 1) else shape
 
 
 def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tuple[str, ...]:
@@ -324,7 +325,7 @@ class GaussianFamily(MixtureFamily):
         the pass's (rows, restarts × K) temporaries hold at most
         :data:`WHOLE_PASS_MAX_ELEMENTS`; else, and for a layout of centred
         rows (:class:`~jaxem._src.gmm.layout.RowChunk`), the loop."""
-        if isinstance(items, layout_lib.RowChunk) or not _flat_layout(
+        if isinstance(items, layout_lib.RowChunk) or not _at_once(
             weights.size, params.means.shape[-2], batch
         ):
             return loop(params)
@@ -343,7 +344,7 @@ class GaussianFamily(MixtureFamily):
         loop over the chunks, which costs more than the products themselves.
         Passes of more than :data:`WHOLE_PASS_MAX_ELEMENTS` take the chunks."""
         k = params.means.shape[-2]
-        if self.formulation != "auto" or w.shape[0] * batch * k > WHOLE_PASS_MAX_ELEMENTS:
+        if self.formulation != "auto" or not _at_once(w.shape[0], k, batch):
             return chunks(params)
         out, accurate = passes.feature_chunk(
             params, features, w, context.center, "auto", context.count, report=True

@@ -63,6 +63,7 @@ __all__ = [
     "layout_about_means",
     "layout_logits",
     "layout_pass",
+    "layout_responsibilities",
     "layout_sums",
     "moment_pass",
     "pooled_acceptance",
@@ -488,6 +489,19 @@ def layout_logits(params: GMMParams, phi: jax.Array, centers: jax.Array) -> jax.
     return jnp.where(params.weights > 0, logits, -jnp.inf)
 
 
+def layout_responsibilities(
+    params: GMMParams, phi: jax.Array, w: jax.Array, centers: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``(w · r (C, B, K), log p(x) (C, B))`` of a layout from
+    :func:`layout_logits`, the softmax taken over (rows, K): over (C, B, K)
+    the fit's iteration at 100 000 × 16, K = 16 took 15.4–17.3 ms, not
+    10.9–11.7."""
+    logits = layout_logits(params, phi, centers)
+    flat = logits.reshape(-1, logits.shape[-1])
+    resp, log_norm = moments.weighted_softmax(flat, w.reshape(-1), axis=1)
+    return resp.reshape(logits.shape), log_norm.reshape(w.shape)
+
+
 def layout_sums(resp: jax.Array, phi: jax.Array, covariance_type: str, n_features: int):
     """``(n_kc (C, K), Σ_c r (x − c) (C, K, D), second moments)`` of weighted
     responsibilities ``resp`` (C, B, K) over a layout's features ``Φ``
@@ -583,12 +597,7 @@ def layout_pass(
     clusters 3σ apart 19.0 → 11.4 ms, 10σ apart 17.5 → 11.2–11.9 ms.
     """
     n_chunks = phi.shape[0]
-    logits = layout_logits(params, phi, centers)
-    # the softmax over (rows, K): over (C, B, K) the fit's iteration took 16 ms, not 12
-    resp, log_norm = moments.weighted_softmax(
-        logits.reshape(-1, logits.shape[-1]), w.reshape(-1), axis=1
-    )
-    resp, log_norm = resp.reshape(logits.shape), log_norm.reshape(w.shape)
+    resp, log_norm = layout_responsibilities(params, phi, w, centers)
     if formulation == "auto":
         accepted = pooled_acceptance(params, jnp.sum(resp, axis=1), w, centers)
     else:

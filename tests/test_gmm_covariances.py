@@ -85,3 +85,19 @@ def test_component_major_functions_equal_the_row_major_ones(covariance_type):
             module.second_moments(resp, x, means),
             rtol=1e-12,
         )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_summed_reshift_is_the_sum_of_reshifts(covariance_type):
+    """``summed_reshift`` (a layout's chunks moved to the components' means at
+    once) adds what ``reshift`` adds to each set of statistics, summed."""
+    rng = np.random.default_rng(2)
+    module = cov_lib.get(covariance_type)
+    c, k, d = 5, 3, 4
+    sum_x = jnp.asarray(rng.normal(size=(c, k, d)))
+    nk = jnp.asarray(rng.uniform(0.0, 9.0, (c, k)))
+    delta = jnp.asarray(rng.normal(size=(c, k, d)) * 3)
+    shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+    zero = jnp.zeros(shape[covariance_type])
+    expected = sum(module.reshift(zero, sum_x[i], nk[i], delta[i]) for i in range(c))
+    np.testing.assert_allclose(module.summed_reshift(sum_x, nk, delta), expected, rtol=1e-12)

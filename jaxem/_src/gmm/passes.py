@@ -525,17 +525,14 @@ def layout_about_means(sums, centers: jax.Array, means: jax.Array, covariance_ty
     """:class:`Moments` about ``means`` (K, D) from :func:`layout_sums` of a
     layout whose chunks lie about ``centers`` (C, D): each chunk's part moved
     from its centre (:func:`~jaxem._src.gmm.steps.reshift`, affine in the
-    second moments), summed."""
+    second moments), summed (the covariance type's ``summed_reshift``)."""
     module = cov_lib.get(covariance_type)
     nk_c, first, second = sums
     delta = centers[:, None, :] - means[None]  # (C, K, D) c − μ_k
-    moved = jax.vmap(lambda s, n, dl: module.reshift(jnp.zeros_like(second), s, n, dl))(
-        first, nk_c, delta
-    )
     return Moments(
         jnp.sum(nk_c, axis=0),
         jnp.sum(first + nk_c[..., None] * delta, axis=0),
-        second + jnp.sum(moved, axis=0),
+        second + module.summed_reshift(first, nk_c, delta),
     )
 
 

@@ -38,6 +38,8 @@ M-step (:mod:`jaxem._src.gmm.steps`):
   maximization iterates);
 * ``fill_empty(covariances, nk)``: the placeholder covariance of empty components;
 * ``reshift(sum_xx, sum_x, nk, delta)``: the second moments about another shift;
+  ``summed_reshift(sum_x, nk, delta)``: its added terms summed over a leading axis
+  of sets of statistics (a layout's chunks);
 * ``ensure_positive_definite(covariances)``: a ridge only where a factorisation
   would fail (singular data with ``reg_covar=0``).
 

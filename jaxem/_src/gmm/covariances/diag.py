@@ -96,6 +96,12 @@ def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array
     return sum_xx + (2 * sum_x * delta + nk[:, None] * delta * delta)
 
 
+def summed_reshift(sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K, D) ``Σ_c`` of :func:`reshift`'s terms for ``C`` sets of statistics
+    (``sum_x``, ``delta`` (C, K, D), ``nk`` (C, K))."""
+    return jnp.sum(2 * sum_x * delta + nk[..., None] * delta * delta, axis=0)
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Floor zero variances at ``10·ε·max_d σ²_kd`` (at least ``tiny/ε``;
     ``tiny^¼`` if all are zero)."""

@@ -123,6 +123,16 @@ def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array
     return sum_xx + (cross + jnp.swapaxes(cross, -1, -2) + nk[:, None, None] * outer)
 
 
+def summed_reshift(sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(K, D, D) ``Σ_c`` of :func:`reshift`'s terms for ``C`` sets of statistics
+    (``sum_x``, ``delta`` (C, K, D), ``nk`` (C, K)): ``Σ_c u_c δ_cᵀ`` and its
+    transpose, ``u_c = a_c + ½ n_c δ_c``, one product over ``c`` (not C
+    (K, D, D) terms summed: at C = 209, K = D = 16 that took 1.4 ms, this ~0.1)."""
+    u = sum_x + 0.5 * nk[..., None] * delta
+    cross = jnp.einsum("ckd,cke->kde", u, delta)
+    return cross + jnp.swapaxes(cross, -1, -2)
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """Add a ridge to the matrices whose Cholesky factorisation fails or nearly does.
 

@@ -16,6 +16,7 @@ INTERFACE = (
     "covariances",
     "fill_empty",
     "reshift",
+    "summed_reshift",
     "ensure_positive_definite",
     "n_parameters",
     "scale_noise",

@@ -96,6 +96,14 @@ def reshift(sum_xx: jax.Array, sum_x: jax.Array, nk: jax.Array, delta: jax.Array
     return sum_xx + (extra + jnp.einsum("k,kd,ke->de", nk, delta, delta))
 
 
+def summed_reshift(sum_x: jax.Array, nk: jax.Array, delta: jax.Array) -> jax.Array:
+    """(D, D) ``Σ_c`` of :func:`reshift`'s terms for ``C`` sets of statistics
+    (as :func:`jaxem._src.gmm.covariances.full.summed_reshift`, summed over the components)."""
+    u = sum_x + 0.5 * nk[..., None] * delta
+    cross = jnp.einsum("ckd,cke->de", u, delta)
+    return cross + cross.T
+
+
 def ensure_positive_definite(covariances: jax.Array) -> jax.Array:
     """As :func:`jaxem.gmm.covariances.full.ensure_positive_definite`."""
     return full.ensure_positive_definite(covariances)

@@ -310,3 +310,45 @@ def test_sharded_over_four_devices_equals_the_in_memory_fit(families, options):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OK" in done.stdout
+
+
+@pytest.mark.parametrize("n_rows", [300, 600], ids=["shared-trees", "trees-on-subsets"])
+def test_initialisation_in_parts_at_once_equals_the_one_program(n_rows, monkeypatch):
+    """Where the restarts include agglomerations, ``fit`` computes the starting
+    responsibilities in parts (engine.init_tasks: each tree, or each restart of
+    a tree on a random subset, apart from the rest) from threads of their own:
+    the same fit as the one program that computes them all."""
+    from jaxem._src import api, engine
+
+    x = np.concatenate([_gaussian_data(seed) for seed in range(n_rows // N + 1)])[:n_rows]
+    fit = dict(n_init=7, n_refine=2, tol=1e-6)
+    taken = []
+    parallel = api._parallel_init
+
+    def spy(view, source, key, n_active, config, tasks, *rest):
+        taken.append(tasks)
+        out = parallel(view, source, key, n_active, config, tasks, *rest)
+        one = api._init_program(
+            view, source, key, n_active, n_components=K, methods=config.methods
+        )  # every restart's responsibilities, each where the one program puts them
+        rows = source.x.shape[0]  # padded to its bucket
+        np.testing.assert_array_equal(out.dense(rows), one.dense(rows))
+        return out
+
+    monkeypatch.setattr(api, "_parallel_init", spy)
+    monkeypatch.setattr(api, "_cores", lambda: 2)
+    res = gmm.fit(jax.random.key(2), x, K, **fit)
+    methods = gmm.family("full").portfolio(7, n_rows, 2)
+    trees = [i for i, m in enumerate(methods) if m in ("hc", "hc_vvv")]
+    tasks = engine.init_tasks(gmm.family("full"), methods, n_rows)
+    if n_rows > 512:  # each tree on its own random subset: a part of its own
+        assert sorted(tasks[: len(trees)]) == [(i,) for i in trees]
+    else:  # each agglomeration of all rows: once, a part of its own
+        assert tasks[:2] == ((1,), (2,)) and methods[1:3] == ("hc_vvv", "hc")
+    assert sorted(i for ix in tasks for i in ix) == list(range(7))
+    assert taken == [tasks]
+    monkeypatch.setattr(api, "_cores", lambda: 1)  # the one program
+    ref = gmm.fit(jax.random.key(2), x, K, **fit)
+    assert taken == [tasks]
+    np.testing.assert_array_equal(res.restart_initializers, ref.restart_initializers)
+    assert_same_fit(res, ref, rtol=1e-6)

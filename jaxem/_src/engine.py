@@ -510,15 +510,72 @@ def initial_resp(
     *,
     n_components: int,
     methods: Sequence[str],
+    keys: jax.Array | None = None,
 ) -> InitResp:
     """The restarts' starting responsibilities on ``source``'s initialisation
     rows (:class:`~jaxem._src.family.InitResp`), by the family view ``view``
     (:meth:`Family.init_view`): what :func:`initial_stats` computes before the
-    statistics, with the same keys."""
+    statistics, with the same keys (``keys``: the restarts' own, where some of
+    the restarts :func:`initial_stats` would start are computed apart, see
+    :func:`init_tasks`)."""
     context = source.context(view)
     x, w = source.init_data(key)
-    keys = jax.random.split(key, len(methods))
+    if keys is None:
+        keys = jax.random.split(key, len(methods))
     return view.initial_resp(keys, x, w, n_components, n_active, tuple(methods), context)
+
+
+def init_tasks(view: Family, methods: Sequence[str], n_samples: int) -> tuple[tuple[int, ...], ...]:
+    """The restarts of ``methods`` (static) in parts whose starting
+    responsibilities can be computed apart, at the same time (one program
+    each, from threads of their own: :func:`jaxem._src.api.fit`): each
+    agglomeration of all rows (computed once for all its restarts), each
+    restart of an agglomeration on a random subset, and all other restarts
+    together. An agglomeration is a loop of ``m − 1`` small dependent steps
+    that keeps one core busy (XLA:CPU runs the loops of one program one
+    after another, and one program at a time from one thread); the
+    k-means and random starts are a few wide operations.
+
+    Returns:
+        The parts as tuples of restart indices, the agglomerations first (one
+        part: nothing to compute apart).
+    """
+    from jaxem._src.init import batching
+
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, method in enumerate(methods):
+        groups.setdefault(view.init_group(method), []).append(i)
+    tasks: list[tuple[int, ...]] = []
+    rest: list[int] = []
+    for group, ix in groups.items():
+        how = batching(group, n_samples)
+        if how == "shared":
+            tasks.append(tuple(ix))
+        elif how == "map":
+            tasks.extend((i,) for i in ix)
+        else:
+            rest.extend(ix)
+    if rest:
+        tasks.append(tuple(sorted(rest)))
+    return tuple(tasks)
+
+
+def joined_resp(parts: Sequence[InitResp], tasks: Sequence[Sequence[int]]) -> InitResp:
+    """One :class:`~jaxem._src.family.InitResp` of the restarts of ``tasks``
+    (:func:`init_tasks`) from each task's own: their groups one after
+    another, restart ``tasks[t][j]`` at its place among task ``t``'s."""
+    position = [0] * sum(len(ix) for ix in tasks)
+    offset = 0
+    for part, ix in zip(parts, tasks, strict=True):
+        for j, i in enumerate(ix):
+            position[i] = offset + part.position[j]
+        offset += len(ix)
+    return InitResp(
+        rows=tuple(rows for part in parts for rows in part.rows),
+        resp=tuple(resp for part in parts for resp in part.resp),
+        position=tuple(position),
+        labels=tuple(part.is_labels(g) for part in parts for g in range(len(part.rows))),
+    )
 
 
 def starts_from_resp(

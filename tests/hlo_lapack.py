@@ -14,6 +14,8 @@ import itertools
 import re
 import sys
 
+from jaxem._src.programs import lapack_call_can_block as can_block
+
 _COMP = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*)$")
 _CALLS = re.compile(
@@ -22,40 +24,6 @@ _CALLS = re.compile(
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _METADATA = re.compile(r"metadata=\{.*?\}(?=,|$)")
 _REF = re.compile(r"%([\w.\-]+)")
-
-# jaxlib 0.10 lapack_kernels.cc (GetLapackBatchChunkSize, ParallelBatchMap): a
-# call cuts its batch into chunks on the intra-op pool, and blocks its thread
-# until they are done, when batch * cost >= kMinWorkPerTask = 2e5 flops and
-# more than one chunk results. Cost per matrix by kernel, as jaxlib estimates it.
-MIN_WORK = 200_000
-_COST = {
-    "potrf": lambda m, n: n * n * n // 3,
-    "getrf": lambda m, n: m * n * min(m, n),
-    "trsm": lambda m, n: m * n * max(m, n),  # the side is not parsed: the larger
-    "syevd": lambda m, n: 5 * n * n * n,
-}
-_TARGET = re.compile(r'custom_call_target="lapack_[sdcz]?(\w+?)_ffi"')
-_SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
-
-
-def can_block(instruction: str, threads: int = 2) -> bool:
-    """Whether jaxlib 0.10 runs this LAPACK call through ParallelBatchMap's
-    blocking branch on a pool of ``threads`` (unknown kernels: assume so)."""
-    target = _TARGET.search(instruction)
-    shape = _SHAPE.search(instruction)
-    name = target.group(1) if target else ""
-    cost_fn = next((f for k, f in _COST.items() if name.endswith(k)), None)
-    dims = [int(v) for v in shape.group(1).split(",") if v] if shape else []
-    if cost_fn is None or len(dims) < 2:
-        return True
-    batch = 1
-    for v in dims[:-2]:
-        batch *= v
-    cost = max(cost_fn(*dims[-2:]), 1)
-    if batch * cost < MIN_WORK:
-        return False
-    chunk = max(-(-batch // threads), -(-MIN_WORK // cost))
-    return chunk < batch
 
 
 def parse(text: str) -> dict:

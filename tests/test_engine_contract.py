@@ -352,3 +352,30 @@ def test_initialisation_in_parts_at_once_equals_the_one_program(n_rows, monkeypa
     assert taken == [tasks]
     np.testing.assert_array_equal(res.restart_initializers, ref.restart_initializers)
     assert_same_fit(res, ref, rtol=1e-6)
+
+
+def test_initialisation_parts_that_can_block_in_lapack_run_one_after_another(monkeypatch):
+    """jaxlib 0.10's batched LAPACK calls can block a thread of XLA:CPU's pool
+    and two at once hang it (tests/test_lapack_order.py): parts of an
+    initialisation whose programs hold such a call (VVV trees of more than
+    hierarchical.UNROLL_MAX_FEATURES features: a Cholesky factorisation of
+    every cluster pair's scatter per merge) share one lane; the others run
+    each in a lane of its own."""
+    from jaxem._src import api
+
+    lanes_seen = []
+
+    class Recorder:
+        def map(self, fn, lanes):
+            lanes_seen.append([list(lane) for lane in lanes])
+            return [fn(lane) for lane in lanes]
+
+    monkeypatch.setattr(api, "_init_threads", Recorder)
+    monkeypatch.setattr(api, "_cores", lambda: 2)
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(600, 20)) + 4 * rng.integers(2, size=(600, 1))
+    gmm.fit(jax.random.key(0), wide, 2, n_init=3, init="hc_vvv", max_iter=2)
+    assert lanes_seen[-1] == [[0, 1, 2]]  # three trees on random subsets: one lane
+    narrow = np.concatenate([_gaussian_data(seed) for seed in range(3)])[:600]
+    gmm.fit(jax.random.key(0), narrow, K, n_init=3, init="hc_vvv", max_iter=2)
+    assert lanes_seen[-1] == [[0], [1], [2]]  # a batch-1 eigendecomposition only

@@ -450,7 +450,22 @@ def _parallel_init(view, source, key, n_active, config, tasks, fit_args, fit_sta
     calls = [call(ix) for ix in tasks]
     join = functools.partial(engine.joined_resp, tasks=tasks)
     _compile_ahead(calls, join, fit_args, fit_static)
-    parts = list(_init_threads().map(lambda call: jax.block_until_ready(call()), calls))
+    # programs whose LAPACK calls can block a pool thread (jaxlib 0.10: two at
+    # once hang XLA:CPU, experiments/xla_deadlock_repro.py) one after another
+    # in one lane; the others each in a lane of its own
+    threads = _cores()
+    blocking = [i for i, c in enumerate(calls) if _init_program.may_block_in_lapack(c.key, threads)]
+    lanes = [[i] for i in range(len(calls)) if i not in blocking]
+    if blocking:
+        lanes.insert(0, blocking)
+    parts: list = [None] * len(calls)
+
+    def run(lane):
+        for i in lane:
+            parts[i] = jax.block_until_ready(calls[i]())
+
+    for _ in _init_threads().map(run, lanes):  # waits for every lane; raises their errors
+        pass
     return join(parts)
 
 

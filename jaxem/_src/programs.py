@@ -130,6 +130,54 @@ def full_precision(fun: Callable) -> Callable:
     return traced
 
 
+# jaxlib 0.10 lapack_kernels.cc (GetLapackBatchChunkSize, ParallelBatchMap): a
+# call cuts its batch into chunks on XLA:CPU's intra-op pool, and blocks its
+# thread until they are done, when batch * cost >= kMinWorkPerTask = 2e5 flops
+# and more than one chunk results; two such calls at once on a 2-thread pool
+# hang (experiments/xla_deadlock_repro.py). Cost per matrix by kernel, as
+# jaxlib estimates it.
+_LAPACK_MIN_WORK = 200_000
+_LAPACK_COST = {
+    "potrf": lambda m, n: n * n * n // 3,
+    "getrf": lambda m, n: m * n * min(m, n),
+    "trsm": lambda m, n: m * n * max(m, n),  # the side is not parsed: the larger
+    "syevd": lambda m, n: 5 * n * n * n,
+}
+_LAPACK_TARGET = re.compile(r'custom_call_target="lapack_[sdcz]?(\w+?)_ffi"')
+_HLO_SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
+
+
+def lapack_call_can_block(instruction: str, threads: int = 2) -> bool:
+    """Whether jaxlib 0.10 runs this LAPACK custom call (a line of optimized
+    HLO text) through ``ParallelBatchMap``'s blocking branch on a pool of
+    ``threads`` (unknown kernels: assume so)."""
+    target = _LAPACK_TARGET.search(instruction)
+    shape = _HLO_SHAPE.search(instruction)
+    name = target.group(1) if target else ""
+    cost_fn = next((f for k, f in _LAPACK_COST.items() if name.endswith(k)), None)
+    dims = [int(v) for v in shape.group(1).split(",") if v] if shape else []
+    if cost_fn is None or len(dims) < 2:
+        return True
+    batch = 1
+    for v in dims[:-2]:
+        batch *= v
+    cost = max(cost_fn(*dims[-2:]), 1)
+    if batch * cost < _LAPACK_MIN_WORK:
+        return False
+    chunk = max(-(-batch // threads), -(-_LAPACK_MIN_WORK // cost))
+    return chunk < batch
+
+
+def may_block_in_lapack(hlo_text: str, threads: int = 2) -> bool:
+    """Whether a program (its optimized HLO text) holds a LAPACK call that
+    :func:`lapack_call_can_block`: such programs must not run two at a time."""
+    return any(
+        lapack_call_can_block(line, threads)
+        for line in hlo_text.splitlines()
+        if 'custom_call_target="lapack_' in line
+    )
+
+
 class BoundedJit:
     """``jax.jit(fun, static_argnames=...)`` keeping at most ``max_programs``
     compiled programs (the least recently used are dropped).
@@ -146,6 +194,7 @@ class BoundedJit:
         self._static = frozenset(static_argnames)
         self._jit = jax.jit(fun, static_argnames=tuple(self._static))
         self._programs: collections.OrderedDict = collections.OrderedDict()
+        self._blocking: dict = {}  # (key, threads) -> may_block_in_lapack of the program
         self._lock = threading.Lock()
         self.max_programs = MAX_PROGRAMS if max_programs is None else max_programs
         functools.update_wrapper(self, fun)
@@ -192,7 +241,8 @@ class BoundedJit:
             self._programs[key] = entry
             self._programs.move_to_end(key)
             while len(self._programs) > max(self.max_programs, 1):
-                self._programs.popitem(last=False)
+                dropped, _ = self._programs.popitem(last=False)
+                self._blocking = {k: v for k, v in self._blocking.items() if k[0] != dropped}
 
     def __call__(self, *args, **kwargs):
         return self.bind(*args, **kwargs)()
@@ -213,10 +263,26 @@ class BoundedJit:
         program.__name__ = program.__qualname__ = fun.__name__
         return jax.jit(program).lower(*args, **dynamic)
 
+    def may_block_in_lapack(self, key, threads: int = 2) -> bool:
+        """:func:`may_block_in_lapack` of the compiled program of ``key`` (a
+        :class:`BoundCall`'s; compiled, or compiling ahead), kept with it."""
+        compiled = self._lookup(key)
+        if compiled is None:  # dropped already: assume the worst
+            return True
+        with self._lock:
+            verdict = self._blocking.get((key, threads))
+        if verdict is None:
+            verdict = may_block_in_lapack(compiled.as_text(), threads)
+            with self._lock:
+                if key in self._programs:
+                    self._blocking[(key, threads)] = verdict
+        return verdict
+
     def clear(self) -> None:
         """Drop every compiled program."""
         with self._lock:
             self._programs.clear()
+            self._blocking.clear()
 
     def cache_size(self) -> int:
         """Number of compiled programs kept."""

@@ -312,12 +312,13 @@ def test_sharded_over_four_devices_equals_the_in_memory_fit(families, options):
     assert "OK" in done.stdout
 
 
-@pytest.mark.parametrize("n_rows", [300, 600], ids=["shared-trees", "trees-on-subsets"])
+@pytest.mark.parametrize("n_rows", [300, 600], ids=["trees-of-all-rows", "trees-on-subsets"])
 def test_initialisation_in_parts_at_once_equals_the_one_program(n_rows, monkeypatch):
-    """Where the restarts include agglomerations, ``fit`` computes the starting
-    responsibilities in parts (engine.init_tasks: each tree, or each restart of
-    a tree on a random subset, apart from the rest) from threads of their own:
-    the same fit as the one program that computes them all."""
+    """Where the restarts include agglomerations of random subsets, ``fit``
+    computes the starting responsibilities in parts (engine.init_tasks: each
+    such restart apart from the rest) from threads of their own: the same fit
+    as the one program that computes them all. Trees of all rows stay in the
+    one program."""
     from jaxem._src import api, engine
 
     x = np.concatenate([_gaussian_data(seed) for seed in range(n_rows // N + 1)])[:n_rows]
@@ -341,15 +342,16 @@ def test_initialisation_in_parts_at_once_equals_the_one_program(n_rows, monkeypa
     methods = gmm.family("full").portfolio(7, n_rows, 2)
     trees = [i for i, m in enumerate(methods) if m in ("hc", "hc_vvv")]
     tasks = engine.init_tasks(gmm.family("full"), methods, n_rows)
+    assert sorted(i for ix in tasks for i in ix) == list(range(7))
     if n_rows > 512:  # each tree on its own random subset: a part of its own
         assert sorted(tasks[: len(trees)]) == [(i,) for i in trees]
-    else:  # each agglomeration of all rows: once, a part of its own
-        assert tasks[:2] == ((1,), (2,)) and methods[1:3] == ("hc_vvv", "hc")
-    assert sorted(i for ix in tasks for i in ix) == list(range(7))
-    assert taken == [tasks]
+        assert taken == [tasks]
+    else:  # agglomerations of all rows, once each: one program for all
+        assert tasks == (tuple(range(7)),) and methods[1:3] == ("hc_vvv", "hc")
+        assert taken == []
     monkeypatch.setattr(api, "_cores", lambda: 1)  # the one program
     ref = gmm.fit(jax.random.key(2), x, K, **fit)
-    assert taken == [tasks]
+    assert len(taken) == (n_rows > 512)
     np.testing.assert_array_equal(res.restart_initializers, ref.restart_initializers)
     assert_same_fit(res, ref, rtol=1e-6)
 

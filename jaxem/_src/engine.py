@@ -529,12 +529,15 @@ def init_tasks(view: Family, methods: Sequence[str], n_samples: int) -> tuple[tu
     """The restarts of ``methods`` (static) in parts whose starting
     responsibilities can be computed apart, at the same time (one program
     each, from threads of their own: :func:`jaxem._src.api.fit`): each
-    agglomeration of all rows (computed once for all its restarts), each
     restart of an agglomeration on a random subset, and all other restarts
     together. An agglomeration is a loop of ``m − 1`` small dependent steps
     that keeps one core busy (XLA:CPU runs the loops of one program one
     after another, and one program at a time from one thread); the
-    k-means and random starts are a few wide operations.
+    k-means and random starts are a few wide operations. An agglomeration of
+    all rows (at most :data:`~jaxem._src.init.HC_MAX_SAMPLES`, computed once
+    for its restarts) stays with the others: on Old Faithful, ``n_init=10``,
+    its part of its own saved under a millisecond of a 16 ms later call and
+    its program added 0.25 s to the first.
 
     Returns:
         The parts as tuples of restart indices, the agglomerations first (one
@@ -548,10 +551,7 @@ def init_tasks(view: Family, methods: Sequence[str], n_samples: int) -> tuple[tu
     tasks: list[tuple[int, ...]] = []
     rest: list[int] = []
     for group, ix in groups.items():
-        how = batching(group, n_samples)
-        if how == "shared":
-            tasks.append(tuple(ix))
-        elif how == "map":
+        if batching(group, n_samples) == "map":
             tasks.extend((i,) for i in ix)
         else:
             rest.extend(ix)

@@ -105,3 +105,24 @@ def test_a_first_fit_compiles_each_program_once_side_by_side(monkeypatch):
     # a call inside a caller's trace is inlined, nothing compiles ahead
     jax.jit(lambda x: gmm.fit(jax.random.key(0), x, 2, **fit).log_likelihood)(x)
     assert len(compiled) == 2
+
+
+def test_lapack_calls_that_can_block_are_those_jaxlib_splits_over_the_pool():
+    """jaxlib 0.10 splits a batched LAPACK call over XLA:CPU's pool (and blocks
+    the calling thread) when batch × cost ≥ 2e5 flops and more than one chunk
+    results: 32 × 32 Cholesky factorisations from a batch of 20 on 2 threads
+    (experiments/xla_deadlock_repro.py), never a single matrix."""
+
+    def line(target, shape):
+        return f'%c = (f32[{shape}], s32[]) custom-call(%a), custom_call_target="{target}"'
+
+    can_block = programs.lapack_call_can_block
+    assert can_block(line("lapack_spotrf_ffi", "20,32,32"))
+    assert not can_block(line("lapack_spotrf_ffi", "19,32,32"))  # one chunk of 19
+    assert not can_block(line("lapack_spotrf_ffi", "1,512,512"))  # one matrix: inline
+    assert not can_block(line("lapack_ssyevd_ffi", "16,16"))
+    assert can_block(line("lapack_ssyevd_ffi", "64,16,16"))  # 64 × 20 480 flops
+    assert can_block(line("lapack_sgesdd_ffi", "64,16,16"))  # unknown kernel: assume so
+    text = "\n".join(["%x = f32[4] add(%a, %b)", line("lapack_ssyevd_ffi", "16,16")])
+    assert not programs.may_block_in_lapack(text)
+    assert programs.may_block_in_lapack(text + "\n" + line("lapack_spotrf_ffi", "20,32,32"))

@@ -397,7 +397,11 @@ def from_unconstrained(cholesky: jax.Array, n_features: int) -> tuple[jax.Array,
     upper-triangular with ``exp`` on the diagonal, ``Σ = inv(P Pᵀ) = Aᵀ A`` with
     ``A = P⁻¹``."""
     rows, cols = jnp.triu_indices(n_features)
-    values = jnp.where(rows == cols, jnp.exp(cholesky), cholesky)
+    diagonal = rows == cols
+    # exp of the diagonal coordinates only: an off-diagonal one above ~88.7
+    # overflows float32's exp, and where's derivative 0 · inf is NaN (implicit
+    # gradients of a fit were NaN for an elongated cluster with P_0,15 = 197)
+    values = jnp.where(diagonal, jnp.exp(jnp.where(diagonal, cholesky, 0)), cholesky)
     factor = jnp.zeros((*cholesky.shape[:-1], n_features, n_features), cholesky.dtype)
     factor = factor.at[..., rows, cols].set(values)
     eye = jnp.broadcast_to(np.eye(n_features, dtype=factor.dtype), factor.shape)

@@ -512,6 +512,7 @@ def test_e_step_differentiates_and_vmaps_over_any_part_of_the_parameters(data):
 
     got, want = (jax.grad(lambda p, f=f: loss(f, p))(start) for f in (family, direct))
     for u, v in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert np.all(np.isfinite(u))  # assert_allclose takes NaN for NaN
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
 
     mats = jnp.stack([START_TRANS, TRANS])

@@ -148,8 +148,9 @@ def _centred(params: GMMParams, center: jax.Array) -> GMMParams:
 
 
 def _linear_part(phi: jax.Array, n_features: int) -> jax.Array:
-    """The centred data ``x − c`` stored in every moment feature layout."""
-    return phi[:, -1 - n_features : -1]
+    """The centred data ``x − c`` stored in every moment feature layout (of a
+    chunk (B, F) or of a layout's chunks (C, B, F))."""
+    return phi[..., -1 - n_features : -1]
 
 
 def _direct_stats(params: GMMParams, resp: jax.Array, x: jax.Array) -> Moments:
@@ -473,7 +474,7 @@ def layout_logits(params: GMMParams, phi: jax.Array, centers: jax.Array) -> jax.
     d = params.n_features
     k = params.means.shape[0]
     flat = phi.reshape(n_chunks * rows, width)
-    y = phi[..., width - d - 1 : width - 1]  # (C, B, D) the rows about their centre
+    y = _linear_part(phi, d)  # (C, B, D) the rows about their centre
     pc = params.precisions_cholesky
     quadratic, _ = module.natural_weights(pc, params.means)
     offsets = params.means[None] - centers[:, None, :]  # (C, K, D) μ_k − c
@@ -517,7 +518,7 @@ def layout_sums(resp: jax.Array, phi: jax.Array, covariance_type: str, n_feature
     summed = r.T @ flat
     extra = module.shared_second_moment(flat, jnp.sum(r, axis=1))  # Σ_k r_nk: the rows' weights
     _, _, second = moments.moments_to_stats(summed, extra, covariance_type, d)
-    first = jnp.einsum("cbk,cbd->ckd", resp, phi[..., width - d - 1 : width - 1])
+    first = jnp.einsum("cbk,cbd->ckd", resp, _linear_part(phi, d))
     return jnp.sum(resp, axis=1), first, second
 
 

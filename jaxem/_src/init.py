@@ -232,6 +232,37 @@ def _distinct_rows(key: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
     return jax.lax.top_k(log_w + jax.random.gumbel(key, log_w.shape, log_w.dtype), m)[1]
 
 
+def _largest(keys: jax.Array, m: int) -> jax.Array:
+    """(m,) indices of the ``m`` largest of the (N,) ``uint32`` ``keys``, in
+    index order (of the keys equal to the m-th largest, the first, as
+    ``lax.top_k`` takes them): that threshold by bisection over the 32 bits
+    (32 counts over the keys), then the keys above it and enough of those at
+    it. On 2 CPU cores, 102 400 keys and m = 16 384, about 2 ms against 6.6 ms
+    for ``lax.top_k`` (a sort)."""
+
+    def halve(_, bounds):  # count(keys >= lo) >= m throughout
+        lo, hi = bounds
+        span = hi - lo
+        mid = lo + (span >> 1) + (span & 1)
+        holds = jnp.sum(keys >= mid) >= m
+        return jnp.where(holds, mid, lo), jnp.where(holds, hi, mid - 1)
+
+    bounds = (jnp.uint32(0), jnp.uint32(0xFFFFFFFF))
+    lo, _ = jax.lax.fori_loop(0, 32, halve, bounds)
+    above, at = keys > lo, keys == lo  # fewer than m above: lo is the largest that holds
+    take = above | (at & (jnp.cumsum(at) <= m - jnp.sum(above)))
+    return jnp.nonzero(take, size=m, fill_value=0)[0].astype(jnp.int32)
+
+
+def _uniform_rows(key: jax.Array, valid: jax.Array, m: int) -> jax.Array:
+    """(m,) indices of ``m`` distinct rows drawn uniformly among those where
+    ``valid`` (N,) holds (all of them, then others, when there are fewer), in
+    index order: the rows of the ``m`` largest random 32-bit keys
+    (:func:`_largest`)."""
+    bits = jax.random.bits(key, valid.shape, jnp.uint32)
+    return _largest(jnp.where(valid, jnp.maximum(bits, 1), 0), m)
+
+
 def _hc_resp(key, x, n_components, n_active, sample_weight, method):
     """``(rows, resp)`` of an agglomeration (:func:`init_resp_rows`)."""
     n_samples = x.shape[0]
@@ -321,10 +352,8 @@ def init_resp_rows(
             rows, x_sub, w_sub = None, x, sample_weight
         else:  # a uniform random subset of the rows of positive weight
             key, key_rows = jax.random.split(key)
-            log_w = jnp.zeros(n_samples, x.dtype)
-            if sample_weight is not None:
-                log_w = jnp.where(sample_weight > 0, log_w, -jnp.inf)
-            rows = _distinct_rows(key_rows, log_w, KMEANS_MAX_SAMPLES)
+            valid = jnp.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
+            rows = _uniform_rows(key_rows, valid, KMEANS_MAX_SAMPLES)
             x_sub = x[rows]
             w_sub = None if sample_weight is None else sample_weight[rows]
         result = kmeans_lib.kmeans(

@@ -48,7 +48,7 @@ Run from the repository root::
 
     python experiments/end_to_end.py [--quick] [--large] [--repeats 3] \\
         [--cases faithful,5000x8-overlap] [--n-init 1,10] [--cpu 0] [--pause 0.5] \\
-        [--out experiments/results/end_to_end.md]
+        [--malloc] [--out experiments/results/end_to_end.md]
     python experiments/end_to_end.py --phases 5000x8-overlap [--n-init 10]
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-executes
@@ -63,6 +63,14 @@ later call of separated 5 000 × 8 with ``n_init=10`` took 0.10 s after
 scikit-learn's and 0.058 s alone (``--phases``). With a pause every call
 starts on idle cores, as a user's call after other work does; each library
 then pays to wake its own threads.
+
+``--malloc`` runs every row's process (both libraries alike) with glibc's
+allocator told to keep the memory it frees (:data:`RESIDENT_MALLOC`: one arena,
+no ``mmap`` for large blocks, no trimming). By default glibc gives each large
+block (above 32 MB, or any block of a thread's own arena) back to the system when
+it is freed, and the next call touches fresh pages that the kernel must fault in
+and zero: a default one-start jaxem fit of 100 000 × 16 faults in about 40 000
+pages (160 MB) per call. A user sets the same variables before starting Python.
 
 ``--cpu C`` runs every row (and ``--phases``) pinned to the one CPU ``C``
 (``sched_setaffinity`` before anything is imported, so XLA's, OpenBLAS's and
@@ -257,10 +265,24 @@ def run_row(
     )
 
 
+#: glibc's allocator settings of ``--malloc`` (module docstring).
+RESIDENT_MALLOC = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": "4294967295",
+}
+
+
 def run_child(
-    case_name: str, n_init: int, repeats: int, cpu: int | None = None, pause: float = 0.0
+    case_name: str,
+    n_init: int,
+    repeats: int,
+    cpu: int | None = None,
+    pause: float = 0.0,
+    malloc: bool = False,
 ) -> dict:
-    """``run_row`` in a fresh Python process (its JSON on the last stdout line)."""
+    """``run_row`` in a fresh Python process (its JSON on the last stdout line),
+    with :data:`RESIDENT_MALLOC` in its environment where ``malloc``."""
     command = [
         sys.executable,
         str(pathlib.Path(__file__).resolve()),
@@ -274,7 +296,8 @@ def run_child(
         "--pause",
         str(pause),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, **(RESIDENT_MALLOC if malloc else {})}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{case_name} n_init={n_init} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -421,7 +444,9 @@ def blas_lines() -> list[str]:
     ]
 
 
-def environment_lines(repeats: int, cpu: int | None = None, pause: float = 0.0) -> list[str]:
+def environment_lines(
+    repeats: int, cpu: int | None = None, pause: float = 0.0, malloc: bool = False
+) -> list[str]:
     import jax
     import scipy  # noqa: F401  (loads scipy's BLAS for threadpoolctl)
     import sklearn
@@ -444,6 +469,14 @@ def environment_lines(repeats: int, cpu: int | None = None, pause: float = 0.0) 
         f"- Each row in a fresh process; later = median of {repeats} calls, "
         "interleaved with the other library's"
         + (f", each after {pause:g} s of sleep" if pause else ", back to back"),
+        "- glibc malloc: "
+        + (
+            "keeping what it frees in every row's process ("
+            + ", ".join(f"{k}={v}" for k, v in RESIDENT_MALLOC.items())
+            + ")"
+            if malloc
+            else "its defaults"
+        ),
         "",
         "BLAS and OpenMP thread pools loaded (threadpoolctl, in the parent process "
         "after importing scikit-learn):",
@@ -510,6 +543,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds of sleep before every timed call"
     )
+    parser.add_argument(
+        "--malloc", action="store_true", help="glibc keeps freed memory (RESIDENT_MALLOC)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     n_inits = [int(v) for v in args.n_init.split(",")]
@@ -537,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for name in names:
         for n_init in [1] if CASES[name].large else n_inits:
             progress(f"{name}, n_init={n_init}")
-            result = run_child(name, n_init, args.repeats, args.cpu, args.pause)
+            result = run_child(name, n_init, args.repeats, args.cpu, args.pause, args.malloc)
             jl = statistics.median(result["jaxem_later_s"])
             sl = statistics.median(result["sklearn_later_s"])
             progress(
@@ -554,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         [
             "- Data: float32 for both; computing dtype (means_ / params.means): "
             + ", ".join(f"jaxem {a}, scikit-learn {b}" for a, b in sorted(dtypes)),
-            *environment_lines(args.repeats, args.cpu, args.pause),
+            *environment_lines(args.repeats, args.cpu, args.pause, args.malloc),
             "",
             table(results),
             "",

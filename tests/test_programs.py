@@ -126,3 +126,31 @@ def test_lapack_calls_that_can_block_are_those_jaxlib_splits_over_the_pool():
     text = "\n".join(["%x = f32[4] add(%a, %b)", line("lapack_ssyevd_ffi", "16,16")])
     assert not programs.may_block_in_lapack(text)
     assert programs.may_block_in_lapack(text + "\n" + line("lapack_spotrf_ffi", "20,32,32"))
+
+
+def test_a_typed_key_is_identified_by_its_shape_dtype_and_placement():
+    """A program's cache identifies a typed PRNG key by its shape, key dtype
+    and its data's sharding (cheaper than its ``aval`` and logical sharding):
+    keys that differ only in value share a program, other implementations,
+    shapes or legacy uint32 keys do not, and a bound call of a new key reuses
+    the compiled program."""
+    sig = programs._signature
+    a, b = jax.random.key(0), jax.random.key(1)
+    assert sig(a) == sig(b)
+    assert sig(a) != sig(jax.random.key(0, impl="rbg"))
+    assert sig(a) != sig(jax.random.split(a, 2))
+    assert sig(a) != sig(jax.random.PRNGKey(0))
+    assert sig(jnp.ones(3)) == (jax.typeof(jnp.ones(3)), jnp.ones(3).sharding)
+
+    calls = []
+
+    def draw(key, x):
+        calls.append(1)  # traced once per program
+        return jax.random.normal(key, x.shape) + x
+
+    bounded = programs.BoundedJit(draw, ())
+    x = jnp.zeros(4)
+    first, second = bounded(a, x), bounded(b, x)
+    assert len(calls) == 1 and bounded.cache_size() == 1
+    np.testing.assert_array_equal(second, jax.random.normal(b, (4,)))
+    assert not np.array_equal(first, second)

@@ -102,6 +102,19 @@ def _elements(leaves) -> int:
     return sum(math.prod(getattr(leaf, "shape", ())) for leaf in leaves)
 
 
+def _signature(leaf) -> tuple:
+    """What a compiled program depends on of an argument: its abstract value
+    and sharding. A typed PRNG key's own ``aval`` and ``sharding`` derive
+    the key's logical sharding from its data's (0.18 ms together on a core
+    that was idle, 15 µs on a busy one; a small fit binds its key twice):
+    the data's sharding with the key's shape and dtype say the same, where
+    the key exposes them (else the general way)."""
+    data = getattr(leaf, "_base_array", None) if isinstance(leaf, jax.Array) else None
+    if data is not None and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return ("key", leaf.shape, leaf.dtype, getattr(data, "sharding", None))
+    return jax.typeof(leaf), getattr(leaf, "sharding", None)
+
+
 def _trace_context() -> Any:
     """JAX settings that change what tracing produces (x64, precision, ...)."""
     try:
@@ -211,7 +224,7 @@ class BoundedJit:
             key = (
                 tree,
                 tuple(sorted(static.items())),
-                tuple((jax.typeof(leaf), getattr(leaf, "sharding", None)) for leaf in leaves),
+                tuple(_signature(leaf) for leaf in leaves),
                 _trace_context(),
             )
         return BoundCall(self, key, args, static, dynamic, _elements(leaves))

@@ -50,7 +50,7 @@ def check_scalar(name: str, value: ArrayLike, *, minimum: float = 0.0) -> None:
     Checked for shape and dtype always, for finiteness and sign when concrete.
     """
     if type(value) in (int, float):  # the common case, without JAX's dtype machinery
-        if not (math.isfinite(value) and value >= minimum):
+        if not ((type(value) is int or math.isfinite(value)) and value >= minimum):
             raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
         return
     if isinstance(value, (str, bytes)) or value is None:

@@ -142,10 +142,11 @@ def test_initial_resp_kept_on_its_rows_gives_the_statistics_of_every_row():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_largest_keys_are_top_k_and_the_kmeans_subset_is_of_positive_weight_rows():
+def test_largest_keys_are_top_k_and_the_kmeans_subset_is_of_positive_weight_rows(monkeypatch):
     # k-means of more than KMEANS_MAX_SAMPLES rows iterates on a uniform random
     # subset: the rows of the m largest random keys, found by bisection (the
     # set lax.top_k finds, ties at the threshold included, in index order)
+    from jaxem._src import init as init_module
     from jaxem._src.init import _largest, _uniform_rows
 
     keys = jax.random.bits(jax.random.key(0), (3000,), jnp.uint32)
@@ -155,7 +156,9 @@ def test_largest_keys_are_top_k_and_the_kmeans_subset_is_of_positive_weight_rows
         expected = np.sort(np.asarray(jax.lax.top_k(as_int, m)[1]))
         np.testing.assert_array_equal(_largest(keys, m), expected)
     valid = jnp.arange(600) % 3 == 0  # 200 rows of positive weight
-    rows = np.asarray(_uniform_rows(jax.random.key(1), valid, 150))
-    assert len(set(rows)) == 150 and np.all(rows % 3 == 0)
-    rows = np.asarray(_uniform_rows(jax.random.key(1), valid, 250))  # more than there are
-    assert len(set(rows)) == 250 and np.sum(rows % 3 == 0) == 200
+    for bisect_max in (600, 599):  # by bisection, and above BISECT_MAX_ROWS by top_k
+        monkeypatch.setattr(init_module, "BISECT_MAX_ROWS", bisect_max)
+        rows = np.asarray(_uniform_rows(jax.random.key(1), valid, 150, jnp.float32))
+        assert len(set(rows)) == 150 and np.all(rows % 3 == 0)
+        rows = np.asarray(_uniform_rows(jax.random.key(1), valid, 250, jnp.float32))
+        assert len(set(rows)) == 250 and np.sum(rows % 3 == 0) == 200  # more than there are

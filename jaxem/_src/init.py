@@ -254,11 +254,21 @@ def _largest(keys: jax.Array, m: int) -> jax.Array:
     return jnp.nonzero(take, size=m, fill_value=0)[0].astype(jnp.int32)
 
 
-def _uniform_rows(key: jax.Array, valid: jax.Array, m: int) -> jax.Array:
+#: Most rows whose uniform subset :func:`_uniform_rows` draws by bisection; more
+#: take ``lax.top_k`` of Gumbel keys, whose sort then costs less than 32 passes
+#: over the keys (2 CPU cores, m = 16 384: 262 144 rows 6.6 against 12.8 ms,
+#: 524 288 10.2 against 14.2, 786 432 17.4 against 15.5, 10⁶ 20.0 against 17.3).
+BISECT_MAX_ROWS = 1 << 19
+
+
+def _uniform_rows(key: jax.Array, valid: jax.Array, m: int, dtype) -> jax.Array:
     """(m,) indices of ``m`` distinct rows drawn uniformly among those where
-    ``valid`` (N,) holds (all of them, then others, when there are fewer), in
-    index order: the rows of the ``m`` largest random 32-bit keys
-    (:func:`_largest`)."""
+    ``valid`` (N,) holds (all of them, then others, when there are fewer): up to
+    :data:`BISECT_MAX_ROWS` rows, in index order, the rows of the ``m`` largest
+    random 32-bit keys (:func:`_largest`); above, :func:`_distinct_rows` with
+    equal weights (keys of ``dtype``)."""
+    if valid.shape[0] > BISECT_MAX_ROWS:
+        return _distinct_rows(key, jnp.where(valid, jnp.zeros((), dtype), -jnp.inf), m)
     bits = jax.random.bits(key, valid.shape, jnp.uint32)
     return _largest(jnp.where(valid, jnp.maximum(bits, 1), 0), m)
 
@@ -353,7 +363,7 @@ def init_resp_rows(
         else:  # a uniform random subset of the rows of positive weight
             key, key_rows = jax.random.split(key)
             valid = jnp.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
-            rows = _uniform_rows(key_rows, valid, KMEANS_MAX_SAMPLES)
+            rows = _uniform_rows(key_rows, valid, KMEANS_MAX_SAMPLES, x.dtype)
             x_sub = x[rows]
             w_sub = None if sample_weight is None else sample_weight[rows]
         result = kmeans_lib.kmeans(

@@ -49,22 +49,21 @@ def check_scalar(name: str, value: ArrayLike, *, minimum: float = 0.0) -> None:
 
     Checked for shape and dtype always, for finiteness and sign when concrete.
     """
-    if type(value) in (int, float):  # the common case, without JAX's dtype machinery
-        if not ((type(value) is int or math.isfinite(value)) and value >= minimum):
-            raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
-        return
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    shape = jnp.shape(value)
-    if shape != ():
-        raise ValueError(f"{name} must be a scalar; got an array of shape {shape}")
-    if not jnp.issubdtype(jnp.result_type(value), jnp.number) or jnp.issubdtype(
-        jnp.result_type(value), jnp.complexfloating
-    ):
-        raise TypeError(f"{name} must be a real number; got dtype {jnp.result_type(value)}")
-    v = concrete(value)
-    if v is not None and not (np.isfinite(v) and v >= minimum):
-        raise ValueError(f"{name} must be a finite number >= {minimum}; got {v.item()!r}")
+    if type(value) not in (int, float):  # Python numbers skip JAX's dtype machinery
+        if isinstance(value, (str, bytes)) or value is None:
+            raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+        shape = jnp.shape(value)
+        if shape != ():
+            raise ValueError(f"{name} must be a scalar; got an array of shape {shape}")
+        dtype = jnp.result_type(value)
+        if not jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(f"{name} must be a real number; got dtype {dtype}")
+        concrete_value = concrete(value)
+        if concrete_value is None:
+            return
+        value = concrete_value.item()
+    if not ((type(value) is int or math.isfinite(value)) and value >= minimum):
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
 
 
 def dtype_of(name: str, value: object) -> np.dtype:

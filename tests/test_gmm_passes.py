@@ -486,6 +486,49 @@ def test_the_chunks_of_a_pass_share_one_accuracy_budget():
     assert 24 <= m <= 26 and passed == [True] * m + [False] * (100 - m)
 
 
+def _accepted_in_order(params, nk_c, w, centers):
+    """The chunks ``pooled_check`` accepts one after another, and whether each
+    charged only the bound's first part (a reference for ``pooled_acceptance``)."""
+    budget = moments.budget(params, jnp.sum(w))
+    accepted, first_only = [], []
+    for nk, center in zip(nk_c, centers, strict=True):
+        distances = moments.center_distances(params, center)
+        ok, charged = moments.pooled_check(params, nk, budget, distances)
+        errors = jnp.finfo(params.dtype).eps * nk * distances[0]
+        active = np.asarray(params.weights) > 0
+        first_only.append(bool(ok) and np.array_equal(charged[0][active], errors[active]))
+        budget = moments.charge(budget, nk, charged, ok)
+        accepted.append(bool(ok))
+    return accepted, first_only
+
+
+@pytest.mark.parametrize("n_chunks", [25, 26])
+def test_the_pooled_check_of_all_chunks_at_once_is_the_check_in_order(n_chunks):
+    """``pooled_acceptance`` decides at once that every chunk passes when each,
+    in order, fits what the chunks before it left of the bound's first part
+    (``moments.all_within_first_part``), and otherwise checks them one after
+    another: the chunks it accepts are those the check in order accepts, also
+    under ``vmap`` over restarts. The chunks of the budget test above: 25 fit
+    the first part, the 26th does not (nor the second: it is rejected)."""
+    params = gmm.make_params([0.5, 0.5], [[0.0, 0.0], [183.0, 0.0]], np.ones(2), "spherical")
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    nk_c = jnp.tile(jnp.asarray([990.0, 10.0], jnp.float32), (n_chunks, 1))
+    centers = jnp.zeros((n_chunks, 2), jnp.float32)
+    w = jnp.full((n_chunks, 1), 100_000.0 / n_chunks, jnp.float32)  # the weight of 100 chunks
+    accepted, first_only = _accepted_in_order(params, nk_c, w, centers)
+    at_once = moments.all_within_first_part(params, nk_c, jnp.sum(w), centers)
+    assert bool(at_once) == all(first_only) == (n_chunks == 25)
+    got = jax.jit(gmm_passes.pooled_acceptance)(params, nk_c, w, centers)
+    assert np.asarray(got).tolist() == accepted
+    # a batch of two restarts, one of them the same: one decision for both
+    other = dataclasses.replace(params, means=params.means.at[1, 0].set(1.0))  # all cheap
+    assert bool(moments.all_within_first_part(other, nk_c, jnp.sum(w), centers))
+    both = jax.tree.map(lambda *a: jnp.stack(a), params, other)
+    batched = jax.jit(jax.vmap(gmm_passes.pooled_acceptance, in_axes=(0, None, None, None)))
+    for row in np.asarray(batched(both, nk_c, w, centers)).tolist():
+        assert row == accepted
+
+
 def _stats_error(a, b):
     """Largest error of any statistic relative to that statistic's largest entry."""
     return max(

@@ -216,6 +216,31 @@ def pooled_check(
     return ok, jnp.where(charged, errors, 0)
 
 
+def all_within_first_part(
+    params: GMMParams,
+    nk_c: jax.Array,
+    total_weight: jax.Array,
+    centers: jax.Array,
+    threshold: float = ACCURACY_THRESHOLD,
+) -> jax.Array:
+    """() whether every chunk of a pass (``n_kc`` (C, K), centres (C, D)), in
+    order, passes :func:`pooled_check` with its errors charged to the bound's
+    first part (``ε n_kc ρ_kc``) at every active component. Then every chunk
+    passes, and the chunks before each charged only that part: the budgets are
+    sums over the chunks before, computed at once instead of one chunk after
+    another (in another order of addition)."""
+    module = cov_lib.get(params.covariance_type)
+    pc = params.precisions_cholesky
+    rho = jax.vmap(lambda c: module.mahalanobis(jnp.zeros_like(c[None]), params.means - c, pc)[0])(
+        centers
+    )  # (C, K)
+    errors = jnp.finfo(params.dtype).eps * nk_c * rho
+    before = jnp.cumsum(jnp.stack([errors, nk_c]), axis=1) - jnp.stack([errors, nk_c])
+    share = before[1] + nk_c + params.weights * total_weight
+    within = before[0] + errors <= threshold * share
+    return jnp.all((params.weights == 0) | within)  # NaN: False
+
+
 def charge(budget: Budget, nk: jax.Array, charged: jax.Array, accepted: jax.Array) -> Budget:
     """``budget`` after a chunk with ``n_kc`` ``nk`` (counted whichever route
     it took), its errors ``charged`` (:func:`pooled_check`) if ``accepted``."""

@@ -543,7 +543,16 @@ def pooled_acceptance(
     """(C,) whether each chunk of a layout (weights ``w`` (C, B), centres
     (C, D), ``n_kc`` (C, K)) passes :func:`moments.pooled_check`, the chunks in
     order sharing the pass's budget; one decision per chunk for a batch of
-    parameters (a chunk passes where it passes for every element)."""
+    parameters (a chunk passes where it passes for every element).
+
+    Where every chunk passes on the bound's first part alone
+    (:func:`moments.all_within_first_part`, for every element of a batch),
+    every chunk is accepted without the loop over them: at 100 000 × 16,
+    K = 16, 209 chunks, the loop took about 1 ms of an 11.7 ms pass."""
+
+    def at_once(varying, shared):
+        (p, nk_c), (w, centers) = varying, shared
+        return moments.all_within_first_part(p, nk_c, jnp.sum(w), centers)
 
     def in_order(varying, shared):
         (p, nk_c), (w, centers) = varying, shared
@@ -556,7 +565,12 @@ def pooled_acceptance(
 
         return jax.lax.scan(step, moments.budget(p, jnp.sum(w)), (nk_c, distances))[1]
 
-    return batch_decision(in_order, (params, nk_c), (w, centers))
+    n_chunks = nk_c.shape[-2]
+    return jax.lax.cond(
+        batch_decision(at_once, (params, nk_c), (w, centers)),
+        lambda: jnp.ones(n_chunks, bool),
+        lambda: batch_decision(in_order, (params, nk_c), (w, centers)),
+    )
 
 
 def layout_pass(

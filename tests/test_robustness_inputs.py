@@ -1,5 +1,7 @@
 """Every bad input gets a clear error at the Python boundary, naming the argument."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,6 +151,34 @@ def test_half_precision_data_are_fitted_in_float32():
     assert a.params.means.dtype == jnp.float32
     np.testing.assert_array_equal(a.params.means, b.params.means)
     assert gmm.log_prob(b.params, jnp.asarray(x16, jnp.bfloat16)).dtype == jnp.float32
+
+
+def test_float64_data_far_from_the_origin_warn_when_computed_in_float32():
+    """With jax_enable_x64 off, float64 data become float32: where that rounds
+    a feature by a noticeable part of its range (values a million standard
+    deviations from the origin) every call that takes the data warns, naming
+    the feature and the caller's line; float64 data near the origin, float32
+    data (the user's choice), a constant feature and float64 kept by x64 do not."""
+    from jaxem._src.validation import as_data
+
+    x = np.random.default_rng(3).normal(size=(300, 3))
+    far = x + np.asarray([0.0, 1e6, 0.0])
+    with jax.enable_x64(False):
+        with pytest.warns(UserWarning, match=r"feature 1 \(about 1e\+06\)") as caught:
+            as_data(far)
+        assert "jax_enable_x64" in str(caught[0].message)
+        quiet = [x + 1e3, far.astype(np.float32), np.c_[x, np.full(300, 1e9)], far[:, [0, 2]]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for data in quiet:
+                as_data(data)
+        params = gmm.make_params([0.5, 0.5], [[0, 1e6, 0], [1, 1e6, 1]], np.ones(2), "spherical")
+        with pytest.warns(UserWarning, match="feature 1") as caught:
+            gmm.log_prob(params, far.tolist())
+        assert [w.filename for w in caught] == [__file__]  # one warning, naming this line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert as_data(far).dtype == jnp.float64  # x64 on (conftest): kept as float64
 
 
 def test_a_start_of_another_width_is_refused():

@@ -703,7 +703,7 @@ class MixtureFamily(Family):
         entries; a family with parameters shared by all components overrides it."""
         keep = np.asarray(params.weights) > 0
         k = keep.shape[0]
-        return jax.tree.map(lambda a: a[keep] if jnp.ndim(a) and a.shape[0] == k else a, params)
+        return jax.tree.map(lambda a: a[keep] if np.ndim(a) and a.shape[0] == k else a, params)
 
     def suff_stats(self, resp: jax.Array, x: Any) -> PyTree:
         """Statistics of rows ``x`` with (weighted) responsibilities ``resp`` (N, K)."""

@@ -224,7 +224,7 @@ def _active_coordinates(family: Family, params: PyTree) -> jax.Array:
     active = (jnp.asarray(weights) > 0).astype(weights.dtype)
 
     def mask(a, trimmed):
-        if jnp.ndim(a) and a.shape[0] == k and jnp.shape(trimmed)[:1] == (n_active,):
+        if np.ndim(a) and a.shape[0] == k and np.shape(trimmed)[:1] == (n_active,):
             return jnp.broadcast_to(active.reshape((k,) + (1,) * (a.ndim - 1)), a.shape)
         return jnp.ones_like(a)
 

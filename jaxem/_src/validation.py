@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +55,7 @@ def check_scalar(name: str, value: ArrayLike, *, minimum: float = 0.0) -> None:
     if type(value) not in (int, float):  # Python numbers skip JAX's dtype machinery
         if isinstance(value, (str, bytes)) or value is None:
             raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-        shape = jnp.shape(value)
+        shape = np.shape(value)
         if shape != ():
             raise ValueError(f"{name} must be a scalar; got an array of shape {shape}")
         dtype = jnp.result_type(value)
@@ -93,7 +96,7 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of shape (n_samples, n_features); got {x!r}")
     dtype = dtype_of(name, x)
-    shape = jnp.shape(x)
+    shape = np.shape(x)
     if len(shape) != 2:
         raise ValueError(
             f"{name} must be 2-D, of shape (n_samples, n_features); got shape {shape}"
@@ -115,6 +118,8 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
     else:  # host data: converted and checked on the host, then copied once
         host = np.asarray(x, dtype)
         finite = allow_nan or bool(np.all(np.isfinite(host)))
+        if finite and host.dtype == np.float32:
+            warn_if_float32_loses_spread(name, x, host)
         x = evaluate_now(_to_device, host)
     if finite is False:
         n_bad = int(np.sum(~np.isfinite(np.asarray(x))))
@@ -122,6 +127,61 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
             f"{name} contains {n_bad} NaN or infinite value(s); jaxem needs finite data"
         )
     return x
+
+
+#: Largest rounding of float64 data cast to float32, as a fraction of a
+#: feature's range, that :func:`warn_if_float32_loses_spread` lets pass: about
+#: what data 10⁴ standard deviations from the origin lose (float32 rounds a
+#: value by up to 2⁻²⁴ of its magnitude; a sample's range spans a few
+#: standard deviations).
+FLOAT32_SPREAD_LOSS = 2e-4
+
+#: Rows :func:`warn_if_float32_loses_spread` reads (evenly spaced; all of smaller data).
+SPREAD_CHECK_ROWS = 512
+
+
+def warn_if_float32_loses_spread(name: str, x: ArrayLike, cast: np.ndarray) -> None:
+    """Warn where float64 data ``x``, computed in float32 (``cast``; JAX's
+    ``jax_enable_x64`` off), are rounded by more than
+    :data:`FLOAT32_SPREAD_LOSS` of a feature's range: data far from the origin
+    relative to their spread (Unix times, map coordinates in metres), which
+    the fit would then see quantised. Read on :data:`SPREAD_CHECK_ROWS` rows
+    of the cast (about 10 µs for any size)."""
+    if getattr(x, "dtype", None) != np.float64 and not isinstance(x, (list, tuple)):
+        return
+    if not isinstance(x, np.ndarray) and np.asarray(x).dtype != np.float64:
+        return
+    rows = cast[:: max(1, cast.shape[0] // SPREAD_CHECK_ROWS)]
+    top, bottom = rows.max(axis=0), rows.min(axis=0)
+    span = top - bottom
+    # float32 rounds v by at most 2⁻²⁴|v|: a first test in few operations
+    if not np.any((span > 0) & (np.maximum(top, -bottom) > span * (FLOAT32_SPREAD_LOSS * 2**24))):
+        return
+    rounding = 0.5 * np.spacing(np.maximum(np.abs(top), np.abs(bottom)))
+    loss = np.where(span > 0, rounding / np.where(span > 0, span, 1), 0)
+    worst = int(np.argmax(loss))
+    if loss[worst] > FLOAT32_SPREAD_LOSS:
+        warnings.warn(
+            f"{name} is float64, but JAX computes in float32 here (jax_enable_x64 is off), "
+            f"where values of feature {worst} (about {top[worst]:.4g}) are rounded by up "
+            f"to {rounding[worst]:.3g}, {loss[worst]:.2g} of their range: the data lie far "
+            "from the origin for their spread. Enable float64 "
+            "(jax.config.update('jax_enable_x64', True)) or centre the data first "
+            "(x - x.mean(axis=0)).",
+            UserWarning,
+            stacklevel=_outside_jaxem(),
+        )
+
+
+def _outside_jaxem() -> int:
+    """The ``stacklevel`` of a warning issued here that names the first
+    caller outside the jaxem package (the public functions reach
+    :func:`as_data` through different depths)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @jax.jit
@@ -157,18 +217,18 @@ def check_key(key: object, name: str = "key") -> None:
     """A JAX PRNG key: a typed key (``jax.random.key``) or a legacy uint32 (2,) key."""
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        if jnp.shape(key) != ():
+        if np.shape(key) != ():
             raise ValueError(f"{name} must be a single PRNG key; got a batch of shape {key.shape}")
         return
-    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
+    if dtype == jnp.uint32 and np.shape(key) == (2,):
         return
     hint = ""
-    if dtype is not None and len(jnp.shape(key)) == 2:
+    if dtype is not None and len(np.shape(key)) == 2:
         hint = " (it looks like data: the key comes first, as in fit(key, x, n_components))"
     raise TypeError(
         f"{name} must be a JAX PRNG key (jax.random.key(seed)); got "
         f"{type(key).__name__}"
-        + (f" of dtype {dtype} and shape {jnp.shape(key)}" if dtype else "")
+        + (f" of dtype {dtype} and shape {np.shape(key)}" if dtype else "")
         + hint
     )
 
@@ -186,7 +246,7 @@ def check_n_active(n_active: ArrayLike | None, n_components: int) -> np.ndarray 
     """The traced number of active components, in ``[1, n_components]``."""
     if n_active is None:
         return np.asarray(n_components, np.int32)
-    if jnp.shape(n_active) != () or not jnp.issubdtype(dtype_of("n_active", n_active), jnp.integer):
+    if np.shape(n_active) != () or not jnp.issubdtype(dtype_of("n_active", n_active), jnp.integer):
         raise TypeError(f"n_active must be an integer scalar; got {n_active!r}")
     v = concrete(n_active)
     if v is not None and not 1 <= int(v) <= n_components:
@@ -201,10 +261,10 @@ def check_sample_weight(sample_weight: ArrayLike | None, x: jax.Array) -> jax.Ar
     if sample_weight is None:
         return None
     dtype_of("sample_weight", sample_weight)
-    if jnp.shape(sample_weight) != (x.shape[0],):
+    if np.shape(sample_weight) != (x.shape[0],):
         raise ValueError(
             f"sample_weight must have shape (n_samples,) = ({x.shape[0]},); "
-            f"got {jnp.shape(sample_weight)}"
+            f"got {np.shape(sample_weight)}"
         )
     if isinstance(sample_weight, jax.Array):
         w = jnp.asarray(sample_weight, x.dtype)

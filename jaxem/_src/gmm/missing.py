@@ -107,10 +107,10 @@ def _row_weights(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
     """(N,) weight of each row: 0 for rows that miss every feature."""
     w = jnp.any(~jnp.isnan(x), axis=1).astype(x.dtype)
     if sample_weight is not None:
-        if jnp.shape(sample_weight) != (x.shape[0],):
+        if np.shape(sample_weight) != (x.shape[0],):
             raise ValueError(
                 f"sample_weight must have shape (n_samples,) = ({x.shape[0]},); "
-                f"got {jnp.shape(sample_weight)}"
+                f"got {np.shape(sample_weight)}"
             )
         w = w * jnp.asarray(sample_weight, x.dtype)
     return w
@@ -384,10 +384,10 @@ def suff_stats(
     nk = jnp.sum(resp, axis=0)
     if shift is None:
         shift = _default_shift(resp, x, params.means, nk)
-    elif jnp.shape(shift) != params.means.shape:
+    elif np.shape(shift) != params.means.shape:
         raise ValueError(
             f"shift must have shape (n_components, n_features) = {params.means.shape}; "
-            f"got {jnp.shape(shift)}"
+            f"got {np.shape(shift)}"
         )
     shift = jnp.asarray(shift, x.dtype)
 

@@ -36,6 +36,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
@@ -86,15 +87,15 @@ class Prior:
             raise ValueError(f"Prior.mean must have shape (n_features,); got {mean}")
         d = mean[0]
         expected = module.prior_scale_shape(d)
-        if jnp.shape(self.scale) != expected:
+        if np.shape(self.scale) != expected:
             raise ValueError(
                 f"Prior.scale for covariance_type={self.covariance_type!r} must have shape "
-                f"{expected}; got {jnp.shape(self.scale)}"
+                f"{expected}; got {np.shape(self.scale)}"
             )
         for name in ("shrinkage", "dof", "dirichlet"):
-            if jnp.ndim(getattr(self, name)) != 0:
+            if np.ndim(getattr(self, name)) != 0:
                 raise ValueError(
-                    f"Prior.{name} must be a scalar; got shape {jnp.shape(getattr(self, name))}"
+                    f"Prior.{name} must be a scalar; got shape {np.shape(getattr(self, name))}"
                 )
         for name, value, bound in (
             ("shrinkage", self.shrinkage, 0),
@@ -198,9 +199,9 @@ def check_prior(prior: Prior | None, covariance_type: str, n_features: int) -> N
             f"prior is for covariance_type={prior.covariance_type!r}, the model is "
             f"{covariance_type!r}"
         )
-    if jnp.shape(prior.mean) != (n_features,):
+    if np.shape(prior.mean) != (n_features,):
         raise ValueError(
-            f"prior.mean has shape {jnp.shape(prior.mean)}; the data have {n_features} features"
+            f"prior.mean has shape {np.shape(prior.mean)}; the data have {n_features} features"
         )
 
 

@@ -208,10 +208,10 @@ def suff_stats(
             f"resp must have shape (n_samples, n_components) = ({x.shape[0]}, K) to match x "
             f"{x.shape}; got {resp.shape}"
         )
-    if shift is not None and jnp.shape(shift) != (resp.shape[1], x.shape[1]):
+    if shift is not None and np.shape(shift) != (resp.shape[1], x.shape[1]):
         raise ValueError(
             f"shift must have shape (n_components, n_features) = {(resp.shape[1], x.shape[1])}; "
-            f"got {jnp.shape(shift)}"
+            f"got {np.shape(shift)}"
         )
     if sample_weight is not None:
         resp = resp * jnp.asarray(sample_weight, resp.dtype)[:, None]

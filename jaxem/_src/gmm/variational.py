@@ -211,7 +211,7 @@ def _placeholder(
     zeros = jnp.zeros((k,), dtype)
     unit = module.unit(k, d, dtype)
     conc = jnp.zeros((2, k) if weight_prior_type == "dirichlet_process" else (k,), dtype)
-    dof = jnp.zeros(jnp.shape(module.wishart_dof(jnp.zeros((), dtype), zeros)), dtype)
+    dof = jnp.zeros(np.shape(module.wishart_dof(jnp.zeros((), dtype), zeros)), dtype)
     return VariationalParams(
         conc, zeros, jnp.zeros((k, d), dtype), dof, unit, unit, covariance_type, weight_prior_type
     )

@@ -75,7 +75,7 @@ def _pad(arrays: Sequence[np.ndarray], name: str) -> Sequences:
 
 def as_data_3d(x: ArrayLike, name: str) -> jax.Array:
     """A floating (S, T, D) array (values checked as :func:`as_data` does)."""
-    shape = jnp.shape(x)
+    shape = np.shape(x)
     flat = as_data(jnp.reshape(jnp.asarray(x), (-1, shape[-1])), name=name, allow_nan=True)
     return flat.reshape(shape)
 
@@ -111,7 +111,7 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
         if lengths is not None:
             raise ValueError("lengths must be None when x is a list of sequences")
         return _pad(x, name)
-    shape = jnp.shape(x)
+    shape = np.shape(x)
     if len(shape) == 3:
         data = as_data_3d(x, name)
         if lengths is None:
@@ -119,7 +119,7 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
         return check_sequences(Sequences(data, jnp.asarray(lengths, jnp.int32)), name)
     if len(shape) == 1:
         x = jnp.asarray(x)[:, None]
-        shape = jnp.shape(x)
+        shape = np.shape(x)
     if len(shape) != 2:
         raise ValueError(f"{name} must be (N, D), (S, T, D) or a list of sequences; got {shape}")
     if lengths is None:
@@ -140,12 +140,12 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
 def check_sequences(seqs: Sequences, name: str = "x") -> Sequences:
     """Shapes always; lengths in ``[1, T]`` when concrete."""
     x = seqs.x
-    if jnp.ndim(x) != 3:
-        raise ValueError(f"{name}.x must be (S, T, D); got shape {jnp.shape(x)}")
-    if jnp.shape(seqs.lengths) != (x.shape[0],):
+    if np.ndim(x) != 3:
+        raise ValueError(f"{name}.x must be (S, T, D); got shape {np.shape(x)}")
+    if np.shape(seqs.lengths) != (x.shape[0],):
         raise ValueError(
             f"{name}.lengths must have shape ({x.shape[0]},) to match x {x.shape}; "
-            f"got {jnp.shape(seqs.lengths)}"
+            f"got {np.shape(seqs.lengths)}"
         )
     v = concrete(seqs.lengths)
     if v is not None and (np.any(v < 1) or np.any(v > x.shape[1])):

@@ -37,8 +37,9 @@ def test_fit_takes_a_family_first():
 
 def test_float32_tol_below_resolution_warns_and_stops_at_resolution():
     x32 = np.asarray(X, np.float32)
-    with pytest.warns(UserWarning, match="below the resolution"):
+    with pytest.warns(UserWarning, match="below the resolution") as caught:
         result = gmm.fit(jax.random.key(0), x32, 2, tol=1e-10, max_iter=500)
+    assert [w.filename for w in caught] == [__file__]  # once, at the caller's line
     assert result.params.dtype == jnp.float32
     n = int(result.n_iter)
     assert bool(result.converged) and n < 500
@@ -49,8 +50,9 @@ def test_float32_tol_below_resolution_warns_and_stops_at_resolution():
     # the generic loop too
     m_step = functools.partial(gmm.m_step, covariance_type="full")
     start = jax.tree.map(lambda a: a.astype(jnp.float32), gmm.init(jax.random.key(1), X, 2))
-    with pytest.warns(UserWarning, match="below the resolution"):
+    with pytest.warns(UserWarning, match="below the resolution") as caught:
         em = jaxem.em(gmm.e_step, m_step, start, x32, tol=1e-10, max_iter=500)
+    assert [w.filename for w in caught] == [__file__]
     assert bool(em.converged) and int(em.n_iter) < 500
 
 

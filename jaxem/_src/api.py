@@ -526,7 +526,7 @@ def _fit_chunks(
 ):  # fmt: skip
     dtype = _chunk_dtype(data, start)
     if criterion == "change":
-        warn_if_unresolvable(tol, dtype, stacklevel=4)
+        warn_if_unresolvable(tol, dtype)
     source = HostChunks(
         data.source,
         dtype,

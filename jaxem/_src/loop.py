@@ -33,7 +33,12 @@ from jax.typing import ArrayLike
 
 from jaxem._src.autodiff import forward_mode_only
 from jaxem._src.implicit import check_implicit, fixed_point, with_gradient
-from jaxem._src.validation import check_scalar, check_static_int, concrete
+from jaxem._src.validation import (
+    check_scalar,
+    check_static_int,
+    concrete,
+    stacklevel_outside_jaxem,
+)
 
 __all__ = [
     "CONVERGED",
@@ -511,10 +516,11 @@ def resolution(dtype: Any) -> float:
     return _ROUNDING_ULPS * float(jnp.finfo(dtype).eps)
 
 
-def warn_if_unresolvable(tol: ArrayLike, dtype: Any, *, stacklevel: int = 3) -> None:
+def warn_if_unresolvable(tol: ArrayLike, dtype: Any) -> None:
     """Warn when a concrete ``tol`` is below what ``dtype`` resolves of a mean
     log-likelihood of order one (``16·eps``): the loop then stops at the
-    dtype's resolution instead (and says converged), not at ``tol``."""
+    dtype's resolution instead (and says converged), not at ``tol``. The
+    warning names the caller's line outside jaxem."""
     value = concrete(tol)
     floor = resolution(dtype)
     if value is not None and 0 < float(value) < floor:
@@ -529,7 +535,7 @@ def warn_if_unresolvable(tol: ArrayLike, dtype: Any, *, stacklevel: int = 3) -> 
             f"log-likelihood (about {floor:.1g} × |log-likelihood|): EM stops when the change "
             f"reaches that resolution instead.{remedy}",
             UserWarning,
-            stacklevel=stacklevel,
+            stacklevel=stacklevel_outside_jaxem(),
         )
 
 

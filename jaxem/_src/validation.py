@@ -169,14 +169,14 @@ def warn_if_float32_loses_spread(name: str, x: ArrayLike, cast: np.ndarray) -> N
             "(jax.config.update('jax_enable_x64', True)) or centre the data first "
             "(x - x.mean(axis=0)).",
             UserWarning,
-            stacklevel=_outside_jaxem(),
+            stacklevel=stacklevel_outside_jaxem(),
         )
 
 
-def _outside_jaxem() -> int:
-    """The ``stacklevel`` of a warning issued here that names the first
-    caller outside the jaxem package (the public functions reach
-    :func:`as_data` through different depths)."""
+def stacklevel_outside_jaxem() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller of this
+    function name the first frame outside the jaxem package (the public
+    functions reach a check through different depths)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):

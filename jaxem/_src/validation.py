@@ -116,10 +116,11 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
         x = jnp.asarray(x, dtype)
         finite = True if allow_nan else all_finite(x)
     else:  # host data: converted and checked on the host, then copied once
-        host = np.asarray(x, dtype)
+        source = np.asarray(x)  # (a list or a DataFrame of float64 is float64 here)
+        host = source.astype(dtype, copy=False)
         finite = allow_nan or bool(np.all(np.isfinite(host)))
-        if finite and host.dtype == np.float32:
-            warn_if_float32_loses_spread(name, x, host)
+        if finite and source.dtype == np.float64 and host.dtype == np.float32:
+            warn_if_float32_loses_spread(name, host)
         x = evaluate_now(_to_device, host)
     if finite is False:
         n_bad = int(np.sum(~np.isfinite(np.asarray(x))))
@@ -140,17 +141,13 @@ FLOAT32_SPREAD_LOSS = 2e-4
 SPREAD_CHECK_ROWS = 512
 
 
-def warn_if_float32_loses_spread(name: str, x: ArrayLike, cast: np.ndarray) -> None:
-    """Warn where float64 data ``x``, computed in float32 (``cast``; JAX's
-    ``jax_enable_x64`` off), are rounded by more than
+def warn_if_float32_loses_spread(name: str, cast: np.ndarray) -> None:
+    """Warn where float64 data computed in float32 (``cast``, the data as
+    float32; JAX's ``jax_enable_x64`` off) were rounded by more than
     :data:`FLOAT32_SPREAD_LOSS` of a feature's range: data far from the origin
     relative to their spread (Unix times, map coordinates in metres), which
     the fit would then see quantised. Read on :data:`SPREAD_CHECK_ROWS` rows
-    of the cast (about 10 µs for any size)."""
-    if getattr(x, "dtype", None) != np.float64 and not isinstance(x, (list, tuple)):
-        return
-    if not isinstance(x, np.ndarray) and np.asarray(x).dtype != np.float64:
-        return
+    (17–30 µs a call measured, whatever the size)."""
     rows = cast[:: max(1, cast.shape[0] // SPREAD_CHECK_ROWS)]
     top, bottom = rows.max(axis=0), rows.min(axis=0)
     span = top - bottom

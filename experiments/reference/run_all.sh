@@ -20,6 +20,7 @@ if [[ "${REGENERATE_INPUTS:-0}" == 1 ]]; then
 fi
 Rscript experiments/reference/mclust_me.R       # ~20 s
 Rscript experiments/reference/mclust_bic.R      # ~30 s
+Rscript experiments/reference/mclust_bic_more.R # ~3 s (also writes its three data CSVs)
 Rscript experiments/reference/mclust_noise.R    # ~5 s
 Rscript experiments/reference/squarem.R         # ~2 s
 Rscript experiments/reference/flexmix_ref.R     # ~11 min

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxem import gmm
+from jaxem import gmm, hmm
 
 X = np.random.default_rng(0).normal(size=(20, 2))
 PARAMS = gmm.make_params(np.ones(2) / 2, np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
@@ -176,6 +176,10 @@ def test_float64_data_far_from_the_origin_warn_when_computed_in_float32():
         with pytest.warns(UserWarning, match="feature 1") as caught:
             gmm.log_prob(params, far.tolist())
         assert [w.filename for w in caught] == [__file__]  # one warning, naming this line
+        for split in (200, 150):  # an HMM's sequences too, padded or not: one warning
+            with pytest.warns(UserWarning, match="feature 1") as caught:
+                hmm.sequences([far[:split], far[split:]])
+            assert [w.filename for w in caught] == [__file__]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert as_data(far).dtype == jnp.float64  # x64 on (conftest): kept as float64

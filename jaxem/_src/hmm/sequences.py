@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.validation import as_data, concrete
+from jaxem._src.validation import as_data, concrete, warn_if_float32_loses_spread
 
 __all__ = ["Sequences", "sequences"]
 
@@ -67,6 +67,11 @@ def _pad(arrays: Sequence[np.ndarray], name: str) -> Sequences:
     if np.any(lengths == 0):
         raise ValueError(f"every sequence of {name} must have at least one frame")
     dtype = np.result_type(*arrays)
+    if dtype == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) == np.float32:
+        # checked on the frames (the padding's zeros would widen a feature's
+        # range), then padded as the float32 they become
+        warn_if_float32_loses_spread(name, np.concatenate(arrays).astype(np.float32))
+        dtype = np.dtype(np.float32)
     padded = np.zeros((len(arrays), int(lengths.max()), d), dtype)
     for i, a in enumerate(arrays):
         padded[i, : a.shape[0]] = a
@@ -76,7 +81,11 @@ def _pad(arrays: Sequence[np.ndarray], name: str) -> Sequences:
 def as_data_3d(x: ArrayLike, name: str) -> jax.Array:
     """A floating (S, T, D) array (values checked as :func:`as_data` does)."""
     shape = np.shape(x)
-    flat = as_data(jnp.reshape(jnp.asarray(x), (-1, shape[-1])), name=name, allow_nan=True)
+    if isinstance(x, jax.Array):
+        frames = jnp.reshape(x, (-1, shape[-1]))
+    else:  # host data stay on the host for as_data's checks (float64 rounding included)
+        frames = np.reshape(np.asarray(x), (-1, shape[-1]))
+    flat = as_data(frames, name=name, allow_nan=True)
     return flat.reshape(shape)
 
 

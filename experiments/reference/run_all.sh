@@ -24,4 +24,5 @@ Rscript experiments/reference/mclust_bic_more.R # ~3 s (also writes its three da
 Rscript experiments/reference/mclust_noise.R    # ~5 s
 Rscript experiments/reference/squarem.R         # ~2 s
 Rscript experiments/reference/flexmix_ref.R     # ~11 min
+Rscript experiments/reference/flexmix_poisson_more.R  # ~10 s (also writes its three data CSVs)
 "$PY" experiments/reference/check_reference.py

@@ -529,6 +529,26 @@ def test_the_pooled_check_of_all_chunks_at_once_is_the_check_in_order(n_chunks):
         assert row == accepted
 
 
+def test_the_softmax_cap_keeps_the_derivative_of_the_largest_logit(monkeypatch):
+    """``moments.weighted_softmax`` caps its exponent at 0 (XLA's kernels may
+    round the largest logit above the maximum they computed): the cap must not
+    zero that logit's derivative. With the maximum taken an ulp low, as a
+    kernel's rounding gives it, the gradient of the log-normaliser is still the
+    softmax (a `where` cap gave 0 for the largest logit, and implicit gradients
+    through fits 16 times off)."""
+    logits = jnp.asarray([[0.3, -1.2, 2.5], [1.0, 4.0, -0.5]])
+    w = jnp.ones(2)
+    want = jax.nn.softmax(logits, axis=1)
+    low = lambda x, axis, keepdims=False: jnp.nextafter(  # noqa: E731
+        jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=keepdims)), -jnp.inf
+    )
+    monkeypatch.setattr(moments, "max_axis", low)
+    grad = jax.grad(lambda z: jnp.sum(moments.weighted_softmax(z, w, axis=1)[1]))(logits)
+    np.testing.assert_allclose(grad, want, rtol=1e-12)
+    resp, _ = moments.weighted_softmax(logits, w, axis=1)
+    np.testing.assert_allclose(resp, want, rtol=1e-12)
+
+
 def _stats_error(a, b):
     """Largest error of any statistic relative to that statistic's largest entry."""
     return max(

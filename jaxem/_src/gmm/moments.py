@@ -141,7 +141,10 @@ def weighted_softmax(logits: jax.Array, w: jax.Array, axis: int):
     scale = jnp.abs(top) * jnp.finfo(logits.dtype).eps
     shift = top - jnp.where(scale > 0.25, SOFTMAX_SLACK * scale, 0)  # top ±inf: NaN as before
     exponent = logits - shift
-    e = jnp.exp(jnp.where(exponent > 0, 0, exponent))  # where, not minimum: its derivative is 1
+    # capped at 0 with the derivative of the exponent itself: the cap only undoes a
+    # rounding, and a `where` (or `minimum`) would zero the derivative of the
+    # largest logit wherever the two kernels rounded it above the maximum
+    e = jnp.exp(exponent - jax.lax.stop_gradient(jnp.maximum(exponent, 0)))
     total = sum_axis(e, axis, keepdims=True)
     log_norm = jnp.squeeze(jnp.log(total) + shift, axis)
     return e * (jnp.expand_dims(w, axis) / total), log_norm

@@ -117,7 +117,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             "",
         ]
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     write_markdown(
         args.out / "mclust_more_data.md",
         "mclust's 14 models on diabetes, banknote and thyroid: jaxem against mclust",

@@ -150,11 +150,11 @@ def warn_if_float32_loses_spread(name: str, cast: np.ndarray) -> None:
     (17–30 µs a call measured, whatever the size)."""
     rows = cast[:: max(1, cast.shape[0] // SPREAD_CHECK_ROWS)]
     top, bottom = rows.max(axis=0), rows.min(axis=0)
-    span = top - bottom
+    span, magnitude = top - bottom, np.maximum(top, -bottom)
     # float32 rounds v by at most 2⁻²⁴|v|: a first test in few operations
-    if not np.any((span > 0) & (np.maximum(top, -bottom) > span * (FLOAT32_SPREAD_LOSS * 2**24))):
+    if not np.any((span > 0) & (magnitude > span * (FLOAT32_SPREAD_LOSS * 2**24))):
         return
-    rounding = 0.5 * np.spacing(np.maximum(np.abs(top), np.abs(bottom)))
+    rounding = 0.5 * np.spacing(magnitude)
     loss = np.where(span > 0, rounding / np.where(span > 0, span, 1), 0)
     worst = int(np.argmax(loss))
     if loss[worst] > FLOAT32_SPREAD_LOSS:

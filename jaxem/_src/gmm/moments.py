@@ -232,13 +232,10 @@ def all_within_first_part(
     passes, and the chunks before each charged only that part: the budgets are
     sums over the chunks before, computed at once instead of one chunk after
     another (in another order of addition)."""
-    module = cov_lib.get(params.covariance_type)
-    pc = params.precisions_cholesky
-    rho = jax.vmap(lambda c: module.mahalanobis(jnp.zeros_like(c[None]), params.means - c, pc)[0])(
-        centers
-    )  # (C, K)
+    rho = jax.vmap(lambda c: center_distances(params, c)[0])(centers)  # (C, K)
     errors = jnp.finfo(params.dtype).eps * nk_c * rho
-    before = jnp.cumsum(jnp.stack([errors, nk_c]), axis=1) - jnp.stack([errors, nk_c])
+    sums = jnp.stack([errors, nk_c])
+    before = jnp.cumsum(sums, axis=1) - sums  # over the chunks before each
     share = before[1] + nk_c + params.weights * total_weight
     within = before[0] + errors <= threshold * share
     return jnp.all((params.weights == 0) | within)  # NaN: False

@@ -162,3 +162,33 @@ def test_largest_keys_are_top_k_and_the_kmeans_subset_is_of_positive_weight_rows
         assert len(set(rows)) == 150 and np.all(rows % 3 == 0)
         rows = np.asarray(_uniform_rows(jax.random.key(1), valid, 250, jnp.float32))
         assert len(set(rows)) == 250 and np.sum(rows % 3 == 0) == 200  # more than there are
+
+
+def test_random_from_data_seeds_rows_of_distinct_values_where_the_data_repeat_some():
+    """Discrete data repeat rows: two seeds of one value would start two equal
+    components (which EM keeps equal until rounding splits them, differently in
+    each compiled program). Seeds take distinct values among the candidates
+    (the first 64 draws; here every row), then repeats; never a row of weight
+    zero while rows of weight remain; on data without repeats, the rows of the
+    plain draw."""
+    from jaxem._src.init import _distinct_rows, init_resp_rows
+
+    rng = np.random.default_rng(0)
+    codes = rng.permutation(np.repeat(np.arange(5), [44, 4, 3, 2, 1]))
+    codes = np.concatenate([codes, np.full(6, 9)])  # a value only rows of weight zero have
+    x = codes[:, None] * np.array([[1.0, -1.0]])
+    w = np.concatenate([rng.uniform(0.5, 2.0, 54), np.zeros(6)])
+    for i in range(20):
+        rows, _ = init_resp_rows(jax.random.key(i), jnp.asarray(x), 4, "random_from_data", 4, w)
+        rows = np.asarray(rows)
+        assert len(set(codes[rows])) == 4 and np.all(w[rows] > 0)
+        # fewer values than seeds: every value once, then repeats
+        binary = jnp.asarray(x[:54, :1] > 0, jnp.float64)
+        rows, _ = init_resp_rows(jax.random.key(i), binary, 4, "random_from_data", 4)
+        assert set(np.asarray(binary)[np.asarray(rows), 0]) == {0.0, 1.0}
+    continuous = rng.normal(size=(300, 2))
+    w = rng.uniform(0.5, 2.0, 300) * (np.arange(300) % 3 > 0)
+    for i in range(5):
+        key = jax.random.key(i)
+        rows, _ = init_resp_rows(key, jnp.asarray(continuous), 4, "random_from_data", 4, w)
+        np.testing.assert_array_equal(rows, _distinct_rows(key, jnp.log(jnp.asarray(w)), 4))

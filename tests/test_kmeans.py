@@ -123,3 +123,28 @@ def test_more_candidates_per_seed_find_every_separated_cluster_in_many_dimension
     assert not all(pure(1))  # the default, scikit-learn's: 4 of the 16 keys miss one
     with pytest.raises(ValueError, match="trials_factor"):
         km.kmeans_plusplus(keys[0], x, 16, trials_factor=0)
+
+
+def test_a_row_equidistant_from_two_centres_goes_to_the_first_whatever_the_rounding():
+    """Centres ``c0`` and ``c1`` at equal distance from row 0 (``c1`` is ``c0``
+    with row 0's differences in two features swapped): the products the
+    distances are computed by round them apart, in either direction and
+    differently in each compiled program; the tie goes to the first centre
+    (discrete data give such ties at every seed, and an ``argmin`` of rounded
+    distances gave one key different clusterings in memory and in chunks)."""
+    rng = np.random.default_rng(0)
+    rounded_towards_second = 0
+    for _ in range(40):
+        x = rng.normal(size=(6, 5))
+        c0 = rng.normal(size=5)
+        c1 = x[0] + (c0 - x[0])[[1, 0, 2, 3, 4]]
+        if np.sum((x[0] - c0) ** 2) != np.sum((x[0] - c1) ** 2):
+            continue  # not an exact tie once rounded to float64
+        centres = jnp.asarray(np.stack([c0, c1]))
+        offset = x.mean(axis=0)  # the distances' products, as nearest() computes them
+        xc, cc = x - offset, np.asarray(centres) - offset
+        products = np.sum(xc * xc, 1)[:, None] - 2 * xc @ cc.T + np.sum(cc * cc, 1)[None, :]
+        rounded_towards_second += products[0, 1] < products[0, 0]
+        assert int(km.nearest(jnp.asarray(x), centres)[0]) == 0
+        assert int(km.lloyd(jnp.asarray(x), centres, max_iter=0).labels[0]) == 0
+    assert rounded_towards_second >= 5  # the cases an argmin would give to c1

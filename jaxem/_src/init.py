@@ -232,6 +232,36 @@ def _distinct_rows(key: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
     return jax.lax.top_k(log_w + jax.random.gumbel(key, log_w.shape, log_w.dtype), m)[1]
 
 
+#: Candidates per seed row of ``"random_from_data"`` (at least
+#: :data:`SEED_MIN_CANDIDATES`) among which :func:`_distinct_seed_rows` looks
+#: for rows of distinct values.
+SEED_CANDIDATES_FACTOR = 4
+SEED_MIN_CANDIDATES = 64
+
+
+def _distinct_seed_rows(key: jax.Array, x: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
+    """(m,) indices of rows drawn as :func:`_distinct_rows` (the same rows
+    where the data repeat no value), a row whose values an earlier draw
+    already has passed over while later draws have other values.
+
+    Discrete data (codes, counts, binary features) repeat rows: two seeds of
+    one value started two equal components, which EM keeps equal in exact
+    arithmetic and rounding then splits, differently in each compiled program
+    (one key, different fits in memory and in chunks). The candidates are the
+    first ``max(4 m, 64)`` draws (at most every row) in order; where they
+    hold fewer than ``m`` values, repeats fill the rest, in order, and rows of
+    weight zero only after them."""
+    n_candidates = min(x.shape[0], max(SEED_CANDIDATES_FACTOR * m, SEED_MIN_CANDIDATES))
+    drawn = _distinct_rows(key, log_w, n_candidates)
+    rows = x[drawn]
+    same = jnp.all(rows[:, None, :] == rows[None, :, :], axis=-1)
+    repeat = jnp.any(jnp.tril(same, k=-1), axis=1)  # an earlier candidate has its values
+    # new values in draw order, then repeats, then rows of weight zero (drawn
+    # only where fewer rows have weight)
+    rank = jnp.where(log_w[drawn] > -jnp.inf, repeat.astype(jnp.int32), 2)
+    return drawn[jnp.argsort(rank, stable=True)[:m]]
+
+
 def _largest(keys: jax.Array, m: int) -> jax.Array:
     """(m,) indices of the ``m`` largest of the (N,) ``uint32`` ``keys``, in
     index order (of the keys equal to the m-th largest, the first, as
@@ -391,8 +421,8 @@ def init_resp_rows(
         return _hc_resp(key, x, n_components, n_active, sample_weight, method)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
-    else:  # random_from_data: K distinct rows ∝ weight (Gumbel top-K, nested in K)
+    else:  # random_from_data: K rows ∝ weight of distinct values where there are
         w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
-        seeds = _distinct_rows(key, jnp.log(w), n_components)
+        seeds = _distinct_seed_rows(key, x, jnp.log(w), n_components)
     # seed k's row one-hot in column k, inactive columns zero
     return seeds, jnp.diag(active.astype(x.dtype))

@@ -48,15 +48,43 @@ def _active_mask(n_clusters: int, n_active: ArrayLike | None) -> jax.Array:
     return jnp.arange(n_clusters) < n_active
 
 
-def _sq_distances(x: jax.Array, centers: jax.Array, s2: jax.Array | None) -> jax.Array:
-    """(N, K) squared distances ``Σ_d s2_d (x_d − c_d)²`` (s2 None: all 1), as matrix
-    products of the unscaled ``x`` (which should be centred)."""
+def _sq_distances(
+    x: jax.Array, centers: jax.Array, s2: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    """``(d2, size)``: (N, K) squared distances ``Σ_d s2_d (x_d − c_d)²`` (s2
+    None: all 1), as matrix products of the unscaled ``x`` (which should be
+    centred), and the size of the terms they cancel, ``‖x_n‖² + ‖c_k‖²`` in
+    the same metric (:func:`_first_nearest`)."""
     if s2 is None:
         norms, weighted = jnp.sum(x * x, axis=1), centers
     else:
         norms, weighted = (x * x) @ s2, centers * s2
-    d2 = norms[:, None] - 2 * x @ weighted.T + jnp.sum(centers * weighted, axis=1)[None, :]
-    return jnp.maximum(d2, 0)
+    center_norms = jnp.sum(centers * weighted, axis=1)
+    d2 = norms[:, None] - 2 * x @ weighted.T + center_norms[None, :]
+    return jnp.maximum(d2, 0), norms[:, None] + center_norms[None, :]
+
+
+#: Units of rounding, per feature, of the terms a distance cancels within which
+#: two distances count as tied (:func:`_first_nearest`).
+TIE_ULPS = 4
+
+
+def _first_nearest(d2: jax.Array, size: jax.Array, n_features: int) -> jax.Array:
+    """(N,) int32: the first column of each row of ``d2`` (N, K; ``inf`` for
+    columns left out) within rounding of the row's least distance, ``size``
+    (N, K) being the size of the terms each distance cancels
+    (:func:`_sq_distances`) and ``n_features`` the terms of its products.
+
+    A row equidistant from two centres, which discrete data (codes, counts,
+    one-hot features) give at every seed, gets distances that differ only by
+    rounding, and rounding differs between compiled programs (one fit in
+    memory, in chunks, sharded, on another device): a plain ``argmin`` gave
+    the same key different clusterings there, and so different fits. Ties
+    within ``TIE_ULPS · (n_features + 2)`` units of rounding of ``size`` go to
+    the lowest index."""
+    slack = TIE_ULPS * (n_features + 2) * jnp.finfo(d2.dtype).eps * size
+    least = jnp.min(d2, axis=1, keepdims=True)
+    return jnp.argmax(d2 <= least + slack, axis=1).astype(jnp.int32)
 
 
 def _squared_scale(scale: ArrayLike | None, dtype) -> jax.Array | None:
@@ -216,8 +244,8 @@ def nearest(
     x = jnp.asarray(x)
     active = _active_mask(centers.shape[0], n_active)
     offset = jnp.mean(x, axis=0)
-    d2 = _sq_distances(x - offset, centers - offset, _squared_scale(scale, x.dtype))
-    return jnp.argmin(jnp.where(active[None, :], d2, jnp.inf), axis=1).astype(jnp.int32)
+    d2, size = _sq_distances(x - offset, centers - offset, _squared_scale(scale, x.dtype))
+    return _first_nearest(jnp.where(active[None, :], d2, jnp.inf), size, x.shape[1])
 
 
 @functools.partial(jax.jit, static_argnames="max_iter")
@@ -259,8 +287,9 @@ def lloyd(
     threshold = tol * jnp.mean(variance if s2 is None else variance * s2)
 
     def assign(c):
-        d2 = jnp.where(active[None, :], _sq_distances(xc, c, s2), jnp.inf)
-        return jnp.argmin(d2, axis=1).astype(jnp.int32), jnp.min(d2, axis=1)
+        d2, size = _sq_distances(xc, c, s2)
+        d2 = jnp.where(active[None, :], d2, jnp.inf)
+        return _first_nearest(d2, size, x.shape[1]), jnp.min(d2, axis=1)
 
     def update(labels, c):
         one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype) * w[:, None]

@@ -14,7 +14,9 @@ the family then does one M-step on them:
 * ``"k-means++"``: one-hot responsibilities on the k-means++ seeds;
 * ``"random"``: uniformly random responsibilities, normalised per row;
 * ``"random_from_data"``: one-hot responsibilities on random distinct rows
-  (drawn with probability proportional to their weight);
+  (drawn with probability proportional to their weight; rows of values
+  another seed already has are passed over while the candidates hold others,
+  :func:`_distinct_seed_rows`);
 
 and three that look at the data's shape rather than its raw coordinates, for data
 whose features have different scales (as R mclust does):

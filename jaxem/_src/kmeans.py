@@ -240,7 +240,8 @@ def nearest(
     scale: ArrayLike | None = None,
 ) -> jax.Array:
     """(N,) int32 index of the nearest active centre of each row of ``x`` (the
-    assignment step of :func:`lloyd`, in the metric of ``scale``)."""
+    assignment step of :func:`lloyd`, in the metric of ``scale``; a row within
+    rounding of two centres goes to the first, :func:`_first_nearest`)."""
     x = jnp.asarray(x)
     active = _active_mask(centers.shape[0], n_active)
     offset = jnp.mean(x, axis=0)
@@ -261,7 +262,8 @@ def lloyd(
 ) -> KMeansResult:
     """Lloyd's algorithm from ``centers`` until the labels stop changing or the
     centres move less than ``tol · mean(var(x))`` in total squared distance
-    (scikit-learn's rule). Empty clusters keep their centre.
+    (scikit-learn's rule). Empty clusters keep their centre; a row within
+    rounding of two centres joins the first (:func:`nearest`).
 
     Args:
         x: (N, D) data.

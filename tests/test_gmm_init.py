@@ -168,7 +168,7 @@ def test_random_from_data_seeds_rows_of_distinct_values_where_the_data_repeat_so
     """Discrete data repeat rows: two seeds of one value would start two equal
     components (which EM keeps equal until rounding splits them, differently in
     each compiled program). Seeds take distinct values among the candidates
-    (the first 64 draws; here every row), then repeats; never a row of weight
+    (the first K + 64 draws; here every row), then repeats; never a row of weight
     zero while rows of weight remain; on data without repeats, the rows of the
     plain draw."""
     from jaxem._src.init import _distinct_rows, init_resp_rows

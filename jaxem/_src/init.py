@@ -234,26 +234,25 @@ def _distinct_rows(key: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
     return jax.lax.top_k(log_w + jax.random.gumbel(key, log_w.shape, log_w.dtype), m)[1]
 
 
-#: Candidates per seed row of ``"random_from_data"`` (at least
-#: :data:`SEED_MIN_CANDIDATES`) among which :func:`_distinct_seed_rows` looks
-#: for rows of distinct values.
-SEED_CANDIDATES_FACTOR = 4
-SEED_MIN_CANDIDATES = 64
+#: Draws beyond the ``m`` seeds of ``"random_from_data"`` among which
+#: :func:`_distinct_seed_rows` looks for rows of values the seeds do not have yet.
+SEED_EXTRA_CANDIDATES = 64
 
 
 def _distinct_seed_rows(key: jax.Array, x: jax.Array, log_w: jax.Array, m: int) -> jax.Array:
-    """(m,) indices of rows drawn as :func:`_distinct_rows` (the same rows
-    where the data repeat no value), a row whose values an earlier draw
-    already has passed over while later draws have other values.
+    """(m,) indices of seed rows: :func:`_distinct_rows`' draws, in their
+    order, with each row whose values an earlier draw has moved behind the
+    rows of new values (the same rows where no value repeats).
 
     Discrete data (codes, counts, binary features) repeat rows: two seeds of
     one value started two equal components, which EM keeps equal in exact
     arithmetic and rounding then splits, differently in each compiled program
     (one key, different fits in memory and in chunks). The candidates are the
-    first ``max(4 m, 64)`` draws (at most every row) in order; where they
-    hold fewer than ``m`` values, repeats fill the rest, in order, and rows of
-    weight zero only after them."""
-    n_candidates = min(x.shape[0], max(SEED_CANDIDATES_FACTOR * m, SEED_MIN_CANDIDATES))
+    first ``m +`` :data:`SEED_EXTRA_CANDIDATES` draws (at most every row);
+    where they hold fewer than ``m`` values, repeats fill the rest, in order,
+    and rows of weight zero come only after them. The comparison of every pair
+    of candidates costs ``(m + 64)² D``."""
+    n_candidates = min(x.shape[0], m + SEED_EXTRA_CANDIDATES)
     drawn = _distinct_rows(key, log_w, n_candidates)
     rows = x[drawn]
     same = jnp.all(rows[:, None, :] == rows[None, :, :], axis=-1)
@@ -423,7 +422,7 @@ def init_resp_rows(
         return _hc_resp(key, x, n_components, n_active, sample_weight, method)
     if method == "k-means++":
         seeds = kmeans_lib.kmeans_plusplus(key, x, n_components, n_active, sample_weight)
-    else:  # random_from_data: K rows ∝ weight of distinct values where there are
+    else:  # random_from_data: K rows ∝ weight, of distinct values where the draws have them
         w = jnp.ones(n_samples, x.dtype) if sample_weight is None else sample_weight
         seeds = _distinct_seed_rows(key, x, jnp.log(w), n_components)
     # seed k's row one-hot in column k, inactive columns zero

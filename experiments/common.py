@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +92,13 @@ def write_markdown(path: pathlib.Path, title: str, body: str, command: str) -> N
     """Write ``# title``, the command that produced it, then ``body`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {title}\n\nProduced by `{command}`.\n\n{body}\n")
+
+
+def write_results(out: pathlib.Path, name: str, title: str, body: str, records: Any) -> None:
+    """``out/<name>.md`` (:func:`write_markdown`, produced by ``python
+    experiments/<name>.py``) and the records as ``out/<name>.json``."""
+    write_markdown(out / f"{name}.md", title, body, f"python experiments/{name}.py")
+    (out / f"{name}.json").write_text(json.dumps(records, indent=1))
 
 
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

@@ -37,7 +37,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import markdown_table, write_markdown  # noqa: E402
+from common import markdown_table, write_results  # noqa: E402
 
 DATASETS = ("diabetes", "banknote", "thyroid")
 MODES = {
@@ -117,13 +117,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             "",
         ]
     )
-    write_markdown(
-        args.out / "mclust_more_data.md",
+    write_results(
+        args.out,
+        "mclust_more_data",
         "mclust's 14 models on diabetes, banknote and thyroid: jaxem against mclust",
         body,
-        "python experiments/mclust_more_data.py",
+        records,
     )
-    (args.out / "mclust_more_data.json").write_text(json.dumps(records, indent=1))
     return records
 
 

@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import markdown_table, write_markdown  # noqa: E402
+from common import markdown_table, write_results  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -64,13 +64,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         + markdown_table(["data", "K", "jaxem", "flexmix", "jaxem − flexmix"], rows)
         + "\n"
     )
-    write_markdown(
-        args.out / "poisson_more_data.md",
+    write_results(
+        args.out,
+        "poisson_more_data",
         "Poisson mixtures on discoveries, InsectSprays and warpbreaks: jaxem against flexmix",
         body,
-        "python experiments/poisson_more_data.py",
+        records,
     )
-    (args.out / "poisson_more_data.json").write_text(json.dumps(records, indent=1))
     return records
 
 

@@ -17,7 +17,6 @@ class). Run from the repository root (about a minute on 2 cores)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import warnings
@@ -30,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import markdown_table, write_markdown  # noqa: E402
+from common import markdown_table, write_results  # noqa: E402
 
 DATA = {
     "digits": ("load_digits", 10),
@@ -121,18 +120,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 "scikit-learn",
                 "jaxem − scikit-learn",
                 "jaxem status",
+                "scikit-learn: a variance at reg_covar",
             ],
             rows,
         )
         + "\n"
     )
-    write_markdown(
-        args.out / "sklearn_real_data.md",
+    write_results(
+        args.out,
+        "sklearn_real_data",
         "Default fits on scikit-learn's digits, breast cancer and wine: jaxem against scikit-learn",
         body,
-        "python experiments/sklearn_real_data.py",
+        records,
     )
-    (args.out / "sklearn_real_data.json").write_text(json.dumps(records, indent=1))
     return records
 
 

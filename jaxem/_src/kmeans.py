@@ -69,11 +69,12 @@ def _sq_distances(
 TIE_ULPS = 4
 
 
-def _first_nearest(d2: jax.Array, size: jax.Array, n_features: int) -> jax.Array:
-    """(N,) int32: the first column of each row of ``d2`` (N, K; ``inf`` for
-    columns left out) within rounding of the row's least distance, ``size``
-    (N, K) being the size of the terms each distance cancels
-    (:func:`_sq_distances`) and ``n_features`` the terms of its products.
+def _first_nearest(d2: jax.Array, size: jax.Array, n_features: int) -> tuple[jax.Array, jax.Array]:
+    """``(labels, least)``: (N,) int32, the first column of each row of ``d2``
+    (N, K; ``inf`` for columns left out) within rounding of the row's least
+    distance, and (N,) that least distance; ``size`` (N, K) is the size of
+    the terms each distance cancels (:func:`_sq_distances`) and
+    ``n_features`` the terms of its products.
 
     A row equidistant from two centres, which discrete data (codes, counts,
     one-hot features) give at every seed, gets distances that differ only by
@@ -83,8 +84,8 @@ def _first_nearest(d2: jax.Array, size: jax.Array, n_features: int) -> jax.Array
     within ``TIE_ULPS · (n_features + 2)`` units of rounding of ``size`` go to
     the lowest index."""
     slack = TIE_ULPS * (n_features + 2) * jnp.finfo(d2.dtype).eps * size
-    least = jnp.min(d2, axis=1, keepdims=True)
-    return jnp.argmax(d2 <= least + slack, axis=1).astype(jnp.int32)
+    least = jnp.min(d2, axis=1)
+    return jnp.argmax(d2 <= least[:, None] + slack, axis=1).astype(jnp.int32), least
 
 
 def _squared_scale(scale: ArrayLike | None, dtype) -> jax.Array | None:
@@ -246,7 +247,7 @@ def nearest(
     active = _active_mask(centers.shape[0], n_active)
     offset = jnp.mean(x, axis=0)
     d2, size = _sq_distances(x - offset, centers - offset, _squared_scale(scale, x.dtype))
-    return _first_nearest(jnp.where(active[None, :], d2, jnp.inf), size, x.shape[1])
+    return _first_nearest(jnp.where(active[None, :], d2, jnp.inf), size, x.shape[1])[0]
 
 
 @functools.partial(jax.jit, static_argnames="max_iter")
@@ -291,7 +292,7 @@ def lloyd(
     def assign(c):
         d2, size = _sq_distances(xc, c, s2)
         d2 = jnp.where(active[None, :], d2, jnp.inf)
-        return _first_nearest(d2, size, x.shape[1]), jnp.min(d2, axis=1)
+        return _first_nearest(d2, size, x.shape[1])
 
     def update(labels, c):
         one_hot = jax.nn.one_hot(labels, n_clusters, dtype=x.dtype) * w[:, None]

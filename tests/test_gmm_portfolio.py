@@ -263,11 +263,12 @@ def test_portfolio_is_static_and_mixes_methods():
     methods = portfolio(20, 272)
     assert methods.count("hc") == methods.count("hc_vvv") == 1  # deterministic here: once
     assert {"kmeans", "random_from_data", "standardized_kmeans"} <= set(methods)
-    large = portfolio(20, HC_MAX_SAMPLES + 1)  # random subsets: in the cycle
-    assert large.count("hc") > 1 and large.count("hc_vvv") > 1
+    # on random subsets the trees would differ, but once each is worth more
+    # (experiments/portfolio_subsets.py)
+    assert portfolio(20, HC_MAX_SAMPLES + 1) == methods
     # past the unrolled determinants, no VVV tree (LAPACK: seconds per tree)
     wide = portfolio(20, HC_MAX_SAMPLES + 1, UNROLL_MAX_FEATURES + 1)
-    assert "hc_vvv" not in wide and wide.count("hc") > 1
+    assert "hc_vvv" not in wide and wide.count("hc") == 1
     assert portfolio(20, 272, UNROLL_MAX_FEATURES) == methods
 
 

@@ -39,7 +39,6 @@ from jaxem._src.gmm.steps import (
 )
 from jaxem._src.gmm.unconstrained import from_unconstrained, to_unconstrained
 from jaxem._src.hierarchical import UNROLL_MAX_FEATURES
-from jaxem._src.init import HC_MAX_SAMPLES
 
 __all__ = [
     "DEGENERATE_THRESHOLD",
@@ -201,14 +200,21 @@ def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tup
     """Initialisation methods of ``n_init`` restarts for ``init="auto"`` (static).
 
     ``standardized_kmeans`` first, then R mclust's start ``hc_vvv`` and the Ward
-    agglomeration ``hc`` (each once when every row is agglomerated: they then
-    do not depend on the key), then ``kmeans``, ``random_from_data`` and
-    ``standardized_kmeans`` in turn (``hc_vvv`` and ``hc`` join the cycle when
-    they run on random subsets). Measured on Old Faithful, iris and wine
+    agglomeration ``hc``, once each, then ``kmeans``, ``random_from_data`` and
+    ``standardized_kmeans`` in turn. Measured on Old Faithful, iris and wine
     (experiments/initialisation.py): no single method reaches the best optimum
     everywhere. With 20 restarts and key 0 the mix is below R mclust's fit in 1
     of the 56 cells, and was in 3 without ``hc_vvv``, whose start leads to some
     optima no other method finds (experiments/README.md, section 6).
+
+    Above :data:`~jaxem._src.init.HC_MAX_SAMPLES` rows the trees agglomerate
+    random subsets, so further ``hc_vvv`` and ``hc`` restarts would differ,
+    but they are not worth their cost: a tree of 256 rows of 8 features costs
+    as much as a few dozen EM iterations of 5 000 rows. With the trees in the
+    cycle instead (experiments/portfolio_subsets.py: 8 kinds of data of 569 to
+    5 000 rows, 8 keys, ``n_init`` 8, 10 and 20), this portfolio ended higher in
+    24 of 192 fits and lower in 6 (by at most 2.8e-4 per sample), in 0.66 to
+    1.02 of the time (median 0.88).
 
     With more than :data:`~jaxem._src.hierarchical.UNROLL_MAX_FEATURES` features
     (``n_features``; None: unknown, as for chunked data) the portfolio leaves
@@ -222,8 +228,6 @@ def portfolio(n_init: int, n_samples: int, n_features: int | None = None) -> tup
     if n_features is not None and n_features > UNROLL_MAX_FEATURES:
         agglomerations = ["hc"]
     cycle = ["kmeans", "random_from_data", "standardized_kmeans"]
-    if n_samples > HC_MAX_SAMPLES:
-        cycle += agglomerations
     methods = ["standardized_kmeans", *agglomerations]
     first = len(methods)
     while len(methods) < n_init:

@@ -233,3 +233,10 @@ def test_select_rejects_bad_arguments():
                          partitions=[np.zeros(272, int)])  # fmt: skip
     with pytest.raises(ValueError, match="criterion"):
         gmm.noise.select(X, noise, criterion="dic")
+    # a constant feature: no volume, an infinite noise density and NaN fits (select
+    # then blamed reg_covar)
+    flat = np.c_[X[:, :1], np.ones(X.shape[0])]
+    with pytest.raises(ValueError, match=r"feature \[1\] is constant"):
+        gmm.noise.select(flat, noise, covariance_types=["EII"])
+    with pytest.raises(ValueError, match=r"feature \[1\] is constant"):
+        gmm.noise.fit_from_resp(flat, np.full((X.shape[0], 2), 0.5))

@@ -191,6 +191,63 @@ def test_a_start_of_another_width_is_refused():
         gmm.fit_from(start, X)
 
 
+def test_variances_under_the_smallest_normal_number_are_refused_or_warned():
+    """XLA:CPU flushes subnormal numbers to zero: make_params' Cholesky factors
+    were NaN, and a fit of data spanning 1e-19 in float32 merged its components
+    with no sign of trouble."""
+    tiny = np.finfo(np.float32).tiny
+    with pytest.raises(ValueError, match="smallest normal float32"):
+        f32 = [np.asarray(a, np.float32) for a in ([0.5, 0.5], [[0.0], [1.0]])]
+        gmm.make_params(*f32, np.full((2, 1, 1), tiny / 8, np.float32))
+    x = (X * 1e-19).astype(np.float32)
+    with pytest.warns(UserWarning, match="feature . spans only"):
+        gmm.family("full").check_data(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gmm.family("full").check_data((X * 1e-14).astype(np.float32))  # variances ~1e-28: fine
+
+
+def _feature_mismatches():
+    """(name, call on data of `d` features) for parameters of 2 features."""
+    import jaxem
+    from jaxem import mixtures
+
+    family = gmm.family("full")
+    gaussian = hmm.gaussian("diag")
+    hmm_params = hmm.make_params(
+        [0.5, 0.5],
+        [[0.9, 0.1], [0.2, 0.8]],
+        gaussian,
+        means=np.zeros((2, 2)),
+        covariances=np.ones((2, 2)),
+    )
+    poisson = mixtures.Poisson()
+    rates = mixtures.PoissonParams(jnp.ones(2) / 2, jnp.ones((2, 2)))
+    return [
+        ("family.log_prob", lambda x: family.log_prob(PARAMS, x)),
+        ("family.predict", lambda x: family.predict(PARAMS, x)),
+        ("Poisson log_prob", lambda x: poisson.log_prob(rates, np.abs(np.round(x)))),
+        ("fit_online", lambda x: gmm.fit_online(PARAMS, [x[:10], x[10:]])),
+        ("standard_errors", lambda x: jaxem.standard_errors(family, PARAMS, x)),
+        ("HMM score", lambda x: gaussian.score(hmm_params, x)),
+        ("HMM predict", lambda x: gaussian.predict(hmm_params, x)),
+        ("HMM start", lambda x: jaxem.fit(gaussian, None, x, start=hmm_params)),
+    ]
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_data_of_other_features_than_the_parameters_are_refused(d):
+    """A (N, 1) array broadcast silently against parameters of 2 features
+    (the Family's scores, online EM, standard errors, HMMs)."""
+    x = np.abs(np.random.default_rng(1).normal(size=(20, d)))
+    for name, call in _feature_mismatches():
+        with pytest.raises(
+            ValueError, match=f"has {d} features but the (starting )?parameters have 2"
+        ):
+            call(x)
+            pytest.fail(name)
+
+
 @pytest.mark.parametrize("init", ["hc", "hc_vvv"])
 def test_agglomerative_starts_of_one_row(init):
     result = gmm.fit(KEY, X[:1], 1, init=init)

@@ -209,6 +209,32 @@ class Family:
         values when concrete). Default: a finite floating (N, D) array."""
         return as_data(x, name=name)
 
+    def n_features_of(self, params: PyTree) -> int | None:
+        """The number of data features ``params`` (or a batch of them) describe
+        (static), or None where they do not say (default)."""
+        return None
+
+    def n_features_in(self, x: Any) -> int | None:
+        """The number of features of checked data ``x`` (static), or None where
+        it has none to compare (default: the columns of an (N, D) array)."""
+        return x.shape[1] if getattr(x, "ndim", None) == 2 else None
+
+    def check_features(
+        self, params: PyTree, x: Any, *, name: str = "x", what: str = "the parameters"
+    ) -> None:
+        """A clear error where checked data ``x`` does not have the features
+        ``params`` describe (a (N, 1) array against (K, 3) means broadcasts)."""
+        expected, got = self.n_features_of(params), self.n_features_in(x)
+        if expected is not None and got is not None and expected != got:
+            raise ValueError(f"{name} has {got} features but {what} have {expected}")
+
+    def check_data_for(self, params: PyTree, x: Any, *, name: str = "x") -> Any:
+        """:meth:`check_data`, then :meth:`check_features` against ``params``:
+        data given with parameters at the Python boundary."""
+        x = self.check_data(x, name=name)
+        self.check_features(params, x, name=name)
+        return x
+
     def max_components(self, x: Any) -> int:
         """The largest number of components the (checked) data ``x`` can fit
         (static). Default: its number of rows; an HMM's states are bounded by
@@ -464,7 +490,8 @@ class Family:
 
     def check_start(self, params: PyTree, x: Any) -> None:
         """A clear error where starting parameters (a batch) cannot describe the
-        checked data ``x`` (default: none)."""
+        checked data ``x`` (default: :meth:`check_features`)."""
+        self.check_features(params, x, what="the starting parameters")
 
     def as_batch(self, params: PyTree) -> PyTree:
         """Parameters as a batch of restarts (a leading axis added if missing)."""
@@ -683,15 +710,14 @@ class MixtureFamily(Family):
         ``log_prob``) use this to make them −∞."""
         return None
 
-    def check_start(self, params: PyTree, x: Any) -> None:
-        """Means (…, K, D) must have the data's D features."""
-        means = getattr(params, "means", None)
-        if means is None or not isinstance(x, jax.Array | np.ndarray) or np.ndim(x) != 2:
-            return
-        if means.shape[-1] != x.shape[1]:
-            raise ValueError(
-                f"x has {x.shape[1]} features but the starting parameters have {means.shape[-1]}"
-            )
+    def n_features_of(self, params: PyTree) -> int | None:
+        """The last axis of the components' ``means``, ``rates`` or ``probs``
+        (…, K, D), the first of them present; None without any."""
+        for field in ("means", "rates", "probs"):
+            leaf = getattr(params, field, None)
+            if leaf is not None and np.ndim(leaf) >= 2:
+                return leaf.shape[-1]
+        return None
 
     def as_batch(self, params: PyTree) -> PyTree:
         if params.weights.ndim == 2:
@@ -753,7 +779,7 @@ class MixtureFamily(Family):
         is ``exact`` on every row some component allows and the floored joint
         on a row that every component rules out (its posterior is then that of
         the least violated components)."""
-        x = self.check_data(x)
+        x = self.check_data_for(params, x)
         joint = self.log_joint(params, x)
         ruled_out = self.impossible(params, x)
         if ruled_out is None:

@@ -173,7 +173,7 @@ def _checked(family: Family, params: PyTree, x: Any, sample_weight: ArrayLike | 
             f"{type(family).__name__} monitors its own objective (not a log-likelihood): "
             "its observed information and standard errors are not defined"
         )
-    x = family.check_data(x)
+    x = family.check_data_for(params, x)
     leaf = jax.tree.leaves(x)[0]
     w = check_sample_weight(sample_weight, leaf)
     w = jnp.ones(leaf.shape[0], leaf.dtype) if w is None else w

@@ -253,7 +253,7 @@ def fit_online(
         if max_batches is not None and index >= max_batches:
             break
         xb, wb = item if isinstance(item, tuple) else (item, None)
-        xb = family.check_data(np.asarray(xb), name="batch")
+        xb = family.check_data_for(params, np.asarray(xb), name="batch")
         xb = jax.tree.map(lambda a: jnp.asarray(a, dtype), xb)
         n_rows = jax.tree.leaves(xb)[0].shape[0]
         if wb is None:

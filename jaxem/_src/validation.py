@@ -121,6 +121,8 @@ def as_data(x: ArrayLike, *, name: str = "x", allow_nan: bool = False) -> jax.Ar
         finite = allow_nan or bool(np.all(np.isfinite(host)))
         if finite and source.dtype == np.float64 and host.dtype == np.float32:
             warn_if_float32_loses_spread(name, host)
+        if finite and not allow_nan:
+            warn_if_spread_underflows(name, host)
         x = evaluate_now(_to_device, host)
     if finite is False:
         n_bad = int(np.sum(~np.isfinite(np.asarray(x))))
@@ -165,6 +167,28 @@ def warn_if_float32_loses_spread(name: str, cast: np.ndarray) -> None:
             "from the origin for their spread. Enable float64 "
             "(jax.config.update('jax_enable_x64', True)) or centre the data first "
             "(x - x.mean(axis=0)).",
+            UserWarning,
+            stacklevel=stacklevel_outside_jaxem(),
+        )
+
+
+def warn_if_spread_underflows(name: str, host: np.ndarray) -> None:
+    """Warn where a feature of ``host`` data spans so little that its variance
+    falls below the dtype's smallest normal number (under ``tiny / eps``: data of
+    spread 1e-19 in float32, 1e-160 in float64). XLA:CPU flushes such numbers to
+    zero, and the fit's covariances lose their digits without any other sign
+    (the components then merge, or fall back on ``reg_covar``). Read on
+    :data:`SPREAD_CHECK_ROWS` rows."""
+    rows = host[:: max(1, host.shape[0] // SPREAD_CHECK_ROWS)]
+    span = rows.max(axis=0) - rows.min(axis=0)
+    info = np.finfo(host.dtype)
+    small = (span > 0) & (span < np.sqrt(info.tiny / info.eps))
+    if np.any(small):
+        worst = int(np.flatnonzero(small)[np.argmin(span[small])])
+        warnings.warn(
+            f"{name}'s feature {worst} spans only {span[worst]:.3g}: in {host.dtype} its "
+            "variance is below the smallest normal number, where the fit's covariances "
+            "lose their digits. Rescale the data (x / x.std(axis=0)).",
             UserWarning,
             stacklevel=stacklevel_outside_jaxem(),
         )

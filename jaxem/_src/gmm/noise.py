@@ -27,12 +27,12 @@ from jaxem._src import loop
 from jaxem._src.engine import SelectionResult, check_information_criterion, criterion_score
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.criteria import n_parameters as gaussian_parameters
-from jaxem._src.gmm.density import weighted_log_prob
+from jaxem._src.gmm.density import check_data_for, weighted_log_prob
 from jaxem._src.gmm.family import degenerate, trim
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import maximize, suff_stats
 from jaxem._src.init import init_resp
-from jaxem._src.validation import as_data, check_key, check_scalar, check_static_int
+from jaxem._src.validation import as_data, check_key, check_scalar, check_static_int, concrete
 
 __all__ = [
     "NoiseParams",
@@ -76,6 +76,25 @@ def log_hypervolume(x: ArrayLike) -> jax.Array:
     return jnp.minimum(log_box(x), log_box(scores))
 
 
+def _default_noise_density(x: jax.Array) -> jax.Array:
+    """``−log V`` (:func:`log_hypervolume`), and a clear error where the data's
+    bounding box has no volume (a constant feature): the noise density ``V⁻¹``
+    is then infinite and every fit NaN."""
+    log_v = -log_hypervolume(x)
+    value = concrete(log_v)
+    if value is not None and not np.isfinite(value):
+        spread = np.ptp(np.asarray(x), axis=0)
+        constant = np.flatnonzero(spread == 0).tolist()
+        plural = "s" if len(constant) > 1 else ""
+        verb = "are" if len(constant) > 1 else "is"
+        which = f"feature{plural} {constant} {verb} constant" if constant else "its range is 0"
+        raise ValueError(
+            f"the noise component's density V⁻¹ is 1 / the volume of the data's bounding box, "
+            f"which is 0 here ({which}): drop such features or pass log_noise_density"
+        )
+    return log_v
+
+
 def joint_log_prob(params: NoiseParams, x: jax.Array) -> jax.Array:
     """(N, K + 1) ``log π_k N(x_n | μ_k, Σ_k)`` and, last, ``log π_0 V⁻¹``."""
     gaussian = weighted_log_prob(params.gaussian, x)
@@ -85,7 +104,7 @@ def joint_log_prob(params: NoiseParams, x: jax.Array) -> jax.Array:
 
 def e_step(params: NoiseParams, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(resp, mean log-likelihood)``: (N, K + 1) responsibilities, the noise last."""
-    x = as_data(x)
+    x = check_data_for(params.gaussian, x)
     joint = joint_log_prob(params, x)
     log_norm = jax.nn.logsumexp(joint, axis=1, keepdims=True)
     return jnp.exp(joint - log_norm), jnp.mean(log_norm)
@@ -175,7 +194,7 @@ def fit_from_resp(
             f"got {resp.shape}"
         )
     if log_noise_density is None:
-        log_noise_density = -log_hypervolume(x)
+        log_noise_density = _default_noise_density(x)
     log_v = jnp.asarray(log_noise_density, x.dtype)
     reg = jnp.asarray(reg_covar, x.dtype)
     k, d = resp.shape[1] - 1, x.shape[1]
@@ -387,7 +406,7 @@ def select(
     labels = np.full((len(ks), n), -1, np.int32)
     labels[:, clean] = start
     if log_noise_density is None:
-        log_noise_density = -log_hypervolume(x)
+        log_noise_density = _default_noise_density(x)
     log_v = jnp.asarray(log_noise_density, x.dtype)
     scores, lls, counts, classification, fits = [], [], [], [], []
     for covariance_type in types:

@@ -162,3 +162,13 @@ def _check_values(weights, means, covariances, covariance_type: str) -> None:
     if not np.all(np.isfinite(c)):
         raise ValueError("covariances must be finite; got NaN or infinite values")
     cov_lib.get(covariance_type).check_values(c)
+    # variances under the smallest normal number: XLA:CPU flushes them to zero
+    # (their Cholesky factors were NaN)
+    tiny = np.finfo(c.dtype).tiny if np.issubdtype(c.dtype, np.floating) else 0
+    matrices = covariance_type == "tied" or c.ndim == 3
+    variances = np.diagonal(c, axis1=-2, axis2=-1) if matrices else c
+    if np.any(np.abs(variances) < tiny):
+        raise ValueError(
+            f"covariances must be at least {tiny:.3g} (the smallest normal {c.dtype} number) "
+            "on their diagonal: rescale the data"
+        )

@@ -138,6 +138,12 @@ class HMM(Family):
             self.emission.check_data(observed, name=name)
         return seqs
 
+    def n_features_of(self, params) -> int | None:
+        return self.emission.n_features_of(params.emission)
+
+    def n_features_in(self, x) -> int | None:
+        return x.x.shape[-1]
+
     def max_components(self, x) -> int:
         return int(np.prod(x.x.shape[:2]))
 
@@ -192,7 +198,7 @@ class HMM(Family):
     def smooth(self, params: HMMParams, x) -> inference.Smoothed:
         """Forward–backward on every sequence: posteriors (S, T, K),
         transition counts (S, K, K) and log-likelihoods (S,)."""
-        return _smooth(self, params, self.check_data(x))
+        return _smooth(self, params, self.check_data_for(params, x))
 
     def _smooth(self, params: HMMParams, x: Sequences) -> inference.Smoothed:
         log_b = self.log_emissions(params, x, exact=True)
@@ -354,13 +360,13 @@ class HMM(Family):
     def e_step(self, params: HMMParams, x) -> tuple[HMMStats, jax.Array]:
         """``(statistics, log-likelihood per frame)``; ``maximize(stats,
         params, context)`` is the M-step (the user-facing pair)."""
-        x = self.check_data(x)
+        x = self.check_data_for(params, x)
         stats, ll = _pass(self, params, x)
         return stats, ll / stats.frames
 
     def log_prob(self, params: HMMParams, x) -> jax.Array:
         """(S,) ``log p(x_s)`` of every sequence (hmmlearn's ``score`` of each)."""
-        return _log_prob(self, params, self.check_data(x))
+        return _log_prob(self, params, self.check_data_for(params, x))
 
     def score(self, params: HMMParams, x) -> jax.Array:
         """() total log-likelihood of all sequences (hmmlearn's ``score``)."""
@@ -368,11 +374,11 @@ class HMM(Family):
 
     def predict_proba(self, params: HMMParams, x) -> jax.Array:
         """(S, T, K) posterior state probabilities ``p(z_t | x_s)`` (0 at padding)."""
-        return _smooth(self, params, self.check_data(x)).posteriors
+        return _smooth(self, params, self.check_data_for(params, x)).posteriors
 
     def decode(self, params: HMMParams, x) -> tuple[jax.Array, jax.Array]:
         """Viterbi: ``(log p(x_s, z*_s) (S,), z* (S, T))``, −1 at padding."""
-        return _decode(self, params, self.check_data(x))
+        return _decode(self, params, self.check_data_for(params, x))
 
     def predict(self, params: HMMParams, x) -> jax.Array:
         """(S, T) the Viterbi path of each sequence, −1 at padding."""
@@ -380,7 +386,7 @@ class HMM(Family):
 
     def bic(self, params: HMMParams, x) -> jax.Array:
         """``−2 log L + p log N`` with N the number of frames (hmmlearn's)."""
-        x = self.check_data(x)
+        x = self.check_data_for(params, x)
         n = jnp.sum(x.lengths).astype(x.x.dtype)
         return -2 * self.score(params, x) + self.n_parameters(params) * jnp.log(n)
 

@@ -69,6 +69,9 @@ class GaussianMixtureEmission(MixtureFamily):
     gaussian: GaussianFamily
     n_mix: int = dataclasses.field(default=2, metadata=dict(static=True))
 
+    def n_features_of(self, params):
+        return params.gaussians.means.shape[-1]
+
     def summarize(self, x, w, ref):
         return self.gaussian.summarize(x, w, ref)
 

@@ -175,6 +175,11 @@ class Categorical(DiscreteMixture):
         _check_codes(x, self.n_categories, name=name)
         return as_data(x, name=name, allow_nan=True)
 
+    def n_features_of(self, params):
+        """None: ``probs`` has a column per category, and :meth:`check_data`
+        holds the data to the family's ``n_categories``."""
+        return None
+
     def featurize(self, x, context=None) -> OneHot:
         """(N, Σ C_j) one-hot encoding of (N, D) codes (a missing entry: zeros)."""
         if isinstance(x, OneHot):

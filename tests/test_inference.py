@@ -236,6 +236,16 @@ def test_variational_family_is_refused():
         jaxem.standard_errors(family, None, x)
 
 
+def test_mclusts_other_models_are_refused_by_name():
+    """No unconstrained coordinates for VEV and the like yet: the error says what
+    needs them (it listed SQUAREM, whose default coordinates work)."""
+    covariances = np.array([[[1.0, 0.3], [0.3, 0.5]], [[2.0, -0.6], [-0.6, 1.0]]])
+    params = gmm.make_params([0.4, 0.6], [[0.0, 0.0], [3.0, 1.0]], covariances, "VEV")
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(NotImplementedError, match=r"'VEV'.*standard errors"):
+        jaxem.standard_errors(gmm.family("VEV"), params, x)
+
+
 @pytest.mark.slow  # two fit programs (10 restarts, and 300 vmapped refits): ~40 s
 def test_parametric_bootstrap_agrees_on_old_faithful(tmp_path):
     import pathlib

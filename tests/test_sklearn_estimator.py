@@ -246,6 +246,27 @@ def test_to_sklearn_round_trip():
         gmm.to_sklearn(params, covariance_type="full")
 
 
+@pytest.mark.parametrize(
+    "model, covariances, equivalent",
+    [
+        ("EII", [0.7, 0.7], "spherical"),
+        ("VEI", [[1.0, 0.5], [2.0, 1.0]], "diag"),
+        ("VEV", [[[1.0, 0.3], [0.3, 0.5]], [[2.0, -0.6], [-0.6, 1.0]]], "full"),
+    ],
+)
+def test_to_sklearn_of_mclusts_models_is_the_type_of_the_same_arrays(
+    model, covariances, equivalent
+):
+    """mclust's other models: a working estimator of the same density (its
+    type was passed through, and predict raised)."""
+    params = gmm.make_params([0.4, 0.6], [[0.0, 0.0], [3.0, 1.0]], covariances, model)
+    estimator = gmm.to_sklearn(params, covariance_type=model, random_state=0)
+    assert estimator.covariance_type == equivalent
+    np.testing.assert_allclose(estimator.score_samples(X), gmm.log_prob(params, X), rtol=1e-12)
+    np.testing.assert_array_equal(estimator.predict(X), gmm.predict(params, X))
+    assert np.all(np.isfinite(estimator.sample(5)[0]))
+
+
 def test_import_and_scoped_float64():
     """``import jaxem`` does not import scikit-learn; the estimator computes in
     float64 without turning x64 on for the process, and in float32 on request."""

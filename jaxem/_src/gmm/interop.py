@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from jaxem._src.engine import FitResult
+from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams, make_params, precisions
 from jaxem._src.loop import EMResult
 
@@ -39,6 +40,18 @@ def from_sklearn(estimator: object) -> GMMParams:
     )
 
 
+def sklearn_equivalent(covariance_type: str) -> str:
+    """The scikit-learn covariance type whose arrays hold ``covariance_type``'s
+    parameters: itself for scikit-learn's four; for mclust's other models the
+    type of the same shape (``EII`` spherical, ``VEI``, ``EVI`` and ``EEI``
+    diagonal, the others full), whose density is the same."""
+    if covariance_type in cov_lib.COVARIANCE_TYPES:
+        return covariance_type
+    return {"EII": "spherical", "VEI": "diag", "EVI": "diag", "EEI": "diag"}.get(
+        covariance_type, "full"
+    )
+
+
 def to_sklearn(
     params: GMMParams | FitResult | EMResult,
     covariance_type: str | None = None,
@@ -50,6 +63,11 @@ def to_sklearn(
     ``covariances_``, ``precisions_``, ``precisions_cholesky_``,
     ``n_features_in_``) as NumPy arrays of the parameters' dtype, so
     ``predict``, ``score``, ``sample``, ``bic`` and a ``warm_start`` refit work.
+    Parameters of mclust's models other than scikit-learn's four become the
+    scikit-learn type of the same arrays (:func:`sklearn_equivalent`: ``EII``
+    spherical, ``VEI``, ``EVI`` and ``EEI`` diagonal, the others full): the
+    same density, scored and sampled by scikit-learn, but a ``warm_start``
+    refit (and ``bic``'s parameter count) is that type's, not the mclust model's.
     From a :class:`~jaxem.FitResult` or :class:`~jaxem.EMResult` it also sets
     ``converged_``, ``n_iter_``, ``lower_bound_`` (the log-likelihood before the
     last M-step, scikit-learn's meaning) and ``lower_bounds_``; from bare
@@ -97,7 +115,7 @@ def to_sklearn(
             raise TypeError(f"{name} is set by the parameters; do not pass it")
     estimator = GaussianMixture(
         n_components=params.n_components,
-        covariance_type=params.covariance_type,
+        covariance_type=sklearn_equivalent(params.covariance_type),
         **estimator_params,
     )
     estimator.weights_ = np.array(params.weights)

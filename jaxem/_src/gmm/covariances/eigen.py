@@ -72,8 +72,10 @@ def _unsupported(name: str, item: str) -> Callable:
     def raise_(*args, **kwargs):
         raise NotImplementedError(
             f"covariance_type={name!r} does not support {item} (the conjugate prior, the "
-            "variational posterior, SQUAREM and gradient fits need one of 'full', 'tied', "
-            "'diag', 'spherical' and their aliases 'VVV', 'EEE', 'VVI', 'VII')"
+            "variational posterior, gradient fits, implicit=True, standard errors and "
+            "SQUAREM with coordinates='unconstrained' need one of 'full', 'tied', 'diag', "
+            "'spherical' and their aliases 'VVV', 'EEE', 'VVI', 'VII'; SQUAREM's default "
+            "coordinates work for every model)"
         )
 
     raise_.__name__ = item

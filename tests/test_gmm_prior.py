@@ -205,6 +205,10 @@ def test_select_with_the_default_prior_scores_the_likelihood_at_the_map():
     np.testing.assert_allclose(sel.best_score, float(gmm.bic(sel.params, x)), rtol=1e-8)
 
 
+def _constant_last(x):
+    return np.c_[x[:, :2], np.ones(len(x))]
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -216,6 +220,16 @@ def test_select_with_the_default_prior_scores_the_likelihood_at_the_map():
         (lambda x: gmm.default_prior(x, 0, "full"), "n_components"),
         (lambda x: gmm.default_prior(x[:1], 1, "full"), "at least 2 samples"),
         (lambda x: gmm.m_step(np.ones((len(x), 1)), x, prior={"mean": 0}), "gmm.Prior"),
+        # the default scale of full and tied is the data's covariance: singular
+        # here, and the fit's log posterior was NaN
+        (
+            lambda x: gmm.fit(jax.random.key(0), _constant_last(x), 2, prior="default"),
+            r"feature \[2\] is constant",
+        ),
+        (
+            lambda x: gmm.default_prior(np.c_[x, x[:, :1] + x[:, 1:2]], 2, "tied"),
+            "linearly dependent",
+        ),
     ],
 )
 def test_bad_priors_raise(make, message):

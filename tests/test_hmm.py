@@ -320,6 +320,64 @@ def test_sequences_layouts_and_errors():
         hmm.sequences(np.zeros((2, 3, 1)), lengths=[3, 4])
     with pytest.raises(ValueError, match="non-negative whole counts"):
         hmm.poisson().check_data([np.array([[1.0], [-1.0]])])
+    # an int cast truncated lengths of 2.5 to 2
+    with pytest.raises(ValueError, match="whole numbers"):
+        hmm.sequences(np.zeros((2, 3, 1)), lengths=[2.5, 3.0])
+    with pytest.raises(ValueError, match="whole numbers"):
+        hmm.sequences(np.zeros((4, 1)), lengths=[2.7, 1.3])
+    assert hmm.sequences(np.zeros((4, 1)), lengths=[3.0, 1.0]).lengths.tolist() == [3, 1]
+
+
+def test_make_params_checks_every_argument():
+    """Probabilities outside the simplex, negative rates and missing keywords
+    were accepted (and scored) or raised a KeyError."""
+    trans = [[0.9, 0.1], [0.2, 0.8]]
+    cat, poisson = hmm.categorical(3), hmm.poisson()
+    mix = hmm.gmm(2, "diag")
+    two = dict(means=np.zeros((2, 2, 1)), covariances=np.ones((2, 2, 1)))
+    cases = [
+        (
+            lambda: hmm.make_params(
+                [0.5, 0.5], trans, cat, probs=[[0.5, 0.5, 0.3], [0.2, 0.2, 0.6]]
+            ),
+            "sum to 1",
+        ),
+        (
+            lambda: hmm.make_params(
+                [0.5, 0.5], trans, cat, probs=[[1.2, -0.2, 0], [0.2, 0.2, 0.6]]
+            ),
+            "non-negative",
+        ),
+        (lambda: hmm.make_params([0.5, 0.5], trans, cat, probs=[[1.0, 0.0], [0.5, 0.5]]), "Σ C_j"),
+        (
+            lambda: hmm.make_params([0.5, 0.5], trans, poisson, rates=[[-1.0], [2.0]]),
+            "non-negative",
+        ),
+        (lambda: hmm.make_params([1.5, -0.5], trans, poisson, rates=[[1.0], [2.0]]), "startprob"),
+        (
+            lambda: hmm.make_params(
+                [0.5, 0.5], [[1.1, -0.1], [0.2, 0.8]], poisson, rates=[[1.0], [2.0]]
+            ),
+            "transmat",
+        ),
+        (
+            lambda: hmm.make_params([0.5, 0.5], trans, poisson, rates=[[1.0], [2.0], [3.0]]),
+            "per state",
+        ),
+        (lambda: hmm.make_params([0.5, 0.5], trans, poisson), "keywords"),
+        (lambda: hmm.make_params([0.5, 0.5], trans, poisson, means=[[1.0], [2.0]]), "keywords"),
+        (
+            lambda: hmm.make_params(
+                [0.5, 0.5], trans, mix, weights=[[0.5, 0.6], [0.3, 0.7]], **two
+            ),
+            "sum to 1",
+        ),
+    ]
+    for make, message in cases:
+        with pytest.raises((ValueError, TypeError), match=message):
+            make()
+    params = hmm.make_params([0.5, 0.5], trans, mix, weights=[[0.5, 0.5], [0.3, 0.7]], **two)
+    assert params.emission.mix_weights.shape == (2, 2)
 
 
 def _gmmhmm_reference(x, covariance_type, k, d=2, m=2):

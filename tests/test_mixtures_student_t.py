@@ -525,6 +525,11 @@ def test_checks_its_arguments():
         mixtures.StudentT(dof="auto")
     with pytest.raises(ValueError, match="dof"):
         mixtures.StudentT(dof=-1.0)
+    # ν = ∞ passed the check and the fit was NaN: the limit is the Gaussian mixture
+    with pytest.raises(ValueError, match=r"finite.*jaxem\.gmm"):
+        mixtures.StudentT(dof=np.inf)
+    with pytest.raises(ValueError, match="dof must be finite"):
+        mixtures.StudentT(dof=3.0).make_params([1.0], [[0.0]], [[[1.0]]], dof=np.inf)
     assert mixtures.StudentT().estimates_dof and not mixtures.StudentT(dof=3.0).estimates_dof
     with pytest.raises(ValueError, match="dof_method"):
         mixtures.StudentT(dof_method="newton")

@@ -29,7 +29,7 @@ from jaxem._src.gmm import moments, passes
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.density import component_log_prob
 from jaxem._src.gmm.params import GMMParams, from_covariances
-from jaxem._src.gmm.prior import Prior, log_prior, prior_from_moments
+from jaxem._src.gmm.prior import Prior, check_default_prior_data, log_prior, prior_from_moments
 from jaxem._src.gmm.steps import (
     SuffStats,
     labelled_suff_stats,
@@ -273,6 +273,12 @@ class GaussianFamily(MixtureFamily):
 
     def context(self, summary, ref):
         return gaussian_context(summary, ref)
+
+    def check_data(self, x, *, name="x"):
+        x = super().check_data(x, name=name)
+        if self.default_prior:
+            check_default_prior_data(x, self.covariance_type)
+        return x
 
     def bind(self, context: GaussianContext, n_active):
         if not self.default_prior:

@@ -157,8 +157,57 @@ def default_prior(
     mean = jnp.sum(w[:, None] * x, axis=0) / total
     centred = x - mean
     cov = (centred.T * w) @ centred / (total - 1)
+    if covariance_type in ("full", "tied"):
+        _check_positive_definite(concrete(cov), covariance_type)
     return prior_from_moments(
         mean, cov, n_components, covariance_type, shrinkage=shrinkage, dof=dof, dirichlet=dirichlet
+    )
+
+
+def _check_positive_definite(cov: np.ndarray | None, covariance_type: str) -> None:
+    """A clear error where the default prior's scale, a multiple of the data's
+    sample covariance ``cov`` (concrete; None: not checked), is singular: its
+    log-determinant enters the log posterior, which a fit would then report as
+    −∞ or NaN."""
+    if cov is None:
+        return
+    cov = np.asarray(cov, np.float64)
+    eig = np.linalg.eigvalsh(cov)
+    if eig[0] > cov.shape[0] * np.finfo(cov.dtype).eps * max(eig[-1], 0.0):
+        return
+    spread = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    constant = np.flatnonzero(spread <= np.finfo(cov.dtype).eps * spread.max())
+    raise _singular_scale(covariance_type, constant)
+
+
+def check_default_prior_data(x: ArrayLike, covariance_type: str) -> None:
+    """At a fit's boundary, with ``prior="default"`` (computed inside the fit
+    from the data's summary): a clear error where a feature of concrete data
+    ``x`` (N, D) is constant, so that the default prior's scale for ``full`` or
+    ``tied`` is singular (linearly dependent features are caught only by
+    :func:`default_prior`: finding them costs N D²)."""
+    if covariance_type not in ("full", "tied"):
+        return
+    v = concrete(x)
+    if v is None or v.ndim != 2 or v.shape[0] < 2:
+        return
+    constant = np.flatnonzero(np.all(v == v[:1], axis=0))
+    if len(constant):
+        raise _singular_scale(covariance_type, constant)
+
+
+def _singular_scale(covariance_type: str, constant: np.ndarray) -> ValueError:
+    if len(constant):
+        plural = len(constant) > 1
+        verb = "are" if plural else "is"
+        which = f"feature{'s' if plural else ''} {constant.tolist()} {verb} constant"
+    else:
+        which = "the features are linearly dependent"
+    return ValueError(
+        f"the default prior for covariance_type={covariance_type!r} scales the data's "
+        f"sample covariance, which is singular here ({which}): drop the redundant "
+        "features, use covariance_type 'diag' or 'spherical' (whose default scale is the "
+        "mean variance), or give a gmm.Prior whose scale is positive definite"
     )
 
 

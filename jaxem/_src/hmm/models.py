@@ -137,27 +137,83 @@ def make_params(
         raise ValueError(
             f"startprob must be (K,) and transmat (K, K); got {startprob.shape}, {transmat.shape}"
         )
+    _check_probabilities("startprob", startprob)
+    _check_probabilities("transmat", transmat)
     if not np.allclose(startprob.sum(), 1) or not np.allclose(transmat.sum(1), 1):
         raise ValueError("startprob and each row of transmat must sum to 1")
     weights = np.full(k, 1 / k)
     em = family.emission
     if isinstance(em, Poisson):
-        params = PoissonParams(jnp.asarray(weights), jnp.asarray(emission["rates"], float))
+        _check_keywords(emission, ("rates",), "a Poisson HMM")
+        rates = _emission_array("rates", emission["rates"], k, 2)
+        if not np.all(rates >= 0):
+            raise ValueError(f"rates must be non-negative; got {rates.tolist()}")
+        params = PoissonParams(jnp.asarray(weights), jnp.asarray(rates))
     elif isinstance(em, GaussianMixtureEmission):
-        means = np.asarray(emission["means"], float)
+        _check_keywords(emission, ("means", "covariances", "weights"), "a GMM-HMM")
+        means = _emission_array("means", emission["means"], k, 3)
         kk, m, d = means.shape
         cov = np.asarray(emission["covariances"], float)
+        if cov.shape[:2] != (kk, m):
+            raise ValueError(f"covariances must start with (K, M) = {(kk, m)}; got {cov.shape}")
         cov = cov.reshape(kk * m, *cov.shape[2:])
         gaussians = gmm_make_params(
             np.full(kk * m, 1 / (kk * m)), means.reshape(kk * m, d), cov,
             em.gaussian.covariance_type,
         )  # fmt: skip
-        mix = jnp.asarray(emission["weights"], float)
-        params = MixtureEmissionParams(jnp.asarray(weights), mix, gaussians)
+        mix = _emission_array("weights", emission["weights"], k, 2)
+        if mix.shape[1] != m:
+            raise ValueError(f"weights must have shape (K, M) = {(k, m)}; got {mix.shape}")
+        _check_probabilities("weights", mix)
+        if not np.allclose(mix.sum(1), 1):
+            raise ValueError("each row of the mixture weights must sum to 1")
+        params = MixtureEmissionParams(jnp.asarray(weights), jnp.asarray(mix), gaussians)
     elif isinstance(em, Categorical):
-        params = CategoricalParams(jnp.asarray(weights), jnp.asarray(emission["probs"], float))
+        _check_keywords(emission, ("probs",), "a categorical HMM")
+        probs = _emission_array("probs", emission["probs"], k, 2)
+        width = sum(em.n_categories)
+        if probs.shape[1] != width:
+            raise ValueError(
+                f"probs must have shape (K, Σ C_j) = {(k, width)} for n_categories="
+                f"{em.n_categories}; got {probs.shape}"
+            )
+        _check_probabilities("probs", probs)
+        blocks = np.split(probs, np.cumsum(em.n_categories)[:-1], axis=1)
+        if not all(np.allclose(b.sum(1), 1) for b in blocks):
+            raise ValueError(
+                "each state's probabilities of each feature's categories must sum to 1"
+            )
+        params = CategoricalParams(jnp.asarray(weights), jnp.asarray(probs))
     else:
+        _check_keywords(emission, ("means", "covariances"), "a Gaussian HMM")
+        _emission_array("means", emission["means"], k, 2)
         params = gmm_make_params(
             weights, emission["means"], emission["covariances"], em.covariance_type
         )
     return HMMParams(jnp.asarray(startprob), jnp.asarray(transmat), params)
+
+
+def _check_probabilities(name: str, value: np.ndarray) -> None:
+    if not np.all(np.isfinite(value)) or not np.all(value >= 0):
+        raise ValueError(f"{name} must be finite and non-negative; got {value.tolist()}")
+
+
+def _check_keywords(emission: dict, wanted: tuple[str, ...], what: str) -> None:
+    if set(emission) != set(wanted):
+        raise TypeError(
+            f"make_params for {what} takes the emission keywords {list(wanted)}; "
+            f"got {sorted(emission)}"
+        )
+
+
+def _emission_array(name: str, value: ArrayLike, k: int, ndim: int) -> np.ndarray:
+    """``value`` as a finite float array of ``ndim`` axes, the first K (the states)."""
+    array = np.asarray(value, dtype=float)
+    if array.ndim != ndim or array.shape[0] != k:
+        raise ValueError(
+            f"{name} must have {ndim} axes, the first one per state (K = {k}); got shape "
+            f"{array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite")
+    return array

@@ -125,6 +125,7 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
         data = as_data_3d(x, name)
         if lengths is None:
             lengths = np.full(shape[0], shape[1])
+        _check_whole(lengths)
         return check_sequences(Sequences(data, jnp.asarray(lengths, jnp.int32)), name)
     if len(shape) == 1:
         x = jnp.asarray(x)[:, None]
@@ -136,6 +137,7 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
     v = concrete(lengths)
     if v is None:
         raise TypeError("lengths of concatenated sequences must be concrete")
+    _check_whole(v)
     v = np.asarray(v, dtype=np.int64).ravel()
     if np.any(v <= 0) or int(v.sum()) != shape[0]:
         raise ValueError(
@@ -144,6 +146,18 @@ def sequences(x: object, lengths: ArrayLike | None = None, *, name: str = "x") -
         )
     host = np.asarray(x)
     return _pad(np.split(host, np.cumsum(v)[:-1]), name)
+
+
+def _check_whole(lengths: ArrayLike) -> None:
+    """A clear error for concrete lengths that are not whole numbers (an int
+    cast truncated 2.5 to 2)."""
+    v = concrete(lengths)
+    if v is not None and not (
+        np.issubdtype(v.dtype, np.integer)
+        or np.issubdtype(v.dtype, np.bool_)
+        or np.all(np.isfinite(v) & (v == np.round(v)))
+    ):
+        raise ValueError(f"lengths must be whole numbers; got {np.ravel(v).tolist()}")
 
 
 def check_sequences(seqs: Sequences, name: str = "x") -> Sequences:
@@ -156,6 +170,7 @@ def check_sequences(seqs: Sequences, name: str = "x") -> Sequences:
             f"{name}.lengths must have shape ({x.shape[0]},) to match x {x.shape}; "
             f"got {np.shape(seqs.lengths)}"
         )
+    _check_whole(seqs.lengths)
     v = concrete(seqs.lengths)
     if v is not None and (np.any(v < 1) or np.any(v > x.shape[1])):
         raise ValueError(f"{name}.lengths must lie in [1, {x.shape[1]}]; got {v.tolist()}")

@@ -471,9 +471,12 @@ class StudentT(MixtureFamily):
             object.__setattr__(self, "dof", None)
         for name in ("dof", "dof_init"):
             value = concrete(getattr(self, name)) if getattr(self, name) is not None else None
-            if value is not None and (value.ndim > 1 or not np.all(value > 0)):
+            if value is not None and (
+                value.ndim > 1 or not np.all(value > 0) or not np.all(np.isfinite(value))
+            ):
                 raise ValueError(
-                    f"{name} must be > 0 (a number or one per component); got {value!r}"
+                    f"{name} must be finite and > 0 (a number or one per component); "
+                    f"got {value!r} (ν → ∞ is the Gaussian mixture: jaxem.gmm)"
                 )
 
     @property
@@ -501,8 +504,8 @@ class StudentT(MixtureFamily):
             dof = self._start_dof(k, g.dtype)
         dof = jnp.broadcast_to(jnp.asarray(dof, g.dtype), (k,))
         v = concrete(dof)
-        if v is not None and not np.all(v > 0):
-            raise ValueError(f"dof must be > 0; got {v}")
+        if v is not None and not (np.all(v > 0) and np.all(np.isfinite(v))):
+            raise ValueError(f"dof must be finite and > 0; got {v}")
         return StudentTParams(
             g.weights, g.means, g.covariances, g.precisions_cholesky, dof, self.covariance_type
         )

@@ -69,3 +69,17 @@ def test_select_rejects_bad_arguments():
         gmm.select(jax.random.key(0), x, n_components=[])
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         gmm.select(jax.random.key(0), x, covariance_types=["full", "banded"])
+
+
+def test_a_model_whose_fit_is_a_likelihood_spike_is_not_chosen():
+    """On 5 points every K ≥ 2 fit ends on a spike (a component on ≤ D points,
+    held up by reg_covar) whose BIC is the lowest: it was chosen. Only when
+    every fit is degenerate is the lowest of them chosen."""
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    sel = gmm.select(jax.random.key(0), x, n_components=range(1, 5), covariance_types=("full",))
+    degenerate = np.asarray(sel.fits[0].degenerate)
+    assert degenerate[1:].all() and not degenerate[0]
+    assert np.nanargmin(sel.scores[0]) > 0  # a spike scores best
+    assert sel.best_n_components == 1 and sel.best_score == sel.scores[0, 0]
+    spikes = gmm.select(jax.random.key(0), x, n_components=[2, 3], covariance_types=("full",))
+    assert spikes.best_score == np.nanmin(spikes.scores)

@@ -800,7 +800,13 @@ def select(
         classification.append(np.asarray(c))
         fits.append(results)
     scores_array, lls_array = np.stack(scores), np.stack(lls)
-    t, m = np.unravel_index(np.nanargmin(scores_array), scores_array.shape)
+    # a model whose fit ended on a likelihood spike (every restart degenerate)
+    # is chosen only if every model's did, as a fit chooses among restarts
+    degenerate = np.stack([np.asarray(f.degenerate) for f in fits])
+    candidates = np.where(degenerate & ~np.all(degenerate), np.nan, scores_array)
+    if np.all(np.isnan(candidates)):
+        candidates = scores_array
+    t, m = np.unravel_index(np.nanargmin(candidates), scores_array.shape)
     best = jax.tree.map(lambda a: a[m], fits[t])
     return SelectionResult(
         scores=scores_array,

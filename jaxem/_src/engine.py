@@ -898,7 +898,8 @@ class SelectionResult:
         models: the T model names tried (for Gaussian mixtures, covariance types).
         n_components: the M numbers of components tried.
         criterion: ``"bic"`` or ``"aic"``.
-        best_model: name of the model of the lowest score.
+        best_model: name of the model of the lowest score (among the fits that did
+            not end degenerate, where there is one).
         best_n_components: K of the lowest score.
         params: parameters of the chosen model, trimmed to its active components.
         log_likelihood: mean per-sample log-likelihood of the chosen model.
@@ -938,8 +939,10 @@ class SelectionResult:
 
     @property
     def best_score(self) -> float:
-        """The criterion of the chosen model (the minimum of ``scores``)."""
-        return float(np.nanmin(self.scores))
+        """The criterion of the chosen model (the minimum of ``scores`` over the
+        fits that did not end degenerate, where there is one)."""
+        t = self.models.index(self.best_model)
+        return float(self.scores[t, self.n_components.index(self.best_n_components)])
 
     @property
     def covariance_types(self) -> tuple[str, ...]:

@@ -381,3 +381,22 @@ def test_initialisation_parts_that_can_block_in_lapack_run_one_after_another(mon
     narrow = np.concatenate([_gaussian_data(seed) for seed in range(3)])[:600]
     gmm.fit(jax.random.key(0), narrow, K, n_init=3, init="hc_vvv", max_iter=2)
     assert lanes_seen[-1] == [[0], [1], [2]]  # a batch-1 eigendecomposition only
+
+
+def test_a_family_missing_a_method_is_told_which_one():
+    """The base class's methods raised a bare NotImplementedError: only the
+    traceback said what to write."""
+    import dataclasses
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass(frozen=True)
+    class NoMaximize(jaxem.MixtureFamily):  # the README's Exponential without maximize
+        def log_components(self, params, x):
+            return jnp.sum(jnp.log(params.rates), axis=1) - x @ params.rates.T
+
+        def suff_stats(self, resp, x):
+            return jnp.sum(resp, axis=0), resp.T @ x
+
+    x = np.random.default_rng(0).exponential(size=(20, 1))
+    with pytest.raises(NotImplementedError, match=r"NoMaximize does not implement maximize\(\)"):
+        jaxem.fit(NoMaximize(), jax.random.key(0), x, 2)

@@ -348,3 +348,13 @@ def test_online_partial_last_batch_steps_in_proportion_to_its_weight():
     # equal weights: the weighted stream equals the unweighted one to rounding
     weighted = jaxem.fit_online(family, start, [(b, np.full(200, 2.0)) for b in full], warmup=2)
     np.testing.assert_allclose(weighted.params.means, without.params.means, rtol=1e-10)
+
+
+def test_online_step_sizes_take_the_fit_s_dtype():
+    """γ_t was float32 even in float64 fits: a float64 fit_online was 1.3e-8 from
+    exact stepwise EM."""
+    from jaxem._src.online import step_size
+
+    exact = (7 + 2) ** -0.6
+    assert float(step_size(7)) != exact and abs(float(step_size(7)) - exact) < 1e-7
+    assert float(step_size(7, dtype=jnp.float64)) == exact

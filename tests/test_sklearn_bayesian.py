@@ -382,3 +382,16 @@ def test_float32_tolerance_warning_speaks_of_the_lower_bound():
     assert "tol=0.001" in resolution[0] and "lower bound" in resolution[0]
     assert "dtype='float64'" in resolution[0]
     assert not any("jax_enable_x64" in m for m in messages)
+
+
+def test_from_sklearn_refuses_a_variational_mixture():
+    """Its attributes are posterior means: read as a GaussianMixture they made a
+    density 0.1 from its score_samples, without a word."""
+    from jaxem import gmm
+
+    x = blobs(seed=3, n=40, d=2, k=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = SklearnBayesianGaussianMixture(n_components=2, max_iter=5, random_state=0).fit(x)
+    with pytest.raises(TypeError, match="posterior means"):
+        gmm.from_sklearn(fitted)

@@ -348,11 +348,11 @@ class Family:
 
     def pass_(self, params: PyTree, rows: Any, w: jax.Array, context: PyTree):
         """``(stats, Σ_n w_n log p(x_n))`` of one chunk; ``stats`` add over chunks."""
-        raise NotImplementedError
+        raise _not_implemented(self, "pass_")
 
     def maximize(self, stats: PyTree, params: PyTree | None, context: PyTree) -> PyTree:
         """The M-step from summed statistics (``params``: the E-step's, or None)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "maximize")
 
     def log_prior(self, params: PyTree) -> jax.Array:
         """``log p(θ)`` under the family's prior (0 without one)."""
@@ -444,30 +444,30 @@ class Family:
 
     def cycle_start(self, params: PyTree, context: PyTree) -> PyTree:
         """The cycle's search state after the M-step gave ``params``."""
-        raise NotImplementedError
+        raise _not_implemented(self, "cycle_start")
 
     def cycle_view(self, state: PyTree) -> Family:
         """The family whose :meth:`pass_` at the M-step's parameters gives the
         statistics the search needs next (additive over rows, as any pass)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "cycle_view")
 
     def cycle_update(self, state: PyTree, stats: PyTree, params: PyTree) -> PyTree:
         """The search state after a pass of :meth:`cycle_view` gave ``stats``."""
-        raise NotImplementedError
+        raise _not_implemented(self, "cycle_update")
 
     def cycle_running(self, state: PyTree) -> jax.Array:
         """() bool: whether the search wants another pass."""
-        raise NotImplementedError
+        raise _not_implemented(self, "cycle_running")
 
     def cycle_finish(self, state: PyTree, params: PyTree, context: PyTree) -> PyTree:
         """The parameters at the end of the cycle."""
-        raise NotImplementedError
+        raise _not_implemented(self, "cycle_finish")
 
     # ----------------------------------------------------------------- model
 
     def n_parameters(self, params: PyTree) -> jax.Array:
         """Free parameters, counting active components only (for BIC/AIC)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "n_parameters")
 
     def degenerate(self, params: PyTree, context: PyTree) -> jax.Array:
         """Whether a fit ended on a degenerate optimum (a likelihood spike held up
@@ -486,7 +486,7 @@ class Family:
 
     def n_components_of(self, params: PyTree) -> int:
         """K of (a batch of) parameters (static)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "n_components_of")
 
     def check_start(self, params: PyTree, x: Any) -> None:
         """A clear error where starting parameters (a batch) cannot describe the
@@ -495,7 +495,7 @@ class Family:
 
     def as_batch(self, params: PyTree) -> PyTree:
         """Parameters as a batch of restarts (a leading axis added if missing)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "as_batch")
 
     def trim(self, params: PyTree) -> PyTree:
         """Concrete parameters without their inactive components (for display)."""
@@ -664,7 +664,7 @@ class Family:
         and weights ``w`` (None: all 1): ``maximize(stats, frame, context)`` is the M-step on
         them (``frame``: parameters-shaped, what :meth:`maximize` reads of the
         E-step's parameters)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "init_stats")
 
 
 class MixtureFamily(Family):
@@ -683,7 +683,7 @@ class MixtureFamily(Family):
 
     def log_components(self, params: PyTree, x: Any) -> jax.Array:
         """(N, K) ``log p(x_n | θ_k)``."""
-        raise NotImplementedError
+        raise _not_implemented(self, "log_components")
 
     def valid(self, params: PyTree) -> jax.Array:
         """Non-negative weights; families with constrained component
@@ -733,7 +733,7 @@ class MixtureFamily(Family):
 
     def suff_stats(self, resp: jax.Array, x: Any) -> PyTree:
         """Statistics of rows ``x`` with (weighted) responsibilities ``resp`` (N, K)."""
-        raise NotImplementedError
+        raise _not_implemented(self, "suff_stats")
 
     def weighted_stats(
         self, params: PyTree, resp: jax.Array, x: Any, context: PyTree = None
@@ -799,3 +799,14 @@ class MixtureFamily(Family):
     def predict(self, params: PyTree, x: Any) -> jax.Array:
         """(N,) the most probable component of each row."""
         return jnp.argmax(self._scores(params, x)[1], axis=1)
+
+
+def _not_implemented(family: Family, method: str) -> NotImplementedError:
+    """The error of a method a family must implement for what was called (the
+    method's docstring says what it computes)."""
+    doc = (getattr(type(family), method).__doc__ or "").strip().split("\n\n")[0]
+    doc = " ".join(doc.split())
+    return NotImplementedError(
+        f"{type(family).__name__} does not implement {method}(), which this call needs: "
+        f"{doc} (see the README, 'Write your own model')"
+    )

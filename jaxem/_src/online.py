@@ -40,9 +40,12 @@ __all__ = ["BatchInfo", "OnlineResult", "fit_online", "step_size", "stepwise_upd
 PyTree = Any
 
 
-def step_size(t: ArrayLike, *, alpha: ArrayLike = 0.6, t0: ArrayLike = 2) -> jax.Array:
-    """``γ_t = (t + t₀)^(−α)`` for update ``t = 1, 2, …``."""
-    return (jnp.asarray(t, jnp.float32) + t0) ** (-jnp.asarray(alpha, jnp.float32))
+def step_size(
+    t: ArrayLike, *, alpha: ArrayLike = 0.6, t0: ArrayLike = 2, dtype: Any = jnp.float32
+) -> jax.Array:
+    """``γ_t = (t + t₀)^(−α)`` for update ``t = 1, 2, …``, in ``dtype`` (float32 by
+    default; :func:`fit_online` takes its parameters' dtype)."""
+    return (jnp.asarray(t, dtype) + t0) ** (-jnp.asarray(alpha, dtype))
 
 
 def _scale(stats: PyTree, c: ArrayLike) -> PyTree:
@@ -282,7 +285,7 @@ def fit_online(
             # last batch) steps proportionally less; equal batches step γ_t
             n_updates += 1
             typical = seen_total / index
-            gamma = float(step_size(n_updates, alpha=alpha, t0=t0))
+            gamma = float(step_size(n_updates, alpha=alpha, t0=t0, dtype=dtype))
             gamma = min(1.0, gamma * weight / typical) if typical > 0 else gamma
         stats, ll, _ = _update(
             family, stats, frame, params, xb, wb, jnp.asarray(gamma, dtype), context

@@ -20,12 +20,22 @@ def from_sklearn(estimator: object) -> GMMParams:
 
     Uses its ``weights_``, ``means_``, ``covariances_`` and ``covariance_type``;
     arrays keep their dtype where JAX allows it (float64 needs ``jax_enable_x64``).
+    A ``BayesianGaussianMixture`` (scikit-learn's or jaxem's) is refused: its
+    attributes are posterior means, and the mixture they make is not its
+    predictive density (``score_samples``); fit ``jaxem.gmm.variational``
+    instead, or read the attributes into :func:`make_params` deliberately.
 
     Example:
         >>> from sklearn.mixture import GaussianMixture  # doctest: +SKIP
         >>> est = GaussianMixture(3).fit(x)  # doctest: +SKIP
         >>> params = gmm.from_sklearn(est)  # doctest: +SKIP
     """
+    if hasattr(estimator, "weight_concentration_prior_type"):
+        raise TypeError(
+            f"from_sklearn reads a GaussianMixture; got a {type(estimator).__name__}, whose "
+            "weights_, means_ and covariances_ are posterior means (their mixture is not its "
+            "score_samples' density): pass them to gmm.make_params to mean that"
+        )
     missing = [a for a in ("weights_", "means_", "covariances_") if not hasattr(estimator, a)]
     if missing or not hasattr(estimator, "covariance_type"):
         raise TypeError(

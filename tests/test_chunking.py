@@ -86,3 +86,15 @@ def test_chunkwise_pass_stops_after_the_last_chunk_of_positive_weight():
     for a, b in zip(jax.tree.leaves((stats, ll)), jax.tree.leaves(expected), strict=True):
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_data_errors_say_what_to_do():
+    """select on chunks failed with "x must be a real numeric array; got
+    ChunkedData", and a 1-D chunk asked for shape (rows, None)."""
+    import jaxem
+
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(TypeError, match="select needs the data in memory; got ChunkedData"):
+        gmm.select(jax.random.key(0), jaxem.chunks([x[:20], x[20:]]), n_components=[1, 2])
+    with pytest.raises(ValueError, match=r"\(rows, n_features\).*xb\[:, None\]"):
+        gmm.fit(jax.random.key(0), jaxem.chunks([x[:20, 0], x[20:, 0]]), 2)

@@ -681,6 +681,16 @@ def _select_all(family, source, key, ks, tol, refine_tol, resp, *, config, crite
     return results, scores, lls, n_params, classification, n[0]
 
 
+def check_in_memory(x: Any) -> None:
+    """A clear error for chunked or sharded data given to :func:`select`."""
+    if isinstance(x, (ChunkedData, ShardedData)):
+        raise TypeError(
+            f"select needs the data in memory; got {type(x).__name__}: fit each K with "
+            "jaxem.fit on the chunks or shards and compare −2 N log_likelihood + "
+            "family.n_parameters(params) · log N"
+        )
+
+
 def select(
     families: Family | Mapping[str, Family],
     key: jax.Array,
@@ -749,6 +759,7 @@ def select(
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     names = tuple(families)
     first = families[names[0]]
+    check_in_memory(x)
     x = first.check_data(x)
     leaf = jax.tree.leaves(x)[0]
     n_samples = leaf.shape[0]

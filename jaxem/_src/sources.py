@@ -521,8 +521,10 @@ def _host_chunk(item: Any, dtype, n_features: int, rows: int | None):
         xb, wb = item, None
     xb = np.array(xb, dtype=dtype, order="C")  # a copy: never a view on a memmap
     if xb.ndim != 2 or (n_features is not None and xb.shape[1] != n_features):
+        wanted = "(rows, n_features)" if n_features is None else f"(rows, {n_features})"
         raise ValueError(
-            f"every chunk must have shape (rows, {n_features}) to match the data; got {xb.shape}"
+            f"every chunk must have shape {wanted} to match the data; got {xb.shape}"
+            + (" (reshape 1-D chunks with xb[:, None])" if xb.ndim == 1 else "")
         )
     wb = np.ones(xb.shape[0], dtype) if wb is None else np.array(wb, dtype=dtype, order="C")
     if wb.shape != (xb.shape[0],):

@@ -621,6 +621,7 @@ def select(
         >>> r.scores.shape
         (1, 2)
     """
+    api.check_in_memory(x)
     x = as_data(x)
     types = cov_lib.check_covariance_types(covariance_types)
     shared = resolve_formulation("auto", x, reg_covar)  # made once for all types

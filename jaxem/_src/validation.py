@@ -194,6 +194,18 @@ def warn_if_spread_underflows(name: str, host: np.ndarray) -> None:
         )
 
 
+def constant_features(x: np.ndarray) -> list[int]:
+    """The columns of concrete data ``x`` (N, D) that hold one value."""
+    return np.flatnonzero(np.all(x == x[:1], axis=0)).tolist()
+
+
+def name_constant_features(constant: list[int]) -> str:
+    """``"feature [1] is constant"`` / ``"features [0, 2] are constant"``."""
+    if len(constant) == 1:
+        return f"feature {constant} is constant"
+    return f"features {constant} are constant"
+
+
 def stacklevel_outside_jaxem() -> int:
     """The ``stacklevel`` that makes a warning issued by the caller of this
     function name the first frame outside the jaxem package (the public

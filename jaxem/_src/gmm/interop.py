@@ -50,18 +50,6 @@ def from_sklearn(estimator: object) -> GMMParams:
     )
 
 
-def sklearn_equivalent(covariance_type: str) -> str:
-    """The scikit-learn covariance type whose arrays hold ``covariance_type``'s
-    parameters: itself for scikit-learn's four; for mclust's other models the
-    type of the same shape (``EII`` spherical, ``VEI``, ``EVI`` and ``EEI``
-    diagonal, the others full), whose density is the same."""
-    if covariance_type in cov_lib.COVARIANCE_TYPES:
-        return covariance_type
-    return {"EII": "spherical", "VEI": "diag", "EVI": "diag", "EEI": "diag"}.get(
-        covariance_type, "full"
-    )
-
-
 def to_sklearn(
     params: GMMParams | FitResult | EMResult,
     covariance_type: str | None = None,
@@ -74,7 +62,7 @@ def to_sklearn(
     ``n_features_in_``) as NumPy arrays of the parameters' dtype, so
     ``predict``, ``score``, ``sample``, ``bic`` and a ``warm_start`` refit work.
     Parameters of mclust's models other than scikit-learn's four become the
-    scikit-learn type of the same arrays (:func:`sklearn_equivalent`: ``EII``
+    scikit-learn type of the same arrays (their ``STORAGE``: ``EII``
     spherical, ``VEI``, ``EVI`` and ``EEI`` diagonal, the others full): the
     same density, scored and sampled by scikit-learn, but a ``warm_start``
     refit (and ``bic``'s parameter count) is that type's, not the mclust model's.
@@ -125,7 +113,7 @@ def to_sklearn(
             raise TypeError(f"{name} is set by the parameters; do not pass it")
     estimator = GaussianMixture(
         n_components=params.n_components,
-        covariance_type=sklearn_equivalent(params.covariance_type),
+        covariance_type=cov_lib.get(params.covariance_type).STORAGE,
         **estimator_params,
     )
     estimator.weights_ = np.array(params.weights)

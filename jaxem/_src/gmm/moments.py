@@ -294,11 +294,10 @@ def entrywise_rho(params: GMMParams, m: jax.Array, rho: jax.Array) -> jax.Array:
     variance (a tied fit of two clusters 20 standard deviations apart along
     it, κ = 1.1e5, lost 5.4 nats per sample in float32 while ``ε ρ`` passed)."""
     module = cov_lib.get(params.covariance_type)
-    precisions = module.precisions(params.precisions_cholesky)
-    if params.covariance_type == "tied":
-        precisions = jnp.broadcast_to(precisions, (m.shape[0], *precisions.shape))
-    elif precisions.ndim != 3:
+    if module.STORAGE not in ("full", "tied"):
         return rho
+    precisions = module.precisions(params.precisions_cholesky)
+    precisions = jnp.broadcast_to(precisions, (m.shape[0], *precisions.shape[-2:]))
     a = jnp.abs(m)
     return jnp.maximum(rho, jnp.einsum("kd,kde,ke->k", a, jnp.abs(precisions), a))
 

@@ -32,7 +32,15 @@ from jaxem._src.gmm.family import degenerate, trim
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import maximize, suff_stats
 from jaxem._src.init import init_resp
-from jaxem._src.validation import as_data, check_key, check_scalar, check_static_int, concrete
+from jaxem._src.validation import (
+    as_data,
+    check_key,
+    check_scalar,
+    check_static_int,
+    concrete,
+    constant_features,
+    name_constant_features,
+)
 
 __all__ = [
     "NoiseParams",
@@ -83,11 +91,8 @@ def _default_noise_density(x: jax.Array) -> jax.Array:
     log_v = -log_hypervolume(x)
     value = concrete(log_v)
     if value is not None and not np.isfinite(value):
-        spread = np.ptp(np.asarray(x), axis=0)
-        constant = np.flatnonzero(spread == 0).tolist()
-        plural = "s" if len(constant) > 1 else ""
-        verb = "are" if len(constant) > 1 else "is"
-        which = f"feature{plural} {constant} {verb} constant" if constant else "its range is 0"
+        constant = constant_features(np.asarray(x))
+        which = name_constant_features(constant) if constant else "its range is 0"
         raise ValueError(
             f"the noise component's density V⁻¹ is 1 / the volume of the data's bounding box, "
             f"which is 0 here ({which}): drop such features or pass log_noise_density"

@@ -165,7 +165,7 @@ def _check_values(weights, means, covariances, covariance_type: str) -> None:
     # variances under the smallest normal number: XLA:CPU flushes them to zero
     # (their Cholesky factors were NaN)
     tiny = np.finfo(c.dtype).tiny if np.issubdtype(c.dtype, np.floating) else 0
-    matrices = covariance_type == "tied" or c.ndim == 3
+    matrices = cov_lib.get(covariance_type).STORAGE in ("full", "tied")
     variances = np.diagonal(c, axis1=-2, axis2=-1) if matrices else c
     if np.any(np.abs(variances) < tiny):
         raise ValueError(

@@ -43,7 +43,13 @@ from jax.typing import ArrayLike
 from jaxem._src.family import log_weights
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.params import GMMParams
-from jaxem._src.validation import as_data, check_sample_weight, concrete
+from jaxem._src.validation import (
+    as_data,
+    check_sample_weight,
+    concrete,
+    constant_features,
+    name_constant_features,
+)
 
 __all__ = [
     "Prior",
@@ -176,7 +182,7 @@ def _check_positive_definite(cov: np.ndarray | None, covariance_type: str) -> No
     if eig[0] > cov.shape[0] * np.finfo(cov.dtype).eps * max(eig[-1], 0.0):
         return
     spread = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    constant = np.flatnonzero(spread <= np.finfo(cov.dtype).eps * spread.max())
+    constant = np.flatnonzero(spread <= np.finfo(cov.dtype).eps * spread.max()).tolist()
     raise _singular_scale(covariance_type, constant)
 
 
@@ -191,18 +197,13 @@ def check_default_prior_data(x: ArrayLike, covariance_type: str) -> None:
     v = concrete(x)
     if v is None or v.ndim != 2 or v.shape[0] < 2:
         return
-    constant = np.flatnonzero(np.all(v == v[:1], axis=0))
-    if len(constant):
+    constant = constant_features(v)
+    if constant:
         raise _singular_scale(covariance_type, constant)
 
 
-def _singular_scale(covariance_type: str, constant: np.ndarray) -> ValueError:
-    if len(constant):
-        plural = len(constant) > 1
-        verb = "are" if plural else "is"
-        which = f"feature{'s' if plural else ''} {constant.tolist()} {verb} constant"
-    else:
-        which = "the features are linearly dependent"
+def _singular_scale(covariance_type: str, constant: list[int]) -> ValueError:
+    which = name_constant_features(constant) if constant else "the features are linearly dependent"
     return ValueError(
         f"the default prior for covariance_type={covariance_type!r} scales the data's "
         f"sample covariance, which is singular here ({which}): drop the redundant "

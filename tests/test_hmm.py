@@ -632,6 +632,77 @@ def test_forward_backward_where_the_best_state_is_unreachable(dtype):
     assert np.all(np.isfinite(np.asarray(result.history)))
 
 
+@pytest.mark.parametrize(
+    ("dtype", "mean", "stay"), [(np.float32, 3.0, 0.9), (np.float64, 10.0, 0.999)]
+)
+def test_forward_backward_where_a_left_right_model_must_explain_the_data_badly(dtype, mean, stay):
+    """A two-state left–right model that starts in the first state (mean −m) on
+    data that look like the second (+m) and then like the first: the only
+    possible paths explain the data badly. The scaled messages then lose
+    opposite states (the filtered ones the first state, the backward ones the
+    second) while the log-likelihood stays finite: float32 scored −215.0
+    instead of −124.3, posteriors summed to 0 on some frames and one EM step
+    moved the first state's mean to +3; float64 gave NaN transition counts
+    and made the structural 0 a 0.5. Equal to hmmlearn's (log space, float64)."""
+    startprob, transmat = np.array([1.0, 0.0]), np.array([[stay, 1 - stay], [0.0, 1.0]])
+    means, covariances = np.array([[-mean], [mean]]), np.array([[1.0], [1.0]])
+    x = np.concatenate([np.full((6, 1), mean), np.full((10, 1), -mean)])
+    x = (x + 0.1 * np.random.default_rng(0).normal(size=x.shape)).astype(dtype)
+    reference = H.GaussianHMM(2, "diag", init_params="", params="")
+    reference.startprob_, reference.transmat_ = startprob, transmat
+    reference.means_, reference.covars_ = means, covariances
+    stepped = H.GaussianHMM(
+        2, "diag", init_params="", n_iter=1, tol=-np.inf, min_covar=0.0, covars_prior=0.0
+    )
+    stepped.startprob_, stepped.transmat_ = startprob, transmat
+    stepped.means_, stepped.covars_ = means, covariances
+    stepped.fit(x.astype(np.float64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-9
+    for parallel in (False, True):
+        family = hmm.gaussian("diag", reg_covar=0.0, parallel=parallel)
+        params = hmm.make_params(startprob, transmat, family, means=means, covariances=covariances)
+        params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+        expected = reference.score(x.astype(np.float64))
+        np.testing.assert_allclose(family.score(params, x), expected, rtol=rtol)
+        smoothed = family.smooth(params, x)
+        np.testing.assert_allclose(smoothed.log_likelihood[0], expected, rtol=rtol)
+        proba = np.asarray(family.predict_proba(params, x))[0]
+        np.testing.assert_allclose(proba, reference.predict_proba(x.astype(np.float64)), atol=1e-6)
+        counts = np.asarray(smoothed.transitions[0], np.float64)
+        assert np.all(np.isfinite(counts)) and counts[1, 0] == 0
+        # (in log space: terms of magnitude |log p(x)| carry |log p(x)| · eps)
+        tight = 10 * abs(expected) * np.finfo(dtype).eps
+        np.testing.assert_allclose(counts.sum(), len(x) - 1, rtol=tight)
+        result = jaxem.fit(family, None, x, start=params, max_iter=1, tol=0.0, n_refine=0)
+        np.testing.assert_allclose(result.params.transmat, stepped.transmat_, rtol=1e-5, atol=1e-9)
+        assert float(result.params.transmat[1, 0]) == 0
+        # the first state's mean (the second's rests on ~1e-9 of a frame: the
+        # M-step's 10·eps floor weighs it in float32)
+        np.testing.assert_allclose(result.params.emission.means[0], stepped.means_[0], rtol=1e-5)
+
+
+def test_a_state_without_outgoing_counts_keeps_its_transitions():
+    """The absorbing state is entered only at the last frame: its row has no
+    counts. It used to become uniform, making its structural 0 a 0.5; it keeps
+    its probabilities (hmmlearn leaves a row of zeros)."""
+    family = hmm.categorical(3)
+    params = hmm.make_params(
+        [1.0, 0.0], [[0.5, 0.5], [0.0, 1.0]], family, probs=[[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    )
+    x = np.array([[0], [1], [0], [2]])
+    result = jaxem.fit(family, None, x, start=params, max_iter=1, tol=0.0, n_refine=0)
+    np.testing.assert_allclose(result.params.transmat, [[2 / 3, 1 / 3], [0.0, 1.0]])
+
+
+def test_more_states_than_observed_frames_is_refused_whatever_the_padding():
+    """Four sequences of 1, 1, 1 and 3 frames are 6 frames padded to 12: nine
+    states were accepted (a degenerate fit) where the same frames as one
+    sequence raised."""
+    x = np.arange(6.0)[:, None]
+    with pytest.raises(ValueError, match="number of samples"):
+        jaxem.fit(hmm.gaussian("diag"), jax.random.key(0), hmm.sequences(x, [1, 1, 1, 3]), 9)
+
+
 def test_default_start_of_a_categorical_hmm_has_no_zero_probabilities():
     """The k-means-type starts partition the symbols: a state's frames may show no
     instance of a symbol, a probability of exactly 0 that Baum–Welch never

@@ -145,7 +145,9 @@ class HMM(Family):
         return x.x.shape[-1]
 
     def max_components(self, x) -> int:
-        return int(np.prod(x.x.shape[:2]))
+        # the observed frames, not the padded (S, T) grid
+        lengths = concrete(x.lengths)
+        return int(np.sum(lengths)) if lengths is not None else int(np.prod(x.x.shape[:2]))
 
     def _frames(self, x: Sequences, w: jax.Array | None):
         """(S·T, D) frames and their (S·T,) weights (0 on padding)."""
@@ -226,7 +228,7 @@ class HMM(Family):
         )
         transitions = inference.transition_counts(
             params.transmat, terms.q.reshape(s * t, k), terms.u.reshape(s * t, k)
-        )
+        ) + jnp.sum(terms.transitions, axis=0)
         # the occupancy from the emission's statistics where they carry it
         # (XLA would otherwise recompute the posteriors for one more reduction)
         occupancy = getattr(emission, "nk", None)
@@ -254,12 +256,17 @@ class HMM(Family):
         active = stats.occupancy > 0
         dtype = stats.transitions.dtype
         uniform = active / jnp.maximum(jnp.sum(active), 1)
+        # a row without counts (a state entered only at a sequence's last
+        # frame, or never) keeps its probabilities among the active states,
+        # so that an exact 0 stays 0; uniform where none is left
+        keep_start = _normalize_rows(params.startprob * active, uniform)
+        keep_trans = _normalize_rows(params.transmat * active[None, :], uniform[None, :])
         start = jnp.maximum(stats.start + (self.startprob_prior - 1), 0) * active
         start = jnp.where(params.startprob == 0, 0, start)
-        startprob = _normalize_rows(start, uniform)
+        startprob = _normalize_rows(start, keep_start)
         trans = jnp.maximum(stats.transitions + (self.transmat_prior - 1), 0) * active[None, :]
         trans = jnp.where(params.transmat == 0, 0, trans)
-        transmat = _normalize_rows(trans, uniform[None, :])
+        transmat = _normalize_rows(trans, keep_trans)
         emission = self.emission.maximize(stats.emission, params.emission, context["emission"])
         return HMMParams(startprob.astype(dtype), transmat.astype(dtype), emission)
 
@@ -302,7 +309,8 @@ class HMM(Family):
 
     def n_parameters(self, params):
         """``(K−1) + K(K−1) +`` the emission's count without its mixing
-        weights, over the active states (hmmlearn's count)."""
+        weights, over the active states: hmmlearn's count, except for a
+        GMM-HMM, whose K(M − 1) mixing weights hmmlearn 0.3 counts as M − 1."""
         k = jnp.sum(self._active(params))
         return (k - 1) + k * (k - 1) + self.emission.n_parameters(params.emission) - (k - 1)
 

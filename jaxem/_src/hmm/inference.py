@@ -67,12 +67,54 @@ def _scaled(log_b: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.exp(log_b.T - m).T, m
 
 
-def _any_failed(log_likelihood: jax.Array) -> jax.Array:
-    """() whether the scaled recursions lost a sequence (a log-likelihood that is
-    not finite); under ``vmap``, one decision for the whole batch (any), so the
-    ``lax.cond`` it drives computes the log-space recursions only when some
-    sequence needs them."""
-    return batch_decision(lambda ll, _: ~jnp.isfinite(ll), log_likelihood, (), jnp.any)
+def _any_failed(log_likelihood: jax.Array, lost: jax.Array) -> jax.Array:
+    """() whether the scaled recursions lost a sequence: a log-likelihood that is
+    not finite, or ``lost`` (:func:`_lost_forward`, :func:`_lost_posterior`);
+    under ``vmap``, one decision for the whole batch (any), so the ``lax.cond``
+    it drives computes the log-space recursions only when some sequence needs
+    them."""
+    return batch_decision(
+        lambda v, _: ~jnp.isfinite(v[0]) | v[1], (log_likelihood, lost), (), jnp.any
+    )
+
+
+def _floor(dtype, n_states: int) -> jax.Array:
+    """``K · tiny / eps``: above it, what a frame's sum of K scaled products loses
+    to underflow (at most K · tiny) is below its rounding."""
+    info = jnp.finfo(dtype)
+    return jnp.asarray(n_states * float(info.tiny) / float(info.eps), dtype)
+
+
+def _lost_forward(transmat, alpha, predicted, log_b, mask) -> jax.Array:
+    """() whether the filtered probabilities may have lost a state that the rest
+    of the sequence needs.
+
+    A state whose share of ``α̂_t`` falls below the smallest normal number
+    becomes exactly 0. Where every transition probability is above
+    :func:`_floor`, the next step refills it from the other states at a level
+    that dwarfs what was lost; where some is not (a left–right model), a lost
+    state may never come back, and a later frame that only it explains is
+    then scored by the states that are left (a two-state left–right model,
+    means ∓3, starting in the first state, six frames at +3 then ten at −3,
+    float32: −215.0 instead of −124.3). Flagged: a state lost where it was predicted
+    (``p_tk > 0``) and could emit the frame (``log b_tk > −∞``), in a chain with
+    such transitions.
+    """
+    fragile = jnp.any(transmat < _floor(transmat.dtype, transmat.shape[0]))
+    tiny = jnp.finfo(alpha.dtype).tiny
+    dropped = mask[:, None] & (predicted > 0) & (log_b > -jnp.inf) & (alpha < tiny)
+    return fragile & jnp.any(dropped)
+
+
+def _lost_posterior(alpha, beta, mask) -> jax.Array:
+    """() whether some observed frame's ``Σ_k α̂_tk β̂_tk`` (each factor
+    normalised) is below :func:`_floor`: the filtered and backward messages
+    then disagree so much that their products underflow, and the frame's
+    posteriors (and the likelihood from the backward normalisers) lose what
+    they weigh (a left–right model whose data first look like a later state:
+    posteriors of 0 on every state)."""
+    total = sum_last(alpha * beta)
+    return jnp.any(mask & (total < _floor(total.dtype, alpha.shape[-1])))
 
 
 def _log(p: jax.Array) -> jax.Array:
@@ -135,9 +177,16 @@ def _log_forward(startprob, transmat, log_b, mask):
 
 
 def _log_terms(startprob, transmat, log_b, mask, weight) -> Terms:
-    """:func:`terms` by the log-space recursions. The transition factors are
-    split per frame so that ``q_ti u_tj = w p(x_≤t, z_t = i) p(x_t+1, x_>t+1,
-    z_t+1 = j) / p(x)`` with ``max q_t = max u_t``."""
+    """:func:`terms` by the log-space recursions.
+
+    The expected transition counts come whole, in ``Terms.transitions``
+    (``q`` and ``u`` are 0): a loop over the frames adds each frame's
+    ``w p(z_t = i, z_t+1 = j | x)``, computed in log space. Split into per-frame
+    factors ``q_ti u_tj`` as the scaled recursions do, they overflowed where the
+    forward and backward messages favour states that no transition joins
+    (``max_i α_ti · max_j u_tj ≫ p(x)``; float64, a two-state left–right model:
+    counts of ``inf`` and NaN).
+    """
     log_alpha, log_beta = _log_messages(startprob, transmat, log_b, mask)
     log_p = _lse(log_alpha[_last_observed(mask)], axis=0)
     finite = jnp.isfinite(log_p)
@@ -153,16 +202,18 @@ def _log_terms(startprob, transmat, log_b, mask, weight) -> Terms:
     posteriors = posteriors * (mask * weight)[:, None]
     lb = jnp.where(mask[:, None], log_b, 0)
     lu = jnp.concatenate([lb[1:] + log_beta[1:], jnp.zeros_like(lb[:1])])  # frame t + 1's
-    top_a = jax.lax.stop_gradient(jnp.max(log_alpha, axis=1))
-    top_u = jax.lax.stop_gradient(jnp.max(lu, axis=1))
-    top_a = jnp.where(jnp.isfinite(top_a), top_a, 0)
-    top_u = jnp.where(jnp.isfinite(top_u), top_u, 0)
-    half = 0.5 * (top_a + top_u - log_p)
-    has_next = _has_next(mask)
-    q = exp(log_alpha - (top_a - half)[:, None]) * weight
-    u = exp(lu - (top_u - half)[:, None]) * has_next[:, None]
+    log_a = _log(transmat)
+
+    def add(total, inputs):
+        la_t, lu_t, next_t = inputs
+        pair = exp(la_t[:, None] + log_a + lu_t[None, :] - log_p)
+        return total + jnp.where(next_t, pair, 0), None
+
+    zeros = jnp.zeros_like(transmat, dtype=posteriors.dtype)
+    transitions, _ = jax.lax.scan(add, zeros, (log_alpha, lu, _has_next(mask)))
     log_likelihood = jnp.where(finite, log_p, -jnp.inf)
-    return Terms(posteriors, q, u, log_likelihood)
+    none = jnp.zeros_like(posteriors)
+    return Terms(posteriors, none, none, log_likelihood, transitions * weight)
 
 
 def _has_next(mask: jax.Array) -> jax.Array:
@@ -260,19 +311,25 @@ def forward(startprob, transmat, log_b, mask, *, parallel: bool = False):
     else:
         alpha = _forward_scan(startprob, transmat, b)
         alpha = jnp.where(mask[:, None], alpha, alpha[_last_observed(mask)])
-    scaled = alpha, _log_likelihood(_normalizers(startprob, transmat, alpha, b), m, mask)
+    predicted = _predicted(startprob, transmat, alpha)
+    scaled = alpha, _log_likelihood(sum_last(predicted * b), m, mask)
+    lost = _lost_forward(transmat, alpha, predicted, log_b, mask)
     return jax.lax.cond(
-        _any_failed(scaled[1]),
+        _any_failed(scaled[1], lost),
         lambda: _log_forward(startprob, transmat, log_b, mask),
         lambda: scaled,
     )
 
 
+def _predicted(startprob, transmat, alpha):
+    """(T, K) the one-step predictions ``α̂_{t−1} A`` (``π`` at t = 0)."""
+    return jnp.concatenate([startprob[None], alpha[:-1] @ transmat])
+
+
 def _normalizers(startprob, transmat, alpha, b):
     """(T,) ``c_t = Σ_j (α̂_{t−1} A)_j b̃_tj`` (``c_0 = Σ_j π_j b̃_0j``): the
     scaled one-step predictive densities, ``log p(x) = Σ_t (log c_t + m_t)``."""
-    predicted = jnp.concatenate([startprob[None], alpha[:-1] @ transmat])
-    return sum_last(predicted * b)
+    return sum_last(_predicted(startprob, transmat, alpha) * b)
 
 
 def _log_likelihood(c, m, mask):
@@ -344,6 +401,9 @@ class Terms(NamedTuple):
     q: jax.Array  # (T, K) α̂_t / z_t (times the weight); paired with u = 0 past the end
     u: jax.Array  # (T, K) b̃_{t+1} ⊙ β̂_{t+1}, 0 where no frame t + 1
     log_likelihood: jax.Array  # () log p(x)
+    # (K, K) transition counts (times the weight) not in q ⊗ u: the log-space
+    # fallback's (:func:`_log_terms`), 0 from the scaled recursions
+    transitions: jax.Array
 
 
 def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = False) -> Terms:
@@ -359,22 +419,26 @@ def terms(startprob, transmat, log_b, mask, weight=1.0, *, parallel: bool = Fals
     true backward messages are ``β̂_t Π_{τ≥t} s_τ e^{m_{τ+1}}``), with no
     product by ``A`` or normaliser over all frames outside the loops.
     """
-    scaled = _scaled_terms(startprob, transmat, log_b, mask, weight, parallel)
+    scaled, lost = _scaled_terms(startprob, transmat, log_b, mask, weight, parallel)
     return jax.lax.cond(
-        _any_failed(scaled.log_likelihood),
+        _any_failed(scaled.log_likelihood, lost),
         lambda: _log_terms(startprob, transmat, log_b, mask, weight),
         lambda: scaled,
     )
 
 
-def _scaled_terms(startprob, transmat, log_b, mask, weight, parallel) -> Terms:
+def _scaled_terms(startprob, transmat, log_b, mask, weight, parallel) -> tuple[Terms, jax.Array]:
+    """:class:`Terms` by the scaled recursions, and whether they may have lost
+    something (:func:`_lost_posterior`)."""
     b, m = _scaled(log_b, mask)
     if parallel:
         alpha = _forward_parallel(startprob, transmat, b, mask)
         beta = _backward_parallel(transmat, b, mask)
-        return _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight)
+        lost = _lost_posterior(alpha, beta, mask)
+        return _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight), lost
     alpha = _forward_scan(startprob, transmat, b)
     beta, u, s = _backward_scan(transmat, b, mask)
+    lost = _lost_posterior(alpha, beta, mask)
     total = sum_last(alpha * beta)
     # a division last: XLA:CPU then computes the posteriors once instead of
     # fusing them into each of their consumers
@@ -386,7 +450,8 @@ def _scaled_terms(startprob, transmat, log_b, mask, weight, parallel) -> Terms:
         + jnp.sum(jnp.where(has_next, jnp.log(s), 0))
         + jnp.log(jnp.sum(startprob * b[0] * beta[0]))
     )
-    return Terms(posteriors, q, u, log_likelihood)
+    none = jnp.zeros_like(transmat, dtype=posteriors.dtype)
+    return Terms(posteriors, q, u, log_likelihood, none), lost
 
 
 def _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight) -> Terms:
@@ -399,7 +464,8 @@ def _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight) -
     zero = jnp.zeros_like(alpha[:1])
     q = jnp.concatenate([alpha[:-1] * scale[:, None], zero])
     u = jnp.concatenate([u * mask[1:, None], zero])
-    return Terms(posteriors, q, u, _log_likelihood(c, m, mask))
+    none = jnp.zeros_like(transmat, dtype=posteriors.dtype)
+    return Terms(posteriors, q, u, _log_likelihood(c, m, mask), none)
 
 
 def transition_counts(transmat, q, u) -> jax.Array:
@@ -416,7 +482,8 @@ def smooth(startprob, transmat, log_b, mask, *, parallel: bool = False) -> Smoot
     """Forward–backward: posteriors, expected transition counts and log p(x)
     of one sequence (:func:`terms`)."""
     t = terms(startprob, transmat, log_b, mask, parallel=parallel)
-    return Smoothed(t.posteriors, transition_counts(transmat, t.q, t.u), t.log_likelihood)
+    counts = transition_counts(transmat, t.q, t.u) + t.transitions
+    return Smoothed(t.posteriors, counts, t.log_likelihood)
 
 
 def viterbi(startprob, transmat, log_b, mask) -> tuple[jax.Array, jax.Array]:

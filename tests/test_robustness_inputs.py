@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxem import gmm, hmm
+import jaxem
+from jaxem import gmm, hmm, mixtures
+from jaxem.gmm import variational
 
 X = np.random.default_rng(0).normal(size=(20, 2))
 PARAMS = gmm.make_params(np.ones(2) / 2, np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
@@ -280,3 +282,62 @@ def test_standardised_starts_of_float32_data_near_its_range():
         np.sort(np.asarray(expected.params.means[:, 0])),
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: mixtures.StudentT("diag", reg_covar=-1.0), "reg_covar must be finite and >= 0"),
+        (lambda: mixtures.StudentT("diag", reg_covar=np.nan), "reg_covar must be finite"),
+        (lambda: mixtures.Poisson(rate_rate=-50.0), "rate_rate must be finite and >= 0"),
+        (lambda: mixtures.Poisson(rate_shape=0.5), "rate_shape must be finite and >= 1"),
+        (lambda: mixtures.Bernoulli(beta_a=0.5), "beta_a must be finite and >= 1"),
+        (lambda: mixtures.Categorical((3,), category_dirichlet=0.5), "category_dirichlet"),
+        (lambda: mixtures.Categorical((3,), dirichlet=-1.0), "dirichlet must be finite and >= 1"),
+        (lambda: variational.family(weight_concentration_prior=0.0), "must be > 0"),
+        (lambda: variational.family(mean_precision_prior=0.0), "must be > 0"),
+    ],
+)
+def test_hyperparameters_outside_their_range_are_refused(make, message):
+    """These were accepted, and the fits came out "converged" with impossible
+    log-likelihoods (a Poisson mixture at +5.55 per sample, Bernoulli +8.9, a
+    Student-t mixture with variances of 1e-77)."""
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_variational_priors_of_the_data_and_its_unsupported_calls():
+    """degrees_of_freedom_prior ≤ D − 1 and a covariance prior that is not
+    positive definite fitted without a word; select and n_active crashed or
+    were ignored (the prior gives every component weight)."""
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    cases = [
+        (variational.family("full", degrees_of_freedom_prior=1.0), "degrees_of_freedom_prior"),
+        (variational.family("full", covariance_prior=-np.eye(3)), "positive definite"),
+        (variational.family("diag", covariance_prior=np.ones(2)), "shape"),
+    ]
+    for family, message in cases:
+        with pytest.raises(ValueError, match=message):
+            jaxem.fit(family, KEY, x, 2)
+    with pytest.raises(ValueError, match="n_active"):
+        jaxem.fit(variational.family("diag"), KEY, x, 3, n_active=2)
+    with pytest.raises(ValueError, match="select needs"):
+        jaxem.select(variational.family("diag"), KEY, x, n_components=[1, 2])
+
+
+def test_parameters_outside_their_space_are_refused_by_the_densities():
+    """A Poisson rate of −1, a Bernoulli probability of 1.5, categorical blocks
+    summing to 3 and weights summing to 2 were scored as finite densities."""
+    one, half = np.array([[1.0, 1.0]]), jnp.array([0.5, 0.5])
+    poisson, bernoulli, categorical = (
+        mixtures.Poisson(), mixtures.Bernoulli(), mixtures.Categorical((3, 2))
+    )  # fmt: skip
+    cases = [
+        (poisson, mixtures.PoissonParams(half, jnp.array([[-1.0, 2], [3, 4]])), one, "space"),
+        (poisson, mixtures.PoissonParams(jnp.array([1.0, 1.0]), jnp.ones((2, 2))), one, "sum to"),
+        (bernoulli, mixtures.BernoulliParams(half, jnp.full((2, 2), 1.5)), one, "space"),
+        (categorical, mixtures.CategoricalParams(half, jnp.ones((2, 5))), [[0, 1]], "sum to"),
+    ]
+    for family, params, x, message in cases:
+        with pytest.raises(ValueError, match=message):
+            family.log_prob(params, x)

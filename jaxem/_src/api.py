@@ -329,6 +329,8 @@ def fit(
     accelerate = check_accelerate(accelerate)
     implicit = check_implicit(implicit)
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
+    if n_active is not None and not family.supports_n_active:
+        raise ValueError(_no_n_active(family, "n_active"))
     n_active = check_n_active(n_active, n_components)
     if implicit is not None and isinstance(x, ChunkedData | ShardedData):
         raise ValueError(
@@ -691,6 +693,15 @@ def check_in_memory(x: Any) -> None:
         )
 
 
+def _no_n_active(family: Family, what: str) -> str:
+    return (
+        f"{what} needs a family whose components beyond n_active keep weight 0; "
+        f"{type(family).__name__}'s prior gives every component weight. Fit each "
+        "number of components with jaxem.fit (n_components=k) and compare the fits "
+        "(a variational fit's log_likelihood is its evidence lower bound)"
+    )
+
+
 def select(
     families: Family | Mapping[str, Family],
     key: jax.Array,
@@ -772,11 +783,14 @@ def select(
     source = InMemory.of(first, x, w)  # rows padded for every family alike (the first's rule)
     scores, lls, fits, counts, classification = [], [], [], [], []
     shared_resp: dict = {}  # per init view: the starts of every family that shares it
+    calls = []
     for name in names:
         family = families[name]
         if not isinstance(family, Family):
             raise TypeError(f"families[{name!r}] must be a Family; got {type(family).__name__}")
         check_init(family, init)
+        if not family.supports_n_active:
+            raise ValueError(_no_n_active(family, "select"))
         config = FitConfig(
             n_components=max(ks),
             methods=init_methods_for(family, init, n_init, n_samples, _columns(x)),
@@ -794,17 +808,21 @@ def select(
                     view, source, key, k_array, n_components=max(ks), methods=config.methods
                 )
             resp = shared_resp[view, config.methods]
-        results, s, ll, p, c, n_units = _select_program(
-            family,
-            source,
-            key,
-            k_array,
-            jnp.asarray(tol, leaf.dtype),
-            jnp.asarray(refine_tol, leaf.dtype),
-            resp,
-            config=config,
-            criterion=criterion,
+        calls.append(
+            _select_program.bind(
+                family,
+                source,
+                key,
+                k_array,
+                jnp.asarray(tol, leaf.dtype),
+                jnp.asarray(refine_tol, leaf.dtype),
+                resp,
+                config=config,
+                criterion=criterion,
+            )
         )
+    for call in calls:
+        results, s, ll, p, c, n_units = call()
         scores.append(np.asarray(s))
         lls.append(np.asarray(ll))
         counts.append(np.asarray(p))

@@ -61,7 +61,7 @@ from jaxem._src.init import (
     group_of,
     init_resp_rows,
 )
-from jaxem._src.validation import as_data
+from jaxem._src.validation import as_data, concrete
 
 __all__ = [
     "ChunkedRows",
@@ -334,6 +334,11 @@ class Family:
     #: Whether :meth:`featurize` does anything (a source then builds the
     #: features once when they fit in memory, else chunk by chunk).
     has_features: ClassVar[bool] = False
+
+    #: Whether a fit's components beyond ``n_active`` stay at weight 0 (what
+    #: ``fit(..., n_active=)`` and :func:`jaxem.select`, which fits every K inside
+    #: the largest, rely on). False where a prior gives every component weight.
+    supports_n_active: ClassVar[bool] = True
 
     def chunk_rows(self, n_rows: int, params: PyTree, rows: Any, batch: int, mode: str) -> int:
         """Rows per chunk of the pass (static). ``rows`` are the rows the pass
@@ -690,6 +695,25 @@ class MixtureFamily(Family):
         parameters add their own conditions."""
         return jnp.all(params.weights >= 0)
 
+    def check_params(self, params: PyTree) -> None:
+        """Concrete parameters given at the Python boundary (densities and
+        predictions): finite weights that sum to 1 and :meth:`valid`; a
+        ``ValueError`` otherwise (traced parameters pass)."""
+        leaves = [concrete(leaf) for leaf in jax.tree.leaves(params)]
+        if any(leaf is None for leaf in leaves):
+            return
+        w = concrete(params.weights)
+        eps = np.finfo(w.dtype).eps if w.dtype.kind == "f" else 1e-12
+        if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"weights must be a finite, non-negative (K,) array; got {w}")
+        if abs(float(w.sum()) - 1.0) > max(1e3 * eps, 1e-12) * max(1, len(w)):
+            raise ValueError(f"weights must sum to 1; they sum to {float(w.sum())!r}")
+        if not bool(self.valid(params)):
+            raise ValueError(
+                f"params lie outside {type(self).__name__}'s parameter space (negative "
+                "rates or variances, probabilities outside [0, 1] or not summing to 1)"
+            )
+
     def unconstrain(self, params: PyTree) -> PyTree:
         """The weights as log-weights (:func:`log_weights`), the other fields as
         they are; families with constrained component parameters override it."""
@@ -780,6 +804,7 @@ class MixtureFamily(Family):
         on a row that every component rules out (its posterior is then that of
         the least violated components)."""
         x = self.check_data_for(params, x)
+        self.check_params(params)
         joint = self.log_joint(params, x)
         ruled_out = self.impossible(params, x)
         if ruled_out is None:

@@ -69,6 +69,20 @@ def check_scalar(name: str, value: ArrayLike, *, minimum: float = 0.0) -> None:
         raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
 
 
+def check_hyperparameters(owner: object, minimums: dict[str, float]) -> None:
+    """``owner``'s attributes ``name: minimum``, each finite and at least its
+    minimum (every element), checked where concrete (a traced or placeholder
+    value passes): a family's ``__post_init__``."""
+    for name, minimum in minimums.items():
+        value = concrete(getattr(owner, name))
+        if value is None or value.dtype.kind not in "biuf":
+            continue
+        if not (np.all(np.isfinite(value)) and np.all(value >= minimum)):
+            raise ValueError(
+                f"{type(owner).__name__}'s {name} must be finite and >= {minimum}; got {value!r}"
+            )
+
+
 def dtype_of(name: str, value: object) -> np.dtype:
     """The dtype JAX would give ``value``; a ``TypeError`` naming ``name`` if none."""
     if isinstance(value, (list, tuple)):

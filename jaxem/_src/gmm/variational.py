@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,7 @@ from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.family import GaussianContext, gaussian_context, gaussian_summary
 from jaxem._src.gmm.params import GMMParams
 from jaxem._src.gmm.steps import shifted_sum, suff_stats
-from jaxem._src.validation import check_scalar
+from jaxem._src.validation import check_scalar, concrete
 
 __all__ = [
     "WEIGHT_PRIOR_TYPES",
@@ -251,7 +251,42 @@ class VariationalFamily(MixtureFamily):
         default="dirichlet_process", metadata=dict(static=True)
     )
 
+    # the priors' concentration weighs every component: none stays at weight 0
+    supports_n_active: ClassVar[bool] = False
+
     # ------------------------------------------------------------------ data
+
+    def check_data(self, x: Any, *, name: str = "x") -> Any:
+        """:meth:`MixtureFamily.check_data`, then the priors that depend on the
+        number of features D (where given and concrete), as scikit-learn's
+        ``BayesianGaussianMixture``: ``degrees_of_freedom_prior > D − 1``, a
+        ``covariance_prior`` of the covariance type's shape and positive
+        (definite)."""
+        x = super().check_data(x, name=name)
+        d = self.n_features_in(x)
+        dof, prior = (
+            None if value is None else concrete(value)
+            for value in (self.degrees_of_freedom_prior, self.covariance_prior)
+        )
+        if dof is not None and not dof > d - 1:
+            raise ValueError(
+                f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}; got {float(dof)}"
+            )
+        if prior is not None:
+            shape = {"full": (d, d), "tied": (d, d), "diag": (d,)}.get(self.covariance_type, ())
+            if prior.shape != shape:
+                raise ValueError(
+                    f"a {self.covariance_type} covariance_prior must have shape {shape} for "
+                    f"{d} features; got {prior.shape}"
+                )
+            if prior.ndim == 2:
+                positive = np.allclose(prior, prior.T) and np.linalg.eigvalsh(prior).min() > 0
+            else:
+                positive = np.all(prior > 0) and np.all(np.isfinite(prior))
+            if not positive:
+                what = "symmetric positive definite" if prior.ndim == 2 else "positive"
+                raise ValueError(f"covariance_prior must be {what}; got {prior!r}")
+        return x
 
     def summarize(self, x, w, ref):
         return gaussian_summary(x, w, ref)
@@ -428,6 +463,8 @@ def family(
     ):
         if value is not None:
             check_scalar(name, value)
+            if concrete(value) is not None and not concrete(value) > 0:  # as scikit-learn
+                raise ValueError(f"{name} must be > 0; got {value!r}")
     if mean_prior is not None and np.ndim(mean_prior) != 1:
         raise ValueError(f"mean_prior must have shape (n_features,); got {np.shape(mean_prior)}")
     return VariationalFamily(

@@ -33,6 +33,7 @@ from jaxem._src.mixtures.common import (
     mixture_weights,
     n_active_components,
 )
+from jaxem._src.validation import check_hyperparameters
 
 __all__ = ["Bernoulli", "BernoulliParams", "BernoulliStats"]
 
@@ -88,6 +89,9 @@ class Bernoulli(DiscreteMixture):
     beta_a: ArrayLike = 1.0
     beta_b: ArrayLike = 1.0
     dirichlet: ArrayLike = 1.0
+
+    def __post_init__(self):
+        check_hyperparameters(self, {"beta_a": 1.0, "beta_b": 1.0, "dirichlet": 1.0})
 
     def check_data(self, x, *, name="x"):
         return check_counts(x, name=name, binary=True)

@@ -41,7 +41,7 @@ from jaxem._src.mixtures.common import (
     mixture_weights,
     n_active_components,
 )
-from jaxem._src.validation import as_data, check_static_int, concrete
+from jaxem._src.validation import as_data, check_hyperparameters, check_static_int, concrete
 
 __all__ = ["Categorical", "CategoricalParams", "CategoricalStats", "OneHot"]
 
@@ -112,6 +112,7 @@ class Categorical(DiscreteMixture):
     has_features = True  # the one-hot features: built once per fit by the sources
 
     def __post_init__(self):
+        check_hyperparameters(self, {"category_dirichlet": 1.0, "dirichlet": 1.0})
         n_categories = self.n_categories
         if isinstance(n_categories, (int, np.integer)):
             n_categories = (n_categories,)
@@ -229,6 +230,16 @@ class Categorical(DiscreteMixture):
     def valid(self, params):
         # affine combinations keep every block summing to 1; only signs can fail
         return super().valid(params) & jnp.all(params.probs >= 0)
+
+    def check_params(self, params):
+        super().check_params(params)
+        probs = concrete(params.probs)
+        if probs is not None:
+            totals = np.asarray(self._block_totals(probs))
+            if not np.allclose(totals, 1, rtol=0, atol=1e3 * np.finfo(probs.dtype).eps):
+                raise ValueError(
+                    "each component's probabilities of each feature's categories must sum to 1"
+                )
 
     def unconstrain(self, params):
         return CategoricalParams(log_weights(params.weights), log_floor(params.probs))

@@ -28,6 +28,7 @@ from jaxem._src.mixtures.common import (
     mixture_weights,
     n_active_components,
 )
+from jaxem._src.validation import check_hyperparameters
 
 __all__ = ["Poisson", "PoissonParams", "PoissonStats"]
 
@@ -138,6 +139,9 @@ class Poisson(DiscreteMixture):
     rate_shape: ArrayLike = 1.0
     rate_rate: ArrayLike = 0.0
     dirichlet: ArrayLike = 1.0
+
+    def __post_init__(self):
+        check_hyperparameters(self, {"rate_shape": 1.0, "rate_rate": 0.0, "dirichlet": 1.0})
 
     def check_data(self, x, *, name="x"):
         return check_counts(x, name=name, binary=False)

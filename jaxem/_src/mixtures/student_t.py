@@ -132,7 +132,7 @@ from jaxem._src.mixtures.common import (
     n_active_components,
     sample_labels,
 )
-from jaxem._src.validation import check_static_int, concrete
+from jaxem._src.validation import check_hyperparameters, check_static_int, concrete
 
 __all__ = [
     "DOF_MAX",
@@ -463,6 +463,7 @@ class StudentT(MixtureFamily):
     def __post_init__(self):
         canonical = cov_lib.check_covariance_type(self.covariance_type, cov_lib.COVARIANCE_TYPES)
         object.__setattr__(self, "covariance_type", canonical)
+        check_hyperparameters(self, {"reg_covar": 0.0, "dirichlet": 1.0})
         if self.dof_method not in DOF_METHODS:
             raise ValueError(f"dof_method must be one of {DOF_METHODS}; got {self.dof_method!r}")
         if isinstance(self.dof, str):

@@ -702,6 +702,11 @@ def _no_n_active(family: Family, what: str) -> str:
     )
 
 
+# How many models' programs :func:`select` traces ahead of the one it runs, to
+# be compiled in the background (:meth:`~jaxem._src.programs.BoundCall.compile_ahead`).
+SELECT_COMPILE_AHEAD = 2
+
+
 def select(
     families: Family | Mapping[str, Family],
     key: jax.Array,
@@ -821,7 +826,11 @@ def select(
                 criterion=criterion,
             )
         )
-    for call in calls:
+    for i, call in enumerate(calls):
+        # the next models' programs traced here and compiled in the background
+        # while this one compiles and runs
+        for ahead in calls[i : i + 1 + SELECT_COMPILE_AHEAD]:
+            ahead.compile_ahead()
         results, s, ll, p, c, n_units = call()
         scores.append(np.asarray(s))
         lls.append(np.asarray(ll))

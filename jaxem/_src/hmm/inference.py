@@ -19,11 +19,16 @@ The scaling divides by the best density of the frame over all states, not
 over the states the sequence can be in there: where the best state is
 unreachable (a zero start or transition probability) and every reachable one
 is more than about 87 nats (float32; 708 in float64) worse, their densities
-underflow and the sequence would come out impossible. Where a log-likelihood
-is not finite the batch is computed again by log-space recursions
-(:func:`_log_messages`, a log-sum-exp per state and frame), which lose
-nothing; under ``vmap`` one decision is made for the whole batch, so data
-that never needs them never computes them.
+underflow and the sequence would come out impossible. In a chain with zero
+(or tiny) transitions, such as a left–right model, a state can also drop out
+of the filtered or backward messages while the log-likelihood stays finite,
+and a later frame that only it explains is then scored wrongly
+(:func:`_lost_forward`, :func:`_lost_posterior`). Where a log-likelihood is
+not finite, or either of those flags a loss, the batch is computed again by
+log-space recursions (:func:`_log_messages`, a log-sum-exp per state and
+frame), which lose nothing; under ``vmap`` one decision is made for the whole
+batch, so data that never needs them never computes them (with every
+transition probability above ``K · tiny / eps`` the flags cannot fire).
 
 Two ways to compute ``α̂`` and ``β̂``, equal up to rounding:
 

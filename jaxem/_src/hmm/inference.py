@@ -28,7 +28,7 @@ not finite, or either of those flags a loss, the batch is computed again by
 log-space recursions (:func:`_log_messages`, a log-sum-exp per state and
 frame), which lose nothing; under ``vmap`` one decision is made for the whole
 batch, so data that never needs them never computes them (with every
-transition probability above ``K · tiny / eps`` the flags cannot fire).
+transition probability above ``K · tiny / eps`` the first flag cannot fire).
 
 Two ways to compute ``α̂`` and ``β̂``, equal up to rounding:
 

@@ -313,7 +313,7 @@ def test_variational_priors_of_the_data_and_its_unsupported_calls():
     x = np.random.default_rng(0).normal(size=(30, 3))
     cases = [
         (variational.family("full", degrees_of_freedom_prior=1.0), "degrees_of_freedom_prior"),
-        (variational.family("full", covariance_prior=-np.eye(3)), "positive definite"),
+        (variational.family("full", covariance_prior=-np.eye(3)), "positive semi-definite"),
         (variational.family("diag", covariance_prior=np.ones(2)), "shape"),
     ]
     for family, message in cases:

@@ -703,10 +703,10 @@ class MixtureFamily(Family):
         if any(leaf is None for leaf in leaves):
             return
         w = concrete(params.weights)
-        eps = np.finfo(w.dtype).eps if w.dtype.kind == "f" else 1e-12
         if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"weights must be a finite, non-negative (K,) array; got {w}")
-        if abs(float(w.sum()) - 1.0) > max(1e3 * eps, 1e-12) * max(1, len(w)):
+        # float32's rounding whatever the dtype (float32 parameters cast to float64)
+        if abs(float(w.sum()) - 1.0) > 1e-4 * max(1, len(w)):
             raise ValueError(f"weights must sum to 1; they sum to {float(w.sum())!r}")
         if not bool(self.valid(params)):
             raise ValueError(

@@ -279,12 +279,19 @@ class VariationalFamily(MixtureFamily):
                     f"a {self.covariance_type} covariance_prior must have shape {shape} for "
                     f"{d} features; got {prior.shape}"
                 )
-            if prior.ndim == 2:
-                positive = np.allclose(prior, prior.T) and np.linalg.eigvalsh(prior).min() > 0
+            if not np.all(np.isfinite(prior)):
+                positive = False
+            elif prior.ndim == 2:
+                # semi-definite allowed: scikit-learn's default prior from the
+                # data can be singular (weights leaving fewer rows than features)
+                eigenvalues = np.linalg.eigvalsh(prior)
+                floor = -1e3 * np.finfo(prior.dtype).eps * np.max(np.abs(eigenvalues))
+                positive = np.allclose(prior, prior.T) and eigenvalues.min() >= floor
+                positive = positive and eigenvalues.max() > 0
             else:
-                positive = np.all(prior > 0) and np.all(np.isfinite(prior))
+                positive = np.all(prior > 0)
             if not positive:
-                what = "symmetric positive definite" if prior.ndim == 2 else "positive"
+                what = "symmetric positive semi-definite" if prior.ndim == 2 else "positive"
                 raise ValueError(f"covariance_prior must be {what}; got {prior!r}")
         return x
 

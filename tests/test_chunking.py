@@ -98,3 +98,28 @@ def test_chunked_data_errors_say_what_to_do():
         gmm.select(jax.random.key(0), jaxem.chunks([x[:20], x[20:]]), n_components=[1, 2])
     with pytest.raises(ValueError, match=r"\(rows, n_features\).*xb\[:, None\]"):
         gmm.fit(jax.random.key(0), jaxem.chunks([x[:20, 0], x[20:, 0]]), 2)
+
+
+def test_relative_rule_of_chunked_fits_is_mclusts():
+    """mclust's rule ``N|ΔL| < tol (1 + N|L|)`` needs the total weight N: chunked
+    fits applied ``|ΔL| < tol |L|`` instead, and a fit whose mean
+    log-likelihood ends near 0 stopped two iterations later than in memory."""
+    import jaxem
+
+    rng = np.random.default_rng(1)
+    x = 0.2142 * np.concatenate([rng.normal(0, 1, (15, 1)), rng.normal(2.5, 1, (15, 1))])
+    family = gmm.family("full", reg_covar=1e-6)
+    start = gmm.make_params(
+        jnp.array([0.5, 0.5]), 0.2142 * jnp.array([[-0.5], [0.5]]), 0.2142**2 * jnp.ones((2, 1, 1))
+    )
+    kwargs = dict(start=start, tol=1e-3, max_iter=500, criterion="relative")
+    memory = jaxem.fit(family, None, x, **kwargs)
+    chunked = jaxem.fit(family, None, jaxem.chunks(x, 7), **kwargs)
+    assert int(chunked.n_iter) == int(memory.n_iter)
+    history = np.asarray(memory.history)[: int(memory.n_iter)]
+    n = len(x)
+
+    def stops(i):
+        return n * abs(history[i] - history[i - 1]) < 1e-3 * (1 + n * abs(history[i]))
+
+    assert stops(len(history) - 1) and not any(stops(i) for i in range(1, len(history) - 1))

@@ -228,6 +228,10 @@ _SHARDED = textwrap.dedent(
         np.testing.assert_allclose(res.params.covariances, ref.params.covariances, rtol=1e-8,
                                    atol=1e-10)
         np.testing.assert_allclose(res.history, ref.history, rtol=1e-10)
+    # a start from an earlier fit (its arrays on one device)
+    import jaxem
+    warm = jaxem.fit(gmm.family("full"), None, jaxem.sharded(x, mesh), start=ref.params, tol=1e-8)
+    np.testing.assert_allclose(warm.log_likelihood, ref.log_likelihood, rtol=1e-9)
     # initialisation on a random subset of rows gathered from the shards
     sub = fit_sharded(jax.random.key(0), x, 3, mesh, n_init=2, tol=1e-8, init_size=200)
     assert bool(sub.converged)

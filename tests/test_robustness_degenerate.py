@@ -152,3 +152,16 @@ def test_float32_offset_1e6_agrees_with_float64_from_same_start(covariance_type)
     assert np.max(np.abs(np.asarray(r32.params.means, np.float64) - r64.params.means)) < spacing
     error = np.max(np.abs(np.asarray(r32.params.covariances, np.float64) - r64.params.covariances))
     assert error / np.max(np.abs(r64.params.covariances)) < 0.05
+
+
+def test_every_mclust_model_keeps_a_singular_component_finite_without_reg_covar():
+    """A component of two points in two dimensions has a singular scatter: with
+    ``reg_covar=0`` EVV divided by its volume, 0, and returned NaN (every other
+    model gave finite parameters, as maximize promises)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(np.vstack([rng.normal(size=(30, 2)), [[5.0, 5.0], [6.0, 7.0]]]))
+    resp = jax.nn.one_hot(jnp.r_[jnp.zeros(30, int), jnp.ones(2, int)], 2)
+    for model in gmm.MCLUST_MODELS:
+        p = gmm.m_step(resp, x, covariance_type=model, reg_covar=0.0)
+        assert np.all(np.isfinite(np.asarray(p.covariances))), model
+        assert np.all(np.isfinite(np.asarray(p.precisions_cholesky))), model

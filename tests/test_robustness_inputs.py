@@ -341,3 +341,24 @@ def test_parameters_outside_their_space_are_refused_by_the_densities():
     for family, params, x, message in cases:
         with pytest.raises(ValueError, match=message):
             family.log_prob(params, x)
+
+
+def test_mclust_aliases_build_the_same_parameters_as_the_four_types():
+    """Parameters made with "VVV" kept that name, and fitting from them (or a
+    MAP M-step with the default prior of "VVV") failed with pytree errors."""
+    x = jnp.asarray(X)
+    resp = jax.nn.one_hot(jnp.arange(len(X)) % 2, 2)
+    for alias, name in (("VVV", "full"), ("EEE", "tied"), ("VVI", "diag"), ("VII", "spherical")):
+        p = gmm.m_step(resp, x, covariance_type=alias)
+        assert p.covariance_type == name
+        assert gmm.make_params(p.weights, p.means, p.covariances, alias).covariance_type == name
+        assert np.isfinite(float(gmm.fit_from(p, x, max_iter=3).log_likelihood))
+    prior = gmm.default_prior(x, 2, "VVV")
+    assert gmm.m_step(resp, x, covariance_type="VVV", prior=prior).covariance_type == "full"
+
+
+def test_a_start_of_another_covariance_type_is_refused():
+    """A tied start for a full family failed inside with a dot_general shape error."""
+    tied = gmm.m_step(jax.nn.one_hot(jnp.arange(len(X)) % 2, 2), X, covariance_type="tied")
+    with pytest.raises(ValueError, match="covariance_type='tied', the family 'full'"):
+        jaxem.fit(gmm.family("full"), None, X, start=tied)

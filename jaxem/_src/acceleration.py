@@ -256,10 +256,12 @@ def record(
     max_iter: int,
     criterion: str,
     config: Squarem,
+    total: ArrayLike | None = None,
 ) -> SquaremCarry:
     """The pass ``(stats, ll)`` of ``point`` (from :func:`next_point`) applied:
     the cycle's state machine, the step-length rule and, for a new base, the
-    stopping rule (:func:`jaxem._src.loop.advance`)."""
+    stopping rule (:func:`jaxem._src.loop.advance`; ``total``, the total sample
+    weight, for the ``"relative"`` rule)."""
     dtype = carry.state.history.dtype
     ll = jnp.asarray(ll, dtype)
     role = carry.role
@@ -290,7 +292,7 @@ def record(
         judged & (step_min < 0) & (alpha == step_min), config.mstep * step_min, step_min
     )
 
-    advanced = loop.advance(state, ll, tol, criterion)
+    advanced = loop.advance(state, ll, tol, criterion, total)
     new_role = jnp.where(
         stalled,
         _STALLED,
@@ -343,6 +345,7 @@ def iterate_squarem(
     config: Squarem,
     unconstrain: Callable[[PyTree], PyTree] | None = None,
     constrain: Callable[[PyTree, PyTree], PyTree] | None = None,
+    total: ArrayLike | None = None,
 ) -> loop.EMResult:
     """:func:`jaxem._src.loop.iterate_statistics` accelerated by SQUAREM.
 
@@ -365,7 +368,7 @@ def iterate_squarem(
         new_stats, ll = evaluate(point)
         return record(
             carry, point, new_stats, ll, tol=tol, max_iter=max_iter, criterion=criterion,
-            config=config,
+            config=config, total=total,
         )  # fmt: skip
 
     carry = begin(params, stats, have_stats, max_iter, dtype, config)

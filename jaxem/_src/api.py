@@ -375,10 +375,16 @@ def fit(
     )
     if start is not None:
         start = jax.tree.map(lambda a: jnp.asarray(a, dtype) if _floating(a) else a, start)
+    fit_key = key if start is None else jax.random.key(0)
+    if isinstance(x, ShardedData):
+        # on every device of the mesh: a start from an earlier fit (committed to
+        # one device) or a key made here otherwise clash with the shards
+        replicated = NamedSharding(x.mesh, P())
+        start, fit_key = jax.device_put((start, fit_key), replicated)
     fit_args = (
         family,
         source,
-        key if start is None else jax.random.key(0),
+        fit_key,
         n_active,
         as_scalar(tol, dtype),
         as_scalar(refine_tol, dtype),
@@ -667,7 +673,9 @@ def _select_all(family, source, key, ks, tol, refine_tol, resp, *, config, crite
             family, source, key, k, tol, refine_tol, config, resp=resp
         )
         n = engine.context_count(context)  # the units of the mean log-likelihood (Σ w, or frames)
-        ll = result.log_likelihood - bound.log_prior(result.params) / n
+        ll = result.log_likelihood
+        if bound.watches_prior(config.criterion):  # the log posterior: the prior out
+            ll = ll - bound.log_prior(result.params) / n
         if isinstance(bound, MixtureFamily):
             classification = engine.classification_log_likelihood(
                 bound, result.params, source.x, source.w

@@ -157,12 +157,21 @@ class FitResult:
 
 
 def objective(
-    family: Family, params: PyTree, stats: PyTree, ll_sum: jax.Array, total: jax.Array
+    family: Family,
+    params: PyTree,
+    stats: PyTree,
+    ll_sum: jax.Array,
+    total: jax.Array,
+    criterion: str | None = None,
 ) -> jax.Array:
     """The objective EM monitors, per unit of sample weight, from a pass at
     ``params``: :meth:`Family.objective`, by default ``(Σ_n w_n log p(x_n | θ)
     + log p(θ)) / Σ_n w_n`` (the mean log-likelihood without a prior, the mean
-    log posterior with one). Every loop computes it here."""
+    log posterior with one), or the mean log-likelihood alone where the family
+    watches that for the stopping rule ``criterion`` (:meth:`Family.watches_prior`).
+    Every loop computes it here."""
+    if criterion is not None and not family.watches_prior(criterion):
+        return ll_sum / total
     return family.objective(params, stats, ll_sum, total)
 
 
@@ -201,7 +210,9 @@ def run_cycle(family: Family, params: PyTree, context: PyTree, reduce: Callable)
     return family.cycle_finish(state, params, context)
 
 
-def _loop_steps(family: Family, reduce: Callable, context: PyTree, starts: Starts | PyTree):
+def _loop_steps(
+    family: Family, reduce: Callable, context: PyTree, starts: Starts | PyTree, criterion: str
+):
     """``(starts, maximize, evaluate)`` of the engine's loop over a source's
     summed pass ``reduce``: the starts as :class:`Starts`, the M-step (with the
     family's conditional cycle) and the pass with its :func:`objective`."""
@@ -213,7 +224,7 @@ def _loop_steps(family: Family, reduce: Callable, context: PyTree, starts: Start
 
     def evaluate(params):
         stats, ll_sum, total = reduce(params)
-        return stats, objective(family, params, stats, ll_sum, total)
+        return stats, objective(family, params, stats, ll_sum, total, criterion)
 
     return starts, maximize, evaluate
 
@@ -240,7 +251,7 @@ def run_em(
     cycle's, :func:`run_cycle`, which follows every M-step). ``accelerate``
     (static): ``None`` or SQUAREM in the family's unconstrained coordinates
     (:meth:`~jaxem.Family.unconstrain`)."""
-    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts)
+    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts, criterion)
 
     unconstrain = constrain = None
     if accelerate is not None:
@@ -307,7 +318,7 @@ def run_em_refined(
     Returns:
         ``(results, which restarts were refined)``, as :func:`refine`.
     """
-    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts)
+    starts, maximize, evaluate = _loop_steps(family, reduce, context, starts, criterion)
 
     total = context_count(context) if criterion == "relative" else None
     one = jax.tree.map(lambda a: a[0], starts.params)

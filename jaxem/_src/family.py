@@ -373,6 +373,12 @@ class Family:
         it with its evidence lower bound."""
         return (ll_sum + self.log_prior(params)) / total
 
+    def watches_prior(self, criterion: str) -> bool:
+        """Whether the value the stopping rule ``criterion`` watches (and the
+        history records) is :meth:`objective`, the log prior included (default),
+        or else the mean log-likelihood alone (static)."""
+        return True
+
     @property
     def has_prior(self) -> bool:
         """Whether :meth:`maximize` is a MAP step (statistics must then be in
@@ -495,7 +501,15 @@ class Family:
 
     def check_start(self, params: PyTree, x: Any) -> None:
         """A clear error where starting parameters (a batch) cannot describe the
-        checked data ``x`` (default: :meth:`check_features`)."""
+        checked data ``x`` (default: :meth:`check_features`, and the covariance
+        type where both name one)."""
+        own = getattr(self, "covariance_type", None)
+        given = getattr(params, "covariance_type", None)
+        if isinstance(own, str) and isinstance(given, str) and own != given:
+            raise ValueError(
+                f"the starting parameters have covariance_type={given!r}, the family "
+                f"{own!r}: give both the same covariance type"
+            )
         self.check_features(params, x, what="the starting parameters")
 
     def as_batch(self, params: PyTree) -> PyTree:

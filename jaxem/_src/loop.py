@@ -494,7 +494,7 @@ def iterate_statistics(
         return acceleration.iterate_squarem(
             maximize, evaluate, params, stats, have_stats, tol=tol, max_iter=max_iter,
             criterion=criterion, config=acceleration.check_accelerate(accelerate),
-            unconstrain=unconstrain, constrain=constrain,
+            unconstrain=unconstrain, constrain=constrain, total=total,
         )  # fmt: skip
     dtype = jax.eval_shape(lambda p: evaluate(p)[1], params).dtype
     tol = jnp.asarray(tol, dtype)

@@ -636,14 +636,19 @@ def _all_fast(family, params, context):
 def _record(carry, family, params, sums, tol, *, criterion, max_iter, accelerate):
     stats, ll_sum, total = sums
 
+    # the "relative" rule is mclust's with the total sample weight, as in memory
+    n = total if criterion == "relative" else None
+
     def one(c, p, s, ll):
-        value = objective(family, p, s, ll, total)
+        value = objective(family, p, s, ll, total, criterion)
         if accelerate is None:
-            new = loop.record(c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion)
+            new = loop.record(
+                c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion, total=n
+            )
         else:
             new = acceleration.record(
                 c, p, s, value, tol=tol, max_iter=max_iter, criterion=criterion,
-                config=accelerate,
+                config=accelerate, total=n,
             )  # fmt: skip
         return loop.keep_finished(c, new), value
 

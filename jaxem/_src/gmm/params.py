@@ -52,6 +52,13 @@ class GMMParams(MeansShape):
     precisions_cholesky: jax.Array
     covariance_type: str = dataclasses.field(default="full", metadata=dict(static=True))
 
+    def __post_init__(self):
+        # an mclust alias ("VVV") is stored as the type it names ("full"): the
+        # pytree metadata of parameters built either way must agree
+        canonical = cov_lib.ALIASES.get(self.covariance_type, self.covariance_type)
+        if canonical is not self.covariance_type:
+            object.__setattr__(self, "covariance_type", canonical)
+
 
 def from_covariances(
     weights: jax.Array, means: jax.Array, covariances: jax.Array, covariance_type: str

@@ -391,7 +391,7 @@ def m_step(
         )
     covariance_type = "full" if covariance_type is None else covariance_type
     _check_resp(resp, x)
-    cov_lib.check_covariance_type(covariance_type)
+    covariance_type = cov_lib.check_covariance_type(covariance_type)  # "VVV" is "full"
     check_scalar("reg_covar", reg_covar)  # its value, while concrete
     x = as_data(x)
     resp = jnp.asarray(resp)

@@ -15,7 +15,13 @@ def covariances(sxx, nk, delta, reg_covar, previous=None) -> jax.Array:
     (Celeux & Govaert 1995; mclust's ``msevv``)."""
     used = eigen.occupied(nk)
     w = eigen.scatter_full(sxx, nk, delta, reg_covar, used)
-    volume = eigen.geometric_mean(jnp.linalg.eigvalsh(w))
+    # a singular W_k (reg_covar = 0, a component of at most D points) has no
+    # volume: its eigenvalues are floored at eps times its largest, so that its
+    # shape is finite and singular, and the covariance gets the ridge that makes
+    # it factorisable as in the other models
+    values = jnp.linalg.eigvalsh(w)
+    floor = jnp.finfo(w.dtype).eps * jnp.max(values, axis=-1, keepdims=True)
+    volume = eigen.geometric_mean(jnp.maximum(values, jnp.maximum(floor, jnp.finfo(w.dtype).tiny)))
     scale = jnp.sum(jnp.where(used, volume, 0)) / jnp.sum(jnp.where(used, nk, 0))
     return eigen.symmetric(w * (scale / volume)[:, None, None])
 

@@ -603,7 +603,8 @@ def select(
             restarts of each fit, as in :func:`fit`.
         accelerate: as in :func:`fit`.
         stopping: the stopping rule, :func:`jaxem.select`'s: ``"change"``,
-            ``"aitken"`` or ``"relative"`` (R mclust's).
+            ``"aitken"`` or ``"relative"`` (R mclust's; with a prior it watches
+            the log-likelihood, not the log posterior, as mclust's ``me``).
         prior: ``None``, ``"default"`` (mclust's default prior for each K and
             covariance type, as mclust's ``priorControl()``) or a
             :class:`~jaxem.gmm.Prior` (for a single covariance type). The

@@ -362,3 +362,30 @@ def test_a_start_of_another_covariance_type_is_refused():
     tied = gmm.m_step(jax.nn.one_hot(jnp.arange(len(X)) % 2, 2), X, covariance_type="tied")
     with pytest.raises(ValueError, match="covariance_type='tied', the family 'full'"):
         jaxem.fit(gmm.family("full"), None, X, start=tied)
+
+
+def test_select_of_a_bare_number_of_components_says_what_it_takes():
+    """``n_components=2`` raised Python's "'int' object is not iterable"."""
+    with pytest.raises(TypeError, match="an iterable of ints"):
+        gmm.select(KEY, X, n_components=2)
+
+
+def test_trees_of_integer_data_and_kmeans_input_checks():
+    """Integer data made ward_tree's loop carry change type and vvv_tree call
+    finfo of an integer; k-means of zero weights or NaN gave NaN centres, and
+    n_clusters=0 a math domain error."""
+    from jaxem import hierarchical, kmeans
+
+    ints = np.array([[0, 1], [1, 0], [5, 6], [6, 5], [9, 9]])
+    for tree in (hierarchical.ward_tree, hierarchical.vvv_tree):
+        expected = hierarchical.cut(tree(ints.astype(float)), 2)
+        np.testing.assert_array_equal(hierarchical.cut(tree(ints), 2), expected)
+    x = np.asarray(X)
+    with pytest.raises(ValueError, match="sample_weight"):
+        kmeans.kmeans(KEY, x, 2, sample_weight=np.zeros(len(x)))
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans.kmeans(KEY, np.where(x > 1, np.nan, x), 2)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans.kmeans(KEY, x, 0)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans.kmeans_plusplus(KEY, x, len(x) + 1)

@@ -395,3 +395,20 @@ def test_from_sklearn_refuses_a_variational_mixture():
         fitted = SklearnBayesianGaussianMixture(n_components=2, max_iter=5, random_state=0).fit(x)
     with pytest.raises(TypeError, match="posterior means"):
         gmm.from_sklearn(fitted)
+
+
+def test_a_constant_feature_fits_as_in_sklearn():
+    """The default covariance prior of data with a constant feature is singular
+    (diag: a zero variance): the family's check of given priors refused it,
+    where scikit-learn fits (reg_covar keeps the covariances positive)."""
+    x = np.c_[X, np.zeros(len(X))]
+    for covariance_type in ("diag", "full"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = BayesianGaussianMixture(
+                n_components=2, covariance_type=covariance_type, random_state=0
+            ).fit(x)
+        assert np.all(np.isfinite(ours.covariances_)) and np.isfinite(ours.lower_bound_)
+    assert ours.sample(2.0)[0].shape == (2, 3)  # a whole float, as scikit-learn takes it
+    with pytest.raises(ValueError, match="covariance_prior"):  # given by the user: checked
+        jaxem.fit(variational.family("diag", covariance_prior=np.zeros(3)), jax.random.key(0), x, 2)

@@ -771,6 +771,11 @@ def select(
     if not isinstance(families, Mapping) or not families:
         raise TypeError("families must be a Family or a non-empty mapping of names to families")
     check_key(key)
+    if not isinstance(n_components, Iterable) or isinstance(n_components, str):
+        raise TypeError(
+            "n_components must be the numbers of components to try, an iterable of ints "
+            f"(for example range(1, 10) or [{n_components!r}]); got {n_components!r}"
+        )
     ks = tuple(check_static_int("n_components", k, minimum=1) for k in n_components)
     if not ks:
         raise ValueError("n_components must name at least one number of components")

@@ -160,6 +160,14 @@ def _agglomerate(
     return jax.lax.fori_loop(0, jnp.maximum(n_present - 1, 0), step, state)[-1]
 
 
+def _floating(x: ArrayLike) -> jax.Array:
+    """``x`` as an array of JAX's default float type if it is not floating
+    (integer data, such as whole-minute waiting times: the trees' carries and
+    the cluster sizes are floating)."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(float)
+
+
 def _sizes(x: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
     m = x.shape[0]
     return jnp.ones(m, x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
@@ -230,7 +238,7 @@ def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array
         >>> cut(ward_tree(x), 3).tolist()
         [0, 0, 1, 1, 2]
     """
-    x = jnp.asarray(x)
+    x = _floating(x)
     size = _sizes(x, sample_weight)
     costs = jax.vmap(lambda c, n: _ward_costs(x, size, c, n))(x, size)
     costs = jnp.where(jnp.eye(x.shape[0], dtype=bool), jnp.inf, costs)
@@ -296,7 +304,7 @@ def vvv_tree(
         >>> cut(vvv_tree(x), 2).tolist()
         [0, 0, 0, 1, 1]
     """
-    x = jnp.asarray(x)
+    x = _floating(x)
     m, d = x.shape
     size = _sizes(x, sample_weight)
     total = jnp.sum(size)

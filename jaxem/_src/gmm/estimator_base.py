@@ -416,7 +416,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
             (:func:`key_from_random_state`).
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        # a whole float (2.0) as scikit-learn takes it
+        whole = isinstance(n_samples, numbers.Real) and float(n_samples).is_integer()
+        if not (isinstance(n_samples, numbers.Integral) or whole) or n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples} . The sampling requires at "
                 "least one sample."

@@ -250,6 +250,10 @@ class VariationalFamily(MixtureFamily):
     weight_concentration_prior_type: str = dataclasses.field(
         default="dirichlet_process", metadata=dict(static=True)
     )
+    # whether the priors left None were filled in from the data (:meth:`bind`):
+    # those are not the user's, and check_data leaves them alone (scikit-learn's
+    # default covariance prior of a constant feature is singular, and fits)
+    bound: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     # the priors' concentration weighs every component: none stays at weight 0
     supports_n_active: ClassVar[bool] = False
@@ -263,6 +267,8 @@ class VariationalFamily(MixtureFamily):
         ``covariance_prior`` of the covariance type's shape and positive
         (definite)."""
         x = super().check_data(x, name=name)
+        if self.bound:
+            return x
         d = self.n_features_in(x)
         dof, prior = (
             None if value is None else concrete(value)
@@ -291,7 +297,7 @@ class VariationalFamily(MixtureFamily):
             else:
                 positive = np.all(prior > 0)
             if not positive:
-                what = "symmetric positive semi-definite" if prior.ndim == 2 else "positive"
+                what = "symmetric positive semi-definite, not 0" if prior.ndim == 2 else "positive"
                 raise ValueError(f"covariance_prior must be {what}; got {prior!r}")
         return x
 
@@ -317,6 +323,7 @@ class VariationalFamily(MixtureFamily):
 
         return dataclasses.replace(
             self,
+            bound=True,
             reg_covar=jnp.asarray(self.reg_covar, dtype),
             weight_concentration_prior=given(
                 self.weight_concentration_prior,

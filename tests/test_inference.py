@@ -313,3 +313,46 @@ def test_missing_data_family_reads_the_observed_data_density():
     refit = missing.fit_from(fit.params, holes, tol=1e-14, max_iter=5000)
     errors = jaxem.standard_errors(family, refit.params, holes).standard_errors
     assert np.all(np.isfinite(np.asarray(errors.means)))
+
+
+def test_factor_analysers_with_shared_noise_have_its_free_coordinates_only():
+    """Isotropic (and tied) noise was unconstrained entry by entry: the standard
+    errors were those of the diagonal model at a point where its gradient is
+    not 0 (noise errors up to 4× too large, one per feature), the information
+    12 × 12 for 9 parameters. Against the inverse Hessian of probabilistic
+    PCA's log-likelihood in (μ, Λ, log ψ), one ψ."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(300, 1)) @ rng.normal(size=(1, 3)) + rng.normal(size=(300, 3)))
+    family = mixtures.FactorAnalyzers(n_factors=1, noise_type="isotropic", reg_covar=0.0)
+    p = jaxem.fit(family, jax.random.key(0), x, 1, tol=1e-14, max_iter=5000).params
+    se = jaxem.standard_errors(family, p, x)
+    assert se.information.shape == (7, 7)  # 3 means, 3 loadings, 1 noise
+
+    def log_likelihood(z):
+        cov = jnp.outer(z[3:6], z[3:6]) + jnp.exp(z[6]) * jnp.eye(3)
+        return jnp.sum(multivariate_normal.logpdf(x, z[:3], cov))
+
+    z = jnp.concatenate([p.means[0], p.loadings[0, :, 0], jnp.log(p.noise[0, :1])])
+    covariance = jnp.linalg.inv(-jax.hessian(log_likelihood)(z))
+    jacobian = jnp.diag(jnp.r_[jnp.ones(6), p.noise[0, :1]])  # to ψ from log ψ
+    expected = jnp.sqrt(jnp.diagonal(jacobian @ covariance @ jacobian.T))
+    np.testing.assert_allclose(se.standard_errors.means[0], expected[:3], rtol=1e-6)
+    np.testing.assert_allclose(se.standard_errors.loadings[0, :, 0], expected[3:6], rtol=1e-6)
+    np.testing.assert_allclose(se.standard_errors.noise[0], jnp.full(3, expected[6]), rtol=1e-6)
+
+
+def test_loadings_of_two_factors_are_not_identified_and_say_so():
+    """With two factors the loadings are free up to a rotation, which the
+    coordinates do not fix: the information is not positive definite there,
+    and negative variances were reported as standard errors of 0."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(
+        rng.normal(size=(500, 2)) @ rng.normal(size=(5, 2)).T + 0.5 * rng.normal(size=(500, 5))
+    )
+    family = mixtures.FactorAnalyzers(n_factors=2, reg_covar=0.0)
+    p = jaxem.fit(family, jax.random.key(0), x, 1, tol=1e-14, max_iter=20000).params
+    se = jaxem.standard_errors(family, p, x)
+    assert np.all(np.isfinite(se.standard_errors.means)) and np.all(
+        np.isfinite(se.standard_errors.noise)
+    )
+    assert not np.any(np.asarray(se.standard_errors.loadings) == 0)

@@ -170,8 +170,10 @@ def _checked(family: Family, params: PyTree, x: Any, sample_weight: ArrayLike | 
         raise TypeError(f"family must be a jaxem Family; got {type(family).__name__}")
     if type(family).objective is not Family.objective:
         raise TypeError(
-            f"{type(family).__name__} monitors its own objective (not a log-likelihood): "
-            "its observed information and standard errors are not defined"
+            f"{type(family).__name__} defines its own objective (Family.objective): the "
+            "observed information, standard errors and EM rate are implemented for "
+            "families whose objective is the mean log-likelihood (plus log prior) of "
+            "independent rows, not for it"
         )
     x = family.check_data_for(params, x)
     leaf = jax.tree.leaves(x)[0]
@@ -387,7 +389,13 @@ def _standard_errors(problem: _Problem, *, rate: bool) -> Inference:
     jacobian = jax.jacfwd(lambda z: ravel_pytree(_floating_leaves(problem.point(z)))[0])(z0)
     covariance = jacobian @ free_covariance @ jacobian.T
     covariance = 0.5 * (covariance + covariance.T)
-    errors = unravel(jnp.sqrt(jnp.maximum(jnp.diagonal(covariance), 0)))
+    # a variance below 0 beyond rounding: the information is not positive
+    # definite there (a saddle, or a direction the coordinates do not fix):
+    # NaN rather than an error of 0
+    variances = jnp.diagonal(covariance)
+    floor = -1e3 * jnp.finfo(variances.dtype).eps * jnp.max(jnp.abs(variances))
+    errors = jnp.where(variances < floor, jnp.nan, jnp.sqrt(jnp.maximum(variances, 0)))
+    errors = unravel(errors)
     errors = _merge_floating(problem.params, errors)
     if rate:
         spectral_radius, eigenvalues = _rate(problem)

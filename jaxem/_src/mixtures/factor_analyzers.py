@@ -499,13 +499,22 @@ class FactorAnalyzers(MixtureFamily):
         return super().valid(params) & jnp.all(params.noise > 0)
 
     def unconstrain(self, params):
+        # the free noise variances only: the shared diagonal (tied), one per
+        # component (isotropic); the (K, D) array broadcasts them. Taken whole,
+        # the standard errors and the EM rate were those of the diagonal model.
+        noise = params.noise
+        if self.noise_type == "tied":
+            noise = noise[..., :1, :]
+        elif self.noise_type == "isotropic":
+            noise = noise[..., :1]
         return FactorAnalyzersParams(
-            log_weights(params.weights), params.means, params.loadings, jnp.log(params.noise)
+            log_weights(params.weights), params.means, params.loadings, jnp.log(noise)
         )
 
     def constrain(self, u, like):
+        noise = jnp.broadcast_to(jnp.exp(u.noise), like.noise.shape)
         return FactorAnalyzersParams(
-            weights_from_logs(u.weights, like.weights), u.means, u.loadings, jnp.exp(u.noise)
+            weights_from_logs(u.weights, like.weights), u.means, u.loadings, noise
         )
 
     def reframe(self, stats, old, new):

@@ -111,15 +111,14 @@ def _lost_forward(transmat, alpha, predicted, log_b, mask) -> jax.Array:
     return fragile & jnp.any(dropped)
 
 
-def _lost_posterior(alpha, beta, mask) -> jax.Array:
-    """() whether some observed frame's ``Σ_k α̂_tk β̂_tk`` (each factor
+def _lost_posterior(total, mask, n_states: int) -> jax.Array:
+    """() whether some observed frame's ``total = Σ_k α̂_tk β̂_tk`` (each factor
     normalised) is below :func:`_floor`: the filtered and backward messages
     then disagree so much that their products underflow, and the frame's
     posteriors (and the likelihood from the backward normalisers) lose what
     they weigh (a left–right model whose data first look like a later state:
     posteriors of 0 on every state)."""
-    total = sum_last(alpha * beta)
-    return jnp.any(mask & (total < _floor(total.dtype, alpha.shape[-1])))
+    return jnp.any(mask & (total < _floor(total.dtype, n_states)))
 
 
 def _log(p: jax.Array) -> jax.Array:
@@ -439,12 +438,12 @@ def _scaled_terms(startprob, transmat, log_b, mask, weight, parallel) -> tuple[T
     if parallel:
         alpha = _forward_parallel(startprob, transmat, b, mask)
         beta = _backward_parallel(transmat, b, mask)
-        lost = _lost_posterior(alpha, beta, mask)
+        lost = _lost_posterior(sum_last(alpha * beta), mask, alpha.shape[-1])
         return _terms_from_messages(startprob, transmat, alpha, beta, b, m, mask, weight), lost
     alpha = _forward_scan(startprob, transmat, b)
     beta, u, s = _backward_scan(transmat, b, mask)
-    lost = _lost_posterior(alpha, beta, mask)
     total = sum_last(alpha * beta)
+    lost = _lost_posterior(total, mask, alpha.shape[-1])
     # a division last: XLA:CPU then computes the posteriors once instead of
     # fusing them into each of their consumers
     posteriors = (alpha * beta * (mask * weight)[:, None]) / _positive(total)[:, None]

@@ -356,3 +356,44 @@ def test_loadings_of_two_factors_are_not_identified_and_say_so():
         np.isfinite(se.standard_errors.noise)
     )
     assert not np.any(np.asarray(se.standard_errors.loadings) == 0)
+
+
+def test_parameters_at_the_boundary_have_the_wald_error_of_0_and_the_others_theirs():
+    """One component, so the errors are the binomial, Poisson and multinomial
+    ones, ``sqrt(p (1 - p) / N)`` and ``sqrt(λ / N)``: a feature that is always
+    0 (a probability or a rate of 0, an unseen category) has an error of 0, and
+    the other features keep theirs. Every error was NaN: the second derivative
+    of ``log(max(p, tiny))`` at ``p = 0`` is ``0 / tiny²``."""
+    rng = np.random.default_rng(0)
+    n = 400
+    binary = (rng.random((n, 3)) < [0.3, 0.0, 0.6]).astype(float)
+    counts = rng.poisson([2.0, 0.0], (n, 2)).astype(float)
+    codes = np.stack([rng.integers(0, 2, n), rng.integers(0, 3, n)], 1).astype(float)
+    freqs = np.concatenate([np.bincount(codes[:, j].astype(int), minlength=3) / n for j in (0, 1)])
+
+    def binomial(p):
+        return np.sqrt(p * (1 - p) / n)
+
+    cases = [
+        (mixtures.Bernoulli(), mixtures.BernoulliParams, binary, binary.mean(0), binomial),
+        (
+            mixtures.Poisson(),
+            mixtures.PoissonParams,
+            counts,
+            counts.mean(0),
+            lambda r: np.sqrt(r / n),
+        ),
+        (
+            mixtures.Categorical(n_categories=(3, 3)),
+            mixtures.CategoricalParams,
+            codes,
+            freqs,
+            binomial,
+        ),
+    ]
+    for family, params_type, x, fitted, wald in cases:
+        assert np.any(fitted == 0)
+        params = params_type(jnp.ones(1), jnp.asarray(fitted)[None])
+        errors = jaxem.standard_errors(family, params, x).standard_errors
+        errors = errors.rates if hasattr(errors, "rates") else errors.probs
+        np.testing.assert_allclose(errors[0], wald(fitted), rtol=1e-6, atol=1e-12)

@@ -69,9 +69,11 @@ __all__ = [
     "InitResp",
     "MeansShape",
     "MixtureFamily",
+    "below_resolution",
     "log_joint",
     "log_weights",
     "mixture_center",
+    "no_coordinates",
     "weights_from_logs",
 ]
 
@@ -180,6 +182,19 @@ def mixture_center(params: Any) -> jax.Array:
     rows and means at before differencing them (the distances do not change,
     and float32 keeps its digits for data far from the origin)."""
     return jax.lax.stop_gradient(params.weights @ params.means)
+
+
+def below_resolution(p: jax.Array) -> jax.Array:
+    """Where a probability (or a rate relative to its scale) is below the dtype's
+    resolution ``eps``: at the boundary of the parameter space for
+    :meth:`Family.boundary` (an inactive component's weight of exactly 0
+    included)."""
+    return p < jnp.finfo(jnp.result_type(p)).eps
+
+
+def no_coordinates(u: PyTree) -> PyTree:
+    """A pytree of False in the structure of the coordinates ``u``."""
+    return jax.tree.map(lambda a: jnp.zeros(jnp.shape(a), bool), u)
 
 
 def weights_from_logs(logs: jax.Array, like: jax.Array) -> jax.Array:
@@ -410,6 +425,22 @@ class Family:
         are parameters whose structure they share (which components are
         inactive, static fields). Default: ``u`` itself."""
         return u
+
+    def boundary(self, params: PyTree) -> PyTree | None:
+        """Which coordinates of :meth:`unconstrain` lie at the boundary of the
+        parameter space (a pytree of bools in its structure), or None (none:
+        the default).
+
+        EM drives a probability or a rate that the data do not support towards
+        0 geometrically; its log-coordinate then has a rate of convergence of 1
+        within rounding, and the fixed point does not determine it.
+        Implicit differentiation (:mod:`jaxem._src.implicit`) holds these
+        coordinates fixed (their derivative is 0), where solving for them
+        gave a wrong gradient; standard errors
+        (:func:`jaxem.standard_errors`) leave them out of the information
+        (their error is 0, the Wald error of a probability of 0 or 1 or a
+        rate of 0), where they made every error NaN."""
+        return None
 
     def differentiable(self) -> Family:
         """This family with a pass that every mode of differentiation goes
@@ -735,6 +766,14 @@ class MixtureFamily(Family):
 
     def constrain(self, u: PyTree, like: PyTree) -> PyTree:
         return dataclasses.replace(u, weights=weights_from_logs(u.weights, like.weights))
+
+    def boundary(self, params: PyTree) -> PyTree:
+        """The log-weights of components whose weight is below the dtype's
+        resolution (:func:`below_resolution`); families whose coordinates have
+        more override it."""
+        return dataclasses.replace(
+            no_coordinates(self.unconstrain(params)), weights=below_resolution(params.weights)
+        )
 
     def n_components_of(self, params: PyTree) -> int:
         return params.weights.shape[-1]

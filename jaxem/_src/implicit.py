@@ -35,7 +35,13 @@ common shift that ``softmax`` ignores; the map's output is normalised whatever
 its input, so ``∂T/∂u`` sends the shift to 0 (an eigenvalue 0, not 1) and
 ``I − ∂T/∂u`` stays invertible. An inactive component (weight exactly 0) has
 coordinates that the map neither reads nor moves: its rows and columns of
-``∂T/∂u`` are 0 and it stays inactive.
+``∂T/∂u`` are 0 and it stays inactive. A probability that EM drives to 0
+without reaching it (a weight, a start or transition probability of 1e-40) is
+another matter: along its log-coordinate the map's rate is 1 within rounding,
+``I − ∂T/∂u`` is singular there, and a Krylov solver returned a solution with a
+component along that direction (a gradient 5x off). The family's
+:meth:`~jaxem.Family.boundary` names such coordinates, and the solve holds them
+fixed.
 
 The rule is exact at an exact fixed point: a fit stopped by a loose ``tol``
 gives the derivative of the fixed point near which it stopped, with an error of
@@ -226,6 +232,7 @@ def fixed_point(
     config: Implicit,
     unconstrain: Callable[[PyTree], PyTree] | None = None,
     constrain: Callable[[PyTree, PyTree], PyTree] | None = None,
+    boundary: Callable[[PyTree], PyTree | None] | None = None,
 ) -> PyTree:
     """``params``, a fixed point of ``em_map(·, *args)``, differentiable in
     ``args`` by the implicit function theorem (reverse mode).
@@ -246,6 +253,9 @@ def fixed_point(
         constrain: ``(u, like) -> params`` (default: ``u``), its inverse;
             ``like`` are the fixed-point parameters (which components are
             inactive).
+        boundary: ``params -> mask`` (default: none), the coordinates of ``u``
+            held fixed (:meth:`jaxem.Family.boundary`): their derivative is 0,
+            and the linear solve runs over the others.
 
     Returns:
         ``params`` (the same values), carrying the implicit derivative.
@@ -274,6 +284,12 @@ def fixed_point(
         u_star = to_u(star)
         _, constrain_vjp = jax.vjp(lambda u: from_u(u, star), u_star)
         (g_u,) = constrain_vjp(cotangent)
+        mask = None if boundary is None else boundary(star)
+
+        def free(v):  # v with the coordinates at the boundary set to 0
+            if mask is None:
+                return v
+            return jax.tree.map(lambda a, m: jnp.where(m, jnp.zeros_like(a), a), v, mask)
 
         def in_u(u, args):
             return to_u(em_map(from_u(u, star), *args))
@@ -282,12 +298,14 @@ def fixed_point(
         # loop the cotangent of ``args`` is dead code, which XLA removes)
         _, map_vjp = jax.vjp(in_u, u_star, args)
 
+        # (I − P Jᵀ P) v = P ḡ with P the projection on the free coordinates:
+        # v is 0 on the coordinates at the boundary, and (I − J_FFᵀ) v_F = ḡ_F on the others
         def matvec(v):
-            jt_v, _ = map_vjp(v)
-            return jax.tree.map(jnp.subtract, v, jt_v)
+            jt_v, _ = map_vjp(free(v))
+            return jax.tree.map(jnp.subtract, v, free(jt_v))
 
-        v = _solve(matvec, g_u, config)
-        _, args_cotangent = map_vjp(v)
+        v = _solve(matvec, free(g_u), config)
+        _, args_cotangent = map_vjp(free(v))
         return _zeros_cotangent(star), args_cotangent
 
     attach.defvjp(fwd, bwd)

@@ -250,7 +250,11 @@ def free_coordinates(family: Family, params: PyTree) -> jax.Array:
         >>> free_coordinates(mixtures.Poisson(), p).shape  # 1 weight, 2 rates
         (6, 3)
     """
-    left, singular = _projection_svd(family, params, _active_coordinates(family, params))
+    keep = _active_coordinates(family, params)
+    boundary = family.boundary(params)
+    if boundary is not None:  # held fixed (Family.boundary)
+        keep = jnp.where(ravel_pytree(boundary)[0], 0, keep)
+    left, singular = _projection_svd(family, params, keep)
     try:
         rank = int(jnp.sum(singular > _PROJECTION_THRESHOLD))
     except jax.errors.ConcretizationTypeError as error:

@@ -22,7 +22,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunk_rows
-from jaxem._src.family import ChunkedRows, MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import (
+    ChunkedRows,
+    MixtureFamily,
+    below_resolution,
+    log_weights,
+    no_coordinates,
+    weights_from_logs,
+)
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm import layout as layout_lib
 from jaxem._src.gmm import moments, passes
@@ -421,6 +428,11 @@ class GaussianFamily(MixtureFamily):
         # (log diagonal): jaxem.gmm.unconstrained, inactive logits made finite
         u = to_unconstrained(params)
         return u._replace(logits=log_weights(params.weights))
+
+    def boundary(self, params):
+        return no_coordinates(self.unconstrain(params))._replace(
+            logits=below_resolution(params.weights)
+        )
 
     def constrain(self, u, like):
         params = from_unconstrained(u, like.covariance_type)

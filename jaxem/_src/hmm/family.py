@@ -34,7 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.family import Family, MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import (
+    Family,
+    MixtureFamily,
+    below_resolution,
+    log_weights,
+    no_coordinates,
+    weights_from_logs,
+)
 from jaxem._src.hmm import inference
 from jaxem._src.hmm.sequences import Sequences, sequences
 from jaxem._src.mixtures.common import log_floor
@@ -293,6 +300,14 @@ class HMM(Family):
             log_weights(params.startprob),
             jax.vmap(log_weights)(params.transmat),
             self.emission.unconstrain(params.emission),
+        )
+
+    def boundary(self, params):
+        emission = self.emission.boundary(params.emission)
+        if emission is None:
+            emission = no_coordinates(self.emission.unconstrain(params.emission))
+        return HMMParams(
+            below_resolution(params.startprob), below_resolution(params.transmat), emission
         )
 
     def constrain(self, u, like):

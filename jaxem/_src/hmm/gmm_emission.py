@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem._src import kmeans as kmeans_lib
-from jaxem._src.family import MixtureFamily, log_weights, weights_from_logs
+from jaxem._src.family import MixtureFamily, below_resolution, log_weights, weights_from_logs
 from jaxem._src.gmm.density import component_log_prob
 from jaxem._src.gmm.family import GaussianFamily
 from jaxem._src.gmm.params import GMMParams
@@ -123,6 +123,13 @@ class GaussianMixtureEmission(MixtureFamily):
             log_weights(params.weights),
             jax.vmap(log_weights)(params.mix_weights),
             self.gaussian.unconstrain(params.gaussians),
+        )
+
+    def boundary(self, params):
+        return MixtureEmissionParams(
+            below_resolution(params.weights),
+            below_resolution(params.mix_weights),
+            self.gaussian.boundary(params.gaussians),
         )
 
     def constrain(self, u, like):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxem._src.family import log_weights, weights_from_logs
+from jaxem._src.family import below_resolution, log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -128,8 +128,18 @@ class Bernoulli(DiscreteMixture):
         logits = log_floor(params.probs) - log_floor(1 - params.probs)
         return BernoulliParams(log_weights(params.weights), logits)
 
+    def boundary(self, params):
+        probs = params.probs
+        return BernoulliParams(
+            below_resolution(params.weights), below_resolution(probs) | below_resolution(1 - probs)
+        )
+
     def constrain(self, u, like):
-        return BernoulliParams(weights_from_logs(u.weights, like.weights), jax.nn.sigmoid(u.probs))
+        # a probability of exactly 0 or 1 stays there (as EM keeps it), as an
+        # inactive component's weight stays 0
+        exact = (like.probs == 0) | (like.probs == 1)
+        probs = jnp.where(exact, like.probs, jax.nn.sigmoid(u.probs))
+        return BernoulliParams(weights_from_logs(u.weights, like.weights), probs)
 
     def log_prior(self, params):
         active = params.weights > 0

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxem._src.family import log_weights, weights_from_logs
+from jaxem._src.family import below_resolution, log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -245,9 +245,13 @@ class Categorical(DiscreteMixture):
     def unconstrain(self, params):
         return CategoricalParams(log_weights(params.weights), log_floor(params.probs))
 
+    def boundary(self, params):
+        return CategoricalParams(below_resolution(params.weights), below_resolution(params.probs))
+
     def constrain(self, u, like):
         # each feature's block of log-probabilities normalised (capped so exp stays finite)
-        p = jnp.exp(jnp.minimum(u.probs, 600))
+        # a probability of exactly 0 stays 0 (as EM keeps it)
+        p = jnp.where(like.probs == 0, 0, jnp.exp(jnp.minimum(u.probs, 600)))
         totals = self._block_totals(p)
         probs = jnp.where(totals > 0, p / jnp.where(totals > 0, totals, 1), like.probs)
         return CategoricalParams(weights_from_logs(u.weights, like.weights), probs)

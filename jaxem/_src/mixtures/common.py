@@ -73,8 +73,12 @@ def log_floor(p: jax.Array) -> jax.Array:
     """``log p`` with ``p`` floored at the dtype's smallest normal number: finite
     (about −708 in float64, −87 in float32) where ``p = 0``, so that ``0 · log p``
     is 0 and never NaN. The parameters keep their exact value; only the log is
-    clipped."""
-    return jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
+    clipped. Its derivatives of every order are 0 below the floor: taken through
+    ``log(max(p, tiny))`` the second was ``0 / tiny² = 0 / 0``, NaN, and made
+    every standard error NaN where a probability or a rate is 0."""
+    tiny = jnp.finfo(p.dtype).tiny
+    above = p > tiny
+    return jnp.where(above, jnp.log(jnp.where(above, p, 1)), jnp.log(tiny).astype(p.dtype))
 
 
 def flush_subnormal(p: jax.Array) -> jax.Array:

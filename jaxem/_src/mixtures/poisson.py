@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
-from jaxem._src.family import log_weights, weights_from_logs
+from jaxem._src.family import below_resolution, log_weights, weights_from_logs
 from jaxem._src.mixtures.common import (
     DirichletWeights,
     DiscreteMixture,
@@ -177,8 +177,16 @@ class Poisson(DiscreteMixture):
     def unconstrain(self, params):
         return PoissonParams(log_weights(params.weights), log_floor(params.rates))
 
+    def boundary(self, params):
+        # a rate relative to the largest of its feature's (rates have units)
+        largest = jnp.max(params.rates, axis=0)
+        relative = params.rates / jnp.where(largest > 0, largest, 1)
+        return PoissonParams(below_resolution(params.weights), below_resolution(relative))
+
     def constrain(self, u, like):
-        return PoissonParams(weights_from_logs(u.weights, like.weights), jnp.exp(u.rates))
+        # a rate of exactly 0 stays 0 (as EM keeps it)
+        rates = jnp.where(like.rates == 0, 0, jnp.exp(u.rates))
+        return PoissonParams(weights_from_logs(u.weights, like.weights), rates)
 
     def log_prior(self, params):
         active = params.weights > 0

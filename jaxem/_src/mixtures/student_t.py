@@ -104,9 +104,11 @@ from jax.typing import ArrayLike
 from jaxem._src.family import (
     MeansShape,
     MixtureFamily,
+    below_resolution,
     log_joint,
     log_weights,
     mixture_center,
+    no_coordinates,
     weights_from_logs,
 )
 from jaxem._src.gmm import covariances as cov_lib
@@ -673,6 +675,12 @@ class StudentT(MixtureFamily):
             "means": params.means,
             "cholesky": to_unconstrained(gaussian).cholesky,
             "log_dof": jnp.log(params.dof),
+        }
+
+    def boundary(self, params):
+        return {
+            **no_coordinates(self.unconstrain(params)),
+            "logits": below_resolution(params.weights),
         }
 
     def constrain(self, u, like):

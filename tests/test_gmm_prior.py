@@ -261,3 +261,17 @@ def test_relative_rule_with_a_prior_watches_the_log_likelihood_as_mclust():
         return n * abs(history[i] - history[i - 1]) < 1e-5 * (1 + n * abs(history[i]))
 
     assert stops(len(history) - 1) and not any(stops(i) for i in range(1, len(history) - 1))
+
+
+def test_online_em_binds_the_default_prior_to_its_first_batch():
+    """``jaxem.fit_online`` of a family with ``prior="default"``: one batch of
+    all rows and no warm-up is one batch MAP step (the prior was never bound,
+    and the step was the maximum-likelihood one: covariances 2.1 off)."""
+    import jaxem
+
+    x = blobs(3)
+    family = gmm.family("full", prior="default", reg_covar=0.0)
+    start = gmm.fit(jax.random.key(0), x, 3, max_iter=3, tol=0.0).params
+    online = jaxem.fit_online(family, start, [x], warmup=1)
+    step = jaxem.fit(family, None, x, start=start, tol=0.0, max_iter=1, n_refine=0)
+    np.testing.assert_allclose(online.params.covariances, step.params.covariances, rtol=1e-10)

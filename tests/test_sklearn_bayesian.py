@@ -412,3 +412,16 @@ def test_a_constant_feature_fits_as_in_sklearn():
     assert ours.sample(2.0)[0].shape == (2, 3)  # a whole float, as scikit-learn takes it
     with pytest.raises(ValueError, match="covariance_prior"):  # given by the user: checked
         jaxem.fit(variational.family("diag", covariance_prior=np.zeros(3)), jax.random.key(0), x, 2)
+
+
+def test_online_em_of_the_variational_family_binds_its_priors():
+    """One batch of all rows and no warm-up is one batch EM step: the priors
+    that the family leaves ``None`` come from the first batch, as they come
+    from the data in a fit (fit_online never bound them and raised)."""
+    fam = variational.family("full")
+    with jax.enable_x64(True):
+        start = jaxem.fit(fam, jax.random.key(0), X, K, n_init=1, tol=0.0, max_iter=3).params
+        online = jaxem.fit_online(fam, start, [X], warmup=1)
+        step = jaxem.fit(fam, None, X, start=start, tol=0.0, max_iter=1, n_refine=0)
+        np.testing.assert_allclose(online.params.means, step.params.means, rtol=1e-10)
+        np.testing.assert_allclose(online.params.weights, step.params.weights, rtol=1e-10)

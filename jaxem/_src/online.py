@@ -268,9 +268,14 @@ def fit_online(
                 raise ValueError(f"batch {index}'s sample weights: {error}") from error
         if context is None:
             context = _context(family, xb, wb)
+            # hyperparameters that depend on the data (the variational family's
+            # priors) from the first batch, as the context
+            weights = getattr(params, "weights", None)
+            family = family.bind(context, None if weights is None else jnp.sum(weights > 0))
             frame = params
             batch_shape = jax.eval_shape(
-                lambda p, x, w, c: stepwise_update(family, None, p, p, x, w, 1.0, c)[0],
+                lambda f, p, x, w, c: stepwise_update(f, None, p, p, x, w, 1.0, c)[0],
+                family,
                 params,
                 xb,
                 wb,

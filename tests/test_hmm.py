@@ -765,3 +765,19 @@ def test_sequences_of_probability_zero_score_minus_infinity():
     rates = hmm.make_params([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], poisson, rates=[[0.0], [0.0]])
     assert float(poisson.log_prob(rates, np.array([[0.0], [1.0]]))[0]) == -np.inf
     assert np.isfinite(float(poisson.log_prob(rates, np.array([[0.0], [0.0]]))[0]))
+
+
+def test_online_em_of_a_gmm_hmm_binds_its_emission_to_the_first_batch():
+    """One batch of all sequences and no warm-up is one Baum–Welch step (the
+    GMM emission's binding needs the number of states: fit_online passed None
+    and raised a TypeError)."""
+    family = hmm.gmm(2, "diag")
+    x = (
+        np.random.default_rng(0).normal(size=(4, 25, 2))
+        + np.repeat([[-2.0], [2.0]], 2, 0)[:, :, None]
+    )
+    start = jaxem.fit(family, jax.random.key(0), x, 2, max_iter=3, tol=0.0).params
+    online = jaxem.fit_online(family, start, [x], warmup=1)
+    step = jaxem.fit(family, None, x, start=start, tol=0.0, max_iter=1, n_refine=0)
+    for a, b in zip(jax.tree.leaves(online.params), jax.tree.leaves(step.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -519,3 +519,14 @@ def test_starts_from_seed_rows_leave_no_count_feature_at_rate_zero():
         )  # fmt: skip
         restarts = np.asarray(result.restart_log_likelihoods)
         assert np.all(restarts > restarts.max() - 1e-6), (init, restarts)
+
+
+def test_log_floor_is_flat_below_its_floor_and_keeps_nan():
+    """Derivatives of every order are 0 below the floor (the second of
+    ``log(max(p, tiny))`` at 0 was NaN); NaN stays NaN."""
+    from jaxem._src.mixtures.common import log_floor
+
+    p = jnp.asarray([0.0, 1e-310, 0.5, jnp.nan])
+    np.testing.assert_array_equal(np.isnan(log_floor(p)), [False, False, False, True])
+    second = jax.vmap(jax.grad(jax.grad(lambda q: log_floor(q))))(p[:3])
+    np.testing.assert_allclose(second, [0.0, 0.0, -4.0])

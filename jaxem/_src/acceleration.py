@@ -219,7 +219,10 @@ def extrapolate(theta0, theta1, theta2, step_min, step_max, unconstrain, constra
     alpha = jnp.where(sv2 > 0, alpha, step_max)  # the package: ‖r‖/0 = ∞, clamped
     alpha = jnp.clip(alpha, step_min, step_max).astype(step_max.dtype)
     u = jax.tree.map(lambda a, dr, dv: a + 2 * alpha * dr + alpha**2 * dv, u0, r, v)
-    return constrain(u, theta0), alpha
+    # like θ₂, the M-step's output: the exact zeros it keeps (inactive
+    # components, probabilities of 0 or 1) and only those (a start's exact 0s
+    # that a prior moves off the boundary must not stay there)
+    return constrain(u, theta2), alpha
 
 
 def next_point(
@@ -354,7 +357,7 @@ def iterate_squarem(
     over the data (``evaluate`` calls; 2 to 4 per cycle, plus the final pass
     that evaluates the returned parameters, one M-step past the last recorded
     point as in the plain loop). ``unconstrain(params) -> u`` and
-    ``constrain(u, like) -> params`` (``like``: the cycle's base, for
+    ``constrain(u, like) -> params`` (``like``: the cycle's θ₂ = F(F(θ₀)), for
     parameters that are not coordinates, such as which components are
     inactive) give the coordinates of the extrapolation; identity by default.
     """

@@ -271,7 +271,8 @@ def fit_online(
             # hyperparameters that depend on the data (the variational family's
             # priors) from the first batch, as the context
             weights = getattr(params, "weights", None)
-            family = family.bind(context, None if weights is None else jnp.sum(weights > 0))
+            n_active = family.n_components_of(params) if weights is None else jnp.sum(weights > 0)
+            family = family.bind(context, n_active)
             frame = params
             batch_shape = jax.eval_shape(
                 lambda f, p, x, w, c: stepwise_update(f, None, p, p, x, w, 1.0, c)[0],

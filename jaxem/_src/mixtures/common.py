@@ -77,7 +77,7 @@ def log_floor(p: jax.Array) -> jax.Array:
     ``log(max(p, tiny))`` the second was ``0 / tiny² = 0 / 0``, NaN, and made
     every standard error NaN where a probability or a rate is 0."""
     tiny = jnp.finfo(p.dtype).tiny
-    above = p > tiny
+    above = ~(p <= tiny)  # NaN stays NaN
     return jnp.where(above, jnp.log(jnp.where(above, p, 1)), jnp.log(tiny).astype(p.dtype))
 
 

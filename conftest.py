@@ -84,18 +84,19 @@ _LONGEST_FIRST = (
 # they are written. Most repeat one check over covariance types, families or data
 # sets (the kept cases rotate over the covariance types, so that each type stays
 # in the default run); the others check a second route to a result that a default
-# test already checks. The suite must stay under 10 minutes from a cold
-# compilation cache on CI's two cores: the 786 tests of 2026-12-07 took 828 s on
-# a slow day here (CI: 951 s with the install), and the cases left out cost 30%
-# of their compilation time (2026-12-08, experiments/suite_compile_report.py).
+# test already checks, or a property another default test also checks. The suite
+# must stay under 10 minutes from a cold compilation cache on CI's two cores: the
+# 786 tests of 2026-12-07 took 828 s on a slow day here (CI: 951 s with the
+# install), and the machine's speed varies about 1.6-fold from hour to hour
+# (2026-12-08: 663 and 671 tests took 412 s and 659 s, 13.7 and 21.2 CPU-minutes).
 _DEFAULT_CASES = {
     "test_chunking.py": {
         "test_chunked_densities_and_steps_equal_unchunked": ("full",),
     },
     "test_engine_contract.py": {
-        "test_chunks_from_a_memmap_equal_the_in_memory_fit": ("gaussian-full-all", "poisson-all"),
-        "test_screening_and_refinement_as_one_loop_equal_two_loops": ("batch",),
-        "test_initialisation_in_parts_at_once_equals_the_one_program": ("trees-of-all-rows",),
+        "test_chunks_from_a_memmap_equal_the_in_memory_fit": ("poisson-all",),
+        "test_screening_and_refinement_as_one_loop_equal_two_loops": (),
+        "test_initialisation_in_parts_at_once_equals_the_one_program": (),
         "test_online_em_reaches_the_batch_optimum": ("categorical",),
         "test_sharded_over_four_devices_equals_the_in_memory_fit": ("all",),
     },
@@ -106,28 +107,33 @@ _DEFAULT_CASES = {
         "test_arranged_steps_with_the_whole_pass_under_vmap_over_data_sets": (),
         "test_arranged_steps_under_vmap_over_restarts": (),
         "test_arranged_m_step_with_a_prior_and_an_mclust_model": ("EEV-False",),
+        "test_arranged_steps_try_the_pass_over_all_rows_first": (),
     },
     "test_gmm_fit.py": {
         "test_n_active_equals_plain_fit_from_same_start": (),
+        "test_vmap_over_keys_equals_loop": (),
     },
     "test_gmm_init.py": {
         "test_init_is_jittable_and_vmappable_over_keys": ("kmeans", "hc_vvv"),
         "test_n_active_leaves_extra_components_inactive": ("k-means++", "hc"),
         "test_initial_resp_kept_on_its_rows_gives_the_statistics_of_every_row": (),
+        "test_largest_keys_are_top_k_and_the_kmeans_subset_is_of_positive_weight_rows": (),
     },
     "test_gmm_missing.py": {
         "test_without_nan_equals_the_plain_path": ("diag",),
     },
     "test_gmm_passes.py": {
-        "test_layout_fit_equals_direct_fit_in_float64": ("full-rows", "diag-features"),
+        "test_layout_fit_equals_direct_fit_in_float64": ("diag-features",),
         "test_passes_equal_plain_steps_chunked_or_not": ("97-full", "None-spherical"),
         "test_the_pass_over_all_chunks_at_once_equals_the_loop": ("tied",),
         "test_float32_fit_agrees_with_float64": ("offset-1e3-full", "tight-offset-1e3-diag"),
         "test_cached_features_pass_equals_moment_pass_alone_or_batched": ("97-full",),
         "test_responsibility_stats_by_moments_or_directly": ("overlap-full", "tight-tied"),
-        "test_a_pass_over_a_layout_tries_the_features_of_all_rows_first": ("full",),
+        "test_a_pass_over_a_layout_tries_the_features_of_all_rows_first": (),
         "test_linearize_of_the_feature_pass_alone_or_one_restart_at_a_time": (),
         "test_fits_with_the_whole_pass_under_vmap_over_data_sets": (),
+        "test_fits_that_try_the_whole_pass_first_agree_with_float64": ("tight-far",),
+        "test_float32_moments_refused_along_a_rotated_long_axis": (),
     },
     "test_gmm_portfolio.py": {
         "test_agglomerative_restarts_start_as_gmm_init_of_their_keys": (),
@@ -151,6 +157,7 @@ _DEFAULT_CASES = {
     },
     "test_gmm_weights.py": {
         "test_integer_weights_equal_repeated_rows": ("diag",),
+        "test_small_weights_give_the_fit_of_unit_weights": (),
     },
     "test_gradient.py": {
         "test_vmap_over_starts_equals_loop": (),
@@ -166,6 +173,10 @@ _DEFAULT_CASES = {
     "test_inference.py": {
         "test_factor_analysers_with_shared_noise_have_its_free_coordinates_only": (),
         "test_a_shared_covariance_with_as_many_coordinates_as_components_stays_free": (),
+        "test_loadings_of_two_factors_are_not_identified_and_say_so": (),
+    },
+    "test_kmeans.py": {
+        "test_n_active_seeds_are_a_prefix": (),
     },
     "test_mixtures_student_t.py": {
         "test_chunks_from_a_memmap_equal_the_in_memory_fit": ("sample_weight",),
@@ -181,6 +192,9 @@ _DEFAULT_CASES = {
             "float32-moments",
             "float64-direct",
         ),
+    },
+    "test_sklearn_bayesian.py": {
+        "test_pipeline_grid_search_clone_pickle": (),
     },
 }
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import COVARIANCE_TYPES, blobs
 
+import jaxem
 from jaxem import gmm
 from jaxem._src.gmm.density import weighted_log_prob
 
@@ -267,8 +268,6 @@ def test_online_em_binds_the_default_prior_to_its_first_batch():
     """``jaxem.fit_online`` of a family with ``prior="default"``: one batch of
     all rows and no warm-up is one batch MAP step (the prior was never bound,
     and the step was the maximum-likelihood one: covariances 2.1 off)."""
-    import jaxem
-
     x = blobs(3)
     family = gmm.family("full", prior="default", reg_covar=0.0)
     start = gmm.fit(jax.random.key(0), x, 3, max_iter=3, tol=0.0).params

@@ -160,7 +160,7 @@ def _agglomerate(
     return jax.lax.fori_loop(0, jnp.maximum(n_present - 1, 0), step, state)[-1]
 
 
-def _floating(x: ArrayLike) -> jax.Array:
+def _as_float(x: ArrayLike) -> jax.Array:
     """``x`` as an array of JAX's default float type if it is not floating
     (integer data, such as whole-minute waiting times: the trees' carries and
     the cluster sizes are floating)."""
@@ -238,7 +238,7 @@ def ward_tree(x: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array
         >>> cut(ward_tree(x), 3).tolist()
         [0, 0, 1, 1, 2]
     """
-    x = _floating(x)
+    x = _as_float(x)
     size = _sizes(x, sample_weight)
     costs = jax.vmap(lambda c, n: _ward_costs(x, size, c, n))(x, size)
     costs = jnp.where(jnp.eye(x.shape[0], dtype=bool), jnp.inf, costs)
@@ -304,7 +304,7 @@ def vvv_tree(
         >>> cut(vvv_tree(x), 2).tolist()
         [0, 0, 0, 1, 1]
     """
-    x = _floating(x)
+    x = _as_float(x)
     m, d = x.shape
     size = _sizes(x, sample_weight)
     total = jnp.sum(size)

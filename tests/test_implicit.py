@@ -26,6 +26,7 @@ import pytest
 
 import jaxem
 from jaxem import gmm, hmm, mixtures
+from jaxem._src.implicit import SOLVERS, fixed_point
 
 N, D, K = 40, 2, 2
 MAX_ITER = 300  # EM's error falls below rounding in about 60 on these data
@@ -313,3 +314,33 @@ def test_a_start_probability_at_the_boundary_is_held_fixed():
         step = jnp.zeros_like(x).at[index].set(EPS)
         difference = (tight(x + step) - tight(x - step)) / (2 * EPS)
         np.testing.assert_allclose(grad[index], difference, rtol=1e-5)
+
+
+def test_a_symmetry_of_the_map_is_a_gauge_of_the_solve():
+    """A map whose fixed points form a circle: it halves the distance of the
+    radius to ``a`` and turns the angle by ``3 (r − a)``, so every point of the
+    circle ``r = a`` is fixed, the Jacobian has an eigenvalue 1 along the
+    circle and ``I − Jᵀ`` is singular. The gradient of ``|u*|² = a²`` is
+    determined all the same (``2a``); the dense solver returned NaN (float32,
+    ``a = 0.7``) until the circle's tangent was given as a gauge
+    (``Family.gauges``: a factor analyser's rotations), orthogonally to which
+    the system is solved."""
+
+    def turn(u, a):
+        radius = jnp.linalg.norm(u)
+        angle = jnp.arctan2(u[1], u[0]) + 3 * (radius - a)
+        return jnp.stack([jnp.cos(angle), jnp.sin(angle)]) * (radius + a) / 2
+
+    def tangent(u):
+        return jnp.stack([-u[1], u[0]])[None]
+
+    a = jnp.asarray([0.7, 1.3, 2.9, 11.0], jnp.float32)
+    for solver in SOLVERS:
+
+        def squared_radius(a, solver=solver):
+            star = jax.lax.stop_gradient(jnp.asarray([0.6, 0.8], jnp.float32) * a)
+            config = jaxem.Implicit(solver=solver)
+            return jnp.sum(fixed_point(turn, star, (a,), config=config, gauges=tangent) ** 2)
+
+        grad = jax.jit(jax.vmap(jax.grad(squared_radius)))(a)
+        np.testing.assert_allclose(grad, 2 * a, rtol=1e-5, err_msg=solver)

@@ -342,20 +342,44 @@ def test_factor_analysers_with_shared_noise_have_its_free_coordinates_only():
 
 
 def test_loadings_of_two_factors_are_not_identified_and_say_so():
-    """With two factors the loadings are free up to a rotation, which the
-    coordinates do not fix: the information is not positive definite there,
-    and negative variances were reported as standard errors of 0."""
+    """With two factors the loadings are free up to a rotation (``Family.gauges``):
+    they have no standard error (NaN; negative variances were once reported as
+    errors of 0), the rotation is not a free coordinate, and the EM rate is
+    that of the identified parameters. It was 1 (the rotation's) and the
+    information 20 × 20 with a condition number of 4e8, singular in float32.
+
+    Against the inverse Hessian of the log-likelihood with the rotation fixed
+    by a lower-triangular ``Λ`` (``Λ₀₁ = 0``), and against the rate at which
+    EM's log-likelihood increments shrink (``Δℓ_{t+1}/Δℓ_t → rate²``)."""
     rng = np.random.default_rng(2)
     x = jnp.asarray(
         rng.normal(size=(500, 2)) @ rng.normal(size=(5, 2)).T + 0.5 * rng.normal(size=(500, 5))
     )
     family = mixtures.FactorAnalyzers(n_factors=2, reg_covar=0.0)
-    p = jaxem.fit(family, jax.random.key(0), x, 1, tol=1e-14, max_iter=20000).params
+    fit = jaxem.fit(family, jax.random.key(0), x, 1, tol=1e-14, max_iter=20000)
+    p = fit.params
     se = jaxem.standard_errors(family, p, x)
-    assert np.all(np.isfinite(se.standard_errors.means)) and np.all(
-        np.isfinite(se.standard_errors.noise)
-    )
-    assert not np.any(np.asarray(se.standard_errors.loadings) == 0)
+    assert se.information.shape == (19, 19)  # 5 means, 10 loadings less 1 rotation, 5 noise
+    assert np.all(np.isnan(se.standard_errors.loadings))
+
+    def log_likelihood(z):
+        loadings = jnp.zeros((5, 2)).at[:, 0].set(z[5:10]).at[1:, 1].set(z[10:14])
+        cov = loadings @ loadings.T + jnp.diag(jnp.exp(z[14:]))
+        return jnp.sum(multivariate_normal.logpdf(x, z[:5], cov))
+
+    turn = jnp.linalg.qr(p.loadings[0].T)[0]  # Λ turn is lower triangular
+    triangular = p.loadings[0] @ turn
+    z = jnp.concatenate([p.means[0], triangular[:, 0], triangular[1:, 1], jnp.log(p.noise[0])])
+    covariance = jnp.linalg.inv(-jax.hessian(log_likelihood)(z))
+    jacobian = jnp.diag(jnp.r_[jnp.ones(14), p.noise[0]])  # to ψ from log ψ
+    expected = jnp.sqrt(jnp.diagonal(jacobian @ covariance @ jacobian.T))
+    np.testing.assert_allclose(se.standard_errors.means[0], expected[:5], rtol=1e-6)
+    np.testing.assert_allclose(se.standard_errors.noise[0], expected[14:], rtol=1e-6)
+
+    increments = np.diff(np.asarray(fit.history))
+    late = np.flatnonzero((increments > 1e-11) & (increments < 1e-8))
+    observed = np.median(np.sqrt(increments[late[:-1] + 1] / increments[late[:-1]]))
+    assert abs(float(se.em_rate) - observed) < 2e-4, (float(se.em_rate), observed)
 
 
 def test_parameters_at_the_boundary_have_the_wald_error_of_0_and_the_others_theirs():

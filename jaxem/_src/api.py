@@ -178,7 +178,7 @@ def _fit(
     params = fixed_point(
         lambda p, *args: step(p, *args)[0], result.params, (family, source, n_active),
         config=implicit, unconstrain=family_.unconstrain, constrain=family_.constrain,
-        boundary=family_.boundary,
+        boundary=family_.boundary, gauges=family_.gauges,
     )  # fmt: skip
     ll = with_gradient(
         lambda p, *args: step(p, *args)[1],

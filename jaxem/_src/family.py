@@ -442,6 +442,27 @@ class Family:
         rate of 0), where they made every error NaN."""
         return None
 
+    def gauges(self, params: PyTree) -> PyTree | None:
+        """Directions of :meth:`unconstrain`'s coordinates at ``params`` along
+        which the model does not change and that ``unconstrain ∘ constrain``
+        does not remove (a pytree in the structure of ``unconstrain(params)``
+        with a leading axis of directions), or None (none: the default).
+
+        A continuous symmetry of the likelihood that EM maps equivariantly (a
+        factor analyser's loadings ``Λ → Λ R``, ``R`` a rotation) makes every
+        point of its orbit a fixed point: the EM map's Jacobian has an
+        eigenvalue 1 along these directions, ``I − ∂T/∂u`` is singular, and
+        the fixed point determines only what the symmetry leaves unchanged.
+        Implicit differentiation (:mod:`jaxem._src.implicit`) solves its
+        linear system orthogonally to them, where a Krylov solver returned a
+        solution with a part along them (a gradient 10% off); standard errors
+        and the EM rate (:mod:`jaxem._src.inference`) leave them out of the
+        free coordinates, and the parameters that move along them (the
+        loadings) have no standard error (NaN). The gauges that the round
+        trip removes (a constant added to the log-weights) need no entry
+        here."""
+        return None
+
     def differentiable(self) -> Family:
         """This family with a pass that every mode of differentiation goes
         through (forward and reverse, nested): for implicit differentiation of a

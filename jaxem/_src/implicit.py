@@ -41,7 +41,11 @@ another matter: along its log-coordinate the map's rate is 1 within rounding,
 ``I − ∂T/∂u`` is singular there, and a Krylov solver returned a solution with a
 component along that direction (a gradient 5x off). The family's
 :meth:`~jaxem.Family.boundary` names such coordinates, and the solve holds them
-fixed.
+fixed. A symmetry that the coordinates keep (a factor analyser's loadings are
+determined up to a rotation) makes a whole orbit of fixed points: the map's
+Jacobian is 1 along it, ``I − ∂T/∂u`` is singular, and the dense solver
+returned NaN; :meth:`~jaxem.Family.gauges` names these directions, and the
+solve runs orthogonally to them.
 
 The rule is exact at an exact fixed point: a fit stopped by a loose ``tol``
 gives the derivative of the fixed point near which it stopped, with an error of
@@ -233,6 +237,7 @@ def fixed_point(
     unconstrain: Callable[[PyTree], PyTree] | None = None,
     constrain: Callable[[PyTree, PyTree], PyTree] | None = None,
     boundary: Callable[[PyTree], PyTree | None] | None = None,
+    gauges: Callable[[PyTree], PyTree | None] | None = None,
 ) -> PyTree:
     """``params``, a fixed point of ``em_map(·, *args)``, differentiable in
     ``args`` by the implicit function theorem (reverse mode).
@@ -256,6 +261,10 @@ def fixed_point(
         boundary: ``params -> mask`` (default: none), the coordinates of ``u``
             held fixed (:meth:`jaxem.Family.boundary`): their derivative is 0,
             and the linear solve runs over the others.
+        gauges: ``params -> directions`` (default: none), directions of ``u``
+            along which the model does not change and every point is a fixed
+            point (:meth:`jaxem.Family.gauges`, a leading axis of directions):
+            the linear solve runs orthogonally to them.
 
     Returns:
         ``params`` (the same values), carrying the implicit derivative.
@@ -286,10 +295,16 @@ def fixed_point(
         (g_u,) = constrain_vjp(cotangent)
         mask = None if boundary is None else boundary(star)
 
-        def free(v):  # v with the coordinates at the boundary set to 0
+        def held(v):  # v with the coordinates at the boundary set to 0
             if mask is None:
                 return v
             return jax.tree.map(lambda a, m: jnp.where(m, jnp.zeros_like(a), a), v, mask)
+
+        directions = None if gauges is None else gauges(star)
+        orthogonal = _orthogonal_to(directions, held, u_star)
+
+        def free(v):  # P v: the boundary's coordinates 0, no part along a gauge
+            return orthogonal(held(v))
 
         def in_u(u, args):
             return to_u(em_map(from_u(u, star), *args))
@@ -299,7 +314,11 @@ def fixed_point(
         _, map_vjp = jax.vjp(in_u, u_star, args)
 
         # (I − P Jᵀ P) v = P ḡ with P the projection on the free coordinates:
-        # v is 0 on the coordinates at the boundary, and (I − J_FFᵀ) v_F = ḡ_F on the others
+        # v is 0 on the coordinates at the boundary and has no part along a
+        # gauge, and (I − J_FFᵀ) v_F = ḡ_F on the others. Along a gauge g the
+        # map moves with the point (J g = g), so on the quotient by the gauges
+        # I − J is invertible and its adjoint acts on the vectors orthogonal to
+        # them: P (I − Jᵀ) P v = P ḡ
         def matvec(v):
             jt_v, _ = map_vjp(free(v))
             return jax.tree.map(jnp.subtract, v, free(jt_v))
@@ -310,6 +329,30 @@ def fixed_point(
 
     attach.defvjp(fwd, bwd)
     return attach(params, tuple(args))
+
+
+def _orthogonal_to(
+    directions: PyTree | None, held: Callable[[PyTree], PyTree], like: PyTree
+) -> Callable[[PyTree], PyTree]:
+    """``v ↦ v − Q Qᵀ v`` with ``Q`` an orthonormal basis of the span of
+    ``directions`` (a leading axis of directions in the structure of
+    ``like``), each first restricted by ``held`` to the free coordinates (so
+    that the two projections commute); the identity without directions.
+    Directions that are dependent or 0 (an inactive component's) count once
+    or not at all."""
+    if directions is None:
+        return lambda v: v
+    _, unravel = ravel_pytree(like)
+    flat = jax.vmap(lambda g: ravel_pytree(held(g))[0])(directions)  # (G, U)
+    _, singular, rows = jnp.linalg.svd(flat, full_matrices=False)
+    resolution = jnp.sqrt(jnp.finfo(flat.dtype).eps)
+    rows = jnp.where((singular > resolution * singular[0])[:, None], rows, 0)
+
+    def project(v):
+        f = ravel_pytree(v)[0]
+        return unravel(f - (rows @ f) @ rows)
+
+    return project
 
 
 def with_gradient(fn: Callable[..., jax.Array], value: jax.Array, args: tuple) -> jax.Array:

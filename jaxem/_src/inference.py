@@ -17,7 +17,10 @@ whose null space is the gauge directions and whose range is the tangent space
 of the canonical coordinates; its eigenvalues are exactly 0 or 1, whatever the
 scale of the parameters. The **free coordinates** ``z`` are those along an
 orthonormal basis ``B`` (U, P) of its range, ``u = û + B z`` (for a K-component
-mixture, K − 1 directions for the weights).
+mixture, K − 1 directions for the weights), less the directions of the
+symmetries the coordinates keep (:meth:`jaxem.Family.gauges`: the rotations
+of a factor analyser's loadings), along which the likelihood is flat and EM's
+rate is 1.
 
 Then, with ``ℓ(z) = ℓ(constrain(û + B z))`` computed by the family's own pass
 over the data (exactly the objective EM monitors, times the total weight):
@@ -89,7 +92,10 @@ class Inference:
         params: the parameters at which everything is computed.
         standard_errors: the standard error of every floating leaf of
             ``params``, in its shape (0 for a parameter that is not free, such
-            as an inactive component's).
+            as an inactive component's; NaN for one that the model does not
+            determine, which moves along one of the family's
+            :meth:`~jaxem.Family.gauges`: a factor analyser's loadings with
+            two or more factors, free up to a rotation).
         covariance: (M, M) the delta-method covariance of all floating leaves
             of ``params``, in the order of
             ``jax.flatten_util.ravel_pytree(params)``.
@@ -262,7 +268,35 @@ def free_coordinates(family: Family, params: PyTree) -> jax.Array:
             "standard errors need concrete params (the number of free coordinates is a "
             "shape): call them outside jit, or on a fit's returned params"
         ) from error
-    return left[:, :rank]
+    basis = left[:, :rank]
+    gauges = _gauge_rows(family, params)
+    if gauges is None:
+        return basis
+    # the free directions orthogonal to the family's gauges (Family.gauges)
+    turned, singular = _without(basis, gauges)
+    return turned[:, : int(jnp.sum(singular > _PROJECTION_THRESHOLD))]
+
+
+def _gauge_rows(family: Family, params: PyTree) -> jax.Array | None:
+    """(G, U) an orthonormal basis (rows) of the span of the family's gauges
+    (:meth:`~jaxem.Family.gauges`) at ``params``, or None without any."""
+    directions = family.gauges(params)
+    if directions is None:
+        return None
+    keep = _active_coordinates(family, params)  # an inactive component's: not free anyway
+    flat = jax.vmap(lambda g: ravel_pytree(g)[0])(directions) * keep
+    _, singular, rows = jnp.linalg.svd(flat, full_matrices=False)
+    resolution = float(np.sqrt(np.finfo(np.dtype(flat.dtype)).eps))
+    return rows[np.asarray(singular > resolution * singular[0])]
+
+
+@jax.jit
+def _without(basis: jax.Array, rows: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The left singular vectors and values of ``basis`` (U, P, orthonormal)
+    less its part along ``rows`` (G, U, orthonormal, within its span): the
+    values are 1 for the P − G directions orthogonal to them, 0 for the rest."""
+    left, singular, _ = jnp.linalg.svd(basis - rows.T @ (rows @ basis), full_matrices=False)
+    return left, singular
 
 
 @functools.partial(jax.jit, static_argnames=("what",))
@@ -396,8 +430,11 @@ def _standard_errors(problem: _Problem, *, rate: bool) -> Inference:
     # a variance below 0 beyond rounding: the information is not positive
     # definite there (a saddle, or a direction the coordinates do not fix):
     # NaN rather than an error of 0
+    moved = _moved_by_gauges(problem)
+    if moved is not None:  # not determined by the model: no error, no covariance
+        covariance = jnp.where(moved[:, None] | moved[None, :], jnp.nan, covariance)
     variances = jnp.diagonal(covariance)
-    floor = -1e3 * jnp.finfo(variances.dtype).eps * jnp.max(jnp.abs(variances))
+    floor = -1e3 * jnp.finfo(variances.dtype).eps * jnp.nanmax(jnp.abs(variances))
     errors = jnp.where(variances < floor, jnp.nan, jnp.sqrt(jnp.maximum(variances, 0)))
     errors = unravel(errors)
     errors = _merge_floating(problem.params, errors)
@@ -416,6 +453,26 @@ def _standard_errors(problem: _Problem, *, rate: bool) -> Inference:
         em_rate=spectral_radius,
         em_eigenvalues=eigenvalues,
     )
+
+
+def _moved_by_gauges(problem: _Problem) -> jax.Array | None:
+    """(M,) bool over the floating leaves of the parameters (``ravel_pytree``
+    order): the entries that move along one of the family's gauges
+    (:meth:`~jaxem.Family.gauges`), which the model therefore does not
+    determine; None without gauges."""
+    family, params = problem.family, problem.params
+    directions = family.gauges(params)
+    if directions is None:
+        return None
+
+    def natural(u):
+        return ravel_pytree(_floating_leaves(family.constrain(problem.unravel_u(u), params)))[0]
+
+    def along(g):
+        return jax.jvp(natural, (problem.u0,), (ravel_pytree(g)[0],))[1]
+
+    change = jnp.max(jnp.abs(jax.vmap(along)(directions)), axis=0)
+    return change > jnp.sqrt(jnp.finfo(change.dtype).eps) * jnp.max(change)
 
 
 def _floating_leaves(params: PyTree) -> PyTree:

@@ -511,6 +511,30 @@ class FactorAnalyzers(MixtureFamily):
             log_weights(params.weights), params.means, params.loadings, jnp.log(noise)
         )
 
+    def gauges(self, params):
+        """The rotations of each component's loadings, ``Λ_k → Λ_k R``: with
+        ``q ≥ 2`` factors, ``Λ_k A`` for each of the ``q (q − 1)/2``
+        antisymmetric ``A = e_a e_bᵀ − e_b e_aᵀ`` (the tangents of the
+        rotation group at the identity), one component at a time; None with
+        one factor (``Λ_k → −Λ_k`` is not continuous). An inactive
+        component's loadings are placeholders: no direction there."""
+        k, _, q = params.loadings.shape[-3:]
+        if q < 2:
+            return None
+        u = self.unconstrain(params)
+        loadings = jnp.where(params.weights[:, None, None] > 0, params.loadings, 0)
+        directions = []
+        for c in range(k):
+            for a in range(q):
+                for b in range(a + 1, q):
+                    column_a, column_b = loadings[c, :, a], loadings[c, :, b]
+                    turned = jnp.zeros_like(params.loadings)
+                    turned = turned.at[c, :, b].set(column_a).at[c, :, a].set(-column_b)
+                    directions.append(
+                        dataclasses.replace(jax.tree.map(jnp.zeros_like, u), loadings=turned)
+                    )
+        return jax.tree.map(lambda *a: jnp.stack(a), *directions)
+
     def constrain(self, u, like):
         noise = jnp.broadcast_to(jnp.exp(u.noise), like.noise.shape)
         return FactorAnalyzersParams(

@@ -1,6 +1,7 @@
 """Model selection by BIC/AIC."""
 
 import pathlib
+import warnings
 
 import jax
 import numpy as np
@@ -83,3 +84,19 @@ def test_a_model_whose_fit_is_a_likelihood_spike_is_not_chosen():
     assert sel.best_n_components == 1 and sel.best_score == sel.scores[0, 0]
     spikes = gmm.select(jax.random.key(0), x, n_components=[2, 3], covariance_types=("full",))
     assert spikes.best_score == np.nanmin(spikes.scores)
+
+
+def test_weights_summing_to_one_warn_that_the_penalty_vanishes():
+    """BIC's N is the total sample weight: weights normalised to sum to 1 make
+    its penalty ``p log N`` 0, and the selection took the largest K silently
+    (Old Faithful's K = 2 became K = 6 of 1…6). Frequency weights, with the
+    same total as the rows, choose as the unweighted fit does."""
+    x = blobs(seed=0, n=150, d=2, k=2)
+    options = dict(n_components=[1, 2, 3, 4], covariance_types=["full"], init="kmeans")
+    with pytest.warns(UserWarning, match=r"sum to 1\b.*log N = "):
+        r = gmm.select(jax.random.key(0), x, sample_weight=np.full(150, 1 / 150), **options)
+    assert r.best_n_components == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = gmm.select(jax.random.key(0), x, sample_weight=np.ones(150), **options)
+    assert r.best_n_components == 2

@@ -130,6 +130,117 @@ CASES = [
     ),
 ]
 
+# Starting parameters and parameters given to HMM scores: the checks of the
+# mixtures' log_prob. Each was accepted before (a fit "converged" from a
+# probability of 1.5, which ended as an exact 1; posteriors above 1 came back).
+BINARY = (np.random.default_rng(0).random((20, 3)) < 0.4).astype(float)
+COUNTS = np.random.default_rng(0).poisson(3.0, (20, 2)).astype(float)
+TWO = jnp.array([0.5, 0.5])
+GAUSSIAN_HMM = hmm.gaussian("diag")
+HMM_PARAMS = hmm.make_params(
+    [0.5, 0.5], [[0.9, 0.1], [0.2, 0.8]], GAUSSIAN_HMM, means=[[-1.0], [1.0]],
+    covariances=[[1.0], [1.0]],
+)  # fmt: skip
+SEQUENCES = np.random.default_rng(0).normal(size=(3, 10, 1))
+NEGATIVE_TRANSITION = hmm.HMMParams(
+    HMM_PARAMS.startprob, jnp.array([[1.1, -0.1], [0.2, 0.8]]), HMM_PARAMS.emission
+)
+
+
+def _start(family, x, params):
+    return lambda: jaxem.fit(family, None, x, start=params, max_iter=2)
+
+
+def _online(family, x, params):
+    return lambda: jaxem.fit_online(family, params, [x[:10], x[10:]])
+
+
+CASES += [
+    (
+        "start probability 1.5",
+        _start(mixtures.Bernoulli(), BINARY, mixtures.BernoulliParams(TWO, jnp.full((2, 3), 1.5))),
+        ValueError,
+        "outside Bernoulli's parameter space",
+    ),
+    (
+        "start rate < 0, online",
+        _online(mixtures.Poisson(), COUNTS, mixtures.PoissonParams(TWO, -jnp.ones((2, 2)))),
+        ValueError,
+        "outside Poisson's parameter space",
+    ),
+    (
+        "start weights < 0",
+        _start(
+            mixtures.Poisson(),
+            COUNTS,
+            mixtures.PoissonParams(jnp.array([1.5, -0.5]), jnp.ones((2, 2))),
+        ),
+        ValueError,
+        "weights must be a finite, non-negative",
+    ),
+    (
+        "start rates of another K",
+        _start(mixtures.Poisson(), COUNTS, mixtures.PoissonParams(TWO, jnp.ones((1, 2)))),
+        ValueError,
+        "2 weights but rates of shape",
+    ),
+    (
+        "categorical probs width",
+        lambda: mixtures.Categorical(n_categories=(2, 2)).log_prob(
+            mixtures.CategoricalParams(TWO, jnp.full((2, 3), 1 / 3)), BINARY[:, :2]
+        ),
+        ValueError,
+        "4 columns",
+    ),
+    (
+        "categories of an unobserved feature",
+        lambda: mixtures.Categorical.for_data(np.array([[0.0, np.nan], [1.0, -1.0]])),
+        ValueError,
+        "feature 1 of x has no observed code",
+    ),
+    (
+        "infinite rate",
+        lambda: mixtures.Poisson().log_prob(
+            mixtures.PoissonParams(jnp.ones(1), jnp.full((1, 1), jnp.inf)), COUNTS[:, :1]
+        ),
+        ValueError,
+        "outside Poisson's parameter space",
+    ),
+    (
+        "HMM transition < 0",
+        lambda: GAUSSIAN_HMM.predict_proba(NEGATIVE_TRANSITION, SEQUENCES),
+        ValueError,
+        "outside the HMM's parameter space",
+    ),
+    (
+        "HMM start sums to 1.4",
+        lambda: GAUSSIAN_HMM.score(
+            hmm.HMMParams(jnp.array([0.7, 0.7]), HMM_PARAMS.transmat, HMM_PARAMS.emission),
+            SEQUENCES,
+        ),
+        ValueError,
+        "must sum to 1",
+    ),
+    (
+        "HMM start outside",
+        _start(GAUSSIAN_HMM, SEQUENCES, NEGATIVE_TRANSITION),
+        ValueError,
+        "outside the HMM's parameter space",
+    ),
+    (
+        "HMM prior < 1",
+        lambda: hmm.gaussian("diag", transmat_prior=0.5),
+        ValueError,
+        "transmat_prior must be a finite number >= 1",
+    ),
+    (
+        "HMM ICL",
+        lambda: jaxem.select(GAUSSIAN_HMM, KEY, SEQUENCES, n_components=[1, 2], criterion="icl"),
+        ValueError,
+        "criterion='icl' needs mixture families",
+    ),
+]
+
 
 @pytest.mark.parametrize(("name", "call", "error", "fragment"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_raises_clear_error(name, call, error, fragment):

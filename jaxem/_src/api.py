@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ from jaxem._src.validation import (
     check_sample_weight,
     check_scalar,
     check_static_int,
+    stacklevel_outside_jaxem,
 )
 
 __all__ = ["ChunkedData", "ShardedData", "chunks", "fit", "select", "sharded"]
@@ -716,6 +718,24 @@ def _no_n_active(family: Family, what: str) -> str:
 SELECT_COMPILE_AHEAD = 2
 
 
+def _warn_if_weights_too_small(total: float, n_parameters: int) -> None:
+    """Warn when sample weights sum to no more than the parameters of the
+    largest model: BIC and ICL take ``N`` as the total weight (frequency
+    weights), and weights normalised to sum to 1 make the penalty
+    ``p log N`` 0 (a selection of the largest model, silently)."""
+    if total > n_parameters:
+        return
+    warnings.warn(
+        f"the sample weights sum to {total:.4g}, no more than the {n_parameters} parameters "
+        "of the largest model: BIC and ICL take N as the total weight (frequency weights: a "
+        "row of weight 2 counts as two rows), so their penalty is only log N = "
+        f"{np.log(max(total, np.finfo(float).tiny)):.2g} per parameter and favours large "
+        "models. Scale the weights to the number of observations they stand for.",
+        UserWarning,
+        stacklevel=stacklevel_outside_jaxem(),
+    )
+
+
 def select(
     families: Family | Mapping[str, Family],
     key: jax.Array,
@@ -750,8 +770,8 @@ def select(
         n_components: the numbers of components to try.
         criterion: ``"bic"`` (``−2 log L + p log N``), ``"aic"`` (``−2 log L +
             2p``) or ``"icl"`` (BIC ``− 2 Σ_n log max_k r_nk``, Biernacki, Celeux &
-            Govaert 2000, as R mclust's ``icl``), with ``N`` the total sample
-            weight; lower is better. The result has every fit's BIC and ICL
+            Govaert 2000, as R mclust's ``icl``; mixture families only), with
+            ``N`` the total sample weight; lower is better. The result has every fit's BIC and ICL
             whichever criterion chooses (:attr:`SelectionResult.bic`,
             :attr:`SelectionResult.icl`).
         init, n_init, tol, max_iter, sample_weight, n_refine, refine_tol,
@@ -789,6 +809,14 @@ def select(
     n_refine, refine_max_iter = check_refine(n_refine, refine_tol, refine_max_iter, n_init)
     names = tuple(families)
     first = families[names[0]]
+    if criterion == "icl":
+        for name in names:
+            if isinstance(families[name], Family) and not isinstance(families[name], MixtureFamily):
+                raise ValueError(
+                    f"criterion='icl' needs mixture families (its entropy term is that of "
+                    f"the rows' classification); families[{name!r}] is a "
+                    f"{type(families[name]).__name__}: use 'bic' or 'aic'"
+                )
     check_in_memory(x)
     x = first.check_data(x)
     leaf = jax.tree.leaves(x)[0]
@@ -860,6 +888,9 @@ def select(
         candidates = scores_array
     t, m = np.unravel_index(np.nanargmin(candidates), scores_array.shape)
     best = jax.tree.map(lambda a: a[m], fits[t])
+    counts_array = np.stack(counts)
+    if w is not None and criterion != "aic":
+        _warn_if_weights_too_small(float(n_units), int(np.max(counts_array)))
     return SelectionResult(
         scores=scores_array,
         log_likelihoods=lls_array,
@@ -871,7 +902,7 @@ def select(
         params=families[names[t]].trim(best.params),
         log_likelihood=float(lls_array[t, m]),
         fits=tuple(fits),
-        n_parameters=np.stack(counts),
+        n_parameters=counts_array,
         classification_log_likelihoods=np.stack(classification),
         n_samples=float(n_units),
     )

@@ -780,6 +780,33 @@ class MixtureFamily(Family):
                 "rates or variances, probabilities outside [0, 1] or not summing to 1)"
             )
 
+    def check_start(self, params: PyTree, x: Any) -> None:
+        """:meth:`Family.check_start`, then :meth:`check_params` on every start of
+        the batch (concrete ones): a start outside the parameter space (a
+        probability of 1.5, a negative rate or weight) was fitted silently, and
+        a probability of 1.5 ended as an exact 1 that EM never moves."""
+        super().check_start(params, x)
+        batch = self.as_batch(params)
+        weights = concrete(batch.weights)
+        if weights is None:
+            return
+        k = weights.shape[-1]
+        for i in range(weights.shape[0]):
+            start = jax.tree.map(lambda a, i=i: a[i], batch)
+            self._check_component_axis(start, k)
+            self.check_params(start)
+
+    def _check_component_axis(self, params: PyTree, k: int) -> None:
+        """A clear error where a field of per-component parameters has another
+        number of components than the weights (JAX's error named neither)."""
+        for field in ("means", "rates", "probs", "loadings", "noise"):
+            leaf = getattr(params, field, None)
+            if leaf is not None and np.ndim(leaf) >= 1 and np.shape(leaf)[0] != k:
+                raise ValueError(
+                    f"the starting parameters have {k} weights but {field} of shape "
+                    f"{np.shape(leaf)}: every per-component field needs K = {k} rows"
+                )
+
     def unconstrain(self, params: PyTree) -> PyTree:
         """The weights as log-weights (:func:`log_weights`), the other fields as
         they are; families with constrained component parameters override it."""

@@ -267,6 +267,7 @@ def fit_online(
             except ValueError as error:
                 raise ValueError(f"batch {index}'s sample weights: {error}") from error
         if context is None:
+            family.check_start(params, xb)  # a start outside the parameter space
             context = _context(family, xb, wb)
             # hyperparameters that depend on the data (the variational family's
             # priors) from the first batch, as the context

@@ -41,10 +41,11 @@ class GaussianMixture(MixtureEstimator):
     the ``n_init`` restarts as one ``vmap``, :func:`jaxem.gmm.fit`). Differences
     from scikit-learn, and the extras:
 
-    * **Precision.** Computes in float64 (``dtype="float64"``, scikit-learn's
-      precision) inside a scoped ``jax.enable_x64``: the process's JAX setting is
-      not changed. ``dtype="float32"`` computes in float32 (faster, half the
-      memory; the fitted attributes are then float32).
+    * **Precision.** Computes in float64 (``dtype="float64"``) inside a scoped
+      ``jax.enable_x64``, whatever the input's dtype: the process's JAX setting
+      is not changed. scikit-learn computes in the input's dtype (float64, or
+      float32 for float32 input); ``dtype="float32"`` computes in float32
+      (faster, half the memory; the fitted attributes are then float32).
     * **Initialisation.** ``init_params`` takes scikit-learn's four methods
       (``"kmeans"``, ``"k-means++"``, ``"random"``, ``"random_from_data"``, with
       their semantics but jaxem's own random draws, so the starts are not

@@ -45,7 +45,7 @@ from jaxem._src.family import (
 from jaxem._src.hmm import inference
 from jaxem._src.hmm.sequences import Sequences, sequences
 from jaxem._src.mixtures.common import log_floor
-from jaxem._src.validation import check_static_int, concrete
+from jaxem._src.validation import check_hyperparameters, check_static_int, concrete
 
 __all__ = ["HMM", "HMMParams", "HMMStats"]
 
@@ -133,6 +133,10 @@ class HMM(Family):
     parallel: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     init_methods = ("kmeans", "k-means++", "random", "standardized_kmeans")
+
+    def __post_init__(self):
+        # α < 1 makes the MAP estimate of a probability 0 and the log prior +∞
+        check_hyperparameters(self, {"startprob_prior": 1.0, "transmat_prior": 1.0})
 
     # ------------------------------------------------------------------ data
 
@@ -295,6 +299,44 @@ class HMM(Family):
             & self.emission.valid(params.emission)
         )
 
+    def check_params(self, params: HMMParams) -> None:
+        """Concrete parameters given at the Python boundary (scores, decoding,
+        starts): finite start probabilities and rows of the transition matrix
+        of the active states, non-negative and summing to 1, and :meth:`valid`;
+        a ``ValueError`` otherwise (traced parameters pass)."""
+        leaves = [concrete(leaf) for leaf in jax.tree.leaves(params)]
+        if any(leaf is None for leaf in leaves):
+            return
+        start, trans = np.asarray(params.startprob), np.asarray(params.transmat)
+        k = start.shape[-1]
+        if start.ndim != 1 or trans.shape != (k, k):
+            raise ValueError(
+                f"startprob must be (K,) and transmat (K, K); got {start.shape} and {trans.shape}"
+            )
+        active = np.asarray(self._active(params))
+        # float32's rounding whatever the dtype (float32 parameters cast to float64)
+        atol = 1e-4 * max(1, k)
+        rows = trans[active]
+        if not (np.all(np.isfinite(start)) and np.all(np.isfinite(rows))):
+            raise ValueError("startprob and transmat must be finite")
+        if abs(float(start.sum()) - 1) > atol or np.any(np.abs(rows.sum(1) - 1) > atol):
+            raise ValueError(
+                f"startprob and each row of transmat must sum to 1; they sum to "
+                f"{float(start.sum())!r} and {rows.sum(1).tolist()}"
+            )
+        if not bool(self.valid(params)):
+            raise ValueError(
+                "params lie outside the HMM's parameter space (negative start or transition "
+                "probabilities, or emission parameters outside the emission family's)"
+            )
+
+    def check_start(self, params, x):
+        super().check_start(params, x)
+        batch = self.as_batch(params)
+        if concrete(batch.startprob) is not None:
+            for i in range(batch.startprob.shape[0]):
+                self.check_params(jax.tree.map(lambda a, i=i: a[i], batch))
+
     def unconstrain(self, params):
         return HMMParams(
             log_weights(params.startprob),
@@ -389,6 +431,7 @@ class HMM(Family):
 
     def log_prob(self, params: HMMParams, x) -> jax.Array:
         """(S,) ``log p(x_s)`` of every sequence (hmmlearn's ``score`` of each)."""
+        self.check_params(params)
         return _log_prob(self, params, self.check_data_for(params, x))
 
     def score(self, params: HMMParams, x) -> jax.Array:
@@ -397,10 +440,12 @@ class HMM(Family):
 
     def predict_proba(self, params: HMMParams, x) -> jax.Array:
         """(S, T, K) posterior state probabilities ``p(z_t | x_s)`` (0 at padding)."""
+        self.check_params(params)
         return _smooth(self, params, self.check_data_for(params, x)).posteriors
 
     def decode(self, params: HMMParams, x) -> tuple[jax.Array, jax.Array]:
         """Viterbi: ``(log p(x_s, z*_s) (S,), z* (S, T))``, −1 at padding."""
+        self.check_params(params)
         return _decode(self, params, self.check_data_for(params, x))
 
     def predict(self, params: HMMParams, x) -> jax.Array:

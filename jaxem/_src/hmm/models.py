@@ -18,8 +18,9 @@ __all__ = ["categorical", "gaussian", "gmm", "make_params", "poisson"]
 
 
 def _priors(startprob_prior, transmat_prior):
-    check_scalar("startprob_prior", startprob_prior)
-    check_scalar("transmat_prior", transmat_prior)
+    # α < 1 makes the MAP estimate of a probability 0 and the log prior +∞
+    check_scalar("startprob_prior", startprob_prior, minimum=1.0)
+    check_scalar("transmat_prior", transmat_prior, minimum=1.0)
     return dict(startprob_prior=startprob_prior, transmat_prior=transmat_prior)
 
 

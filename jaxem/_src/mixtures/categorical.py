@@ -147,7 +147,13 @@ class Categorical(DiscreteMixture):
         """
         v = _check_codes(x, None)
         observed = np.where(np.isnan(v) | (v < 0), -1, v)
-        return cls(tuple(int(m) + 1 for m in np.max(observed, axis=0)), **hyperparameters)
+        top = np.max(observed, axis=0)
+        if np.any(top < 0):
+            raise ValueError(
+                f"feature {int(np.argmax(top < 0))} of x has no observed code (every row "
+                "missing): for_data cannot count its categories; give n_categories"
+            )
+        return cls(tuple(int(m) + 1 for m in top), **hyperparameters)
 
     # ------------------------------------------------------------------ layout
 
@@ -232,6 +238,12 @@ class Categorical(DiscreteMixture):
         return super().valid(params) & jnp.all(params.probs >= 0)
 
     def check_params(self, params):
+        width = sum(self.n_categories)
+        if np.ndim(params.probs) < 1 or np.shape(params.probs)[-1] != width:
+            raise ValueError(
+                f"probs must have Σ n_categories = {width} columns (n_categories="
+                f"{self.n_categories}); got shape {np.shape(params.probs)}"
+            )
         super().check_params(params)
         probs = concrete(params.probs)
         if probs is not None:

@@ -172,7 +172,7 @@ class Poisson(DiscreteMixture):
         return PoissonParams(mixture_weights(nk, self.dirichlet), rates)
 
     def valid(self, params):
-        return super().valid(params) & jnp.all(params.rates >= 0)
+        return super().valid(params) & jnp.all((params.rates >= 0) & (params.rates < jnp.inf))
 
     def unconstrain(self, params):
         return PoissonParams(log_weights(params.weights), log_floor(params.rates))

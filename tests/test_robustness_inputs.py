@@ -234,6 +234,12 @@ CASES += [
         "transmat_prior must be a finite number >= 1",
     ),
     (
+        "Student-t dof of another K",
+        lambda: jaxem.fit(mixtures.StudentT(dof=np.array([3.0, 4.0, 5.0])), KEY, X, 2, max_iter=2),
+        ValueError,
+        r"dof must be a scalar or one value per component, \(2,\)",
+    ),
+    (
         "HMM ICL",
         lambda: jaxem.select(GAUSSIAN_HMM, KEY, SEQUENCES, n_components=[1, 2], criterion="icl"),
         ValueError,

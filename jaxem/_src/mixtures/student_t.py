@@ -489,6 +489,12 @@ class StudentT(MixtureFamily):
 
     def _start_dof(self, k: int, dtype) -> jax.Array:
         value = self.dof_init if self.dof is None else self.dof
+        if np.ndim(value) and np.shape(value) != (k,):
+            name = "dof_init" if self.dof is None else "dof"
+            raise ValueError(
+                f"{name} must be a scalar or one value per component, ({k},); got shape "
+                f"{np.shape(value)}"
+            )
         return jnp.broadcast_to(jnp.asarray(value, dtype), (k,))
 
     def make_params(

@@ -400,3 +400,17 @@ def test_a_family_missing_a_method_is_told_which_one():
     x = np.random.default_rng(0).exponential(size=(20, 1))
     with pytest.raises(NotImplementedError, match=r"NoMaximize does not implement maximize\(\)"):
         jaxem.fit(NoMaximize(), jax.random.key(0), x, 2)
+
+
+def test_a_family_with_a_log_prior_has_a_prior_by_default():
+    """Online EM scales its per-sample statistics back to counts before a MAP
+    M-step (``has_prior``); a family that defined ``log_prior`` without also
+    saying ``has_prior`` got an online fit dominated by its prior (a
+    reviewer's exponential mixture with a Gamma prior: rates 0.98 and 0.88
+    online against 3.35 and 0.45 in batch)."""
+
+    class WithPrior(jaxem.Family):
+        def log_prior(self, params):
+            return jnp.zeros(())
+
+    assert WithPrior().has_prior and not jaxem.Family().has_prior

@@ -344,3 +344,25 @@ def test_a_symmetry_of_the_map_is_a_gauge_of_the_solve():
 
         grad = jax.jit(jax.vmap(jax.grad(squared_radius)))(a)
         np.testing.assert_allclose(grad, 2 * a, rtol=1e-5, err_msg=solver)
+
+
+def test_integer_leaves_of_the_parameters_are_held():
+    """Parameters are any pytree: an integer leaf (a counter) is held as it is
+    and the solve runs over the floating ones (its float0 cotangent made
+    ``ravel_pytree`` fail). One exponential component: the rate is 1/mean, its
+    derivative with respect to each point −1/(N mean²)."""
+    x = jnp.linspace(0.1, 3.0, 50)[:, None]
+
+    def e_step(p, x):
+        return x, jnp.mean(jnp.log(p["rate"]) - p["rate"] * x[:, 0])
+
+    def m_step(stats, x):
+        return {"rate": 1.0 / jnp.mean(stats[:, 0]), "count": jnp.asarray(1)}
+
+    start = {"rate": jnp.asarray(2.0), "count": jnp.asarray(0)}
+
+    def rate(x):
+        return jaxem.em(e_step, m_step, start, x, tol=0.0, max_iter=5, implicit=True).params["rate"]
+
+    grad = jax.grad(rate)(x)
+    np.testing.assert_allclose(grad, -1 / (50 * jnp.mean(x) ** 2), rtol=1e-12)

@@ -17,7 +17,7 @@ from jax.scipy.special import gammaln
 from jax.scipy.stats import multivariate_normal
 
 import jaxem
-from jaxem import gmm, mixtures
+from jaxem import gmm, hmm, mixtures
 from jaxem._src.inference import free_coordinates
 
 
@@ -421,3 +421,57 @@ def test_parameters_at_the_boundary_have_the_wald_error_of_0_and_the_others_thei
         errors = jaxem.standard_errors(family, params, x).standard_errors
         errors = errors.rates if hasattr(errors, "rates") else errors.probs
         np.testing.assert_allclose(errors[0], wald(fitted), rtol=1e-6, atol=1e-12)
+
+
+def test_hmm_standard_errors_equal_the_inverse_hessian_of_the_forward_algorithm():
+    """An HMM's observed information is that of its sequences' log-likelihood
+    (they were refused before: the objective is per frame). Against
+    ``jax.hessian`` of a hand-written forward algorithm in (logit a₀₁, logit
+    a₁₀, μ, log σ², logit π₀), by the delta method; the emission weights (the
+    states' occupancies, which the likelihood does not read) have no error.
+    The EM rate against the rate at which EM's increments shrink."""
+    family = hmm.gaussian("diag", reg_covar=0.0)
+    truth = hmm.make_params([0.6, 0.4], [[0.9, 0.1], [0.2, 0.8]], family,
+                            means=[[-1.0], [1.5]], covariances=[[1.0], [0.5]])  # fmt: skip
+    seqs, _ = family.sample(jax.random.key(0), truth, 100, n_sequences=4)
+    x = jnp.asarray(np.asarray(seqs.x))
+    fit = jaxem.fit(family, None, x, start=truth, tol=1e-14, max_iter=5000)
+    p = fit.params
+    se = jaxem.standard_errors(family, p, x)
+
+    def log_likelihood(z):
+        a01, a10, start = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jax.nn.sigmoid(z[6])
+        transmat = jnp.array([[1 - a01, a01], [a10, 1 - a10]])
+
+        def sequence(xs):
+            variance = jnp.exp(z[4:6])
+            log_b = -0.5 * jnp.log(2 * jnp.pi * variance) - 0.5 * (xs - z[2:4]) ** 2 / variance
+
+            def step(alpha, log_bt):
+                return jax.nn.logsumexp(alpha[:, None] + jnp.log(transmat), axis=0) + log_bt, None
+
+            alpha0 = jnp.log(jnp.array([start, 1 - start])) + log_b[0]
+            return jax.nn.logsumexp(jax.lax.scan(step, alpha0, log_b[1:])[0])
+
+        return jnp.sum(jax.vmap(sequence)(x))
+
+    def natural(z):
+        return jnp.r_[jax.nn.sigmoid(z[:2]), z[2:4], jnp.exp(z[4:6]), jax.nn.sigmoid(z[6:])]
+
+    t, s = p.transmat, p.startprob
+    z = jnp.r_[jax.scipy.special.logit(jnp.array([t[0, 1], t[1, 0]])), p.emission.means[:, 0],
+               jnp.log(p.emission.covariances[:, 0]), jax.scipy.special.logit(s[:1])]  # fmt: skip
+    np.testing.assert_allclose(log_likelihood(z), family.score(p, x), rtol=1e-12)
+    jacobian = jax.jacfwd(natural)(z)
+    covariance = jacobian @ jnp.linalg.inv(-jax.hessian(log_likelihood)(z)) @ jacobian.T
+    expected = np.sqrt(np.diagonal(covariance))
+    errors = se.standard_errors
+    got = np.r_[errors.transmat[0, 1], errors.transmat[1, 0], errors.emission.means[:, 0],
+                errors.emission.covariances[:, 0], errors.startprob[0]]  # fmt: skip
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_array_equal(errors.emission.weights, 0)
+
+    increments = np.diff(np.asarray(fit.history))
+    late = np.flatnonzero((increments > 1e-11) & (increments < 1e-7))
+    observed = np.median(np.sqrt(increments[late[:-1] + 1] / increments[late[:-1]]))
+    assert abs(float(se.em_rate) - observed) < 1e-3, (float(se.em_rate), observed)

@@ -18,10 +18,17 @@ never sees loops, chunks, restarts or devices:
   (:meth:`Family.cycle_view`), summed by the source like any pass, and
   :meth:`Family.one_pass`, the one-pass algorithm with the same fixed points
   for drivers without full passes.
-* :meth:`Family.log_prior`, :meth:`Family.n_parameters` and, where it means
-  something, :meth:`Family.degenerate`; :meth:`Family.objective`, the value EM
-  monitors (by default the mean log-likelihood plus log prior; a variational
-  family's evidence lower bound).
+* :meth:`Family.log_prior` (a MAP M-step; :attr:`Family.has_prior` says so,
+  by default where ``log_prior`` is overridden), :meth:`Family.n_parameters`
+  and, where it means something, :meth:`Family.degenerate`;
+  :meth:`Family.objective`, the value EM monitors (by default the mean
+  log-likelihood plus log prior; a variational family's evidence lower
+  bound).
+* restarts: :meth:`Family.n_components_of` (K of parameters) and
+  :meth:`Family.as_batch` (a leading axis of restarts), which
+  :class:`MixtureFamily` provides from ``weights``; a model that is not a
+  mixture defines both (K is then whatever its fit's ``n_components`` means,
+  1 for a single model).
 * initialisation: :meth:`Family.initial_stats` of all restarts from their keys
   and methods, the data and K (by default responsibilities from
   :data:`jaxem._src.init.INIT_METHODS` on :meth:`Family.init_features`, then
@@ -36,7 +43,19 @@ never sees loops, chunks, restarts or devices:
 :class:`MixtureFamily` derives the pass, the E-step and the predictions of a
 finite mixture from three functions (:meth:`~MixtureFamily.log_components`,
 :meth:`~MixtureFamily.suff_stats`, :meth:`~MixtureFamily.maximize`); a new
-mixture needs only those and :meth:`~Family.n_parameters`.
+mixture needs only those and :meth:`~Family.n_parameters`, with two rules:
+
+* a component of weight exactly 0 is inactive and must stay so: its
+  ``maximize`` gives weight 0 where ``n_k = 0`` whatever a prior says
+  (:func:`jaxem._src.mixtures.common.mixture_weights` does), and its
+  ``log_prior`` leaves inactive components out. ``fit(..., n_active=)`` and
+  :func:`jaxem.select` fit every K inside the largest by such components; a
+  family whose prior gives every component weight sets
+  :attr:`MixtureFamily.supports_n_active` to False.
+* parameters whose per-component fields are named ``means``, ``rates`` or
+  ``probs`` (K, D) get the engine's checks of D against the data and of K
+  against the weights; other names: override
+  :meth:`~MixtureFamily.n_features_of`.
 """
 
 from __future__ import annotations
@@ -388,6 +407,16 @@ class Family:
         it with its evidence lower bound."""
         return (ll_sum + self.log_prior(params)) / total
 
+    @property
+    def likelihood_objective(self) -> bool:
+        """Whether :meth:`objective` is the log-likelihood plus log prior up to
+        a positive factor (per unit of weight, per frame), so that its Hessian
+        is the observed information: standard errors and the EM rate
+        (:mod:`jaxem._src.inference`) need it. Default: whether
+        :meth:`objective` is the base class's (a variational family's
+        evidence lower bound is not)."""
+        return type(self).objective is Family.objective
+
     def watches_prior(self, criterion: str) -> bool:
         """Whether the value the stopping rule ``criterion`` watches (and the
         history records) is :meth:`objective`, the log prior included (default),
@@ -396,9 +425,15 @@ class Family:
 
     @property
     def has_prior(self) -> bool:
-        """Whether :meth:`maximize` is a MAP step (statistics must then be in
-        absolute units, not per sample)."""
-        return False
+        """Whether :meth:`maximize` is a MAP step, whose statistics must be in
+        absolute units (counts, sums), not per sample: online EM
+        (:func:`jaxem.fit_online`), whose statistics are per sample, scales
+        them by the sample weight seen before such an M-step, so that the
+        prior weighs against the data seen. Default: whether the family
+        overrides :meth:`log_prior` (a family with a prior that said False got
+        an online fit dominated by its prior; scaling the statistics of a
+        maximum-likelihood step changes nothing)."""
+        return type(self).log_prior is not Family.log_prior
 
     def canonical(self, params: PyTree) -> PyTree:
         """Parameters with derived fields recomputed from the primary ones (after

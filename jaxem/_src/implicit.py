@@ -280,6 +280,10 @@ def fixed_point(
     """
     to_u = (lambda p: p) if unconstrain is None else unconstrain
     from_u = _identity_constrain if constrain is None else constrain
+    # Integer and boolean coordinates (a counter among the parameters) are held
+    # as they are: the linear solve runs over the floating ones (their
+    # float0 cotangents made ravel_pytree fail)
+    to_u, from_u, boundary, gauges = _floating_coordinates(to_u, from_u, boundary, gauges)
 
     @jax.custom_vjp
     def attach(params, args):
@@ -329,6 +333,48 @@ def fixed_point(
 
     attach.defvjp(fwd, bwd)
     return attach(params, tuple(args))
+
+
+def _floating_coordinates(to_u, from_u, boundary, gauges):
+    """``(to_u, from_u, boundary, gauges)`` over the floating leaves of the
+    coordinates only (the others ``None``; ``from_u`` takes them from its
+    ``like``), where the coordinates have a leaf that is not floating; as given
+    otherwise (decided at trace time, from the leaves' dtypes)."""
+
+    def floating(a) -> bool:
+        return jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+
+    def only(tree, like):  # tree's leaves where like's are floating
+        return jax.tree.map(lambda t, a: t if floating(a) else None, tree, like)
+
+    def keep(p):
+        u = to_u(p)
+        return all(floating(a) for a in jax.tree.leaves(u))
+
+    def floating_to_u(p):
+        u = to_u(p)
+        return u if keep(p) else only(u, u)
+
+    def floating_from_u(u, like):
+        if keep(like):
+            return from_u(u, like)
+        full = to_u(like)
+        merged = jax.tree.map(
+            lambda f, a: a if f is None else f, u, full, is_leaf=lambda x: x is None
+        )
+        return from_u(merged, like)
+
+    def restricted(hook):  # a mask, or directions with a leading axis, in u's structure
+        if hook is None:
+            return None
+
+        def hooked(p):
+            out = hook(p)
+            return out if out is None or keep(p) else only(out, to_u(p))
+
+        return hooked
+
+    return floating_to_u, floating_from_u, restricted(boundary), restricted(gauges)
 
 
 def _orthogonal_to(

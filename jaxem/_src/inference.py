@@ -174,12 +174,11 @@ def _checked(family: Family, params: PyTree, x: Any, sample_weight: ArrayLike | 
     """Validation at the Python boundary: ``(family, params, x, w)``."""
     if not isinstance(family, Family):
         raise TypeError(f"family must be a jaxem Family; got {type(family).__name__}")
-    if type(family).objective is not Family.objective:
+    if not family.likelihood_objective:
         raise TypeError(
-            f"{type(family).__name__} defines its own objective (Family.objective): the "
-            "observed information, standard errors and EM rate are implemented for "
-            "families whose objective is the mean log-likelihood (plus log prior) of "
-            "independent rows, not for it"
+            f"{type(family).__name__}'s objective (Family.objective) is not its "
+            "log-likelihood: the observed information, standard errors and EM rate are "
+            "those of a log-likelihood (plus log prior)"
         )
     x = family.check_data_for(params, x)
     leaf = jax.tree.leaves(x)[0]
@@ -389,14 +388,19 @@ def standard_errors(
     Jacobian of the family's :meth:`~jaxem.Family.constrain` (delta method) for
     every floating leaf of the parameters: weights, means, covariances and
     precision Cholesky factors of a Gaussian mixture, rates of a Poisson one,
-    and so on. ``params`` should be a maximum (a tightly converged fit,
-    ``reg_covar=0`` or negligible).
+    start and transition probabilities and emission parameters of an HMM
+    (whose information is that of its sequences' log-likelihood), and so on.
+    A coordinate the objective does not read (an HMM's emission weights, the
+    states' occupancies) has no information and an error of 0. ``params``
+    should be a maximum (a tightly converged fit, ``reg_covar=0`` or
+    negligible).
 
     Args:
-        family: the model family the parameters were fitted with.
+        family: the model family the parameters were fitted with (one whose
+            objective is its log-likelihood: :attr:`jaxem.Family.likelihood_objective`).
         params: fitted parameters (one set: ``fit.params`` of :func:`jaxem.fit`).
-        x: the data of the fit, (N, ...) in memory.
-        sample_weight: optional (N,) weights, as in the fit.
+        x: the data of the fit, (N, ...) in memory (an HMM's sequences).
+        sample_weight: optional (N,) weights, as in the fit (per sequence for an HMM).
         rate: also compute the EM map's rate (:func:`em_rate`; static).
 
     Returns:
@@ -420,8 +424,13 @@ def standard_errors(
 
 def _standard_errors(problem: _Problem, *, rate: bool) -> Inference:
     information = _information(problem)
-    free_covariance = jnp.linalg.inv(information)
-    free_covariance = 0.5 * (free_covariance + free_covariance.T)
+    # a free coordinate that the objective does not read (an HMM's emission
+    # weights, the states' occupancies, which the M-step recomputes): a row and
+    # column of exact zeros, no information and no error (0, not free)
+    flat = jnp.all(information == 0, axis=1)
+    either = flat[:, None] | flat[None, :]
+    free_covariance = jnp.linalg.inv(jnp.where(either, jnp.eye(flat.shape[0]), information))
+    free_covariance = jnp.where(either, 0, 0.5 * (free_covariance + free_covariance.T))
     z0 = jnp.zeros(problem.basis.shape[1], problem.u0.dtype)
     natural, unravel = ravel_pytree(_floating_leaves(problem.params))
     jacobian = jax.jacfwd(lambda z: ravel_pytree(_floating_leaves(problem.point(z)))[0])(z0)

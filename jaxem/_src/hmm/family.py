@@ -263,6 +263,10 @@ class HMM(Family):
         """Log-likelihood plus log prior per frame (per unit of frame weight)."""
         return (ll_sum + self.log_prior(params)) / stats.frames
 
+    @property
+    def likelihood_objective(self) -> bool:
+        return True  # the sequences' log-likelihood (plus log prior), per frame
+
     def maximize(self, stats, params, context):
         active = stats.occupancy > 0
         dtype = stats.transitions.dtype

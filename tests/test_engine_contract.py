@@ -10,6 +10,7 @@ factor analysers (its statistics about the E-step's means, re-expressed for
 online EM by its ``reframe``).
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -414,3 +415,38 @@ def test_a_family_with_a_log_prior_has_a_prior_by_default():
             return jnp.zeros(())
 
     assert WithPrior().has_prior and not jaxem.Family().has_prior
+
+
+def test_select_refuses_a_family_whose_m_step_revives_inactive_components():
+    """``select`` fits every K inside the largest by components of weight 0; an
+    M-step whose prior gives them weight again (``(n_k + 1) / (N + K)``) made
+    every K's fit the largest's, and the BIC of "K = 1" that of three
+    components, silently (a reviewer's exponential mixture)."""
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        weights: jax.Array
+        rates: jax.Array
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass(frozen=True)
+    class Reviving(jaxem.MixtureFamily):
+        def log_components(self, params, x):
+            return jnp.sum(jnp.log(params.rates), axis=1) - x @ params.rates.T
+
+        def suff_stats(self, resp, x):
+            return jnp.sum(resp, axis=0), resp.T @ x
+
+        def maximize(self, stats, params, context):
+            nk, sum_x = stats
+            rates = (nk + 1)[:, None] / (sum_x + 1)
+            return Params((nk + 1) / (jnp.sum(nk) + nk.shape[0]), rates)
+
+        def n_parameters(self, params):
+            k = jnp.sum(params.weights > 0)
+            return k - 1 + k * params.rates.shape[1]
+
+    x = jax.random.exponential(jax.random.key(0), (200, 1))
+    with pytest.raises(ValueError, match=r"beyond n_components=1 .*supports_n_active"):
+        jaxem.select(Reviving(), jax.random.key(1), x, n_components=[1, 3], init="kmeans")

@@ -240,6 +240,18 @@ CASES += [
         r"dof must be a scalar or one value per component, \(2,\)",
     ),
     (
+        "chunks of fewer rows than K",
+        lambda: gmm.fit(KEY, jaxem.chunks([X[:3]]), 5),
+        ValueError,
+        r"n_components=5 must be <= the number of samples \(3\)",
+    ),
+    (
+        "chunk pair as a list",
+        lambda: gmm.fit(KEY, jaxem.chunks([[X, np.ones(len(X))]]), 2),
+        TypeError,
+        r"a chunk with sample weights is a tuple \(x, w\)",
+    ),
+    (
         "HMM ICL",
         lambda: jaxem.select(GAUSSIAN_HMM, KEY, SEQUENCES, n_components=[1, 2], criterion="icl"),
         ValueError,

@@ -718,6 +718,24 @@ def _no_n_active(family: Family, what: str) -> str:
 SELECT_COMPILE_AHEAD = 2
 
 
+def _check_active_within(name: str, family: Family, results: Any, ks: tuple[int, ...]) -> None:
+    """A clear error where a fit of K components inside the largest came back
+    with more active ones: the family's M-step gave weight to a component of
+    weight 0 (a prior's pseudo-counts), and every K's fit was the largest's."""
+    weights = getattr(results.params, "weights", None)
+    if weights is None or not isinstance(family, MixtureFamily):
+        return
+    active = np.sum(np.asarray(weights) > 0, axis=-1)
+    over = [k for k, a in zip(ks, active, strict=True) if a > k]
+    if over:
+        raise ValueError(
+            f"{type(family).__name__} ({name!r}) gave weight to components beyond "
+            f"n_components={over[0]} (its fit has {int(active[ks.index(over[0])])} active): "
+            "its maximize must keep a component of weight 0 at weight 0 (and its log_prior "
+            "leave it out), or the family sets supports_n_active = False"
+        )
+
+
 def _warn_if_weights_too_small(total: float, n_parameters: int) -> None:
     """Warn when sample weights sum to no more than the parameters of the
     largest model: BIC and ICL take ``N`` as the total weight (frequency
@@ -874,6 +892,7 @@ def select(
         for ahead in calls[i : i + 1 + SELECT_COMPILE_AHEAD]:
             ahead.compile_ahead()
         results, s, ll, p, c, n_units = call()
+        _check_active_within(names[i], families[names[i]], results, ks)
         scores.append(np.asarray(s))
         lls.append(np.asarray(ll))
         counts.append(np.asarray(p))

@@ -816,6 +816,12 @@ def pipeline(
         starts, codes = starts_from_resp(family, resp, x_init, w_init, context, config.methods)
     elif starts is None:
         x_init, w_init = source.init_data(key)
+        limit = family.max_components(x_init)
+        if config.n_components > limit:  # chunks: the rows of positive weight read
+            raise ValueError(
+                f"n_components={config.n_components} must be <= the number of samples "
+                f"({limit})"
+            )
         starts, codes = source.compile(initial_stats)(
             family,
             key,

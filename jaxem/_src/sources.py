@@ -517,6 +517,11 @@ def _host_chunk(item: Any, dtype, n_features: int, rows: int | None):
     """One chunk as contiguous NumPy ``(x, w)``, zero-weight padded up to ``rows``."""
     if isinstance(item, tuple):
         xb, wb = item
+    elif isinstance(item, list) and len(item) == 2 and np.ndim(item[0]) == 2:
+        raise TypeError(
+            "a chunk with sample weights is a tuple (x, w); got a list [x, w] (NumPy read "
+            "it as rows of another shape)"
+        )
     else:
         xb, wb = item, None
     xb = np.array(xb, dtype=dtype, order="C")  # a copy: never a view on a memmap

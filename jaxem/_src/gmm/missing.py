@@ -448,6 +448,11 @@ def _chunk_pass(params: GMMParams, x: jax.Array, w: jax.Array):
     return Moments(jnp.sum(resp, axis=0), sum_x, sum_xx), jnp.sum(w * log_norm)
 
 
+def _informative(x: jax.Array, w: jax.Array) -> jax.Array:
+    """(N,) the weights ``w``, 0 for rows that miss every feature."""
+    return jnp.where(jnp.any(~jnp.isnan(x), axis=1), w, 0)
+
+
 def _missing_summary(x: jax.Array, w: jax.Array, ref: jax.Array):
     """Additive summary of data with NaN entries about the row ``r`` (its NaN as 0):
     ``Σ w``, per-feature observed weights and sums, and the pairwise sums that give
@@ -493,7 +498,10 @@ class GaussianMissingFamily(GaussianFamily):
     Jordan 1994), as an engine family: the pass is the E-step on each row's
     observed coordinates and the completed statistics; initialisation and the
     default prior see the data with every missing entry replaced by its column's
-    observed mean. Rows that miss everything must have weight 0."""
+    observed mean. Rows that miss everything carry no information: the family
+    gives them weight 0 in every pass, summary and initialisation (their density
+    is 1, and counted in the total weight they diluted the mean log-likelihood
+    that ``jaxem.fit`` reports and stops on)."""
 
     def check_data(self, x, *, name="x"):
         x = as_data(x, name=name, allow_nan=True)
@@ -513,7 +521,7 @@ class GaussianMissingFamily(GaussianFamily):
         return _conditionals(params, x)[0]
 
     def summarize(self, x, w, ref):
-        return _missing_summary(x, w, ref)
+        return _missing_summary(x, _informative(x, w), ref)
 
     def context(self, summary, ref):
         return _missing_context(summary, ref)
@@ -526,7 +534,24 @@ class GaussianMissingFamily(GaussianFamily):
         return _rows_per_chunk(params, n_rows)
 
     def pass_(self, params, rows, w, context):
-        return _chunk_pass(params, rows, w)
+        return _chunk_pass(params, rows, _informative(rows, w))
+
+    def objective(self, params, stats, ll_sum, total):
+        """The mean log-likelihood (plus log prior) per unit of the weight of
+        the rows with an observed entry (``Σ n_k`` of the pass), not of all
+        rows (``total``, from the source's weights)."""
+        informative = jnp.sum(stats.nk)
+        weight = jnp.where(informative > 0, informative, total)
+        return super().objective(params, stats, ll_sum, weight)
+
+    @property
+    def likelihood_objective(self) -> bool:
+        return True  # the observed-data log-likelihood, per informative row
+
+    def initial_stats(self, keys, x, w, n_components, n_active, methods, context):
+        return super().initial_stats(
+            keys, x, _informative(x, w), n_components, n_active, methods, context
+        )
 
     def init_features(self, x, context):
         return jnp.where(jnp.isnan(x), context.center, x)

@@ -819,8 +819,7 @@ def pipeline(
         limit = family.max_components(x_init)
         if config.n_components > limit:  # chunks: the rows of positive weight read
             raise ValueError(
-                f"n_components={config.n_components} must be <= the number of samples "
-                f"({limit})"
+                f"n_components={config.n_components} must be <= the number of samples ({limit})"
             )
         starts, codes = source.compile(initial_stats)(
             family,

@@ -430,3 +430,12 @@ def test_the_engine_family_leaves_rows_without_information_out():
         got = jaxem.fit(family, None, data, start=params, tol=0.0, max_iter=4)
         np.testing.assert_allclose(got.history[:4], expected.history[:4], rtol=1e-12)
         np.testing.assert_allclose(got.params.means, expected.params.means, rtol=1e-12)
+    # with a prior the relative rule watches the log-likelihood alone: the same mean
+    prior = missing.GaussianMissingFamily(
+        covariance_type="full", reg_covar=1e-6, default_prior=True
+    )
+    with_empty, without = (
+        jaxem.fit(prior, None, data, start=params, tol=0.0, max_iter=3, criterion="relative")
+        for data in (x_more, x)
+    )
+    np.testing.assert_allclose(with_empty.history[:3], without.history[:3], rtol=1e-12)

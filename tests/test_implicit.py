@@ -321,8 +321,8 @@ def test_a_symmetry_of_the_map_is_a_gauge_of_the_solve():
     radius to ``a`` and turns the angle by ``3 (r − a)``, so every point of the
     circle ``r = a`` is fixed, the Jacobian has an eigenvalue 1 along the
     circle and ``I − Jᵀ`` is singular. The gradient of ``|u*|² = a²`` is
-    determined all the same (``2a``); the dense solver returned NaN (float32,
-    ``a = 0.7``) until the circle's tangent was given as a gauge
+    determined all the same (``2a``); the dense solver returned NaN (float32)
+    until the circle's tangent was given as a gauge
     (``Family.gauges``: a factor analyser's rotations), orthogonally to which
     the system is solved."""
 

@@ -471,6 +471,11 @@ def test_hmm_standard_errors_equal_the_inverse_hessian_of_the_forward_algorithm(
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     np.testing.assert_array_equal(errors.emission.weights, 0)
 
+    # a GMM-HMM, whose parameters have no weights either (it raised a TypeError)
+    gmm_hmm = hmm.gmm(2, covariance_type="diag", reg_covar=0.0)
+    two = jaxem.fit(gmm_hmm, jax.random.key(0), x[:, :40], 2, tol=1e-12, max_iter=2000)
+    assert np.all(np.isfinite(jaxem.standard_errors(gmm_hmm, two.params, x[:, :40]).covariance))
+
     increments = np.diff(np.asarray(fit.history))
     late = np.flatnonzero((increments > 1e-11) & (increments < 1e-7))
     observed = np.median(np.sqrt(increments[late[:-1] + 1] / increments[late[:-1]]))

@@ -163,6 +163,18 @@ CASES += [
         "outside Bernoulli's parameter space",
     ),
     (
+        "start probability 1.5, chunks",
+        lambda: jaxem.fit(
+            mixtures.Bernoulli(),
+            None,
+            jaxem.chunks([BINARY[:10], BINARY[10:]]),
+            start=mixtures.BernoulliParams(TWO, jnp.full((2, 3), 1.5)),
+            max_iter=2,
+        ),
+        ValueError,
+        "outside Bernoulli's parameter space",
+    ),
+    (
         "start rate < 0, online",
         _online(mixtures.Poisson(), COUNTS, mixtures.PoissonParams(TWO, -jnp.ones((2, 2)))),
         ValueError,

@@ -550,6 +550,8 @@ def _fit_chunks(
             f"n_components={n_components} must be <= the number of samples used to "
             f"initialise (init_size={data.init_size})"
         )
+    if start is not None:  # against the first chunk's rows (shapes, the parameter space)
+        family.check_start(start, family.check_data(_first_chunk_rows(data)))
     methods = () if start is not None else init_methods_for(family, init, n_init, data.init_size)
     config = FitConfig(
         n_components, methods, max_iter, n_refine, refine_max_iter, criterion, accelerate
@@ -567,6 +569,13 @@ def _fit_chunks(
         start,
     )
     return result
+
+
+def _first_chunk_rows(data: ChunkedData) -> np.ndarray:
+    """The rows of the first chunk (of an ``(x, w)`` pair, its ``x``)."""
+    for item in data.source():
+        return np.asarray(item[0] if isinstance(item, tuple) else item)
+    raise ValueError("the chunk source yielded no chunks")
 
 
 def _chunk_dtype(data: ChunkedData, start) -> Any:
@@ -606,6 +615,8 @@ def _sharded_source(family, key, data: ShardedData, sample_weight, n_components,
         host = None
     else:
         host = family.check_data(np.asarray(x))
+        if start is not None:
+            family.check_start(start, host)
         n_samples = host.shape[0]
         w = check_sample_weight(sample_weight, host)
         w = jnp.ones(n_samples, host.dtype) if w is None else w

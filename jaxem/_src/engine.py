@@ -171,7 +171,7 @@ def objective(
     watches that for the stopping rule ``criterion`` (:meth:`Family.watches_prior`).
     Every loop computes it here."""
     if criterion is not None and not family.watches_prior(criterion):
-        return ll_sum / total
+        return ll_sum / family.total_weight(stats, total)
     return family.objective(params, stats, ll_sum, total)
 
 

@@ -405,7 +405,14 @@ class Family:
         weight. Default: ``(Σ w log p(x | θ) + log p(θ)) / Σ w``, the mean log
         likelihood (log posterior with a prior). A variational family overrides
         it with its evidence lower bound."""
-        return (ll_sum + self.log_prior(params)) / total
+        return (ll_sum + self.log_prior(params)) / self.total_weight(stats, total)
+
+    def total_weight(self, stats: PyTree, total: jax.Array) -> jax.Array:
+        """The weight the objective is a mean over, from a pass's summed
+        ``stats`` and the source's total sample weight ``total``. Default:
+        ``total``; a family whose pass leaves some rows out (the missing-data
+        family's rows without an observed entry) returns the weight it kept."""
+        return total
 
     @property
     def likelihood_objective(self) -> bool:

@@ -192,7 +192,8 @@ def _problem(family: Family, params: PyTree, x: Any, w: jax.Array, basis: jax.Ar
     ref = jax.tree.map(lambda a: a[0], x)
     context = family.context(family.summarize(x, w, ref), ref)
     weights = getattr(params, "weights", None)
-    n_active = jnp.sum(weights > 0) if weights is not None else None
+    # an HMM's parameters have no weights: all its states (as fit_online binds it)
+    n_active = jnp.sum(weights > 0) if weights is not None else family.n_components_of(params)
     family = family.bind(context, n_active).differentiable().one_pass()
     u0, unravel_u = ravel_pytree(family.unconstrain(params))
     return _Problem(family, params, x, w, context, u0, unravel_u, basis)

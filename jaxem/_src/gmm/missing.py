@@ -536,17 +536,12 @@ class GaussianMissingFamily(GaussianFamily):
     def pass_(self, params, rows, w, context):
         return _chunk_pass(params, rows, _informative(rows, w))
 
-    def objective(self, params, stats, ll_sum, total):
-        """The mean log-likelihood (plus log prior) per unit of the weight of
-        the rows with an observed entry (``Σ n_k`` of the pass), not of all
-        rows (``total``, from the source's weights)."""
+    def total_weight(self, stats, total):
+        """The weight of the rows with an observed entry (``Σ n_k`` of the
+        pass), not of all rows (``total``, from the source's weights): the
+        objective is a mean over them."""
         informative = jnp.sum(stats.nk)
-        weight = jnp.where(informative > 0, informative, total)
-        return super().objective(params, stats, ll_sum, weight)
-
-    @property
-    def likelihood_objective(self) -> bool:
-        return True  # the observed-data log-likelihood, per informative row
+        return jnp.where(informative > 0, informative, total)
 
     def initial_stats(self, keys, x, w, n_components, n_active, methods, context):
         return super().initial_stats(

@@ -550,8 +550,8 @@ def _fit_chunks(
             f"n_components={n_components} must be <= the number of samples used to "
             f"initialise (init_size={data.init_size})"
         )
-    if start is not None:  # against the first chunk's rows (shapes, the parameter space)
-        family.check_start(start, family.check_data(_first_chunk_rows(data)))
+    if start is not None:  # against the first row (shapes, the parameter space)
+        family.check_start(start, family.check_data(_first_row(data)))
     methods = () if start is not None else init_methods_for(family, init, n_init, data.init_size)
     config = FitConfig(
         n_components, methods, max_iter, n_refine, refine_max_iter, criterion, accelerate
@@ -571,10 +571,10 @@ def _fit_chunks(
     return result
 
 
-def _first_chunk_rows(data: ChunkedData) -> np.ndarray:
-    """The rows of the first chunk (of an ``(x, w)`` pair, its ``x``)."""
+def _first_row(data: ChunkedData) -> np.ndarray:
+    """(1, D) the first row of the first chunk (of an ``(x, w)`` pair, its ``x``)."""
     for item in data.source():
-        return np.asarray(item[0] if isinstance(item, tuple) else item)
+        return np.asarray((item[0] if isinstance(item, tuple) else item)[:1])
     raise ValueError("the chunk source yielded no chunks")
 
 
@@ -585,12 +585,7 @@ def _chunk_dtype(data: ChunkedData, start) -> Any:
     if start is not None:
         dtype = np.dtype(jax.tree.leaves(start)[0].dtype)
     else:
-        for item in data.source():
-            first = item[0] if isinstance(item, tuple) else item
-            dtype = np.asarray(first[:1]).dtype
-            break
-        else:
-            raise ValueError("the chunk source yielded no chunks")
+        dtype = _first_row(data).dtype
     if not np.issubdtype(dtype, np.floating):
         dtype = float
     return np.dtype(jax.dtypes.canonicalize_dtype(dtype))

@@ -89,6 +89,7 @@ __all__ = [
     "MeansShape",
     "MixtureFamily",
     "below_resolution",
+    "concrete_starts",
     "log_joint",
     "log_weights",
     "mixture_center",
@@ -214,6 +215,16 @@ def below_resolution(p: jax.Array) -> jax.Array:
 def no_coordinates(u: PyTree) -> PyTree:
     """A pytree of False in the structure of the coordinates ``u``."""
     return jax.tree.map(lambda a: jnp.zeros(jnp.shape(a), bool), u)
+
+
+def concrete_starts(family: Family, params: PyTree) -> list[PyTree]:
+    """The starts of ``params`` (one set or a batch) one at a time, for the
+    checks at the Python boundary; none where they are traced."""
+    batch = family.as_batch(params)
+    leaves = jax.tree.leaves(batch)
+    if any(concrete(leaf) is None for leaf in leaves):
+        return []
+    return [jax.tree.map(lambda a, i=i: a[i], batch) for i in range(leaves[0].shape[0])]
 
 
 def weights_from_logs(logs: jax.Array, like: jax.Array) -> jax.Array:
@@ -828,14 +839,8 @@ class MixtureFamily(Family):
         probability of 1.5, a negative rate or weight) was fitted silently, and
         a probability of 1.5 ended as an exact 1 that EM never moves."""
         super().check_start(params, x)
-        batch = self.as_batch(params)
-        weights = concrete(batch.weights)
-        if weights is None:
-            return
-        k = weights.shape[-1]
-        for i in range(weights.shape[0]):
-            start = jax.tree.map(lambda a, i=i: a[i], batch)
-            self._check_component_axis(start, k)
+        for start in concrete_starts(self, params):
+            self._check_component_axis(start, start.weights.shape[-1])
             self.check_params(start)
 
     def _check_component_axis(self, params: PyTree, k: int) -> None:

@@ -377,6 +377,16 @@ def _floating_coordinates(to_u, from_u, boundary, gauges):
     return floating_to_u, floating_from_u, restricted(boundary), restricted(gauges)
 
 
+def gauge_basis(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(rows (G, U), kept (G,))``: an orthonormal basis of the span of the
+    flattened gauge directions ``flat`` (G, U) (:meth:`jaxem.Family.gauges`),
+    the rows marked ``kept`` (those of a singular value above ``√eps`` of the
+    largest: dependent or 0 directions, an inactive component's, count once
+    or not at all)."""
+    _, singular, rows = jnp.linalg.svd(flat, full_matrices=False)
+    return rows, singular > jnp.sqrt(jnp.finfo(flat.dtype).eps) * singular[0]
+
+
 def _orthogonal_to(
     directions: PyTree | None, held: Callable[[PyTree], PyTree], like: PyTree
 ) -> Callable[[PyTree], PyTree]:
@@ -389,10 +399,8 @@ def _orthogonal_to(
     if directions is None:
         return lambda v: v
     _, unravel = ravel_pytree(like)
-    flat = jax.vmap(lambda g: ravel_pytree(held(g))[0])(directions)  # (G, U)
-    _, singular, rows = jnp.linalg.svd(flat, full_matrices=False)
-    resolution = jnp.sqrt(jnp.finfo(flat.dtype).eps)
-    rows = jnp.where((singular > resolution * singular[0])[:, None], rows, 0)
+    rows, kept = gauge_basis(jax.vmap(lambda g: ravel_pytree(held(g))[0])(directions))
+    rows = jnp.where(kept[:, None], rows, 0)
 
     def project(v):
         f = ravel_pytree(v)[0]

@@ -65,6 +65,7 @@ from jax.typing import ArrayLike
 
 from jaxem._src.chunking import chunked_sum
 from jaxem._src.family import Family, MixtureFamily
+from jaxem._src.implicit import gauge_basis
 from jaxem._src.sources import summed_pass
 from jaxem._src.validation import check_sample_weight, concrete
 
@@ -284,10 +285,8 @@ def _gauge_rows(family: Family, params: PyTree) -> jax.Array | None:
     if directions is None:
         return None
     keep = _active_coordinates(family, params)  # an inactive component's: not free anyway
-    flat = jax.vmap(lambda g: ravel_pytree(g)[0])(directions) * keep
-    _, singular, rows = jnp.linalg.svd(flat, full_matrices=False)
-    resolution = float(np.sqrt(np.finfo(np.dtype(flat.dtype)).eps))
-    return rows[np.asarray(singular > resolution * singular[0])]
+    rows, kept = gauge_basis(jax.vmap(lambda g: ravel_pytree(g)[0])(directions) * keep)
+    return rows[np.asarray(kept)]
 
 
 @jax.jit

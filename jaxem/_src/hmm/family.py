@@ -38,6 +38,7 @@ from jaxem._src.family import (
     Family,
     MixtureFamily,
     below_resolution,
+    concrete_starts,
     log_weights,
     no_coordinates,
     weights_from_logs,
@@ -336,10 +337,8 @@ class HMM(Family):
 
     def check_start(self, params, x):
         super().check_start(params, x)
-        batch = self.as_batch(params)
-        if concrete(batch.startprob) is not None:
-            for i in range(batch.startprob.shape[0]):
-                self.check_params(jax.tree.map(lambda a, i=i: a[i], batch))
+        for start in concrete_starts(self, params):
+            self.check_params(start)
 
     def unconstrain(self, params):
         return HMMParams(

@@ -450,9 +450,16 @@ def test_hyperparameters_outside_their_range_are_refused(make, message):
 def test_variational_priors_of_the_data_and_its_unsupported_calls():
     """degrees_of_freedom_prior ≤ D − 1 and a covariance prior that is not
     positive definite fitted without a word; select and n_active crashed or
-    were ignored (the prior gives every component weight)."""
+    were ignored (the prior gives every component weight). A mean prior of
+    one entry for 3 features was broadcast to all, one of 2 failed inside the
+    fit with JAX's broadcasting error, and a NaN or infinite one ended in NaN
+    means without a word (the estimator and scikit-learn refuse all three)."""
     x = np.random.default_rng(0).normal(size=(30, 3))
     cases = [
+        (variational.family("full", mean_prior=[1.0]), "mean_prior must hold 3 finite"),
+        (variational.family("diag", mean_prior=[0.0, 0.0]), "mean_prior must hold 3 finite"),
+        (variational.family("full", mean_prior=[0.0, np.nan, 0.0]), "mean_prior must hold"),
+        (variational.family("tied", mean_prior=[0.0, np.inf, 0.0]), "mean_prior must hold"),
         (variational.family("full", degrees_of_freedom_prior=1.0), "degrees_of_freedom_prior"),
         (variational.family("full", covariance_prior=-np.eye(3)), "positive semi-definite"),
         (variational.family("diag", covariance_prior=np.ones(2)), "shape"),

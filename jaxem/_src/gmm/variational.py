@@ -263,17 +263,21 @@ class VariationalFamily(MixtureFamily):
     def check_data(self, x: Any, *, name: str = "x") -> Any:
         """:meth:`MixtureFamily.check_data`, then the priors that depend on the
         number of features D (where given and concrete), as scikit-learn's
-        ``BayesianGaussianMixture``: ``degrees_of_freedom_prior > D − 1``, a
-        ``covariance_prior`` of the covariance type's shape and positive
-        (definite)."""
+        ``BayesianGaussianMixture``: a finite ``mean_prior`` of D entries,
+        ``degrees_of_freedom_prior > D − 1``, a ``covariance_prior`` of the
+        covariance type's shape and positive (definite)."""
         x = super().check_data(x, name=name)
         if self.bound:
             return x
         d = self.n_features_in(x)
-        dof, prior = (
+        mean, dof, prior = (
             None if value is None else concrete(value)
-            for value in (self.degrees_of_freedom_prior, self.covariance_prior)
+            for value in (self.mean_prior, self.degrees_of_freedom_prior, self.covariance_prior)
         )
+        if mean is not None and (mean.shape != (d,) or not np.all(np.isfinite(mean))):
+            raise ValueError(
+                f"mean_prior must hold {d} finite numbers (one per feature); got {mean!r}"
+            )
         if dof is not None and not dof > d - 1:
             raise ValueError(
                 f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}; got {float(dof)}"

@@ -529,30 +529,41 @@ class StudentT(MixtureFamily):
 
     # -------------------------------------------------------------------- EM
 
-    def _distances(self, params: StudentTParams, x: jax.Array):
-        """(N, K) Mahalanobis distances ``δ`` and (N, K) ``log t_ν(x | μ_k, Σ_k)``."""
+    def _distances(self, params: StudentTParams, x: jax.Array, dof: jax.Array | None = None):
+        """(N, K) Mahalanobis distances ``δ`` and (N, K) ``log t_ν(x | μ_k, Σ_k)``
+        (``ν``: ``dof``, by default the parameters')."""
         module = cov_lib.get(params.covariance_type)
         d = x.shape[-1]
         center = mixture_center(params)  # as the Gaussian densities
         maha = module.mahalanobis(x - center, params.means - center, params.precisions_cholesky)
         log_det = module.log_det_cholesky(params.precisions_cholesky, d)
-        dof = params.dof
+        dof = params.dof if dof is None else dof
         log_kernel = -0.5 * (dof + d) * jnp.log1p(maha / dof)
         return maha, log_t_constant(dof, d) + log_det + log_kernel
 
     def log_components(self, params, x):
         return self._distances(params, x)[1]
 
+    def _pass_dof(self, params: StudentTParams) -> jax.Array:
+        """The ``ν`` of EM's pass: the parameters' where it is estimated, the
+        family's where it is fixed (the M-step sets the parameters' to it), so
+        that the pass reads the family's hyperparameter and the implicit
+        derivative of a fit with respect to a fixed, traced ``dof`` reaches it
+        (through the parameters it was 0: the linear solve holds them)."""
+        if self.estimates_dof:
+            return params.dof
+        return self._start_dof(params.dof.shape[-1], params.dof.dtype)
+
     def pass_(self, params, rows, w, context):
         module = cov_lib.get(params.covariance_type)
         d = rows.shape[-1]
-        maha, log_comp = self._distances(params, rows)
+        dof = self._pass_dof(params)
+        maha, log_comp = self._distances(params, rows, dof)
         joint = log_joint(log_comp, params.weights)
         log_norm = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_norm[:, None]) * w[:, None]
         if self._trial_dof is not None:  # the ECME search's pass
             return self._dof_search_stats(resp, maha, d), jnp.sum(w * log_norm)
-        dof = params.dof
         v, u, log_u = _weight_terms(maha, dof, d)
         ru = resp * u
         # E[log U] − E[U] + 1 = (log u − u + 1) + ψ((ν+D)/2) − log((ν+D)/2)

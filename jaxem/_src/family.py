@@ -385,6 +385,10 @@ class Family:
     #: the largest, rely on). False where a prior gives every component weight.
     supports_n_active: ClassVar[bool] = True
 
+    #: Whether ``fit(..., implicit=True)`` can differentiate its fits: its
+    #: :meth:`unconstrain` and :meth:`constrain` are a chart of its parameters.
+    supports_implicit: ClassVar[bool] = True
+
     def chunk_rows(self, n_rows: int, params: PyTree, rows: Any, batch: int, mode: str) -> int:
         """Rows per chunk of the pass (static). ``rows`` are the rows the pass
         reads (features when ``mode`` is ``"cached"`` or ``"features"``, else the

@@ -257,6 +257,9 @@ class VariationalFamily(MixtureFamily):
 
     # the priors' concentration weighs every component: none stays at weight 0
     supports_n_active: ClassVar[bool] = False
+    # no chart of the variational posterior yet (its unconstrain is the
+    # mixtures', of weights it does not have)
+    supports_implicit: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
 

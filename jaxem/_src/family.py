@@ -56,6 +56,12 @@ mixture needs only those and :meth:`~Family.n_parameters`, with two rules:
   ``probs`` (K, D) get the engine's checks of D against the data and of K
   against the weights; other names: override
   :meth:`~MixtureFamily.n_features_of`.
+
+``fit(..., implicit=True)`` and :func:`jaxem.standard_errors` differentiate in
+the coordinates of :meth:`Family.unconstrain` and :meth:`Family.constrain` (the
+mixtures' default: log-weights, the other floating fields as they are); a
+family whose parameters those do not chart sets :attr:`Family.supports_implicit`
+to False, or overrides them.
 """
 
 from __future__ import annotations

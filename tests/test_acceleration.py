@@ -271,6 +271,29 @@ def test_fallback_when_the_extrapolation_decreases_the_objective():
     assert rejected >= 3
 
 
+def test_where_plain_em_goes_down_squarem_follows_it_to_em_fixed_point():
+    """Refitting a fit of ``reg_covar=1e-3`` under ``2e-3``: every EM step lowers the
+    log-likelihood (the M-step is no ascent step of it), so two plain steps end
+    below their base. SQUAREM stopped there and returned the start, as
+    converged, unchanged, a point that is not EM's fixed point (a review: and
+    the implicit derivative taken there); it now takes those steps as plain EM
+    does and ends where plain EM ends."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) * 0.7 + 3.0])
+    x = jnp.asarray(x)
+    start = gmm.fit(jax.random.key(1), x, 2, reg_covar=1e-3, tol=1e-13, max_iter=3000).params
+    family = gmm.family("full", reg_covar=2e-3)
+    settings = dict(start=start, tol=1e-14, max_iter=3000, n_refine=0)
+    fits = {a: jaxem.fit(family, None, x, **settings, accelerate=a) for a in (None, "squarem")}
+    plain, squarem = fits[None], fits["squarem"]
+    assert bool(plain.converged) and bool(squarem.converged)
+    moved = np.max(np.abs(np.asarray(plain.params.covariances - start.covariances)))
+    assert moved > 1e-4  # EM's fixed point is not the start
+    np.testing.assert_allclose(squarem.params.covariances, plain.params.covariances, atol=1e-9)
+    np.testing.assert_allclose(squarem.log_likelihood, plain.log_likelihood, rtol=1e-12)
+    assert plain.log_likelihood < jnp.mean(gmm.log_prob(start, x))  # EM went down
+
+
 def test_invalid_extrapolation_is_rejected():
     # Natural coordinates: a point outside the parameter space is NaN, so rejected.
     family = mixtures.Poisson()

@@ -15,12 +15,15 @@ EM step from ``θ'`` stabilises it, ``θ_new = F(θ')``; the objective of
 ``θ_new`` must not fall below that of ``θ₀`` by more than ``objective_slack``,
 otherwise the cycle falls back to ``θ_new = θ₂`` (two plain EM steps, which
 never decrease it in exact arithmetic; where they do, because an M-step is not
-an ascent step of the monitored objective — ``reg_covar``, or a component
-dropped when its mass underflows after a jump towards a likelihood spike — the
-loop stops and returns ``θ₀``). ``step_max`` adapts as in the R package SQUAREM
-(Varadhan 2021, ``squarem1``): it starts at ``step_max0``, is multiplied by
-``mstep`` each time ``α`` reaches it, and divided by ``mstep`` (not below
-``step_max0``) when an extrapolation at ``step_max`` is rejected.
+an ascent step of the monitored objective — ``reg_covar`` large against the
+data's variances, or a start that is not a fixed point of the map under a new
+``reg_covar`` — the cycle takes them as plain EM would, so that SQUAREM ends
+at EM's fixed points: it stopped there at ``θ₀`` until 2026-12-08, and a
+refit under a doubled ``reg_covar`` returned its start as converged).
+``step_max`` adapts as in the R package SQUAREM (Varadhan 2021, ``squarem1``):
+it starts at ``step_max0``, is multiplied by ``mstep`` each time ``α`` reaches
+it, and divided by ``mstep`` (not below ``step_max0``) when an extrapolation at
+``step_max`` is rejected.
 
 A family's fit extrapolates in the parameters' own coordinates, as the package
 does, and a point outside the parameter space (:meth:`jaxem.Family.valid`: a
@@ -75,7 +78,8 @@ class Squarem:
     The defaults are the R package's (``step.min0``, ``step.max0``, ``mstep``),
     except ``objective_slack``: the package accepts a cycle whose objective
     falls by up to ``objfn.inc = 1`` (a summed log-likelihood); jaxem accepts
-    none (0), so the monitored objective never decreases.
+    none (0), so the monitored objective decreases only where plain EM's own
+    steps decrease it (module docstring).
 
     Attributes:
         step_min0: lower bound of the step length ``α`` (1: at least two EM steps' worth).
@@ -152,7 +156,6 @@ _BASE = 1  # θ₀, the cycle's base (recorded): next F(θ₀) = θ₁
 _FIRST = 2  # θ₁: next the extrapolated θ' (or, |α − 1| ≤ 0.01, the candidate θ')
 _EXTRAPOLATED = 3  # θ': next its stabilising step F(θ'), the candidate
 _REJECTED = 4  # a candidate below the base: next θ₂ (the fallback, a base)
-_STALLED = 5  # θ₂ fell below θ₀ (the M-step is no ascent step there): next θ₀, final
 
 # |α − 1| at most this: θ' is (nearly) θ₂ and is not stabilised (the package's 0.01).
 _NO_STABILISATION = 0.01
@@ -239,9 +242,8 @@ def next_point(
         carry.base, carry.point, mapped, carry.step_min, carry.step_max, unconstrain, constrain
     )
     role = carry.role
-    # _START: the start; _BASE, _EXTRAPOLATED: F(point); _FIRST: θ'; _REJECTED: θ₂;
-    # _STALLED: θ₀ again, the returned parameters
-    point = _select(role, start, mapped, extrapolated, mapped, carry.saved, carry.base)
+    # _START: the start; _BASE, _EXTRAPOLATED: F(point); _FIRST: θ'; _REJECTED: θ₂
+    point = _select(role, start, mapped, extrapolated, mapped, carry.saved)
     first = role == _FIRST
     return point, carry._replace(
         saved=loop.tree_where(first, mapped, carry.saved),
@@ -276,12 +278,10 @@ def record(
     is_candidate = ((role == _FIRST) & ~stabilise) | (role == _EXTRAPOLATED)
     accept = jnp.isfinite(ll) & (ll >= carry.base_ll - config.objective_slack)
     rejected = is_candidate & ~accept
-    # Two EM steps never decrease the objective in exact arithmetic, but an M-step
-    # can fail to be an ascent step: with reg_covar, or when a component's mass
-    # underflows to 0 and it is dropped (after a jump to a likelihood spike). Then
-    # the loop stops at θ₀, so the history never decreases.
-    stalled = (role == _REJECTED) & ~(ll >= carry.base_ll) & ~stopped
-    is_base = (role == _START) | ((role == _REJECTED) & ~stalled) | (is_candidate & accept)
+    # θ₂, the fallback, is a base even below θ₀: two EM steps never decrease the
+    # objective in exact arithmetic, and where an M-step is no ascent step of it
+    # (reg_covar) plain EM takes them too
+    is_base = (role == _START) | (role == _REJECTED) | (is_candidate & accept)
     is_base &= ~stopped  # after the rule stopped, the pass is the final one
 
     # The package's step-length rule, once per cycle (when its candidate is judged).
@@ -297,21 +297,15 @@ def record(
 
     advanced = loop.advance(state, ll, tol, criterion, total)
     new_role = jnp.where(
-        stalled,
-        _STALLED,
+        is_base,
+        _BASE,
         jnp.where(
-            is_base,
-            _BASE,
-            jnp.where(
-                rejected,
-                _REJECTED,
-                jnp.where((role == _FIRST) & stabilise, _EXTRAPOLATED, _FIRST),
-            ),
+            rejected, _REJECTED, jnp.where((role == _FIRST) & stabilise, _EXTRAPOLATED, _FIRST)
         ),
     ).astype(jnp.int32)
     state = loop.tree_where(is_base, advanced, state)
     return SquaremCarry(
-        state=state._replace(done=state.done | stalled),
+        state=state,
         point=point,
         stats=stats,
         have_stats=jnp.zeros_like(carry.have_stats),

@@ -293,7 +293,9 @@ def fit(
             :class:`jaxem.Squarem` (static): SQUAREM (Varadhan & Roland 2008)
             in the family's unconstrained coordinates, for screening and
             refinement; ``n_iter`` then counts SQUAREM cycles and
-            ``n_evals`` passes over the data. The objective never decreases.
+            ``n_evals`` passes over the data. The objective decreases only
+            where two plain EM steps decrease it (an M-step that is no ascent
+            step of it: ``reg_covar``).
         implicit: ``False`` (default: forward mode differentiates the
             iterations run, reverse mode raises), ``True`` or a
             :class:`jaxem.Implicit` (static; data in memory): reverse mode

@@ -254,7 +254,8 @@ def iterate(
             :class:`jaxem.Squarem` (static): SQUAREM extrapolation of the map
             ``step`` (:mod:`jaxem._src.acceleration`); ``n_iter`` then counts its
             cycles and ``n_evals`` the calls of ``step``, the history holds the
-            log-likelihood of each cycle's accepted point and never decreases.
+            log-likelihood of each cycle's accepted point, which decreases only
+            where two plain steps decrease it.
             ``log_likelihood`` is then unused (the step gives it).
         transform: ``(to_unconstrained, from_unconstrained)``, pure functions
             between ``params`` and the pytree of reals in which SQUAREM

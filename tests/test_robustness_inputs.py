@@ -469,10 +469,6 @@ def test_variational_priors_of_the_data_and_its_unsupported_calls():
             jaxem.fit(family, KEY, x, 2)
     with pytest.raises(ValueError, match="n_active"):
         jaxem.fit(variational.family("diag"), KEY, x, 3, n_active=2)
-    # implicit=True crashed under jax.grad (the mixtures' unconstrain, of weights
-    # the variational posterior does not have)
-    with pytest.raises(NotImplementedError, match="forward mode"):
-        jaxem.fit(variational.family("diag"), KEY, x, 2, implicit=True)
     with pytest.raises(ValueError, match="select needs"):
         jaxem.select(variational.family("diag"), KEY, x, n_components=[1, 2])
 

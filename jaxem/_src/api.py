@@ -337,12 +337,6 @@ def fit(
     if n_active is not None and not family.supports_n_active:
         raise ValueError(_no_n_active(family, "n_active"))
     n_active = check_n_active(n_active, n_components)
-    if implicit is not None and not family.supports_implicit:
-        raise NotImplementedError(
-            f"implicit=True: {type(family).__name__} has no unconstrained coordinates for "
-            "the implicit solve yet; differentiate its fit in forward mode (jax.jvp, "
-            "jax.jacfwd) without implicit="
-        )
     if implicit is not None and isinstance(x, ChunkedData | ShardedData):
         raise ValueError(
             "implicit= differentiates fits of data in memory; got "

@@ -60,8 +60,8 @@ mixture needs only those and :meth:`~Family.n_parameters`, with two rules:
 ``fit(..., implicit=True)`` and :func:`jaxem.standard_errors` differentiate in
 the coordinates of :meth:`Family.unconstrain` and :meth:`Family.constrain` (the
 mixtures' default: log-weights, the other floating fields as they are); a
-family whose parameters those do not chart sets :attr:`Family.supports_implicit`
-to False, or overrides them.
+family whose parameters have no ``weights`` field overrides them (the
+variational posterior: its parameters as they are).
 """
 
 from __future__ import annotations
@@ -390,10 +390,6 @@ class Family:
     #: ``fit(..., n_active=)`` and :func:`jaxem.select`, which fits every K inside
     #: the largest, rely on). False where a prior gives every component weight.
     supports_n_active: ClassVar[bool] = True
-
-    #: Whether ``fit(..., implicit=True)`` can differentiate its fits: its
-    #: :meth:`unconstrain` and :meth:`constrain` are a chart of its parameters.
-    supports_implicit: ClassVar[bool] = True
 
     def chunk_rows(self, n_rows: int, params: PyTree, rows: Any, batch: int, mode: str) -> int:
         """Rows per chunk of the pass (static). ``rows`` are the rows the pass

@@ -257,9 +257,6 @@ class VariationalFamily(MixtureFamily):
 
     # the priors' concentration weighs every component: none stays at weight 0
     supports_n_active: ClassVar[bool] = False
-    # no chart of the variational posterior yet (its unconstrain is the
-    # mixtures', of weights it does not have)
-    supports_implicit: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ data
 
@@ -411,6 +408,21 @@ class VariationalFamily(MixtureFamily):
 
     def n_components_of(self, params):
         return params.means.shape[-2]
+
+    # The coordinates of implicit differentiation and of SQUAREM's
+    # ``coordinates="unconstrained"``: the posterior's parameters as they are
+    # (the mixtures' log-weights do not apply: the weights are a function of
+    # ``weight_concentration``). Every component is active (the prior's
+    # concentration weighs each), so none is held at a boundary.
+
+    def unconstrain(self, params):
+        return params
+
+    def constrain(self, u, like):
+        return u
+
+    def boundary(self, params):
+        return None
 
     def as_batch(self, params):
         if params.means.ndim == 3:

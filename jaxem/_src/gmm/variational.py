@@ -46,7 +46,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, xlogy
 from jax.typing import ArrayLike
 
-from jaxem._src.family import MeansShape, MixtureFamily
+from jaxem._src.family import Family, MeansShape, MixtureFamily
 from jaxem._src.gmm import covariances as cov_lib
 from jaxem._src.gmm.criteria import n_parameters
 from jaxem._src.gmm.family import GaussianContext, gaussian_context, gaussian_summary
@@ -410,19 +410,13 @@ class VariationalFamily(MixtureFamily):
         return params.means.shape[-2]
 
     # The coordinates of implicit differentiation and of SQUAREM's
-    # ``coordinates="unconstrained"``: the posterior's parameters as they are
-    # (the mixtures' log-weights do not apply: the weights are a function of
-    # ``weight_concentration``). Every component is active (the prior's
-    # concentration weighs each), so none is held at a boundary.
-
-    def unconstrain(self, params):
-        return params
-
-    def constrain(self, u, like):
-        return u
-
-    def boundary(self, params):
-        return None
+    # ``coordinates="unconstrained"``: Family's defaults, the posterior's
+    # parameters as they are (the mixtures' log-weights do not apply: the
+    # weights are a function of ``weight_concentration``), and no boundary
+    # (the prior's concentration keeps every component active).
+    unconstrain = Family.unconstrain
+    constrain = Family.constrain
+    boundary = Family.boundary
 
     def as_batch(self, params):
         if params.means.ndim == 3:
